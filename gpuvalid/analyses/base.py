@@ -1,0 +1,129 @@
+"""The result of one report section and the helpers every section uses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OK = "ok"
+WARNINGS = "warnings"
+NOT_MEASURED = "not_measured"
+NOT_APPLICABLE = "not_applicable"
+NOT_IMPLEMENTED = "not_implemented"
+
+STATUS_TEXT = {
+    OK: "OK",
+    WARNINGS: "{n} warning(s)",
+    NOT_MEASURED: "could not be measured",
+    NOT_APPLICABLE: "does not apply",
+    NOT_IMPLEMENTED: "not implemented",
+}
+
+
+@dataclass
+class Figure:
+    """A PNG written into the report folder; ``file`` is relative to the report folder."""
+
+    file: str
+    caption: str
+
+
+@dataclass
+class SectionResult:
+    """Everything one section contributes to ``results.json`` and ``report.md``.
+
+    ``values`` and ``vrs_compat`` must be JSON-serialisable (use :func:`jsonable`).  ``blocks`` are
+    Markdown fragments (text, tables) shown under "Results"; ``criteria`` is the automatic-criteria
+    text; ``differences`` explains where gpuvalid's number differs from the reference service;
+    ``summary`` is one sentence for the overall-quality paragraph; ``key`` a short key number for the
+    CLI table.
+    """
+
+    id: str
+    title: str
+    status: str = OK
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    vrs_compat: dict = field(default_factory=dict)
+    explanation: str = ""
+    blocks: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    criteria: str = ""
+    differences: list[str] = field(default_factory=list)
+    summary: str = ""
+    key: str = ""
+    seconds: float = 0.0
+
+    def finish(self) -> "SectionResult":
+        """Set ``status`` from the warnings (only for evaluable sections)."""
+        if self.status in (OK, WARNINGS):
+            self.status = WARNINGS if self.warnings else OK
+        return self
+
+    @property
+    def evaluable(self) -> bool:
+        return self.status in (OK, WARNINGS)
+
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT[self.status].format(n=len(self.warnings))
+
+    def to_json(self) -> dict:
+        d = {"title": self.title, "status": self.status, "warnings": list(self.warnings),
+             "values": jsonable(self.values), "vrs_compat": jsonable(self.vrs_compat),
+             "seconds": round(self.seconds, 3)}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+def not_applicable(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
+    return SectionResult(id, title, status=NOT_APPLICABLE, reason=reason, explanation=explanation,
+                         summary=f"{title} does not apply: {reason}", key="n/a")
+
+
+def not_measured(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
+    return SectionResult(id, title, status=NOT_MEASURED, reason=reason, explanation=explanation,
+                         summary=f"{title} could not be measured: {reason}", key="—")
+
+
+def not_implemented(id: str, title: str) -> SectionResult:
+    return SectionResult(id, title, status=NOT_IMPLEMENTED,
+                         reason="this analysis is not implemented in this version of gpuvalid",
+                         summary=f"{title} is not implemented yet.", key="—")
+
+
+def jsonable(obj):
+    """Convert NumPy scalars/arrays (and NaN/Inf) to plain JSON values (NaN/Inf → null)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table (cells converted with ``str``)."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def percentile_block(values: np.ndarray, unit: str, fmt: str = "{:.2f}") -> tuple[list[float], str]:
+    """The 2.5/25/50/75/97.5 % percentiles of ``values`` and a Markdown table of them."""
+    qs = [2.5, 25, 50, 75, 97.5]
+    p = [float(x) for x in np.percentile(values, qs)] if values.size else [float("nan")] * 5
+    table = md_table(["percentile"] + [f"{q} %" for q in qs], [[unit] + [fmt.format(v) for v in p]])
+    return p, table

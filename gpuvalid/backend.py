@@ -1,0 +1,201 @@
+"""Array backend: the one module that decides NumPy/SciPy (CPU) or CuPy/cupyx (CUDA).
+
+Analyses receive a :class:`Backend` and use ``be.xp`` (NumPy or CuPy), ``be.ndimage``
+(``scipy.ndimage`` or ``cupyx.scipy.ndimage``) and the FFT helpers ``be.rfftn`` etc.; they never
+import cupy themselves.  Raw CUDA sources live in the top-level ``kernels/`` folder and are compiled
+on first use by :meth:`Backend.kernel`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.fft
+import scipy.ndimage
+
+from .errors import BackendError
+
+__all__ = ["Backend", "get_backend", "cuda_available", "kernel_dirs"]
+
+
+def kernel_dirs() -> list[Path]:
+    """Folders searched for ``*.cu`` sources: ``$GPUVALID_KERNELS``, the source tree, the package."""
+    dirs = []
+    if os.environ.get("GPUVALID_KERNELS"):
+        dirs.append(Path(os.environ["GPUVALID_KERNELS"]))
+    here = Path(__file__).resolve().parent
+    dirs += [here.parent / "kernels", here / "kernels"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def _find_kernel_source(filename: str) -> Path:
+    for d in kernel_dirs():
+        p = d / filename
+        if p.is_file():
+            return p
+    raise BackendError(f"CUDA kernel source {filename!r} not found (searched {[str(d) for d in kernel_dirs()]})")
+
+
+class Backend:
+    """Namespace of array functions for one device.
+
+    Attributes: ``name`` ('numpy' or 'cupy'), ``device`` ('cpu' or 'cuda:N'), ``xp``, ``ndimage``,
+    ``is_gpu``.  FFT helpers use all CPU cores (``workers=-1``) on the CPU path and cuFFT (with CuPy's
+    plan cache) on the GPU path.
+    """
+
+    def __init__(self, name: str, device: str, xp, ndimage, fft, device_id: int | None = None):
+        self.name = name
+        self.device = device
+        self.xp = xp
+        self.ndimage = ndimage
+        self._fft = fft
+        self.device_id = device_id
+        self.is_gpu = name == "cupy"
+        self._kernels: dict = {}
+
+    def __repr__(self) -> str:
+        return f"Backend({self.device})"
+
+    # ---- data movement -------------------------------------------------------------------
+    def asarray(self, a, dtype=None):
+        """Array on this backend's device (no copy when already there)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        """NumPy copy of ``a`` (no copy on the CPU backend)."""
+        if self.is_gpu and hasattr(a, "get"):
+            return a.get()
+        return np.asarray(a)
+
+    def scalar(self, a) -> float:
+        """Python float of a 0-d array (synchronises on GPU)."""
+        return float(self.to_host(a))
+
+    def synchronize(self) -> None:
+        if self.is_gpu:
+            self.xp.cuda.Device(self.device_id).synchronize()
+
+    # ---- FFTs ------------------------------------------------------------------------------
+    def _kw(self):
+        return {} if self.is_gpu else {"workers": -1}
+
+    def fftn(self, a, s=None, axes=None):
+        return self._fft.fftn(a, s=s, axes=axes, **self._kw())
+
+    def ifftn(self, a, s=None, axes=None):
+        return self._fft.ifftn(a, s=s, axes=axes, **self._kw())
+
+    def rfftn(self, a, s=None, axes=None):
+        return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
+
+    def irfftn(self, a, s=None, axes=None):
+        return self._fft.irfftn(a, s=s, axes=axes, **self._kw())
+
+    def fftfreq(self, n: int, d: float = 1.0):
+        return self.xp.asarray(np.fft.fftfreq(n, d))
+
+    def rfftfreq(self, n: int, d: float = 1.0):
+        return self.xp.asarray(np.fft.rfftfreq(n, d))
+
+    # ---- raw kernels -----------------------------------------------------------------------
+    def module(self, filename: str, options: tuple = ("--std=c++17",)):
+        """Compiled ``cupy.RawModule`` for ``kernels/<filename>`` (cached). GPU only."""
+        if not self.is_gpu:
+            raise BackendError("raw CUDA kernels need a CUDA backend")
+        key = (filename, tuple(options))
+        if key not in self._kernels:
+            src = _find_kernel_source(filename).read_text()
+            self._kernels[key] = self.xp.RawModule(code=src, options=tuple(options))
+        return self._kernels[key]
+
+    def kernel(self, filename: str, name: str, options: tuple = ("--std=c++17",)):
+        """One ``__global__`` function of ``kernels/<filename>`` (extern "C" name)."""
+        return self.module(filename, options).get_function(name)
+
+    # ---- memory and description ----------------------------------------------------------
+    def free_memory_bytes(self) -> int | None:
+        """Free device memory (GPU) or None on CPU."""
+        if not self.is_gpu:
+            return None
+        free, _total = self.xp.cuda.Device(self.device_id).mem_info
+        pool = self.xp.get_default_memory_pool()
+        return int(free + pool.free_bytes())
+
+    def free_pool(self) -> None:
+        """Return cached device blocks (between maps in batch runs)."""
+        if self.is_gpu:
+            self.xp.get_default_memory_pool().free_all_blocks()
+            self.xp.fft.config.get_plan_cache().clear()
+
+    def info(self) -> dict:
+        """Description for ``gpuvalid info`` and the report."""
+        d = {"backend": self.name, "device": self.device, "numpy": np.__version__, "scipy": scipy.__version__}
+        if self.is_gpu:
+            cp = self.xp
+            props = cp.cuda.runtime.getDeviceProperties(self.device_id)
+            name = props["name"]
+            d["device_name"] = name.decode() if isinstance(name, bytes) else str(name)
+            free, total = cp.cuda.Device(self.device_id).mem_info
+            d["memory_total_GiB"] = round(total / 2**30, 2)
+            d["memory_free_GiB"] = round(free / 2**30, 2)
+            d["cupy"] = cp.__version__
+            d["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+            d["cuda_driver"] = cp.cuda.runtime.driverGetVersion()
+            d["compute_capability"] = f"{props['major']}.{props['minor']}"
+        else:
+            d["device_name"] = platform.processor() or platform.machine()
+            d["cpu_cores"] = os.cpu_count()
+        return d
+
+
+def _import_cupy():
+    try:
+        import cupy  # noqa: F401  (the one place cupy is imported)
+        import cupyx.scipy.fft
+        import cupyx.scipy.ndimage
+    except Exception as exc:  # ImportError, or a CUDA library failing to load
+        raise BackendError(f"CuPy is not usable here ({type(exc).__name__}: {exc}); "
+                           "install gpuvalid[cuda12] or gpuvalid[cuda13], or use --device cpu") from None
+    return cupy, cupyx.scipy.fft, cupyx.scipy.ndimage
+
+
+@lru_cache(maxsize=None)
+def cuda_available() -> bool:
+    """True when CuPy imports and at least one CUDA device answers."""
+    try:
+        cp, _, _ = _import_cupy()
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=None)
+def get_backend(device: str = "auto") -> Backend:
+    """Backend for ``'cpu'``, ``'cuda'``/``'cuda:N'`` or ``'auto'`` (GPU 0 when one works, else CPU)."""
+    dev = (device or "auto").strip().lower()
+    if dev == "auto":
+        return get_backend("cuda:0") if cuda_available() else get_backend("cpu")
+    if dev in ("cpu", "numpy"):
+        return Backend("numpy", "cpu", np, scipy.ndimage, scipy.fft)
+    if dev == "cuda" or dev.startswith("cuda:") or dev.startswith("gpu"):
+        idx_txt = dev.split(":", 1)[1] if ":" in dev else "0"
+        try:
+            idx = int(idx_txt)
+        except ValueError:
+            raise BackendError(f"bad device {device!r}: use cpu, auto or cuda:N") from None
+        cp, cfft, cnd = _import_cupy()
+        try:
+            n = cp.cuda.runtime.getDeviceCount()
+        except Exception as exc:
+            raise BackendError(f"no CUDA device answers ({exc}); use --device cpu") from None
+        if idx >= n:
+            raise BackendError(f"device cuda:{idx} requested but only {n} CUDA device(s) found")
+        cp.cuda.Device(idx).use()
+        return Backend("cupy", f"cuda:{idx}", cp, cnd, cfft, device_id=idx)
+    raise BackendError(f"bad device {device!r}: use cpu, auto or cuda:N")

@@ -1,0 +1,120 @@
+"""The per-map state shared by all sections: map on the device, metadata, masks (computed once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import masks
+from .errors import NotMeasurable
+
+
+@dataclass
+class RunOptions:
+    """What to write besides the numbers."""
+
+    figure_dir: Path | None = None   # write PNG figures here (None: no figures)
+    map_dir: Path | None = None      # write derived maps (MRC) here when requested
+    views: bool = True               # render 3-D views when a renderer is available
+
+
+class MapContext:
+    """One map on one backend.
+
+    ``V`` is the map (float32, ``[z, y, x]``) on the device; ``voxel_size`` Ts in Å; ``threshold`` the
+    contour level t (or None); ``resolution`` R in Å (or None).  Masks and the resized map are
+    computed lazily and cached, so every section shares them.
+    """
+
+    def __init__(self, be, volume: np.ndarray, voxel_size: float, threshold: float | None,
+                 resolution: float | None, options: RunOptions | None = None, name: str = "map"):
+        self.be = be
+        self.host = np.ascontiguousarray(volume, dtype=np.float32)
+        self.voxel_size = float(voxel_size)
+        self.threshold = None if threshold is None else float(threshold)
+        self.resolution = None if resolution is None else float(resolution)
+        self.options = options or RunOptions()
+        self.name = name
+        self.vmax = float(self.host.max())
+        self.vmin = float(self.host.min())
+        self.cache: dict = {}  # free-form cache shared by sections (e.g. the spectrum)
+
+    @property
+    def shape(self) -> tuple:
+        return self.host.shape
+
+    @cached_property
+    def V(self):
+        return self.be.asarray(self.host)
+
+    # ---- threshold checks --------------------------------------------------------------------
+    @property
+    def threshold_too_high(self) -> bool:
+        return self.threshold is not None and self.threshold >= self.vmax
+
+    def require_mask(self) -> None:
+        """Raise :class:`NotMeasurable` when no usable contour threshold exists."""
+        if self.threshold is None:
+            raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
+        if self.threshold_too_high:
+            raise NotMeasurable(f"threshold too high: the contour level {self.threshold:g} is at or above "
+                                f"the map maximum {self.vmax:g}, so the mask is empty")
+
+    def require_resolution(self) -> None:
+        if self.resolution is None:
+            raise NotMeasurable("no resolution was given (use --resolution or an EMDB header)")
+
+    # ---- masks ---------------------------------------------------------------------------------
+    @cached_property
+    def raw_mask(self):
+        self._need_threshold()
+        return masks.raw_mask(self.be, self.V, self.threshold)
+
+    @cached_property
+    def hard_mask(self):
+        self._need_threshold()
+        return masks.hard_mask(self.be, self.V, self.threshold, self.voxel_size)
+
+    @cached_property
+    def soft_mask(self):
+        return masks.soft_mask(self.be, self.hard_mask)
+
+    def _need_threshold(self):
+        if self.threshold is None:
+            raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
+
+    # ---- resized map for the local analyses --------------------------------------------------
+    @cached_property
+    def resized(self) -> "MapContext":
+        """The map Fourier-resampled to Ts' = R/2, with its own masks (same threshold)."""
+        self.require_resolution()
+        Vr, ts = masks.resize_for_resolution(self.be, self.V, self.voxel_size, self.resolution)
+        ctx = MapContext(self.be, self.be.to_host(Vr), ts, self.threshold, self.resolution,
+                         self.options, name=self.name + " (resized)")
+        ctx.V = Vr  # keep the device copy
+        return ctx
+
+    def release(self) -> None:
+        """Drop cached device arrays (batch mode, between maps)."""
+        for k in ("V", "raw_mask", "hard_mask", "soft_mask", "resized"):
+            self.__dict__.pop(k, None)
+        self.cache.clear()
+
+
+@dataclass
+class MapInput:
+    """A map ready for validation with its provenance (what the report's input section shows)."""
+
+    path: Path
+    data: np.ndarray                   # float32 [z, y, x]
+    voxel_size: float                  # Å (isotropic after input handling)
+    threshold: float | None
+    resolution: float | None
+    sha256: str
+    origin_A: tuple = (0.0, 0.0, 0.0)  # x, y, z
+    header_voxel_size: tuple = ()      # x, y, z as in the file
+    notes: list[str] = field(default_factory=list)
+    sources: dict = field(default_factory=dict)  # where t / R / Ts came from

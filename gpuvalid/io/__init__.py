@@ -1,0 +1,5 @@
+"""Map input: MRC/CCP4 files and EMDB metadata."""
+
+from .load import load_map_input
+
+__all__ = ["load_map_input"]

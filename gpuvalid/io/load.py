@@ -1,0 +1,110 @@
+"""Assemble a :class:`~gpuvalid.context.MapInput` from a map file, an optional EMDB header and the
+command line (the command line wins over the header, the header over the MRC header)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..context import MapInput
+from ..errors import InputError
+from .emdb import parse_header
+from .mrc import read_mrc, sha256_file
+
+ANISOTROPY_TOL = 1e-3  # relative spread of the three voxel sizes accepted as isotropic
+
+
+def _check_positive(name: str, value: float | None, allow_none: bool = True) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise InputError(f"{name} is required")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"{name} must be a positive number, got {value!r}")
+    return v
+
+
+def load_map_input(path: str | Path, *, threshold: float | None = None, resolution: float | None = None,
+                   voxel_size: float | None = None, header: str | Path | None = None,
+                   resample_anisotropic: bool = False) -> MapInput:
+    """Read and check a map and its metadata.
+
+    Voxel size: ``voxel_size`` if given, else the EMDB header's pixel spacing, else the MRC header.
+    Anisotropic voxels are refused unless ``resample_anisotropic`` (linear resampling to the finest
+    spacing) or an explicit ``voxel_size`` is given.  Resolution must be positive; the threshold may be
+    any finite number (a threshold above the map maximum is reported by the mask sections).
+    """
+    path = Path(path)
+    voxel_size = _check_positive("voxel size", voxel_size)
+    resolution = _check_positive("resolution", resolution)
+    if threshold is not None and not math.isfinite(float(threshold)):
+        raise InputError(f"threshold must be a finite number, got {threshold!r}")
+    sources = {}
+    hdr = parse_header(header) if header is not None else None
+
+    m = read_mrc(path)
+    notes = list(m.notes)
+    data = m.data
+    file_vs = m.voxel_size
+
+    if voxel_size is not None:
+        ts = voxel_size
+        sources["voxel_size"] = "command line"
+        if max(file_vs) > 0 and any(abs(v - ts) / ts > 0.01 for v in file_vs):
+            notes.append(f"voxel size {ts:g} Å from the command line replaces the file's "
+                         f"{_fmt_vs(file_vs)} Å")
+    else:
+        vs = file_vs
+        sources["voxel_size"] = "MRC header"
+        if hdr is not None and hdr.voxel_size is not None:
+            vs = hdr.voxel_size
+            sources["voxel_size"] = "EMDB header"
+            if max(file_vs) > 0 and any(abs(a - b) / b > 0.01 for a, b in zip(file_vs, vs)):
+                notes.append(f"EMDB header pixel spacing {_fmt_vs(vs)} Å differs from the MRC header "
+                             f"{_fmt_vs(file_vs)} Å; using the EMDB header")
+        bad = [v for v in vs if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise InputError(f"{path.name}: voxel size {_fmt_vs(vs)} Å in the header is not positive; "
+                             "pass --voxel-size")
+        spread = (max(vs) - min(vs)) / min(vs)
+        if spread > ANISOTROPY_TOL:
+            if not resample_anisotropic:
+                raise InputError(f"{path.name}: anisotropic voxels {_fmt_vs(vs)} Å (x,y,z); the analyses "
+                                 "need isotropic sampling: pass --resample-anisotropic or --voxel-size")
+            data, ts = _resample_isotropic(data, vs)
+            notes.append(f"anisotropic voxels {_fmt_vs(vs)} Å resampled (trilinear) to {ts:g} Å")
+        else:
+            ts = float(np.mean(vs))
+
+    if threshold is not None:
+        sources["threshold"] = "command line"
+    elif hdr is not None and hdr.contour is not None:
+        threshold = hdr.contour
+        sources["threshold"] = "EMDB header (primary contour)"
+    if resolution is not None:
+        sources["resolution"] = "command line"
+    elif hdr is not None and hdr.resolution is not None:
+        resolution = _check_positive("resolution in the EMDB header", hdr.resolution)
+        sources["resolution"] = "EMDB header"
+    if resolution is not None and resolution < 2 * ts * 0.999:
+        notes.append(f"reported resolution {resolution:g} Å is finer than the Nyquist limit "
+                     f"{2 * ts:g} Å of this sampling")
+
+    return MapInput(path=path, data=data, voxel_size=float(ts), threshold=None if threshold is None
+                    else float(threshold), resolution=resolution, sha256=sha256_file(path),
+                    origin_A=m.origin_A, header_voxel_size=file_vs, notes=notes, sources=sources)
+
+
+def _resample_isotropic(data: np.ndarray, vs_xyz) -> tuple[np.ndarray, float]:
+    from scipy import ndimage
+
+    ts = float(min(vs_xyz))
+    zoom = [vs_xyz[2] / ts, vs_xyz[1] / ts, vs_xyz[0] / ts]  # data is z, y, x
+    return ndimage.zoom(data, zoom, order=1).astype(np.float32), ts
+
+
+def _fmt_vs(vs) -> str:
+    return "×".join(f"{v:.4g}" for v in vs)
