@@ -26,7 +26,8 @@ STATUS_STYLE = {"ok": "green", "warnings": "yellow", "not_measured": "red", "not
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit with ``code``."""
-    err_console.print(f"[bold red]gpuvalid: error:[/] {' '.join(str(message).split())}", highlight=False)
+    err_console.print(f"[bold red]gpuvalid: error:[/] {' '.join(str(message).split())}", highlight=False,
+                      soft_wrap=True)
     raise typer.Exit(code)
 
 

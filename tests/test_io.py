@@ -1,0 +1,167 @@
+"""Map input: real maps read correctly, bad input refused with a one-line InputError."""
+
+import bz2
+import gzip
+import hashlib
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from gpuvalid.errors import InputError
+from gpuvalid.io import load_map_input
+from gpuvalid.io.emdb import normalise_emdb_id, parse_header_text
+from gpuvalid.io.mrc import read_mrc
+
+from .helpers import write_map
+
+
+def _raw_mrc(path):
+    """Independent MRC reader: the 1024-byte header, the extended header, then float32 data."""
+    b = path.read_bytes()
+    nc, nr, ns, mode = struct.unpack("<4i", b[:16])
+    mapc, mapr, maps = struct.unpack("<3i", b[64:76])
+    nsymbt = struct.unpack("<i", b[92:96])[0]
+    assert mode == 2
+    data = np.frombuffer(b, dtype="<f4", count=nc * nr * ns, offset=1024 + nsymbt).reshape(ns, nr, nc)
+    return data, (mapc, mapr, maps)
+
+
+def test_real_map_5168(data_dir):
+    m = load_map_input(data_dir / "emd_5168.map", threshold=10, resolution=6.6)
+    assert m.data.shape == (100, 100, 100) and m.data.dtype == np.float32
+    assert m.voxel_size == pytest.approx(1.742, abs=1e-4)
+    sums = {n.lstrip("./"): h for h, n in (ln.split() for ln in (data_dir / "SHA256SUMS").read_text().splitlines()
+                                              if ln.strip())}
+    assert m.sha256 == sums["emd_5168.map"]
+    raw, order = _raw_mrc(data_dir / "emd_5168.map")
+    assert order == (1, 2, 3)
+    np.testing.assert_array_equal(m.data, raw)
+
+
+def test_axis_order_312_and_anisotropy(data_dir):
+    path = data_dir / "emd_3001.map"
+    with pytest.raises(InputError, match="anisotropic"):
+        load_map_input(path)
+    m = read_mrc(path)
+    raw, order = _raw_mrc(path)
+    assert order == (3, 1, 2)  # columns = Z, rows = X, sections = Y
+    ns, nr, nc = raw.shape
+    assert m.data.shape == (nc, ns, nr)  # (Z, Y, X)
+    for s, r, c in [(0, 0, 0), (3, 7, 11), (ns - 1, nr - 1, nc - 1), (10, 20, 30)]:
+        assert m.data[c, s, r] == raw[s, r, c]
+    assert any("transposed" in n for n in m.notes)
+    # explicit handling: resample to the finest spacing
+    r = load_map_input(path, resample_anisotropic=True)
+    assert r.voxel_size == pytest.approx(min(m.voxel_size), rel=1e-6)
+    assert r.data.shape[1] == ns  # Y has the finest spacing: unchanged
+    # or force a voxel size
+    f = load_map_input(path, voxel_size=0.4)
+    assert f.voxel_size == 0.4 and any("replaces" in n for n in f.notes)
+
+
+def test_small_and_noncubic(data_dir):
+    small = load_map_input(data_dir / "emd_3197.map")
+    assert small.data.shape == (20, 20, 20) and small.voxel_size == pytest.approx(11.4, abs=1e-4)
+    crop = load_map_input(data_dir / "emd_2566_crop_3j6b_chain9.mrc")
+    assert crop.data.shape == (47, 52, 35)
+    assert crop.origin_A == pytest.approx((356.44, 155.44, 159.46), abs=0.01)
+
+
+def test_compressed_maps_read_like_the_original(data_dir, tmp_path):
+    src = data_dir / "emd_3197.map"
+    ref = load_map_input(src).data
+    gz = tmp_path / "m.map.gz"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    bz = tmp_path / "m.map.bz2"
+    bz.write_bytes(bz2.compress(src.read_bytes()))
+    for p in (gz, bz):
+        m = load_map_input(p)
+        np.testing.assert_array_equal(m.data, ref)
+        assert m.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbage", "truncated", "nan", "inf", "zero_voxel",
+                                  "tiny", "constant", "image2d"])
+def test_bad_input_is_one_line_error(case, tmp_path, data_dir):
+    p = tmp_path / "bad.mrc"
+    rng = np.random.default_rng(0)
+    if case == "missing":
+        p = tmp_path / "nope.mrc"
+    elif case == "empty":
+        p.write_bytes(b"")
+    elif case == "garbage":
+        p.write_bytes(bytes(rng.integers(0, 256, 3000, dtype=np.uint8)))
+    elif case == "truncated":
+        p.write_bytes((data_dir / "emd_5168.map").read_bytes()[:50000])
+    elif case in ("nan", "inf"):
+        d = rng.normal(size=(16, 16, 16)).astype(np.float32)
+        d[3, 4, 5] = np.nan if case == "nan" else np.inf
+        write_map(p, d)
+    elif case == "zero_voxel":
+        write_map(p, rng.normal(size=(16, 16, 16)), voxel_size=0.0)
+    elif case == "tiny":
+        write_map(p, rng.normal(size=(4, 16, 16)))
+    elif case == "constant":
+        write_map(p, np.ones((16, 16, 16)))
+    elif case == "image2d":
+        write_map(p, rng.normal(size=(16, 16)))
+    with pytest.raises(InputError) as exc:
+        load_map_input(p)
+    msg = str(exc.value)
+    assert "\n" not in msg and len(msg) < 300, msg
+
+
+def test_bad_options():
+    for kw in ({"voxel_size": 0}, {"voxel_size": -1.0}, {"voxel_size": float("nan")}, {"resolution": 0},
+               {"threshold": float("inf")}):
+        with pytest.raises(InputError):
+            load_map_input("does-not-matter.map", **kw)
+
+
+HEADER_V3 = """<?xml version="1.0" encoding="UTF-8"?>
+<emd emdb_id="EMD-5168" version="3.0.0.0">
+  <structure_determination_list><structure_determination>
+    <method>helical</method>
+    <helical_processing><final_reconstruction>
+      <resolution res_type="BY AUTHOR" units="Å">6.6</resolution>
+    </final_reconstruction></helical_processing>
+  </structure_determination></structure_determination_list>
+  <map format="CCP4" size_kbytes="3907">
+    <file>emd_5168.map.gz</file>
+    <contour_list>
+      <contour primary="false"><level>3.0</level></contour>
+      <contour primary="true"><level>10.0</level><source>AUTHOR</source></contour>
+    </contour_list>
+    <pixel_spacing><x units="Å">1.742</x><y units="Å">1.742</y><z units="Å">1.742</z></pixel_spacing>
+  </map>
+</emd>"""
+
+
+def test_emdb_header_v3(tmp_path, data_dir):
+    h = parse_header_text(HEADER_V3)
+    assert (h.emdb_id, h.contour, h.resolution, h.method, h.map_file) == \
+        ("EMD-5168", 10.0, 6.6, "helical", "emd_5168.map.gz")
+    assert h.voxel_size == (1.742, 1.742, 1.742)
+    xml = tmp_path / "emd-5168-v30.xml"
+    xml.write_text(HEADER_V3, encoding="utf-8")
+    m = load_map_input(data_dir / "emd_5168.map", header=xml)
+    assert (m.threshold, m.resolution) == (10.0, 6.6)
+    assert m.sources["threshold"].startswith("EMDB header")
+    # the command line wins over the header
+    m2 = load_map_input(data_dir / "emd_5168.map", header=xml, threshold=5.0)
+    assert m2.threshold == 5.0
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<emd><map>")
+    with pytest.raises(InputError, match="not valid XML"):
+        load_map_input(data_dir / "emd_5168.map", header=bad)
+
+
+def test_emdb_ids():
+    assert normalise_emdb_id("EMD-1234") == "EMD-1234"
+    assert normalise_emdb_id("emd_1234") == "EMD-1234"
+    assert normalise_emdb_id("1234") == "EMD-1234"
+    assert normalise_emdb_id("emd-12345") == "EMD-12345"
+    assert normalise_emdb_id("0042") == "EMD-0042"
+    assert normalise_emdb_id("123") is None and normalise_emdb_id("map.mrc") is None
