@@ -1,0 +1,300 @@
+"""The spiral-amplitude engine: local amplitude of a map in thin Fourier shells (monogenic signal).
+
+For a shell at frequency ``f0`` (Å⁻¹) and Gaussian width ``w`` (Å⁻¹) the shell filter is
+``S(f) = exp(−(|f| − f0)² / (2w²))`` normalised to ``Σ S = 1`` over the full Fourier grid, and the spiral
+(Riesz) filters are ``H_j(f) = −i·f_j/|f|`` (0 at the origin).  The local amplitude is
+
+    A = sqrt(v0² + vx² + vy² + vz²),  v0 = IFFT(S·F),  v_j = IFFT(H_j·S·F)
+
+where ``F`` is the spectrum of the (real) map.  All four filtered maps are real, so two of them share
+one complex inverse transform: with ``u_j = f_j/|f|`` we have ``i·H_j = u_j`` and
+
+    IFFT(S·F·(1 + u_x))       = v0 + i·vx
+    IFFT(S·F·(u_z − i·u_y))   = vy + i·vz
+
+so ``A² = |z1|² + |z2|²`` needs two inverse FFTs per shell instead of four, and no real/imaginary
+bookkeeping.  ``H_j`` is set to 0 on the Nyquist plane of axis ``j`` (even boxes), where the sign of
+``f_j`` is undefined; this keeps ``v_j`` real (the reference keeps a tiny imaginary Nyquist term there).
+
+The forward transform is one real FFT (``rfftn``), extended once to the full grid by Hermitian symmetry.
+CPU: ``scipy.fft`` with all cores, float32/complex64 when the map is float32 (the amplitude differs
+from a float64 computation by ~1e-6 relative, median, and < 1e-4 at worst on the test maps;
+``bench/RESULTS.md`` gives the measured numbers), float64 when the map is float64.
+GPU: CuPy/cuFFT (plans cached across shells) and the raw kernels of ``kernels/spiral.cu`` — one kernel
+builds the packed spectra of several shells per launch and their normalisations, one turns the inverse
+transforms into amplitudes, and two accumulate the LocBfactor least-squares sums and LocOccupancy counts.
+
+The accumulators :class:`LogLinearFit` and :class:`OccupancyCounter` consume one shell at a time, so no
+more than one batch of amplitude maps is ever held in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+__all__ = ["SpiralEngine", "LogLinearFit", "OccupancyCounter", "quantile_at", "frequency_axes"]
+
+KERNELS = "spiral.cu"
+_BLOCK = 256
+
+
+def frequency_axes(shape: tuple, voxel_size: float) -> list[np.ndarray]:
+    """Signed frequencies (Å⁻¹) of each axis of the full FFT grid (NumPy ``fftfreq`` order)."""
+    return [np.fft.fftfreq(n, voxel_size) for n in shape]
+
+
+def _nyquist_index(n: int) -> int | None:
+    return n // 2 if n % 2 == 0 else None
+
+
+def hermitian_full(xp, Fh, shape: tuple):
+    """Full complex spectrum of a real map from its ``rfftn`` half spectrum (``F(−k) = conj F(k)``)."""
+    nz, ny, nx = shape
+    nxh = Fh.shape[-1]
+    F = xp.empty(shape, dtype=Fh.dtype)
+    F[:, :, :nxh] = Fh
+    if nx > nxh:
+        kx = np.arange(nxh, nx)
+        zi = xp.asarray((-np.arange(nz)) % nz)
+        yi = xp.asarray((-np.arange(ny)) % ny)
+        src = Fh[:, :, xp.asarray(nx - kx)]          # columns nx−kx, then flip z and y
+        F[:, :, nxh:] = xp.conj(src[zi][:, yi])
+    return F
+
+
+class SpiralEngine:
+    """Local amplitudes of one map in Fourier shells; the forward FFT is done once.
+
+    ``be`` a :class:`~gpuvalid.backend.Backend`; ``V`` the map ``[z, y, x]`` (host or device array; float64
+    maps are computed in float64 on the CPU, everything else in float32); ``voxel_size`` Ts in Å.  Each
+    axis has its own frequency grid, so non-cubic boxes are handled.
+    """
+
+    def __init__(self, be, V, voxel_size: float, batch: int | None = None):
+        xp = be.xp
+        self.be = be
+        self.voxel_size = float(voxel_size)
+        V = be.asarray(V)
+        if be.is_gpu or V.dtype != np.float64:
+            V = V.astype(xp.float32, copy=False)
+        self.shape = tuple(int(n) for n in V.shape)
+        if len(self.shape) != 3:
+            raise ValueError(f"SpiralEngine needs a 3-D map, got shape {self.shape}")
+        self.real_dtype = V.dtype
+        self.F = hermitian_full(xp, be.rfftn(V), self.shape)
+        self.nvox = int(np.prod(self.shape))
+        self._batch = batch
+        if be.is_gpu:
+            self._k_pack = be.kernel(KERNELS, "spiral_pack")
+            self._k_mag = be.kernel(KERNELS, "spiral_magnitude")
+        else:
+            self._build_cpu_grids()
+
+    # ---- grids (CPU) -------------------------------------------------------------------------
+    def _build_cpu_grids(self) -> None:
+        rd = self.real_dtype
+        fz, fy, fx = (a.astype(rd) for a in frequency_axes(self.shape, self.voxel_size))
+        fz, fy, fx = fz[:, None, None], fy[None, :, None], fx[None, None, :]
+        r = np.sqrt(fz * fz + fy * fy + fx * fx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(r > 0, 1.0 / r, 0.0).astype(rd)
+        units = []
+        for axis, f in enumerate((fz, fy, fx)):
+            f = f.copy()
+            k = _nyquist_index(self.shape[axis])
+            if k is not None:
+                f.reshape(-1)[k] = 0.0  # Riesz component undefined on the Nyquist plane
+            units.append(f * inv)
+        uz, uy, ux = units
+        self._r = r
+        self._c1 = (1.0 + ux).astype(rd)                              # v0 + i·vx
+        self._c2 = (uz - 1j * uy).astype(self.F.dtype)                 # vy + i·vz
+
+    # ---- public API --------------------------------------------------------------------------
+    def amplitude(self, f0: float, width: float):
+        """Local amplitude A (device array, shape of the map) at shell frequency ``f0`` (Å⁻¹), width ``w``."""
+        return next(iter(self.amplitudes([f0], width)))[1]
+
+    def amplitudes(self, freqs: Iterable[float], width: float) -> Iterator[tuple[float, object]]:
+        """Yield ``(f0, A)`` for each shell frequency, one at a time (the GPU computes batches)."""
+        freqs = [float(f) for f in freqs]
+        if width <= 0:
+            raise ValueError(f"shell width must be positive, got {width}")
+        if not self.be.is_gpu:
+            for f0 in freqs:
+                yield f0, self._amplitude_cpu(f0, width)
+            return
+        b = self.batch_size(len(freqs))
+        for i in range(0, len(freqs), b):
+            chunk = freqs[i:i + b]
+            A = self._amplitudes_gpu(chunk, width)
+            for j, f0 in enumerate(chunk):
+                yield f0, A[j]
+            del A
+
+    def batch_size(self, n_shells: int) -> int:
+        """Shells per GPU launch: what fits in half of the free memory (≈ 36 bytes per voxel and shell)."""
+        if self._batch:
+            return max(1, min(self._batch, n_shells))
+        free = self.be.free_memory_bytes()
+        if free is None:
+            return 1
+        per_shell = 36 * self.nvox
+        return int(max(1, min(8, n_shells, (free // 2) // per_shell)))
+
+    # ---- CPU path ----------------------------------------------------------------------------
+    def _amplitude_cpu(self, f0: float, width: float):
+        rd = self.real_dtype
+        S = self._r - rd.type(f0)
+        S *= S
+        S *= rd.type(-0.5 / (width * width))
+        np.exp(S, out=S)
+        norm = float(S.sum(dtype=np.float64))
+        if norm <= 0:
+            return np.zeros(self.shape, dtype=rd)
+        SF = self.F * S
+        del S
+        P1 = SF * self._c1
+        SF *= self._c2
+        z1 = self.be.ifftn(P1)
+        del P1
+        z2 = self.be.ifftn(SF)
+        del SF
+        A = z1.real * z1.real
+        A += z1.imag * z1.imag
+        del z1
+        A += z2.real * z2.real
+        A += z2.imag * z2.imag
+        del z2
+        np.sqrt(A, out=A)
+        A *= rd.type(1.0 / norm)
+        return A
+
+    # ---- GPU path ----------------------------------------------------------------------------
+    def _amplitudes_gpu(self, freqs: list[float], width: float):
+        xp = self.be.xp
+        nb = len(freqs)
+        nz, ny, nx = self.shape
+        ts = self.voxel_size
+        P = xp.empty((nb, 2) + self.shape, dtype=xp.complex64)
+        norms = xp.zeros(nb, dtype=xp.float64)
+        f0s = xp.asarray(np.asarray(freqs, dtype=np.float32))
+        grid = ((self.nvox + _BLOCK - 1) // _BLOCK,)
+        self._k_pack(grid, (_BLOCK,), (
+            self.F, P, f0s, np.int32(nb), np.float32(0.5 / (width * width)),
+            np.int32(nz), np.int32(ny), np.int32(nx),
+            np.float32(1.0 / (nz * ts)), np.float32(1.0 / (ny * ts)), np.float32(1.0 / (nx * ts)),
+            norms))
+        Z = self.be.ifftn(P, axes=(-3, -2, -1))   # 2·nb batched complex transforms, cuFFT plan cached
+        del P
+        A = xp.empty((nb,) + self.shape, dtype=xp.float32)
+        self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))
+        return A
+
+
+def quantile_at(be, A, index, q: float) -> float:
+    """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``."""
+    vals = A.reshape(-1)[index]
+    if vals.size == 0:
+        return float("nan")
+    return be.scalar(be.xp.quantile(vals, q))
+
+
+class LogLinearFit:
+    """Per-voxel least-squares line of ``y = ln(A²/(A + noise))`` against ``x`` (LocBfactor).
+
+    Accumulates ``Σy`` and ``Σxy`` per voxel shell by shell (and ``Σx``, ``Σx²``, ``n`` per voxel when only
+    points above the noise are fitted; otherwise those are the same scalars for every voxel).  ``x`` is
+    shifted by ``x_ref`` (the slope does not change) so float32 sums keep their precision.
+    """
+
+    def __init__(self, be, shape: tuple, x_ref: float = 0.0, above_noise: bool = False):
+        xp = be.xp
+        self.be = be
+        self.shape = tuple(shape)
+        self.x_ref = float(x_ref)
+        self.above_noise = bool(above_noise)
+        self.sy = xp.zeros(self.shape, dtype=xp.float32)
+        self.sxy = xp.zeros(self.shape, dtype=xp.float32)
+        if self.above_noise:
+            self.sx = xp.zeros(self.shape, dtype=xp.float32)
+            self.sxx = xp.zeros(self.shape, dtype=xp.float32)
+            self.n = xp.zeros(self.shape, dtype=xp.float32)
+        else:
+            self.sx = self.sxx = self.n = 0.0
+        self._k = be.kernel(KERNELS, "lsq_accumulate") if be.is_gpu else None
+
+    def add(self, A, x: float, noise: float) -> None:
+        xs = float(x) - self.x_ref
+        noise = max(float(noise), 0.0) if np.isfinite(noise) else 0.0
+        if self._k is not None:
+            nvox = int(np.prod(self.shape))
+            dummy = self.sy
+            args = (A.astype(self.be.xp.float32, copy=False), np.float32(noise), np.float32(xs),
+                    self.sy, self.sxy,
+                    self.sx if self.above_noise else dummy,
+                    self.sxx if self.above_noise else dummy,
+                    self.n if self.above_noise else dummy,
+                    np.int32(1 if self.above_noise else 0), np.int64(nvox))
+            self._k(((nvox + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
+            if not self.above_noise:
+                self.sx += xs
+                self.sxx += xs * xs
+                self.n += 1
+            return
+        tiny = np.float32(1e-30)
+        Af = A.astype(np.float32, copy=False)
+        y = np.maximum(Af, tiny)
+        y = np.log(y * y / (y + np.float32(noise)))
+        if self.above_noise:
+            keep = (Af > noise).astype(np.float32)
+            y *= keep
+            self.sy += y
+            self.sxy += np.float32(xs) * y
+            self.sx += np.float32(xs) * keep
+            self.sxx += np.float32(xs * xs) * keep
+            self.n += keep
+        else:
+            self.sy += y
+            y *= np.float32(xs)
+            self.sxy += y
+            self.sx += xs
+            self.sxx += xs * xs
+            self.n += 1
+
+    def slope(self):
+        """Per-voxel slope (device float32); NaN where fewer than 3 points (or a degenerate x spread)."""
+        xp = self.be.xp
+        n, sx, sxx = self.n, self.sx, self.sxx
+        den = n * sxx - sx * sx
+        num = n * self.sxy - sx * self.sy
+        if self.above_noise:
+            ok = (n >= 3) & (den > 0)
+            return xp.where(ok, num / xp.where(ok, den, 1.0), xp.nan).astype(xp.float32)
+        if n < 2 or den <= 0:
+            return xp.full(self.shape, xp.nan, dtype=xp.float32)
+        return (num / xp.float32(den)).astype(xp.float32)
+
+
+class OccupancyCounter:
+    """Per-voxel fraction of shells where ``A ≥ q`` (q: the shell's 0.25 quantile in the mask)."""
+
+    def __init__(self, be, shape: tuple):
+        self.be = be
+        self.count = be.xp.zeros(tuple(shape), dtype=be.xp.float32)
+        self.n = 0
+        self._k = be.kernel(KERNELS, "occupancy_accumulate") if be.is_gpu else None
+
+    def add(self, A, q: float) -> None:
+        self.n += 1
+        if self._k is not None:
+            nvox = int(self.count.size)
+            self._k(((nvox + _BLOCK - 1) // _BLOCK,), (_BLOCK,),
+                    (A.astype(self.be.xp.float32, copy=False), np.float32(q), self.count, np.int64(nvox)))
+        else:
+            self.count += A >= q
+
+    def fraction(self):
+        return self.count / max(self.n, 1)
