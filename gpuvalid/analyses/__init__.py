@@ -9,9 +9,9 @@ SECTIONS = [
     ("0.a", "Mass analysis", "gpuvalid.analyses.mass"),
     ("0.b", "Mask analysis", "gpuvalid.analyses.mask"),
     ("0.c", "Background analysis", "gpuvalid.analyses.background"),
-    ("0.d", "Global B-factor (Guinier)", None),
+    ("0.d", "Global B-factor (Guinier)", "gpuvalid.analyses.bfactor"),
     ("0.e", "Local resolution", None),
-    ("0.f", "Local B-factor (LocBfactor)", None),
-    ("0.g", "Local occupancy (LocOccupancy)", None),
+    ("0.f", "Local B-factor (LocBfactor)", "gpuvalid.analyses.locbfactor"),
+    ("0.g", "Local occupancy (LocOccupancy)", "gpuvalid.analyses.occupancy"),
     ("0.h", "Hand", None),
 ]
