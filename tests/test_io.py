@@ -165,3 +165,17 @@ def test_emdb_ids():
     assert normalise_emdb_id("emd-12345") == "EMD-12345"
     assert normalise_emdb_id("0042") == "EMD-0042"
     assert normalise_emdb_id("123") is None and normalise_emdb_id("map.mrc") is None
+
+
+def test_volume_stack_uses_first_volume(tmp_path):
+    import mrcfile
+
+    rng = np.random.default_rng(5)
+    stack = rng.normal(size=(3, 12, 14, 16)).astype(np.float32)
+    p = tmp_path / "stack.mrcs"
+    with mrcfile.new(str(p)) as m:
+        m.set_data(stack)
+        m.voxel_size = 2.0
+    inp = load_map_input(p)
+    np.testing.assert_array_equal(inp.data, stack[0])
+    assert any("stack of 3 volumes" in n for n in inp.notes)
