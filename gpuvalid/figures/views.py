@@ -1,0 +1,119 @@
+"""3-D views of the report: isosurface views (input section) and colour views (0.e, 0.f, 0.g).
+
+Each function renders the three orientations of the spec (``(X, Y, Z)`` = (0, −90, −90), (−90, 0, −90),
+(0, 0, 0); see :mod:`gpuvalid.render.camera` for the convention) with :func:`gpuvalid.render.render_views`
+on the map's backend and writes one PNG with three panels drawn at the same scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..analyses.base import Figure
+from ..render import SPEC_VIEWS, angles_text, describe_view, render_views
+from ..render.colour import DEFAULT_CMAP
+
+PANEL_PX = 512     # largest side of one view (pixels)
+_GAP = 16          # pixels between panels
+_TITLE = 44        # pixels above the panels for the two-line titles
+_BAR = 90          # pixels for the colour bar and its labels
+
+
+def isosurface_views(ctx, fig_dir) -> list[Figure]:
+    """Three views of ``ctx.V`` at the contour threshold ``ctx.threshold``; one PNG, one Figure."""
+    if ctx.threshold is None or ctx.threshold >= ctx.vmax:
+        return []
+    fig_dir = Path(fig_dir)
+    views = render_views(ctx.be, ctx.V, ctx.threshold, SPEC_VIEWS, size=PANEL_PX)
+    name = "isosurface_views.png"
+    _compose(views, fig_dir / name)
+    caption = (f"Isosurface of the map at the contour threshold t = {ctx.threshold:g} "
+               f"(voxel {ctx.voxel_size:.3g} Å), all three views at the same scale "
+               f"({_px_per_A(views, ctx.voxel_size):.2f} px/Å). " + _orientation_text(views))
+    return [Figure(file=f"figures/{name}", caption=caption)]
+
+
+def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
+    """Isosurface of ``ctx.V · ctx.soft_mask`` at ``ctx.threshold`` painted with ``values``.
+
+    ``values`` is a host float32 local map on the grid of ``ctx.V`` (the resized map for the local
+    analyses); its trilinear value at each surface point is coloured from ``lo`` (blue) to ``hi``
+    (red), the 2.5 % and 97.5 % percentiles, with a colour bar labelled ``label``.  Writes
+    ``<fig_dir>/<stem>_views.png``; returns ``[]`` when the masked map never reaches the threshold.
+    """
+    if ctx.threshold is None:
+        return []
+    fig_dir = Path(fig_dir)
+    be = ctx.be
+    vals = np.asarray(values, dtype=np.float32)
+    if vals.shape != tuple(ctx.shape):
+        raise ValueError(f"local map shape {vals.shape} differs from the map shape {tuple(ctx.shape)}")
+    masked = ctx.V * ctx.soft_mask
+    if float(be.xp.max(masked)) < ctx.threshold:
+        return []
+    views = render_views(be, masked, ctx.threshold, SPEC_VIEWS, size=PANEL_PX, values=vals,
+                         lo=float(lo), hi=float(hi), cmap=DEFAULT_CMAP)
+    name = f"{stem}_views.png"
+    _compose(views, fig_dir / name, colourbar=(float(lo), float(hi), label))
+    caption = (f"Isosurface of the soft-masked map at t = {ctx.threshold:g} coloured by {label}, "
+               f"from {lo:.3g} (blue, 2.5 % percentile) to {hi:.3g} (red, 97.5 % percentile). "
+               + _orientation_text(views))
+    return [Figure(file=f"figures/{name}", caption=caption)]
+
+
+def _px_per_A(views, voxel_size: float) -> float:
+    return views[0].px_per_voxel / voxel_size if views else float("nan")
+
+
+def _orientation_text(views) -> str:
+    parts = [f"{'left' if i == 0 else 'middle' if i == 1 else 'right'}: {angles_text(v.angles)} — "
+             f"{describe_view(v.angles)}" for i, v in enumerate(views)]
+    return "Views (X, Y, Z rotation): " + "; ".join(parts) + "."
+
+
+def _compose(views, path: Path, colourbar=None) -> None:
+    """Write the panels side by side (same scale, vertically centred) with titles and a colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    widths = [v.rgb.shape[1] for v in views]
+    height = max(v.rgb.shape[0] for v in views)
+    bar = _BAR if colourbar else 0
+    W = sum(widths) + _GAP * (len(views) + 1)
+    H = height + _TITLE + _GAP + bar
+    dpi = 100
+    fig = MplFigure(figsize=(W / dpi, H / dpi), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    x = _GAP
+    for v, w in zip(views, widths):
+        h = v.rgb.shape[0]
+        y0 = bar + _GAP / 2 + (height - h) / 2
+        ax = fig.add_axes([x / W, y0 / H, w / W, h / H])
+        ax.imshow(v.rgb, interpolation="nearest")
+        ax.set_axis_off()
+        fig.text((x + w / 2) / W, (bar + _GAP / 2 + height + 6) / H,
+                 f"{angles_text(v.angles)}\n{_short(v.angles)}", ha="center", va="bottom", fontsize=9)
+        x += w + _GAP
+    if colourbar:
+        import matplotlib
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        lo, hi, label = colourbar
+        if not hi > lo:
+            hi = lo + 1e-6
+        cax = fig.add_axes([0.2, 50 / H, 0.6, 18 / H])
+        sm = ScalarMappable(norm=Normalize(lo, hi), cmap=matplotlib.colormaps[DEFAULT_CMAP])
+        cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
+        cb.set_label(label, fontsize=9)
+        cb.ax.tick_params(labelsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, facecolor="white")
+
+
+def _short(angles) -> str:
+    """``down X · Y→ Z↑`` style label for a panel title."""
+    d = describe_view(angles)
+    return d.replace("looking down map", "down").replace(" (viewer on", " (from")
