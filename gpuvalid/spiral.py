@@ -244,10 +244,13 @@ class LogLinearFit:
                 self.sxx += xs * xs
                 self.n += 1
             return
-        tiny = np.float32(1e-30)
         Af = A.astype(np.float32, copy=False)
-        y = np.maximum(Af, tiny)
-        y = np.log(y * y / (y + np.float32(noise)))
+        am = np.maximum(Af, np.float32(1e-30))
+        y = np.log(am)                                   # ln(A²/(A+n)) = 2·ln A − ln(A + n)
+        y *= np.float32(2.0)
+        am += np.float32(noise)
+        y -= np.log(am)
+        del am
         if self.above_noise:
             keep = (Af > noise).astype(np.float32)
             y *= keep
