@@ -1,0 +1,123 @@
+"""Run a batch on Dask: a local cluster (CPU), dask-cuda's ``LocalCUDACluster`` (one worker per GPU),
+or an existing cluster given by its scheduler address.
+
+On a cluster started here every worker has 2 threads and one ``compute`` resource: the input stage
+(read, hash, inflate) of one entry runs as its own task beside the validation of another, and the
+validation tasks ask for the ``compute`` resource so only one runs per worker (per GPU).  On an
+existing cluster (whose workers may not declare that resource) each entry is a single task.
+The same per-entry function as the local runner is used (:func:`..entry.process_entry`), and the
+calling process alone writes the index.  Needs ``pip install gpuvalid[cluster]``
+(and ``dask-cuda`` for the GPU cluster).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from ..errors import InputError
+from .batch import BatchOptions, stage_input, unchanged_record
+from .entry import EntryOptions, EntryTask, process_entry
+
+
+def _import_distributed():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise InputError("Dask is not installed: pip install 'gpuvalid[cluster]' (dask[distributed])") from None
+    return distributed
+
+
+def _worker_name() -> str | None:
+    try:
+        from distributed import get_worker
+        return str(get_worker().name)
+    except Exception:
+        return None
+
+
+def dask_stage(task: EntryTask, opts: BatchOptions):
+    return stage_input(task, opts)
+
+
+def dask_compute(staged, eopts: EntryOptions):
+    task, pf = staged
+    if pf is not None and pf.unchanged:
+        rec = unchanged_record(task, pf)
+        if rec is not None:
+            return "skip", rec
+    return "ran", process_entry(task, eopts, pf, worker=_worker_name())
+
+
+def dask_whole(task: EntryTask, opts: BatchOptions, eopts: EntryOptions):
+    return dask_compute(stage_input(task, opts), eopts)
+
+
+def _device_for_worker(device: str) -> str:
+    """dask-cuda workers see their own GPU as device 0 (CUDA_VISIBLE_DEVICES is rotated per worker)."""
+    d = (device or "cpu").lower()
+    return "cuda:0" if d in ("cuda", "gpu") else device
+
+
+def start_client(opts: BatchOptions):
+    """(client, cluster or None, whether workers declare the 'compute' resource)."""
+    distributed = _import_distributed()
+    if opts.scheduler:
+        return distributed.Client(opts.scheduler), None, False
+    n = max(1, opts.workers)
+    common = dict(threads_per_worker=2, resources={"compute": 1}, dashboard_address=None)
+    if (opts.device or "").lower().startswith(("cuda", "gpu")):
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise InputError("--dask with a CUDA device needs dask-cuda (pip install dask-cuda)") from None
+        cluster = LocalCUDACluster(n_workers=n, **common)
+    else:
+        cluster = distributed.LocalCluster(n_workers=n, processes=True, **common)
+    return distributed.Client(cluster), cluster, True
+
+
+def run_dask(tasks: list[EntryTask], opts: BatchOptions, on_start, on_done, on_skip) -> None:
+    distributed = _import_distributed()
+    client, cluster, has_resources = start_client(opts)
+    eopts = opts.entry_options()
+    eopts.device = _device_for_worker(opts.device)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or opts.workers)
+        window = 2 * n_workers + max(0, opts.prefetch)
+        pending = list(reversed(tasks))
+        ac = distributed.as_completed()
+        by_future = {}
+
+        def submit_one():
+            t = pending.pop()
+            tag = uuid.uuid4().hex[:8]
+            if has_resources:
+                st = client.submit(dask_stage, t, opts, key=f"stage-{t.emdb_id}-{tag}", pure=False)
+                fut = client.submit(dask_compute, st, eopts, key=f"validate-{t.emdb_id}-{tag}",
+                                    resources={"compute": 1}, pure=False)
+            else:
+                fut = client.submit(dask_whole, t, opts, eopts, key=f"entry-{t.emdb_id}-{tag}", pure=False)
+            by_future[fut] = t
+            on_start(t)
+            ac.add(fut)
+
+        while pending and len(by_future) < window:
+            submit_one()
+        for fut in ac:
+            t = by_future.pop(fut)
+            try:
+                kind, rec = fut.result()
+            except Exception as exc:  # a worker died or the task could not be deserialised
+                from .batch import _failed
+                kind, rec = "ran", _failed(t, f"Dask task failed ({type(exc).__name__}: "
+                                              f"{' '.join(str(exc).split())})", opts)
+            if kind == "skip":
+                on_skip(rec, started=True)
+            else:
+                on_done(rec)
+            while pending and len(by_future) < window:
+                submit_one()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,136 @@
+"""Validate one archive entry end to end and record the outcome (the unit every runner executes).
+
+Steps and their timings (seconds, in ``status.json`` and the index): ``read`` (read the stored
+file and hash it), ``decompress`` (inflate a ``.gz``), ``load`` (parse the MRC, check it, merge the
+header metadata), ``compute`` (all analyses), ``write`` (``report.md`` + ``results.json``).
+``read``/``decompress`` normally happen ahead, in a prefetch process (:mod:`.prefetch`).
+Any problem ends the entry as ``failed`` with a one-line reason; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import GpuvalidError
+from .prefetch import Prefetched, prefetch
+from .record import DONE, FAILED, STATUS_FILE, EntryRecord, atomic_write_text, write_record
+
+
+@dataclass
+class EntryTask:
+    """What one entry needs (picklable: sent to worker processes and Dask workers)."""
+
+    emdb_id: str
+    map_path: str | None
+    header_path: str | None
+    out_dir: str
+    problem: str | None = None           # known before running (missing header, missing map …)
+    known_sha256: str | None = None      # hash recorded by an earlier run (skip when unchanged)
+
+
+@dataclass
+class EntryOptions:
+    device: str = "cpu"
+    figures: bool = False
+    save_maps: bool = False
+    spool_dir: str | None = None
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = None,
+                  worker: str | None = None) -> EntryRecord:
+    """Run ``task`` (using ``pf`` when its map was prefetched) and write its ``status.json``."""
+    from .. import pipeline  # looked up at call time (tests replace pipeline.validate)
+    from ..backend import get_backend
+    from ..io import load_map_input
+
+    t_start = time.perf_counter()
+    out = Path(task.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STATUS_FILE).unlink(missing_ok=True)  # an entry interrupted from here on is redone
+    rec = EntryRecord(task.emdb_id, FAILED, version=__version__, map_path=task.map_path, out_dir=str(out),
+                      device=opts.device, worker=worker or worker_name(), started=time.time())
+    seconds: dict = {}
+    be = None
+    try:
+        if task.map_path and Path(task.map_path).is_file():
+            st = Path(task.map_path).stat()
+            rec.input_bytes, rec.input_mtime_ns = st.st_size, st.st_mtime_ns
+        if task.problem:
+            raise GpuvalidError(task.problem)
+        if pf is None:
+            pf = prefetch(task.emdb_id, task.map_path, opts.spool_dir)
+        seconds.update(pf.seconds)
+        rec.input_sha256, rec.input_bytes, rec.input_mtime_ns = pf.sha256, pf.input_bytes, pf.input_mtime_ns
+        if pf.error:
+            raise GpuvalidError(pf.error)
+
+        t0 = time.perf_counter()
+        inp = load_map_input(pf.data_path, header=task.header_path)
+        inp.path = Path(task.map_path)  # the report names the archive file and its hash, not the spool copy
+        inp.sha256 = pf.sha256
+        seconds["load"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        be = get_backend(opts.device)
+        report = pipeline.validate(inp, be, out, figures=opts.figures, save_maps=opts.save_maps)
+        seconds["compute"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        _write_report(report, out)
+        seconds["write"] = time.perf_counter() - t0
+        rec.status, rec.score_passed, rec.score_evaluable = DONE, report.passed, report.evaluable
+    except GpuvalidError as exc:
+        rec.reason = _one_line(exc)
+    except MemoryError:
+        rec.reason = "out of memory"
+    except Exception as exc:  # a bug or an unforeseen map: record it, keep the batch going
+        rec.reason = f"internal error ({type(exc).__name__}: {_one_line(exc)})"
+        with open(out / "errors.log", "a") as fh:
+            fh.write(f"{task.emdb_id}:\n{traceback.format_exc()}\n")
+    finally:
+        if pf is not None:
+            pf.cleanup()
+        if be is not None:
+            try:
+                be.free_pool()
+            except Exception:
+                pass
+    if rec.status == FAILED:
+        (out / "results.json").unlink(missing_ok=True)  # never leave an older run's results beside a failure
+    seconds["total"] = time.perf_counter() - t_start
+    rec.seconds = {k: round(v, 4) for k, v in seconds.items()}
+    rec.finished = time.time()
+    write_record(out, rec)
+    return rec
+
+
+def _write_report(report, out: Path) -> None:
+    try:
+        from ..report import write_report
+    except ImportError:  # the report writer is not installed in this tree yet: numbers only
+        write_report = None
+    if write_report is not None:
+        write_report(report, out)
+        return
+    d = {"gpuvalid_version": report.version,
+         "input": {"file": report.input.path.name, "sha256": report.input.sha256,
+                   "box_zyx": list(report.input.data.shape), "voxel_size_A": report.input.voxel_size,
+                   "threshold": report.input.threshold, "resolution_A": report.input.resolution},
+         "score": {"passed": report.passed, "evaluable": report.evaluable},
+         "sections": {k: s.to_json() for k, s in report.sections.items()}}
+    atomic_write_text(out / "results.json", json.dumps(d, indent=1))

@@ -1,0 +1,67 @@
+"""EMDB ids and the archive's file layout for one entry.
+
+The EMDB archive (and its FTP/HTTPS mirror) stores entry ``EMD-1234`` as::
+
+    structures/EMD-1234/map/emd_1234.map.gz
+    structures/EMD-1234/header/emd-1234-v30.xml
+    structures/EMD-1234/other/emd_1234_half_map_1.map.gz   (and _2)
+
+Ids have 4 or more digits, zero-padded to 4 (``EMD-0001``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ..errors import InputError
+from ..io.emdb import normalise_emdb_id
+
+
+@dataclass(frozen=True)
+class EntryLayout:
+    """Relative (POSIX) paths of one entry's files inside an archive root or base URL."""
+
+    emdb_id: str  # 'EMD-1234'
+
+    @property
+    def number(self) -> str:  # '1234'
+        return self.emdb_id.split("-", 1)[1]
+
+    @property
+    def dir(self) -> str:
+        return f"structures/{self.emdb_id}"
+
+    @property
+    def map(self) -> str:
+        return f"{self.dir}/map/emd_{self.number}.map.gz"
+
+    @property
+    def map_uncompressed(self) -> str:
+        return f"{self.dir}/map/emd_{self.number}.map"
+
+    @property
+    def header(self) -> str:
+        return f"{self.dir}/header/emd-{self.number}-v30.xml"
+
+    @property
+    def header_legacy(self) -> str:
+        return f"{self.dir}/header/emd-{self.number}.xml"
+
+    @property
+    def other_dir(self) -> str:
+        return f"{self.dir}/other"
+
+    def half_map(self, i: int) -> str:
+        return f"{self.other_dir}/emd_{self.number}_half_map_{i}.map.gz"
+
+    def parts(self, rel: str) -> tuple[str, ...]:
+        return PurePosixPath(rel).parts
+
+
+def layout(text: str) -> EntryLayout:
+    """Layout for an id written as 'EMD-1234', 'emd_1234' or '1234'; bad ids are an InputError."""
+    eid = normalise_emdb_id(str(text))
+    if eid is None:
+        raise InputError(f"{text!r} is not an EMDB id (expected EMD-1234, emd_1234 or 1234)")
+    return EntryLayout(eid)

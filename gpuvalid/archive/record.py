@@ -1,0 +1,90 @@
+"""The outcome of one entry, kept in its report folder as ``status.json`` (written atomically, last).
+
+The folder is the source of truth: the SQLite index is a cache rebuildable from these files.
+Resume rule: an entry is finished when ``status.json`` exists with this gpuvalid version and the
+same input hash (SHA-256 of the map file as stored in the archive, i.e. the ``.gz``).  To avoid
+re-hashing 61,000 maps on every resume, the record also keeps the file's size and mtime: when both
+match, the recorded hash is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+TIMINGS = ("read", "decompress", "load", "compute", "write", "total")
+
+
+@dataclass
+class EntryRecord:
+    emdb_id: str
+    status: str                      # done | failed (skipped is never written)
+    reason: str | None = None        # one line, for failures
+    version: str = ""
+    input_sha256: str | None = None
+    input_bytes: int | None = None
+    input_mtime_ns: int | None = None
+    map_path: str | None = None
+    out_dir: str | None = None
+    device: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    worker: str | None = None
+    started: float | None = None     # Unix time
+    finished: float | None = None
+    score_passed: int | None = None
+    score_evaluable: int | None = None
+    seconds: dict = field(default_factory=dict)  # read, decompress, load, compute, write, total
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EntryRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_record(out_dir: Path, rec: EntryRecord) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = out_dir / STATUS_FILE
+    atomic_write_text(p, json.dumps(rec.to_json(), indent=1, sort_keys=True))
+    return p
+
+
+def read_record(out_dir: Path) -> EntryRecord | None:
+    p = Path(out_dir) / STATUS_FILE
+    try:
+        return EntryRecord.from_json(json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def file_fingerprint(path: Path) -> tuple[int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns

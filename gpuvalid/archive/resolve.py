@@ -1,0 +1,75 @@
+"""Resolve an EMDB id to its map and v3.0 header: a local archive mirror first, then (optionally) a download.
+
+Mirror root: ``archive=`` or ``$GPUVALID_ARCHIVE``.  Downloads go to ``cache_dir=`` or
+``$GPUVALID_CACHE`` or ``~/.cache/gpuvalid/emdb``, in the archive's own layout, so a download
+cache is itself a valid mirror.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from .download import Downloader, NotFound
+from .ids import EntryLayout, layout
+
+ENV_ARCHIVE = "GPUVALID_ARCHIVE"
+ENV_CACHE = "GPUVALID_CACHE"
+
+
+def archive_root(archive: str | Path | None = None) -> Path | None:
+    a = archive if archive not in (None, "") else os.environ.get(ENV_ARCHIVE)
+    return Path(a).expanduser() if a else None
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    c = cache_dir or os.environ.get(ENV_CACHE)
+    return Path(c).expanduser() if c else Path.home() / ".cache" / "gpuvalid" / "emdb"
+
+
+def find_in_mirror(root: Path, lay: EntryLayout) -> tuple[Path | None, Path | None]:
+    """(map, header) present under ``root`` (either may be None)."""
+    m = next((root / p for p in (lay.map, lay.map_uncompressed) if (root / p).is_file()), None)
+    h = next((root / p for p in (lay.header, lay.header_legacy) if (root / p).is_file()), None)
+    return m, h
+
+
+def half_maps(root: Path, lay: EntryLayout) -> list[Path]:
+    return [root / lay.half_map(i) for i in (1, 2) if (root / lay.half_map(i)).is_file()]
+
+
+def resolve_entry(emdb_id: str, archive: str | Path | None = None, download: bool = False,
+                  base_url: str | None = None, cache_dir: str | Path | None = None,
+                  downloader: Downloader | None = None) -> tuple[Path, Path | None]:
+    """(map path, header path or None) for ``emdb_id``; an :class:`InputError` says why not."""
+    lay = layout(emdb_id)
+    root = archive_root(archive)
+    if root is not None:
+        if not root.is_dir():
+            raise InputError(f"archive mirror {root} is not a folder")
+        m, h = find_in_mirror(root, lay)
+        if m is not None:
+            return m, h
+    if download:
+        cache = cache_root(cache_dir)
+        m, h = find_in_mirror(cache, lay)
+        if m is not None and h is not None:
+            return m, h
+        dl = downloader or Downloader(base_url)
+        if h is None:
+            try:
+                h = dl.fetch(lay.header, cache / lay.header)
+            except NotFound:
+                h = None  # the map can still be validated with command-line metadata
+        if m is None:
+            try:
+                m = dl.fetch(lay.map, cache / lay.map)
+            except NotFound:
+                raise InputError(f"{lay.emdb_id}: no map at {dl.url(lay.map)}") from None
+        return m, h
+    if root is None:
+        raise InputError(f"{lay.emdb_id}: no archive mirror given (pass --archive DIR or set "
+                         f"{ENV_ARCHIVE}), or use --download")
+    raise InputError(f"{lay.emdb_id}: not in the archive mirror {root} (looked for {lay.map}); "
+                     "use --download to fetch it")
