@@ -196,7 +196,7 @@ def test_figure_functions_write_pngs(tmp_path):
     ctx = MapContext(CPU, V, 1.5, 0.0, 6.0)
     figs = isosurface_views(ctx, tmp_path)
     assert [f.file for f in figs] == ["figures/isosurface_views.png"]
-    assert "looking down map X" in figs[0].caption and "looking down map Z" in figs[0].caption
+    assert "(0°, −90°, −90°) down map X" in figs[0].caption and "(0°, 0°, 0°) down map Z" in figs[0].caption
     img = matplotlib.image.imread(tmp_path / "isosurface_views.png")
     assert img.shape[0] > 100 and img.shape[1] > 300
     x, _, _ = grid(shape)

@@ -29,9 +29,8 @@ def isosurface_views(ctx, fig_dir) -> list[Figure]:
     views = render_views(ctx.be, ctx.V, ctx.threshold, SPEC_VIEWS, size=PANEL_PX)
     name = "isosurface_views.png"
     _compose(views, fig_dir / name)
-    caption = (f"Isosurface of the map at the contour threshold t = {ctx.threshold:g} "
-               f"(voxel {ctx.voxel_size:.3g} Å), all three views at the same scale "
-               f"({_px_per_A(views, ctx.voxel_size):.2f} px/Å). " + _orientation_text(views))
+    caption = (f"Isosurface of the map at the contour threshold t = {ctx.threshold:g}, three views at the "
+               f"same scale ({_px_per_A(views, ctx.voxel_size):.2f} px/Å). " + _orientation_text(views))
     return [Figure(file=f"figures/{name}", caption=caption)]
 
 
@@ -47,7 +46,7 @@ def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
         return []
     fig_dir = Path(fig_dir)
     be = ctx.be
-    vals = np.asarray(values, dtype=np.float32)
+    vals = np.asarray(be.to_host(values), dtype=np.float32)
     if vals.shape != tuple(ctx.shape):
         raise ValueError(f"local map shape {vals.shape} differs from the map shape {tuple(ctx.shape)}")
     masked = ctx.V * ctx.soft_mask
@@ -58,9 +57,13 @@ def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
     name = f"{stem}_views.png"
     _compose(views, fig_dir / name, colourbar=(float(lo), float(hi), label))
     caption = (f"Isosurface of the soft-masked map at t = {ctx.threshold:g} coloured by {label}, "
-               f"from {lo:.3g} (blue, 2.5 % percentile) to {hi:.3g} (red, 97.5 % percentile). "
+               f"from {_num(lo)} (blue, 2.5 % percentile) to {_num(hi)} (red, 97.5 % percentile). "
                + _orientation_text(views))
     return [Figure(file=f"figures/{name}", caption=caption)]
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}".replace("-", "−")
 
 
 def _px_per_A(views, voxel_size: float) -> float:
@@ -68,9 +71,9 @@ def _px_per_A(views, voxel_size: float) -> float:
 
 
 def _orientation_text(views) -> str:
-    parts = [f"{'left' if i == 0 else 'middle' if i == 1 else 'right'}: {angles_text(v.angles)} — "
-             f"{describe_view(v.angles)}" for i, v in enumerate(views)]
-    return "Views (X, Y, Z rotation): " + "; ".join(parts) + "."
+    """``"Views (X, Y, Z rotation) left to right: (0°, −90°, −90°) down map X; …"``."""
+    parts = [f"{angles_text(v.angles)} down map {describe_view(v.angles).split()[3]}" for v in views]
+    return "Views (X, Y, Z rotation), left to right: " + "; ".join(parts) + "."
 
 
 def _compose(views, path: Path, colourbar=None) -> None:
