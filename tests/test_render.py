@@ -234,3 +234,21 @@ def test_gpu_render_matches_cpu():
             assert np.abs(a.depth[both] - b.depth[both]).max() <= 1e-3
             diff = np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max(axis=2)
             assert (diff <= 2).mean() >= 0.995
+
+
+def test_colour_table_ends_and_missing_values():
+    import matplotlib
+
+    from gpuvalid.render.colour import map_colours
+
+    v = np.array([-5.0, 0.0, 10.0, 20.0, np.nan], dtype=np.float32)
+    rgb = map_colours(CPU, v, 0.0, 10.0)
+    jet = matplotlib.colormaps["jet"]
+    np.testing.assert_allclose(rgb[0], jet(0.0)[:3], atol=1e-6)   # below lo: clipped to the first colour
+    np.testing.assert_allclose(rgb[1], jet(0.0)[:3], atol=1e-6)
+    np.testing.assert_allclose(rgb[2], jet(1.0)[:3], atol=1e-6)
+    np.testing.assert_allclose(rgb[3], jet(1.0)[:3], atol=1e-6)   # above hi: clipped to the last colour
+    np.testing.assert_allclose(rgb[4], [0.6, 0.6, 0.6], atol=1e-6)  # no value: grey
+    flat = map_colours(CPU, v, 3.0, 3.0)  # degenerate range: mid colour, NaN still grey
+    np.testing.assert_allclose(flat[0], flat[2])
+    np.testing.assert_allclose(flat[4], [0.6, 0.6, 0.6], atol=1e-6)

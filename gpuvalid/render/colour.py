@@ -29,8 +29,7 @@ def map_colours(be, values, lo: float, hi: float, cmap: str = DEFAULT_CMAP):
         f = xp.full(values.shape, 0.5, dtype=xp.float32)
     else:
         f = (values.astype(xp.float32) - np.float32(lo)) / np.float32(span)
-    bad = xp.isnan(f)
+    bad = xp.isnan(values)
     idx = xp.rint(xp.clip(xp.where(bad, 0.5, f), 0.0, 1.0) * (n - 1)).astype(xp.int64)
     rgb = table[idx]
-    rgb[bad] = xp.asarray([0.6, 0.6, 0.6], dtype=rgb.dtype)
-    return rgb
+    return xp.where(bad[:, None], xp.asarray([0.6, 0.6, 0.6], dtype=rgb.dtype), rgb)

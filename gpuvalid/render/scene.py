@@ -114,7 +114,7 @@ def _render_one(be, Vc, Lc, t, angles, R, s, cval, lo, hi, cmap, surface_colour,
     vals_img = None
     if d.size:
         n = shading.normals(be, W, d, r, c)
-        n[d == 0] = xp.asarray([0.0, 0.0, 1.0], dtype=n.dtype)  # cut face of the box
+        n = xp.where((d == 0)[:, None], xp.asarray([0.0, 0.0, 1.0], dtype=n.dtype), n)  # box cut face
         if Lc is not None:
             Lw = camera.camera_volume(be, Lc, R, float("nan"))
             vals = shading.sample(be, Lw, d, r, c)
@@ -125,7 +125,7 @@ def _render_one(be, Vc, Lc, t, angles, R, s, cval, lo, hi, cmap, surface_colour,
             base = xp.broadcast_to(xp.asarray(surface_colour, dtype=xp.float32), (d.size, 3))
         img[ii, jj] = shading.shade(be, base, n, d, lighting)
         edges = shading.silhouette(be, depth, lighting)
-        img[edges] = xp.asarray(lighting.edge_colour, dtype=xp.float32)
+        img = xp.where(edges[:, :, None], xp.asarray(lighting.edge_colour, dtype=xp.float32), img)
     rgb = be.to_host(xp.rint(img * 255).astype(xp.uint8))
     return Rendering(tuple(angles), rgb, be.to_host(depth),
                      None if vals_img is None else be.to_host(vals_img), s)

@@ -60,7 +60,7 @@ def normals(be, W, d, r, c, h: float = 1.0):
     norm = xp.sqrt((n * n).sum(axis=1, keepdims=True))
     flat = norm[:, 0] < 1e-12
     n = n / xp.maximum(norm, 1e-12)
-    n[flat] = xp.asarray([0.0, 0.0, 1.0], dtype=n.dtype)
+    n = xp.where(flat[:, None], xp.asarray([0.0, 0.0, 1.0], dtype=n.dtype), n)
     # first hits face the viewer; flip the rare grazing normal that numerically points away
     n[:, 2] = xp.abs(n[:, 2])
     return n
