@@ -10,6 +10,7 @@ publish per-file checksums; the gzip trailer is the archive's own checksum).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import threading
 import time
@@ -99,7 +100,7 @@ class Downloader:
                 ra = exc.headers.get("Retry-After") if exc.headers else None
                 if ra and ra.isdigit():
                     time.sleep(min(float(ra), 120.0))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, _CheckFailed) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, _CheckFailed) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
         raise InputError(f"download of {url} failed after {attempt + 1} attempt(s): {last}")
 

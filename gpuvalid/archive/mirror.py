@@ -64,3 +64,26 @@ def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, 
             p.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(m, p)
     return m, h
+
+
+def shared_entries(data_dir: str | Path) -> list[dict]:
+    """Entries of ``shared/data/MANIFEST.tsv`` usable in a mirror: file, emdb_id, isotropic voxel size,
+    contour and resolution (None when '-')."""
+    import csv
+
+    def num(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+    data_dir = Path(data_dir)
+    out = []
+    with open(data_dir / "MANIFEST.tsv", newline="") as fh:
+        for r in csv.DictReader(fh, delimiter="\t"):
+            vs = num(r.get("voxel_A"))
+            eid = (r.get("emdb_id") or "").split()[0]
+            if vs is None or not eid.startswith("EMD-") or not (data_dir / r["file"]).is_file():
+                continue
+            out.append({"file": data_dir / r["file"], "emdb_id": eid, "voxel_size": vs,
+                        "contour": num(r.get("contour")), "resolution": num(r.get("resolution_A"))})
+    return out
