@@ -86,6 +86,7 @@ class SpiralEngine:
         self.F = hermitian_full(xp, be.rfftn(V), self.shape)
         self.nvox = int(np.prod(self.shape))
         self._batch = batch
+        self._norms: dict = {}   # Σ S of the shells computed so far, keyed by (f0, w)
         if be.is_gpu:
             self._k_pack = be.kernel(KERNELS, "spiral_pack")
             self._k_mag = be.kernel(KERNELS, "spiral_magnitude")
@@ -152,6 +153,7 @@ class SpiralEngine:
         S *= rd.type(-0.5 / (width * width))
         np.exp(S, out=S)
         norm = float(S.sum(dtype=np.float64))
+        self._norms[(f0, width)] = norm
         if norm <= 0:
             return np.zeros(self.shape, dtype=rd)
         SF = self.F * S
@@ -191,7 +193,49 @@ class SpiralEngine:
         del P
         A = xp.empty((nb,) + self.shape, dtype=xp.float32)
         self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))
+        for f0, nrm in zip(freqs, self.be.to_host(norms)):
+            self._norms[(f0, width)] = float(nrm)
         return A
+
+    # ---- reference-compatible amplitude (VRS) -------------------------------------------------
+    def reference_nyquist_excess(self, f0: float, width: float):
+        """``Σ_j m_j²``: what the reference adds to ``A²`` by keeping ``H_j`` on the Nyquist plane of axis j.
+
+        There ``f_j = −1/(2Ts)`` and ``H_j·S·F`` is anti-Hermitian, so the reference's ``v_j`` gains an
+        imaginary term ``i·m_j`` with ``m_j = (−1)^{x_j}/N_j · IFFT2(|f_j|/|f| · S·F on the plane)/ΣS``,
+        constant in magnitude along axis j.  Only 2-D transforms are needed.  Call after the shell's
+        amplitude (it reuses the shell's ``ΣS``).  Returns a device array of the map's shape.
+        """
+        xp = self.be.xp
+        norm = self._norms.get((float(f0), float(width)))
+        if norm is None:
+            self.amplitude(f0, width)
+            norm = self._norms[(float(f0), float(width))]
+        out = xp.zeros(self.shape, dtype=xp.float32)
+        if norm <= 0:
+            return out
+        ts = self.voxel_size
+        freqs = frequency_axes(self.shape, ts)
+        for axis, n in enumerate(self.shape):
+            k = _nyquist_index(n)
+            if k is None:
+                continue
+            others = [a for a in range(3) if a != axis]
+            fa = xp.asarray(freqs[others[0]])[:, None]
+            fb = xp.asarray(freqs[others[1]])[None, :]
+            fj = 1.0 / (2.0 * ts)
+            r = xp.sqrt(fa * fa + fb * fb + fj * fj)
+            S = xp.exp(-(r - f0) ** 2 / (2.0 * width * width))
+            plane = xp.take(self.F, k, axis=axis)
+            m = xp.abs(self.be.ifftn(plane * (S * fj / r), axes=(0, 1))) / (n * norm)
+            out += xp.expand_dims((m * m).astype(xp.float32), axis)
+        return out
+
+    def reference_amplitude(self, A, f0: float, width: float):
+        """The reference service's amplitude ``sqrt(A² + Σ_j m_j²)`` (see :meth:`reference_nyquist_excess`)."""
+        E = self.reference_nyquist_excess(f0, width)
+        E += A * A
+        return self.be.xp.sqrt(E, out=E)
 
 
 def quantile_at(be, A, index, q: float) -> float:

@@ -45,6 +45,7 @@ def test_emd_5168_sections(cpu, data_dir, tmp_path):
     pf, pg = f.values["percentiles_A2"], g.values["percentiles"]
     assert len(pf) == 5 and all(np.diff(pf) >= 0)
     assert len(pg) == 5 and all(np.diff(pg) >= 0) and 0 <= pg[0] and pg[-1] <= 1
+    assert len(f.vrs_compat["percentiles_A2"]) == 5 and len(g.vrs_compat["percentiles"]) == 5
     for name in ("sharpened.mrc", "locbfactor.mrc", "occupancy.mrc"):
         assert (tmp_path / "maps" / name).is_file()
     lm = ctx.cache["local_maps"]

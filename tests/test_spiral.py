@@ -8,10 +8,11 @@ from gpuvalid.spiral import LogLinearFit, OccupancyCounter, SpiralEngine, hermit
 TS = 1.3
 
 
-def direct_amplitude(V, ts, f0, w):
+def direct_amplitude(V, ts, f0, w, zero_nyquist=True):
     """Slow direct monogenic amplitude: full complex FFT, four complex inverse transforms (float64).
 
-    The Riesz component along axis j is 0 on that axis's Nyquist plane (the engine's stated convention)."""
+    With ``zero_nyquist`` the Riesz component along axis j is 0 on that axis's Nyquist plane (the engine's
+    stated convention); without, it is the reference service's plain ``−i·f_j/|f|`` on the fftfreq grid."""
     F = np.fft.fftn(V.astype(np.float64))
     fz, fy, fx = np.meshgrid(*[np.fft.fftfreq(n, ts) for n in V.shape], indexing="ij")
     r = np.sqrt(fz ** 2 + fy ** 2 + fx ** 2)
@@ -20,7 +21,7 @@ def direct_amplitude(V, ts, f0, w):
     total = np.abs(np.fft.ifftn(S * F)) ** 2
     for axis, f in enumerate((fz, fy, fx)):
         f = f.copy()
-        if V.shape[axis] % 2 == 0:
+        if zero_nyquist and V.shape[axis] % 2 == 0:
             idx = [slice(None)] * 3
             idx[axis] = V.shape[axis] // 2
             f[tuple(idx)] = 0.0
@@ -66,6 +67,18 @@ def test_amplitude_float32_tolerance(cpu, shape):
         assert A.dtype == np.float32
         D = direct_amplitude(V, TS, f0, w)
         np.testing.assert_allclose(A, D, rtol=1e-4, atol=1e-6 * D.max())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reference_compatible_amplitude(cpu, shape):
+    """The VRS-compatible amplitude (Nyquist Riesz term kept) equals the plain direct computation."""
+    V = np.random.default_rng(13).standard_normal(shape)
+    eng = SpiralEngine(cpu, V, TS)
+    w = 4.8 / (min(shape) * TS)
+    for f0 in (0.1, 0.38):
+        A = eng.amplitude(f0, w)
+        D = direct_amplitude(V, TS, f0, w, zero_nyquist=False)
+        np.testing.assert_allclose(eng.reference_amplitude(A, f0, w), D, rtol=1e-5, atol=1e-7 * D.max())
 
 
 def test_amplitudes_generator_matches_single_calls(cpu):
@@ -170,6 +183,8 @@ def test_gpu_amplitude_equals_cpu(cpu, gpu, shape):
     for (f0, Ag), fc in zip(ge.amplitudes(freqs, w), freqs):
         Ac = ce.amplitude(fc, w)
         np.testing.assert_allclose(gpu.to_host(Ag), Ac, rtol=1e-4, atol=1e-6 * Ac.max())
+        Rg, Rc = ge.reference_amplitude(Ag, f0, w), ce.reference_amplitude(Ac, fc, w)
+        np.testing.assert_allclose(gpu.to_host(Rg), Rc, rtol=1e-4, atol=1e-6 * Rc.max())
 
 
 @pytest.mark.gpu

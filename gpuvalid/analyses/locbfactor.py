@@ -41,8 +41,9 @@ CRITERIA = (f"Warn when the local B-factors are too homogeneous (97.5 % and 2.5 
 DIFFERENCES = [
     "Spiral filters: gpuvalid sets the Riesz component along an axis to 0 on that axis's Nyquist plane "
     "(even boxes), where the sign of the frequency is undefined, so all filtered maps are real; the "
-    "reference keeps a spurious imaginary Nyquist term there, which slightly raises its amplitude in the "
-    "shells nearest 1/R.",
+    "reference keeps H_j = −i·f_j/|f| there, which adds a spurious imaginary term to its spiral "
+    "components and raises its amplitude in the shells nearest 1/R (the Nyquist frequency of the "
+    "resized map).",
     "Amplitudes are computed in float32 (relative difference from float64 about 1e-7 median, a few 1e-6 "
     "at worst); quantiles use linear interpolation.",
 ]
@@ -70,10 +71,13 @@ def shell_frequencies(resolution: float, low_A: float = LOW_FREQ_A, n: int = N_S
     return np.linspace(1.0 / low_A, 1.0 / resolution, n)
 
 
-def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_noise: bool = False):
+def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_noise: bool = False,
+                  compat: bool = False):
     """Local B-factor map (device float32, Å²) of ``V`` and the per-shell ``(f0, noise)`` list.
 
-    ``V`` should be sampled at ``Ts = R/2``; ``hard_mask`` its hard mask (bool, device).
+    ``V`` should be sampled at ``Ts = R/2``; ``hard_mask`` its hard mask (bool, device).  With ``compat``
+    also returns the map computed from the reference service's amplitude (Nyquist Riesz term kept) as a
+    third value.
     """
     if 1.0 / resolution <= 1.0 / LOW_FREQ_A + 1e-12:
         raise NotMeasurable(f"the resolution {resolution:g} Å is not finer than {LOW_FREQ_A:g} Å, so there is "
@@ -86,14 +90,21 @@ def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_
         raise NotMeasurable("the hard mask fills the whole box: no background to estimate the noise level")
     xs = freqs ** 2
     fit = LogLinearFit(be, eng.shape, x_ref=float(xs.mean()), above_noise=above_noise)
+    fit_ref = LogLinearFit(be, eng.shape, x_ref=float(xs.mean()), above_noise=above_noise) if compat else None
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
         noise = quantile_at(be, A, bg, NOISE_QUANTILE)
         fit.add(A, f0 * f0, noise)
         shells.append((f0, noise))
+        if compat:
+            Ar = eng.reference_amplitude(A, f0, width)
+            fit_ref.add(Ar, f0 * f0, quantile_at(be, Ar, bg, NOISE_QUANTILE))
+            del Ar
         del A
-    B = fit.slope() * 4.0
-    return B.astype(be.xp.float32), shells
+    B = (fit.slope() * 4.0).astype(be.xp.float32)
+    if compat:
+        return B, shells, (fit_ref.slope() * 4.0).astype(be.xp.float32)
+    return B, shells
 
 
 def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: float, label: str,
@@ -142,10 +153,11 @@ def run(ctx) -> SectionResult:
     mask = rz.hard_mask
     if not bool(be.to_host(mask.any())):
         raise NotMeasurable("the hard mask of the resized map is empty")
-    B, shells = local_bfactor(be, rz.V, rz.voxel_size, mask, ctx.resolution)
+    B, shells, Bref = local_bfactor(be, rz.V, rz.voxel_size, mask, ctx.resolution, compat=True)
     Bh = be.to_host(B).astype(np.float32)
-    del B
     m = be_mask_host(ctx)
+    ref_inside = be.to_host(Bref)[m]
+    del B, Bref
     inside = Bh[m]
     inside = inside[np.isfinite(inside)]
     if inside.size == 0:
@@ -162,6 +174,11 @@ def run(ctx) -> SectionResult:
         f"Computed on the map resampled to Ts' = {rz.voxel_size:.3f} Å (box {' × '.join(map(str, rz.shape))}), "
         f"{len(shells)} shells from 1/{LOW_FREQ_A:g} to 1/{ctx.resolution:g} Å⁻¹, over "
         f"{inside.size} voxels of its hard mask.\n\n" + table)
+    p_ref = [float(v) for v in np.percentile(ref_inside[np.isfinite(ref_inside)], [2.5, 25, 50, 75, 97.5])]
+    res.vrs_compat = {"percentiles_A2": p_ref}
+    res.differences.append(
+        "With the reference's Nyquist term the percentiles would be " + ", ".join(f"{v:.2f}" for v in p_ref) +
+        " Å² (under `vrs_compat`).")
     res.blocks.append("Shells used (noise = 0.9 quantile of the local amplitude in the background sphere):\n\n" +
                       md_table(["f0 (Å⁻¹)", "d (Å)", "noise"],
                                [[f"{f:.4f}", f"{1 / f:.2f}", f"{n:.4g}"] for f, n in shells]))

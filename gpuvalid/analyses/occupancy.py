@@ -41,8 +41,9 @@ def shell_frequencies(resolution: float, width: float, low_A: float = LOW_FREQ_A
     return np.linspace(fmin, fmax, n)
 
 
-def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float):
-    """Occupancy map (device float32 in [0, 1]) of ``V`` and the per-shell ``(f0, q)`` list."""
+def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float, compat: bool = False):
+    """Occupancy map (device float32 in [0, 1]) of ``V`` and the per-shell ``(f0, q)`` list (and, with
+    ``compat``, the map from the reference service's amplitude as a third value)."""
     if 1.0 / resolution <= 1.0 / LOW_FREQ_A + 1e-12:
         raise NotMeasurable(f"the resolution {resolution:g} Å is not finer than {LOW_FREQ_A:g} Å, so there is "
                             "no frequency range for the local occupancy")
@@ -53,13 +54,21 @@ def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float):
     if idx.size == 0:
         raise NotMeasurable("the hard mask of the resized map is empty")
     occ = OccupancyCounter(be, eng.shape)
+    occ_ref = OccupancyCounter(be, eng.shape) if compat else None
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
         q = quantile_at(be, A, idx, MASK_QUANTILE)
         occ.add(A, q)
         shells.append((f0, q))
+        if compat:
+            Ar = eng.reference_amplitude(A, f0, width)
+            occ_ref.add(Ar, quantile_at(be, Ar, idx, MASK_QUANTILE))
+            del Ar
         del A
-    return occ.fraction().astype(be.xp.float32), shells
+    O = occ.fraction().astype(be.xp.float32)
+    if compat:
+        return O, shells, occ_ref.fraction().astype(be.xp.float32)
+    return O, shells
 
 
 def run(ctx) -> SectionResult:
@@ -68,15 +77,20 @@ def run(ctx) -> SectionResult:
     ctx.require_mask()
     be = ctx.be
     rz = ctx.resized
-    O, shells = local_occupancy(be, rz.V, rz.voxel_size, rz.hard_mask, ctx.resolution)
+    O, shells, Oref = local_occupancy(be, rz.V, rz.voxel_size, rz.hard_mask, ctx.resolution, compat=True)
     Oh = be.to_host(O).astype(np.float32)
-    del O
     inside = Oh[be_mask_host(ctx)]
+    ref_inside = be.to_host(Oref)[be_mask_host(ctx)]
+    del O, Oref
 
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA,
                         differences=["Spiral filters and precision as in 0.f: the Riesz component is 0 on each "
                                      "axis's Nyquist plane and amplitudes are float32."])
     p, table = percentile_block(inside, "occupancy")
+    p_ref = [float(v) for v in np.percentile(ref_inside, [2.5, 25, 50, 75, 97.5])]
+    res.vrs_compat = {"percentiles": p_ref}
+    res.differences.append("With the reference's Nyquist term the percentiles would be " +
+                           ", ".join(f"{v:.2f}" for v in p_ref) + " (under `vrs_compat`).")
     res.values = {"percentiles": p, "mask_voxels": int(inside.size), "n_shells": len(shells),
                   "resized_voxel_size_A": rz.voxel_size, "resized_box_zyx": list(rz.shape),
                   "shell_frequencies_invA": [f for f, _ in shells], "shell_q25": [q for _, q in shells],
