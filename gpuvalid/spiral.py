@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import numpy as np
+import scipy.fft as sfft
 
 __all__ = ["SpiralEngine", "LogLinearFit", "OccupancyCounter", "quantile_at", "frequency_axes"]
 
@@ -50,17 +51,19 @@ def _nyquist_index(n: int) -> int | None:
 
 
 def hermitian_full(xp, Fh, shape: tuple):
-    """Full complex spectrum of a real map from its ``rfftn`` half spectrum (``F(−k) = conj F(k)``)."""
+    """Full complex spectrum of a real map from its ``rfftn`` half spectrum (``F(−k) = conj F(k)``).
+
+    Only slicing (no gathers): index ``−k mod n`` is ``0`` for ``k = 0`` and ``n − k`` otherwise."""
     nz, ny, nx = shape
     nxh = Fh.shape[-1]
     F = xp.empty(shape, dtype=Fh.dtype)
     F[:, :, :nxh] = Fh
     if nx > nxh:
-        kx = np.arange(nxh, nx)
-        zi = xp.asarray((-np.arange(nz)) % nz)
-        yi = xp.asarray((-np.arange(ny)) % ny)
-        src = Fh[:, :, xp.asarray(nx - kx)]          # columns nx−kx, then flip z and y
-        F[:, :, nxh:] = xp.conj(src[zi][:, yi])
+        src = Fh[:, :, nx - nxh:0:-1]               # columns nx−kx for kx = nxh … nx−1
+        mirror = ((slice(0, 1), slice(0, 1)), (slice(1, None), slice(None, 0, -1)))
+        for zd, zs in mirror:
+            for yd, ys in mirror:
+                F[zd, yd, nxh:] = xp.conj(src[zs, ys])
     return F
 
 
@@ -111,7 +114,9 @@ class SpiralEngine:
         uz, uy, ux = units
         self._r = r
         self._c1 = (1.0 + ux).astype(rd)                              # v0 + i·vx
-        self._c2 = (uz - 1j * uy).astype(self.F.dtype)                 # vy + i·vz
+        self._c2 = np.empty(self.shape, dtype=self.F.dtype)           # vy + i·vz
+        self._c2.real = uz
+        self._c2.imag = -uy
 
     # ---- public API --------------------------------------------------------------------------
     def amplitude(self, f0: float, width: float):
@@ -147,31 +152,39 @@ class SpiralEngine:
 
     # ---- CPU path ----------------------------------------------------------------------------
     def _amplitude_cpu(self, f0: float, width: float):
+        """One shell on the CPU.  Work arrays are allocated once and reused: fresh large allocations
+        cost page faults comparable to the arithmetic itself."""
         rd = self.real_dtype
-        S = self._r - rd.type(f0)
-        S *= S
-        S *= rd.type(-0.5 / (width * width))
+        if getattr(self, "_work", None) is None:
+            self._work = (np.empty(self.shape, rd), np.empty(self.shape, self.F.dtype),
+                          np.empty(self.shape, self.F.dtype))
+        S, P1, P2 = self._work
+        np.subtract(self._r, rd.type(f0), out=S)
+        np.multiply(S, S, out=S)
+        np.multiply(S, rd.type(-0.5 / (width * width)), out=S)
         np.exp(S, out=S)
         norm = float(S.sum(dtype=np.float64))
         self._norms[(f0, width)] = norm
+        A = np.empty(self.shape, rd)
         if norm <= 0:
-            return np.zeros(self.shape, dtype=rd)
-        SF = self.F * S
-        del S
-        P1 = SF * self._c1
-        SF *= self._c2
-        z1 = self.be.ifftn(P1)
-        del P1
-        z2 = self.be.ifftn(SF)
-        del SF
-        A = z1.real * z1.real
-        A += z1.imag * z1.imag
-        del z1
-        A += z2.real * z2.real
-        A += z2.imag * z2.imag
-        del z2
+            A.fill(0)
+            return A
+        np.multiply(S, rd.type(1.0 / norm), out=S)
+        np.multiply(self.F, S, out=P2)                 # S·F
+        np.multiply(P2, self._c1, out=P1)              # → v0 + i·vx
+        np.multiply(P2, self._c2, out=P2)              # → vy + i·vz
+        tmp = S                                        # S is no longer needed
+        z = sfft.ifftn(P1, workers=-1, overwrite_x=True)
+        np.multiply(z.real, z.real, out=A)
+        np.multiply(z.imag, z.imag, out=tmp)
+        A += tmp
+        z = sfft.ifftn(P2, workers=-1, overwrite_x=True)
+        np.multiply(z.real, z.real, out=tmp)
+        A += tmp
+        np.multiply(z.imag, z.imag, out=tmp)
+        A += tmp
+        del z
         np.sqrt(A, out=A)
-        A *= rd.type(1.0 / norm)
         return A
 
     # ---- GPU path ----------------------------------------------------------------------------
