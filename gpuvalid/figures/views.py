@@ -35,7 +35,11 @@ def isosurface_views(ctx, fig_dir) -> list[Figure]:
 
 
 def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
-    """Isosurface of ``ctx.V · ctx.soft_mask`` at ``ctx.threshold`` painted with ``values``.
+    """Isosurface of ``ctx.V`` inside the hard mask at ``ctx.threshold`` painted with ``values``.
+
+    The reference paints the soft-masked map ``V·soft``; on the resized grid the soft mask is well below 1
+    just inside the contour (σ = 2 voxels of R/2), so that surface breaks into fragments.  Cutting the map
+    to the hard mask instead keeps the molecule's full contour surface and still drops loose density.
 
     ``values`` is a host float32 local map on the grid of ``ctx.V`` (the resized map for the local
     analyses); its trilinear value at each surface point is coloured from ``lo`` (blue) to ``hi``
@@ -49,14 +53,14 @@ def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
     vals = np.asarray(be.to_host(values), dtype=np.float32)
     if vals.shape != tuple(ctx.shape):
         raise ValueError(f"local map shape {vals.shape} differs from the map shape {tuple(ctx.shape)}")
-    masked = ctx.V * ctx.soft_mask
+    masked = be.xp.where(ctx.hard_mask, ctx.V, be.xp.float32(min(ctx.vmin, ctx.threshold) - 1.0))
     if float(be.xp.max(masked)) < ctx.threshold:
         return []
     views = render_views(be, masked, ctx.threshold, SPEC_VIEWS, size=PANEL_PX, values=vals,
                          lo=float(lo), hi=float(hi), cmap=DEFAULT_CMAP)
     name = f"{stem}_views.png"
     _compose(views, fig_dir / name, colourbar=(float(lo), float(hi), label))
-    caption = (f"Isosurface of the soft-masked map at t = {ctx.threshold:g} coloured by {label}, "
+    caption = (f"Isosurface of the map inside the hard mask at t = {ctx.threshold:g} coloured by {label}, "
                f"from {_num(lo)} (blue, 2.5 % percentile) to {_num(hi)} (red, 97.5 % percentile). "
                + _orientation_text(views))
     return [Figure(file=f"figures/{name}", caption=caption)]
