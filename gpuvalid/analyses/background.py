@@ -69,7 +69,7 @@ def run(ctx) -> SectionResult:
         ["quantity", "value"],
         [["background voxels", s["n"]], ["mean", f"{s['mean']:.6g}"], ["standard deviation σ", f"{s['std']:.6g}"],
          ["t statistic (mean = 0)", f"{s['t_statistic']:.2f}"], ["p-value (two-sided)", f"{s['p_value']:.3g}"],
-         [f"voxels with |v| > {N_SIGMA:g}σ", f"{s['n_beyond_5sigma']} ({100 * s['fraction_beyond_5sigma']:.4g} %)"],
+         [f"voxels with \\|v\\| > {N_SIGMA:g}σ", f"{s['n_beyond_5sigma']} ({100 * s['fraction_beyond_5sigma']:.4g} %)"],
          ["Gaussian expectation", f"{100 * GAUSSIAN_FRACTION:.4g} %"],
          ["ratio observed / expected", f"{s['outlier_ratio']:.2f}"]]))
     if s["p_value"] < MAX_P:

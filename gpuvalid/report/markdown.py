@@ -77,7 +77,8 @@ def render_section(s) -> list[str]:
     if s.explanation:
         lines += [f"**What it measures.** {s.explanation}", ""]
     if s.status in ("not_measured", "not_applicable", "not_implemented"):
-        lines += [f"**Status: {s.status_text}.** {s.reason or ''}", ""]
+        reason = (s.reason or "").strip()
+        lines += [f"**Status: {s.status_text}.** {reason[:1].upper() + reason[1:]}", ""]
         return lines
     lines += ["### Results", ""]
     for b in s.blocks:
