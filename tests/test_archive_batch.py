@@ -221,3 +221,25 @@ def test_kill_and_resume(data_dir, tmp_path):
     assert not list(out.rglob("*.tmp"))
     with gzip.open(root / layout(ids[0]).map) as fh:  # the mirror is untouched
         assert len(fh.read(1024)) == 1024
+
+
+@pytest.mark.gpu
+def test_batch_on_gpu_matches_cpu(manifest, tmp_path):
+    """The CUDA batch path (1 GPU worker) gives the CPU's statuses and scores (values within 1e-3)."""
+    from gpuvalid.backend import cuda_available
+    if not cuda_available():
+        pytest.skip("no CUDA device / CuPy not installed")
+    rows = [r for r in read_manifest(manifest) if r["emdb_id"] in GOOD]
+    a, b = tmp_path / "cpu", tmp_path / "gpu"
+    run_batch(rows, opts(a))
+    rg = run_batch(rows, BatchOptions(out_dir=b, device="cuda", progress=False, prefetch=1,
+                                      spool_dir=str(tmp_path / "spool")))
+    assert rg.done == len(GOOD)
+    for eid in GOOD:
+        ca, cb = results(a, eid), results(b, eid)
+        assert ca["score"] == cb["score"]
+        for sid, s in ca["sections"].items():
+            assert s["status"] == cb["sections"][sid]["status"], (eid, sid)
+            for k, v in s["values"].items():
+                if isinstance(v, float):
+                    assert cb["sections"][sid]["values"][k] == pytest.approx(v, rel=1e-3, abs=1e-6), (eid, sid, k)
