@@ -53,7 +53,7 @@ def _half_grids(be, shape: tuple, voxel_size: float):
     wx[0] = 1.0
     if nx % 2 == 0:
         wx[-1] = 1.0
-    weights = xp.broadcast_to(xp.asarray(wx)[None, None, :], r.shape)
+    weights = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(wx)[None, None, :], r.shape))
     return r, weights
 
 

@@ -38,6 +38,8 @@ import scipy.fft as sfft
 __all__ = ["SpiralEngine", "LogLinearFit", "OccupancyCounter", "quantile_at", "frequency_axes"]
 
 KERNELS = "spiral.cu"
+_TINY_A = 1e-30   # amplitude floor before the log
+_TINY_Y = 1e-37   # floor of A²/(A + noise) (float32 normal range)
 _BLOCK = 256
 
 
@@ -203,6 +205,7 @@ class SpiralEngine:
             np.float32(1.0 / (nz * ts)), np.float32(1.0 / (ny * ts)), np.float32(1.0 / (nx * ts)),
             norms))
         Z = self.be.ifftn(P, axes=(-3, -2, -1))   # 2·nb batched complex transforms, cuFFT plan cached
+        Z = xp.ascontiguousarray(Z)
         del P
         A = xp.empty((nb,) + self.shape, dtype=xp.float32)
         self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))
@@ -302,14 +305,17 @@ class LogLinearFit:
                 self.n += 1
             return
         Af = A.astype(np.float32, copy=False)
-        am = np.maximum(Af, np.float32(1e-30))
-        y = np.log(am)                                   # ln(A²/(A+n)) = 2·ln A − ln(A + n)
-        y *= np.float32(2.0)
-        am += np.float32(noise)
-        y -= np.log(am)
-        del am
+        if getattr(self, "_work", None) is None:
+            self._work = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
+        am, y = self._work
+        np.maximum(Af, np.float32(_TINY_A), out=am)
+        np.add(am, np.float32(noise), out=y)
+        np.divide(am, y, out=y)
+        np.multiply(y, am, out=y)                        # A·A/(A + noise), without underflow of A²
+        np.maximum(y, np.float32(_TINY_Y), out=y)
+        np.log(y, out=y)
         if self.above_noise:
-            keep = (Af > noise).astype(np.float32)
+            keep = np.greater(Af, np.float32(noise), out=am)     # 0/1 as float32; am is free again
             y *= keep
             self.sy += y
             self.sxy += np.float32(xs) * y

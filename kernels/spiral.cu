@@ -95,7 +95,7 @@ extern "C" __global__ void lsq_accumulate(const float* __restrict__ A, float noi
     if (i >= nvox) return;
     float a = A[i];
     float am = fmaxf(a, 1e-30f);
-    float y = 2.0f * logf(am) - logf(am + noise);   // ln(A²/(A + noise)) without underflow
+    float y = logf(fmaxf(am * (am / (am + noise)), 1e-37f));   // ln(A²/(A + noise)), A² never formed
     if (above_noise) {
         if (a > noise) {
             sy[i] += y;
