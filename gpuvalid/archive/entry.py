@@ -81,11 +81,10 @@ def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = N
 
         t0 = time.perf_counter()
         try:
-            inp = load_map_input(pf.data_path, header=task.header_path)
+            inp = load_map_input(pf.data_path, header=task.header_path, sha256=pf.sha256)
         except GpuvalidError as exc:  # name the archive file, not the spool copy
             raise GpuvalidError(str(exc).replace(Path(pf.data_path).name, Path(task.map_path).name)) from None
-        inp.path = Path(task.map_path)  # the report names the archive file and its hash, not the spool copy
-        inp.sha256 = pf.sha256
+        inp.path = Path(task.map_path)  # the report names the archive file, not the spool copy
         seconds["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

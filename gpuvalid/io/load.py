@@ -29,12 +29,13 @@ def _check_positive(name: str, value: float | None, allow_none: bool = True) -> 
 
 def load_map_input(path: str | Path, *, threshold: float | None = None, resolution: float | None = None,
                    voxel_size: float | None = None, header: str | Path | None = None,
-                   resample_anisotropic: bool = False) -> MapInput:
+                   resample_anisotropic: bool = False, sha256: str | None = None) -> MapInput:
     """Read and check a map and its metadata.
 
     Voxel size: ``voxel_size`` if given, else the EMDB header's pixel spacing, else the MRC header.
     Anisotropic voxels are refused unless ``resample_anisotropic`` (linear resampling to the finest
-    spacing) or an explicit ``voxel_size`` is given.  Resolution must be positive; the threshold may be
+    spacing) or an explicit ``voxel_size`` is given.  ``sha256`` is the input hash when the caller already
+    has it (e.g. of the compressed archive file); otherwise the file is hashed.  Resolution must be positive; the threshold may be
     any finite number (a threshold above the map maximum is reported by the mask sections).
     """
     path = Path(path)
@@ -94,7 +95,7 @@ def load_map_input(path: str | Path, *, threshold: float | None = None, resoluti
                      f"{2 * ts:g} Å of this sampling")
 
     return MapInput(path=path, data=data, voxel_size=float(ts), threshold=None if threshold is None
-                    else float(threshold), resolution=resolution, sha256=sha256_file(path),
+                    else float(threshold), resolution=resolution, sha256=sha256 or sha256_file(path),
                     origin_A=m.origin_A, header_voxel_size=file_vs, notes=notes, sources=sources)
 
 
