@@ -10,8 +10,8 @@ SECTIONS = [
     ("0.b", "Mask analysis", "gpuvalid.analyses.mask"),
     ("0.c", "Background analysis", "gpuvalid.analyses.background"),
     ("0.d", "Global B-factor (Guinier)", "gpuvalid.analyses.bfactor"),
-    ("0.e", "Local resolution", None),
+    ("0.e", "Local resolution", "gpuvalid.analyses.locres"),
     ("0.f", "Local B-factor (LocBfactor)", "gpuvalid.analyses.locbfactor"),
     ("0.g", "Local occupancy (LocOccupancy)", "gpuvalid.analyses.occupancy"),
-    ("0.h", "Hand", None),
+    ("0.h", "Hand", "gpuvalid.analyses.hand"),
 ]

@@ -1,0 +1,163 @@
+"""0.e Local resolution: gpuvalid's own network, cross-checked by a monogenic (MonoRes-like) estimate.
+
+Applies for 2 Å ≤ R ≤ 13 Å.  The network (:mod:`gpuvalid.models`, trained here on simulated maps) sees
+the map resampled to 1 Å/voxel and divided by its local RMS; each output voxel regresses the local
+resolution from the 13³ Å cube around it.  The monogenic estimate (:mod:`gpuvalid.monores`) needs no
+training: the highest shell frequency whose local amplitude stays above the 0.95 quantile of the
+background.  Without PyTorch (or without the shipped weights) the section reports the monogenic estimate.
+``P`` = 100·#(local < R)/# over the hard mask.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+
+from .. import models
+from ..errors import NotMeasurable
+from .base import SectionResult, md_table, not_applicable, percentile_block
+
+SID, TITLE = "0.e", "Local resolution"
+R_RANGE = (2.0, 13.0)
+EPS_HOMOGENEOUS = 0.01
+MIN_PERCENTILE = 0.1
+
+EXPLANATION = (
+    "Resolution varies across a map: rigid cores are usually better resolved than flexible surfaces. A "
+    "local-resolution map gives, at every voxel of the molecule, the finest detail the density supports "
+    "there. gpuvalid estimates it twice: with a small 3-D convolutional network trained here on maps "
+    "simulated from atomic models at known, spatially varying resolutions (it looks at a 13 Å cube around "
+    "each voxel of the map resampled to 1 Å/voxel), and with a monogenic estimate that needs no training "
+    "(the highest Fourier-shell frequency whose local amplitude stays above the noise level of the "
+    "background). The two should broadly agree; the reported resolution R should fall inside the "
+    "distribution of local values.")
+
+CRITERIA = (f"Warn when the local resolutions are too homogeneous (97.5 % and 2.5 % percentiles closer than "
+            f"{EPS_HOMOGENEOUS:g} Å) or when fewer than {MIN_PERCENTILE:g} % of the voxels are better resolved "
+            f"than the reported resolution R (P < {MIN_PERCENTILE:g}).")
+
+DIFFERENCES = [
+    "The reference runs DeepRes (Keras), whose weights are downloaded from its model server and are not "
+    "redistributable; gpuvalid uses its own network trained on simulated maps (docs/models.md gives the "
+    "training data and held-out errors), so the numbers are not the reference's.",
+    "gpuvalid also reports a non-learned monogenic estimate and the agreement of both.",
+]
+
+
+def _device(be) -> str:
+    return be.device if be.is_gpu else "cpu"
+
+
+def _network_estimate(ctx, mask_h: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """Network local resolution (host, NaN outside the mask), or (None, reason)."""
+    if not models.torch_available():
+        return None, "PyTorch is not installed"
+    if not models.weights_path("locres").is_file():
+        return None, f"the model weights are missing ({models.weights_path('locres').name})"
+    from ..models.infer import predict_locres
+    return predict_locres(ctx.host, ctx.voxel_size, mask_h, _device(ctx.be)), None
+
+
+def _percentile_of(values: np.ndarray, R: float) -> float:
+    return float(100.0 * np.count_nonzero(values < R) / max(values.size, 1))
+
+
+def run(ctx) -> SectionResult:
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    R = ctx.resolution
+    if not (R_RANGE[0] <= R <= R_RANGE[1]):
+        return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {R_RANGE[0]:g}–{R_RANGE[1]:g} Å",
+                              EXPLANATION)
+    ctx.require_mask()
+    be = ctx.be
+    mask_h = be.to_host(ctx.hard_mask).astype(bool)
+    if not mask_h.any():
+        raise NotMeasurable("the hard mask is empty")
+
+    mono, mono_reason = None, None
+    try:
+        from ..monores import monogenic_local_resolution
+        mono = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask)
+    except NotMeasurable as exc:
+        mono_reason = str(exc)
+    net, net_reason = _network_estimate(ctx, mask_h)
+    if net is None and mono is None:
+        raise NotMeasurable(f"{net_reason}, and the monogenic estimate failed: {mono_reason}")
+
+    res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA, differences=list(DIFFERENCES))
+    primary = net if net is not None else mono
+    method = "network" if net is not None else "monogenic"
+    inside = primary[mask_h]
+    inside = inside[np.isfinite(inside)]
+    p, table = percentile_block(inside, "local resolution (Å)")
+    P = _percentile_of(inside, R)
+    res.values = {"percentiles_A": p, "resolution_percentile": P, "method": method, "mask_voxels": int(inside.size)}
+    if net is None:
+        res.blocks.append(f"**{net_reason}: the local resolution below is the monogenic estimate** "
+                          "(no network was run).")
+    res.blocks.append(f"Local resolution ({method}) over {inside.size} voxels of the hard mask; the reported "
+                      f"resolution R = {R:g} Å falls at the {P:.1f} % percentile.\n\n" + table)
+
+    if mono is not None:
+        mi = mono[mask_h]
+        pm = [float(v) for v in np.percentile(mi[np.isfinite(mi)], [2.5, 25, 50, 75, 97.5])]
+        res.values["monogenic_percentiles_A"] = pm
+        res.values["monogenic_resolution_percentile"] = _percentile_of(mi[np.isfinite(mi)], R)
+        rows = [["monogenic"] + [f"{v:.2f}" for v in pm]]
+        if net is not None:
+            ni = net[mask_h]
+            ok = np.isfinite(ni) & np.isfinite(mi)
+            agree = {"mean_abs_difference_A": float(np.mean(np.abs(ni[ok] - mi[ok]))),
+                     "median_difference_A": float(np.median(ni[ok] - mi[ok])),
+                     "correlation": float(np.corrcoef(ni[ok], mi[ok])[0, 1]) if ok.sum() > 2 else float("nan")}
+            res.values["agreement"] = agree
+            rows.insert(0, ["network"] + [f"{v:.2f}" for v in p])
+            res.blocks.append(
+                "Cross-check with the monogenic estimate (Å):\n\n" +
+                md_table(["estimate", "2.5 %", "25 %", "50 %", "75 %", "97.5 %"], rows) +
+                f"\n\nMean |network − monogenic| = {agree['mean_abs_difference_A']:.2f} Å, median difference "
+                f"{agree['median_difference_A']:+.2f} Å, voxel-wise correlation {agree['correlation']:.2f}.")
+    elif mono_reason:
+        res.values["monogenic_reason"] = mono_reason
+        res.blocks.append(f"The monogenic cross-check could not be computed: {mono_reason}.")
+
+    if abs(p[4] - p[0]) < EPS_HOMOGENEOUS:
+        res.warnings.append(f"the local resolutions are too homogeneous (97.5 % − 2.5 % percentile < "
+                            f"{EPS_HOMOGENEOUS:g} Å)")
+    if P < MIN_PERCENTILE:
+        res.warnings.append(f"the reported resolution {R:g} Å is better than almost all local resolutions "
+                            f"(percentile {P:.2f} % < {MIN_PERCENTILE:g} %)")
+    _publish(ctx, res, primary, p)
+    res.key = f"median {p[2]:.2f} Å"
+    res.summary = (f"The local resolution ({method}) has median {p[2]:.2f} Å (2.5–97.5 %: {p[0]:.2f}–{p[4]:.2f} Å); "
+                   f"R = {R:g} Å is at its {P:.1f} % percentile" +
+                   ("." if not res.warnings else f"; {res.warnings[0]}."))
+    return res
+
+
+def _publish(ctx, res: SectionResult, values: np.ndarray, p: list[float]) -> None:
+    """Local map for the colour views, MRC on request, histogram and colour views (never raises)."""
+    ctx.cache.setdefault("local_maps", {})[SID] = {"values": values, "lo": p[0], "hi": p[4],
+                                                  "label": "local resolution (Å)"}
+    errors = ctx.cache.setdefault("figure_errors", [])
+    if ctx.options.map_dir is not None:
+        try:
+            from ..io.mrc import write_mrc
+            write_mrc(ctx.options.map_dir / "local_resolution.mrc", np.nan_to_num(values, nan=0.0), ctx.voxel_size)
+            res.blocks.append("The local-resolution map (0 outside the hard mask) was written to "
+                              "`maps/local_resolution.mrc`.")
+        except Exception:
+            errors.append(f"{SID}:\n{traceback.format_exc()}")
+    if ctx.options.figure_dir is None:
+        return
+    try:
+        from ..figures.local import local_histogram, try_colour_views
+        inside = values[np.isfinite(values)]
+        res.figures.append(local_histogram(ctx.options.figure_dir, "locres", inside, "local resolution (Å)",
+                                           "Local resolution", p))
+        res.figures += try_colour_views(ctx, np.nan_to_num(values, nan=p[2]).astype(np.float32), p[0], p[4],
+                                        "local resolution (Å)", ctx.options.figure_dir, "locres", errors)
+    except Exception:
+        errors.append(f"{SID}:\n{traceback.format_exc()}")

@@ -1,0 +1,68 @@
+"""Fully convolutional 3-D networks (valid convolutions): each output voxel sees a cube of
+``receptive_field`` voxels of the input (13³ at 1 Å/voxel), so training on patches and inference on a
+whole map compute the same function.
+
+- :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``);
+- :class:`VoxelClassifier` gives a probability per voxel (helix, or mirrored hand).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+DEFAULT_CHANNELS = (1, 8, 12, 12, 16, 16, 16)
+
+
+def _trunk(channels: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for cin, cout in zip(channels[:-1], channels[1:]):
+        layers += [nn.Conv3d(cin, cout, 3), nn.GELU()]
+    return nn.Sequential(*layers)
+
+
+class FCNet(nn.Module):
+    """Valid 3×3×3 convolutions over ``channels`` then a 1×1×1 head to one value per voxel."""
+
+    def __init__(self, channels=DEFAULT_CHANNELS, hidden: int = 16):
+        super().__init__()
+        self.channels = tuple(channels)
+        self.trunk = _trunk(list(channels))
+        self.head = nn.Sequential(nn.Conv3d(channels[-1], hidden, 1), nn.GELU(), nn.Conv3d(hidden, 1, 1))
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + 2 * (len(self.channels) - 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))[:, 0]
+
+
+class LocResNet(FCNet):
+    """Local resolution (Å) in [2, 13] for every voxel of the valid output."""
+
+    LO, HI = 2.0, 13.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LO + (self.HI - self.LO) * torch.sigmoid(self.logits(x))
+
+
+class VoxelClassifier(FCNet):
+    """Probability per voxel (sigmoid of the logit)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def build(kind: str, channels=None) -> FCNet:
+    """Network for 'locres', 'helix' or 'hand' (default widths unless ``channels`` is given)."""
+    if kind == "locres":
+        return LocResNet(channels or DEFAULT_CHANNELS)
+    if kind in ("helix", "hand"):
+        return VoxelClassifier(channels or DEFAULT_CHANNELS)
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def n_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,338 @@
+"""Train gpuvalid's networks from scratch on simulated maps: ``python -m gpuvalid.models.train {locres,hand}``.
+
+Everything is seeded (``--seed``, default 0): the structures' split, the simulated maps, the patch
+sampling, the weight initialisation and the batch order; torch runs single-process on the CPU with
+deterministic algorithms, so a rerun on the same machine and versions gives the same weights.
+Weights go to ``gpuvalid/models/weights/`` (or ``--out``) with a ``<kind>_metrics.json`` of held-out
+metrics (validation during training, test at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpuvalid.simulate import sources
+from gpuvalid.simulate.helix import helix_fraction
+from gpuvalid.simulate.maps import simulate_locres, simulate_uniform
+from gpuvalid.simulate.structure import read_atoms
+
+from . import WEIGHTS_DIR
+from . import preprocess as P
+from .nets import build, n_parameters
+
+PATCH = 24
+
+
+def load_structures(split: str, protein_only: bool = False, min_helix: float = 0.0) -> list:
+    """``(Structure, Atoms)`` of one split, skipping unavailable files."""
+    out = []
+    for s in sources.splits()[split]:
+        p = sources.path_of(s)
+        if p is None or (protein_only and not s.protein):
+            continue
+        a = read_atoms(p)
+        if min_helix and helix_fraction(a) < min_helix:
+            continue
+        out.append((s, a))
+    return out
+
+
+def _patch_centres(where: np.ndarray, rng, n: int, half: int) -> np.ndarray:
+    idx = np.argwhere(where)
+    shape = np.array(where.shape)
+    ok = ((idx >= half) & (idx < shape - half)).all(1)
+    idx = idx[ok]
+    if len(idx) == 0:
+        return idx
+    return idx[rng.choice(len(idx), size=min(n, len(idx)), replace=False)]
+
+
+def _cut(a: np.ndarray, c, half: int, patch: int) -> np.ndarray:
+    z, y, x = (int(v) - half for v in c)
+    return a[z:z + patch, y:y + patch, x:x + patch]
+
+
+def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
+                   rf: int = 13) -> dict:
+    """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output."""
+    X, Y, M = [], [], []
+    r = rf // 2
+    for _s, atoms in structs:
+        for _ in range(maps_per_structure):
+            m = simulate_locres(atoms, rng)
+            x = P.locres_input(m.V)
+            for c in _patch_centres(m.mask, rng, patches_per_map, patch // 2):
+                X.append(_cut(x, c, patch // 2, patch))
+                Y.append(_cut(m.local_res, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
+                M.append(_cut(m.mask, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
+    return {"x": np.stack(X), "y": np.stack(Y), "m": np.stack(M)}
+
+
+def hand_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
+                 rf: int = 13, res_range=(2.5, 5.0)) -> dict:
+    """Hand-input patches with helix labels; half the centres on helix voxels, half anywhere in the mask."""
+    X, H, M = [], [], []
+    r = rf // 2
+    for _s, atoms in structs:
+        for _ in range(maps_per_structure):
+            m = simulate_uniform(atoms, rng, rng.uniform(*res_range))
+            x = P.hand_input(m.V, m.voxel_size, m.mask)
+            helix = m.helix & m.mask
+            cs = list(_patch_centres(helix, rng, patches_per_map // 2, patch // 2))
+            cs += list(_patch_centres(m.mask, rng, patches_per_map - len(cs), patch // 2))
+            for c in cs:
+                X.append(_cut(x, c, patch // 2, patch))
+                H.append(_cut(helix, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
+                M.append(_cut(m.mask, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
+    return {"x": np.stack(X), "h": np.stack(H), "m": np.stack(M)}
+
+
+def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator, mirror: bool = False):
+    """Random proper rotation by 90° steps (hand kept); with ``mirror`` also a random single-axis flip per
+    sample, returned as the mirrored label (1 = mirrored)."""
+    k = int(torch.randint(0, 4, (1,), generator=gen))
+    axes = [(2, 3), (2, 4), (3, 4)][int(torch.randint(0, 3, (1,), generator=gen))]
+    x = torch.rot90(x, k, axes)
+    ys = [torch.rot90(y, k, (a - 1, b - 1)) for y, (a, b) in zip(ys, [axes] * len(ys))]
+    if not mirror:
+        return (x, *ys)
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    ax = int(torch.randint(2, 5, (1,), generator=gen))
+    x = torch.where(flip[:, None, None, None, None], torch.flip(x, (ax,)), x)
+    ys = [torch.where(flip[:, None, None, None], torch.flip(y, (ax - 1,)), y) for y in ys]
+    return (x, *ys, flip.float())
+
+
+def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: int = 16,
+        lr: float = 3e-3, log=print, channels=None, log_every: int = 25) -> tuple:
+    """Train one network for ``steps`` Adam steps (cosine learning-rate decay); returns (net, history).
+
+    locres: L1 loss (Å) over masked output voxels.  helix: balanced binary cross-entropy over mask voxels.
+    hand: binary cross-entropy of "mirrored" over helix voxels of randomly flipped patches.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = build(kind, channels)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    X = torch.from_numpy(data["x"])[:, None]
+    if kind == "locres":
+        Y = torch.from_numpy(data["y"])
+        M = torch.from_numpy(data["m"])
+    else:
+        Y = torch.from_numpy(data["h"]).float()
+        M = torch.from_numpy(data["m"])
+        pos = float((Y * M).sum() / M.sum().clamp(min=1))
+    n = X.shape[0]
+    t0 = time.perf_counter()
+    hist = {"step": [], "train_loss": [], "val": []}
+    step, running = 0, []
+    while step < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch + 1, batch):
+            b = perm[i:i + batch]
+            frac = step / max(steps, 1)
+            for g in opt.param_groups:  # cosine decay over the run
+                g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+            if kind == "locres":
+                x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
+                pred = net(x)
+                loss = (torch.abs(pred - y) * m).sum() / m.sum().clamp(min=1)
+            elif kind == "helix":
+                x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
+                logit = net.logits(x)
+                w = m * torch.where(y > 0.5, torch.full_like(y, 0.5 / max(pos, 1e-3)),
+                                    torch.full_like(y, 0.5 / max(1 - pos, 1e-3)))
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")
+                loss = (bce * w).sum() / w.sum().clamp(min=1e-6)
+            else:
+                x, y, m, flip = _augment(X[b], Y[b], M[b].float(), gen=gen, mirror=True)
+                logit = net.logits(x)
+                w = y * m
+                tgt = flip[:, None, None, None].expand_as(logit)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, tgt, reduction="none")
+                loss = (bce * w).sum() / w.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running.append(float(loss.detach()))
+            step += 1
+            if step % log_every == 0:
+                hist["step"].append(step)
+                hist["train_loss"].append(float(np.mean(running)))
+                running = []
+                msg = f"{kind} step {step} loss {hist['train_loss'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)"
+                if val is not None and step % (4 * log_every) == 0:
+                    v = evaluate_patches(kind, net, val, seed)
+                    hist["val"].append((step, v))
+                    msg += f" val {v:.4f}"
+                log(msg)
+            if step >= steps:
+                break
+    hist["seconds"] = time.perf_counter() - t0
+    hist["steps"] = step
+    net.eval()
+    return net, hist
+
+
+@torch.no_grad()
+def evaluate_patches(kind: str, net, data: dict, seed: int = 0) -> float:
+    """Validation number on patches: locres MAE (Å); helix balanced accuracy; hand voxel accuracy
+    (each patch once as is, once flipped along x)."""
+    net.eval()
+    X = torch.from_numpy(data["x"])[:, None]
+    out = []
+    for i in range(0, X.shape[0], 32):
+        x = X[i:i + 32]
+        if kind == "locres":
+            y = torch.from_numpy(data["y"][i:i + 32])
+            m = torch.from_numpy(data["m"][i:i + 32]).float()
+            out.append(((torch.abs(net(x) - y) * m).sum().item(), m.sum().item()))
+        elif kind == "helix":
+            y = torch.from_numpy(data["h"][i:i + 32])
+            m = torch.from_numpy(data["m"][i:i + 32])
+            p = net(x) > 0.5
+            out.append((((p & y & m).sum().item(), (y & m).sum().item()),
+                        ((~p & ~y & m).sum().item(), (~y & m).sum().item())))
+        else:
+            y = torch.from_numpy(data["h"][i:i + 32]) & torch.from_numpy(data["m"][i:i + 32])
+            p0 = net(x) < 0.5
+            p1 = torch.flip(net(torch.flip(x, (4,))), (3,)) > 0.5
+            out.append(((p0 & y).sum().item() + (p1 & y).sum().item(), 2 * y.sum().item()))
+    net.train()
+    if kind == "helix":
+        tp = sum(o[0][0] for o in out) / max(1, sum(o[0][1] for o in out))
+        tn = sum(o[1][0] for o in out) / max(1, sum(o[1][1] for o in out))
+        return 0.5 * (tp + tn)
+    return sum(o[0] for o in out) / max(1, sum(o[1] for o in out))
+
+
+def save(net, kind: str, out_dir: Path, meta: dict) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = out_dir / f"{kind}.pt"
+    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    torch.save({"kind": kind, "channels": list(net.channels), "state_dict": sd, "meta": meta}, p)
+    return p
+
+
+# ------------------------------------------------------------------------------- test evaluation
+def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print) -> dict:
+    """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth."""
+    from gpuvalid.backend import get_backend
+    from gpuvalid.masks import dilate
+    from gpuvalid.monores import monogenic_local_resolution
+
+    from .infer import locres_on_working_grid
+
+    be = get_backend("cpu")
+    rng = np.random.default_rng(seed + 1000)
+    rows = []
+    for s, atoms in load_structures("test"):
+        for _ in range(maps_per_structure):
+            m = simulate_locres(atoms, rng, pad_A=20.0)  # room for a background (the monogenic noise level)
+            pred = locres_on_working_grid(m.V, m.mask, "cpu", str(out_dir / "locres.pt"))
+            hard = dilate(be, m.mask, 2)  # the hard mask's 2 Å dilation
+            mono = monogenic_local_resolution(be, m.V, m.voxel_size, hard)
+            t = m.local_res[m.mask]
+            p, q = pred[m.mask], mono[m.mask]
+            rows.append(dict(structure=s.name, lo=m.params["lo"], hi=m.params["hi"], n=int(m.mask.sum()),
+                             mae_net=float(np.mean(np.abs(p - t))), mae_mono=float(np.nanmean(np.abs(q - t))),
+                             median_true=float(np.median(t)), median_net=float(np.median(p)),
+                             median_mono=float(np.nanmedian(q)),
+                             mad_net_mono=float(np.nanmean(np.abs(p - q))),
+                             corr_net_mono=float(np.corrcoef(p[np.isfinite(q)], q[np.isfinite(q)])[0, 1])
+                             if np.isfinite(q).sum() > 2 else float("nan")))
+            log(f"test {s.name}: true {rows[-1]['median_true']:.2f} net {rows[-1]['median_net']:.2f} "
+                f"mono {rows[-1]['median_mono']:.2f}  MAE net {rows[-1]['mae_net']:.2f} mono {rows[-1]['mae_mono']:.2f}")
+    agg = {k: float(np.nanmean([r[k] for r in rows])) for k in ("mae_net", "mae_mono", "mad_net_mono", "corr_net_mono")}
+    agg["median_abs_err_of_median_net"] = float(np.median([abs(r["median_net"] - r["median_true"]) for r in rows]))
+    agg["median_abs_err_of_median_mono"] = float(np.median([abs(r["median_mono"] - r["median_true"]) for r in rows]))
+    agg["n_maps"] = len(rows)
+    return {"summary": agg, "maps": rows}
+
+
+def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0), log=print) -> dict:
+    """Map-level hand accuracy on held-out test structures and their mirrors, per resolution."""
+    from gpuvalid.simulate.filters import mirror
+
+    from .infer import hand_score
+
+    rng = np.random.default_rng(seed + 2000)
+    rows = []
+    for s, atoms in load_structures("test", protein_only=True, min_helix=0.1):
+        for res in resolutions:
+            m = simulate_uniform(atoms, rng, res, with_helix=False, crop_radius_A=25.0)
+            for mirrored, V in ((False, m.V), (True, mirror(m.V))):
+                r = hand_score(V, m.voxel_size, m.threshold, "cpu", str(out_dir / "helix.pt"),
+                               str(out_dir / "hand.pt"))
+                ok = (r["score"] > 0.5) == mirrored
+                rows.append(dict(structure=s.name, resolution=res, mirrored=mirrored, score=r["score"],
+                                 correct=ok, n_voxels=r["n_voxels"]))
+            log(f"test {s.name} {res} Å: score {rows[-2]['score']:.3f} / mirror {rows[-1]['score']:.3f}")
+    summ = {}
+    for res in resolutions:
+        sel = [r for r in rows if r["resolution"] == res]
+        summ[f"accuracy_{res:g}A"] = float(np.mean([r["correct"] for r in sel]))
+    summ["accuracy_all"] = float(np.mean([r["correct"] for r in rows]))
+    le4 = [r for r in rows if r["resolution"] <= 4.0]
+    summ["accuracy_le4A"] = float(np.mean([r["correct"] for r in le4])) if le4 else float("nan")
+    summ["n_maps"] = len(rows)
+    return {"summary": summ, "maps": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gpuvalid.models.train",
+                                 description="Train gpuvalid's local-resolution or hand networks from scratch.")
+    ap.add_argument("kind", choices=["locres", "hand"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--steps", type=int, default=600, help="training steps per network")
+    ap.add_argument("--batch", type=int, default=8, help="patches per step")
+    ap.add_argument("--maps", type=int, default=6, help="simulated training maps per structure")
+    ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-test", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.use_deterministic_algorithms(True)
+    sources.fetch()
+    rng = np.random.default_rng(a.seed)
+    t0 = time.perf_counter()
+    metrics: dict = {"seed": a.seed, "torch": torch.__version__}
+    if a.kind == "locres":
+        tr = locres_patches(load_structures("train"), rng, a.maps, a.patches)
+        va = locres_patches(load_structures("val"), rng, 2, a.patches)
+        metrics["data_seconds"] = time.perf_counter() - t0
+        print(f"data: {len(tr['x'])} train / {len(va['x'])} val patches in {metrics['data_seconds']:.0f} s")
+        net, hist = fit("locres", tr, va, a.seed, a.steps, batch=a.batch)
+        metrics.update(train_seconds=hist["seconds"], steps=hist["steps"], params=n_parameters(net),
+                       val_mae_A=evaluate_patches("locres", net, va), history=hist)
+        save(net, "locres", a.out, {"seed": a.seed, "val_mae_A": metrics["val_mae_A"]})
+        if not a.no_test:
+            metrics["test"] = test_locres(a.seed, a.out)
+    else:
+        structs = load_structures("train", protein_only=True)
+        tr = hand_patches(structs, rng, a.maps, a.patches)
+        va = hand_patches(load_structures("val", protein_only=True), rng, 2, a.patches)
+        metrics["data_seconds"] = time.perf_counter() - t0
+        print(f"data: {len(tr['x'])} train / {len(va['x'])} val patches in {metrics['data_seconds']:.0f} s")
+        for kind in ("helix", "hand"):
+            net, hist = fit(kind, tr, va, a.seed, a.steps, batch=a.batch)
+            metrics[kind] = dict(train_seconds=hist["seconds"], steps=hist["steps"], params=n_parameters(net),
+                                 val=evaluate_patches(kind, net, va), history=hist)
+            save(net, kind, a.out, {"seed": a.seed, "val": metrics[kind]["val"]})
+        if not a.no_test:
+            metrics["test"] = test_hand(a.seed, a.out)
+    metrics["total_seconds"] = time.perf_counter() - t0
+    (a.out / f"{a.kind}_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    print(json.dumps(metrics.get("test", {}).get("summary", {}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
