@@ -49,6 +49,13 @@ def frequency_axes(shape: tuple, voxel_size: float) -> list[np.ndarray]:
     return [np.fft.fftfreq(n, voxel_size) for n in shape]
 
 
+def _slabs(shape: tuple, elements: int = 1 << 18) -> list[slice]:
+    """Slices along z of about ``elements`` voxels each (at least one plane)."""
+    plane = int(np.prod(shape[1:]))
+    step = max(1, elements // max(plane, 1))
+    return [slice(z, min(z + step, shape[0])) for z in range(0, shape[0], step)]
+
+
 def _nyquist_index(n: int) -> int | None:
     return n // 2 if n % 2 == 0 else None
 
@@ -155,39 +162,52 @@ class SpiralEngine:
 
     # ---- CPU path ----------------------------------------------------------------------------
     def _amplitude_cpu(self, f0: float, width: float):
-        """One shell on the CPU.  Work arrays are allocated once and reused: fresh large allocations
-        cost page faults comparable to the arithmetic itself."""
-        rd = self.real_dtype
+        """One shell on the CPU, in z-slabs of ~2^18 voxels so that each element-wise chain runs in
+        cache (memory traffic, not arithmetic, bounds these steps).  The two full spectra are
+        allocated once and reused: fresh large allocations cost page faults."""
+        rd, cd = self.real_dtype, self.F.dtype
         if getattr(self, "_work", None) is None:
-            self._work = (np.empty(self.shape, rd), np.empty(self.shape, self.F.dtype),
-                          np.empty(self.shape, self.F.dtype))
-        S, P1, P2 = self._work
-        np.subtract(self._r, rd.type(f0), out=S)
-        np.multiply(S, S, out=S)
-        np.multiply(S, rd.type(-0.5 / (width * width)), out=S)
-        np.exp(S, out=S)
-        norm = float(S.sum(dtype=np.float64))
+            slabs = _slabs(self.shape)
+            n0 = slabs[0].stop - slabs[0].start
+            tmp_shape = (n0,) + self.shape[1:]
+            self._work = (slabs, np.empty(self.shape, cd), np.empty(self.shape, cd),
+                          np.empty(tmp_shape, rd), np.empty(tmp_shape, rd), np.empty(tmp_shape, cd))
+        slabs, P1, P2, S0, R0, T0 = self._work
+        k = rd.type(-0.5 / (width * width))
+        f0r = rd.type(f0)
+        norm = 0.0
+        for sl in slabs:
+            n = sl.stop - sl.start
+            S, T = S0[:n], T0[:n]
+            np.subtract(self._r[sl], f0r, out=S)
+            np.multiply(S, S, out=S)
+            np.multiply(S, k, out=S)
+            np.exp(S, out=S)
+            norm += float(S.sum(dtype=np.float64))
+            np.multiply(self.F[sl], S, out=T)              # S·F
+            np.multiply(T, self._c1[sl], out=P1[sl])       # → v0 + i·vx
+            np.multiply(T, self._c2[sl], out=P2[sl])       # → vy + i·vz
         self._norms[(f0, width)] = norm
         A = np.empty(self.shape, rd)
         if norm <= 0:
             A.fill(0)
             return A
-        np.multiply(S, rd.type(1.0 / norm), out=S)
-        np.multiply(self.F, S, out=P2)                 # S·F
-        np.multiply(P2, self._c1, out=P1)              # → v0 + i·vx
-        np.multiply(P2, self._c2, out=P2)              # → vy + i·vz
-        tmp = S                                        # S is no longer needed
-        z = sfft.ifftn(P1, workers=-1, overwrite_x=True)
-        np.multiply(z.real, z.real, out=A)
-        np.multiply(z.imag, z.imag, out=tmp)
-        A += tmp
-        z = sfft.ifftn(P2, workers=-1, overwrite_x=True)
-        np.multiply(z.real, z.real, out=tmp)
-        A += tmp
-        np.multiply(z.imag, z.imag, out=tmp)
-        A += tmp
-        del z
-        np.sqrt(A, out=A)
+        z1 = sfft.ifftn(P1, workers=-1, overwrite_x=True)
+        z2 = sfft.ifftn(P2, workers=-1, overwrite_x=True)
+        inv = rd.type(1.0 / norm)
+        for sl in slabs:
+            n = sl.stop - sl.start
+            a, t = A[sl], R0[:n]
+            u, v = z1[sl], z2[sl]
+            np.multiply(u.real, u.real, out=a)
+            np.multiply(u.imag, u.imag, out=t)
+            a += t
+            np.multiply(v.real, v.real, out=t)
+            a += t
+            np.multiply(v.imag, v.imag, out=t)
+            a += t
+            np.sqrt(a, out=a)
+            a *= inv
         return A
 
     # ---- GPU path ----------------------------------------------------------------------------
@@ -258,9 +278,18 @@ class SpiralEngine:
 def quantile_at(be, A, index, q: float) -> float:
     """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``."""
     vals = A.reshape(-1)[index]
-    if vals.size == 0:
+    n = int(vals.size)
+    if n == 0:
         return float("nan")
-    return be.scalar(be.xp.quantile(vals, q))
+    if be.is_gpu:
+        return be.scalar(be.xp.quantile(vals, q))
+    # CPU: partition the gathered copy in place (np.quantile would copy it again)
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, n - 1)
+    vals.partition([lo, hi] if hi != lo else lo)
+    a, b = float(vals[lo]), float(vals[hi])
+    return a + (pos - lo) * (b - a)
 
 
 class LogLinearFit:
@@ -307,26 +336,36 @@ class LogLinearFit:
             return
         Af = A.astype(np.float32, copy=False)
         if getattr(self, "_work", None) is None:
-            self._work = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
-        am, y = self._work
-        np.maximum(Af, np.float32(_TINY_A), out=am)
-        np.add(am, np.float32(noise), out=y)
-        np.divide(am, y, out=y)
-        np.multiply(y, am, out=y)                        # A·A/(A + noise), without underflow of A²
-        np.maximum(y, np.float32(_TINY_Y), out=y)
-        np.log(y, out=y)
-        if self.above_noise:
-            keep = np.greater(Af, np.float32(noise), out=am)     # 0/1 as float32; am is free again
-            y *= keep
-            self.sy += y
-            self.sxy += np.float32(xs) * y
-            self.sx += np.float32(xs) * keep
-            self.sxx += np.float32(xs * xs) * keep
-            self.n += keep
-        else:
-            self.sy += y
-            y *= np.float32(xs)
-            self.sxy += y
+            slabs = _slabs(self.shape)
+            tmp_shape = (slabs[0].stop - slabs[0].start,) + self.shape[1:]
+            self._work = (slabs, np.empty(tmp_shape, np.float32), np.empty(tmp_shape, np.float32))
+        slabs, AM, Y = self._work
+        xs32, n32 = np.float32(xs), np.float32(noise)
+        for sl in slabs:                                     # z-slabs: each chain stays in cache
+            n = sl.stop - sl.start
+            a, am, y = Af[sl], AM[:n], Y[:n]
+            np.maximum(a, np.float32(_TINY_A), out=am)
+            np.add(am, n32, out=y)
+            np.divide(am, y, out=y)
+            np.multiply(y, am, out=y)                        # A·A/(A + noise), A² never formed
+            np.maximum(y, np.float32(_TINY_Y), out=y)
+            np.log(y, out=y)
+            if self.above_noise:
+                keep = np.greater(a, n32, out=am)            # 0/1 as float32; am is free again
+                y *= keep
+                self.sy[sl] += y
+                self.n[sl] += keep
+                keep *= xs32
+                self.sx[sl] += keep
+                keep *= xs32
+                self.sxx[sl] += keep
+                y *= xs32
+                self.sxy[sl] += y
+            else:
+                self.sy[sl] += y
+                y *= xs32
+                self.sxy[sl] += y
+        if not self.above_noise:
             self.sx += xs
             self.sxx += xs * xs
             self.n += 1
