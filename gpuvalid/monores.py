@@ -3,7 +3,10 @@
 For shell frequencies ``f`` (Å⁻¹) from ``1/low_A`` up to Nyquist ``1/(2·Ts)``, the local amplitude
 ``A_f(x)`` of the map in a Gaussian shell (the spiral-amplitude engine, :class:`gpuvalid.spiral.SpiralEngine`)
 is compared with the noise level ``q_f`` = the 0.95 quantile of ``A_f`` over background voxels (outside the
-mask, inside the inscribed sphere).  Sweeping from low to high frequency, a voxel's local resolution is
+mask, inside the inscribed sphere, and at least ``1/(π·w)`` Å from the mask: a Gaussian shell of width ``w``
+Å⁻¹ has a spatial envelope of σ = 1/(2π·w) Å, so the molecule's own amplitude leaks that far into the
+solvent and would otherwise raise the noise level; the margin is halved until enough voxels remain).
+Sweeping from low to high frequency, a voxel's local resolution is
 ``1/f`` at the highest frequency reached while its amplitude stays above the noise level; one shell below
 the noise is tolerated (two consecutive ones end the sweep), which keeps single noisy shells from stopping
 it early.  Voxels never above the noise get ``low_A``.
@@ -34,6 +37,26 @@ def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: 
     return f, width
 
 
+def noise_region(be, mask, voxel_size: float, margin_A: float):
+    """Flat indices of the background voxels used for the noise level, and the margin (Å) kept from the
+    mask: the inscribed-sphere background farther than ``margin_A`` from the mask, halving the margin
+    (down to 0) until at least ``MIN_BACKGROUND`` voxels remain."""
+    from .analyses.locbfactor import background_sphere_index
+
+    bg = background_sphere_index(be, mask)
+    if int(bg.size) < MIN_BACKGROUND:
+        raise NotMeasurable(f"only {int(bg.size)} background voxels outside the mask: too few to estimate the "
+                            "noise level of the monogenic local resolution")
+    dist = be.ndimage.distance_transform_edt(~mask, sampling=float(voxel_size)).reshape(-1)[bg]
+    margin = float(margin_A)
+    while margin > 0.5 * voxel_size:
+        far = bg[dist >= margin]
+        if int(far.size) >= MIN_BACKGROUND:
+            return far, margin
+        margin *= 0.5
+    return bg, 0.0
+
+
 def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LOW_A, n_shells: int = N_SHELLS,
                                quantile: float = NOISE_QUANTILE, return_info: bool = False):
     """Local resolution (Å) at the ``mask`` voxels of ``V`` (host float32, NaN elsewhere).
@@ -41,16 +64,11 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     ``V`` and ``mask`` may be host or device arrays of ``be``.  With ``return_info`` also returns the list
     of ``(f0, noise level)`` per shell.
     """
-    from .analyses.locbfactor import background_sphere_index
-
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
     mask = be.asarray(mask).astype(bool)
-    bg = background_sphere_index(be, mask)
-    if int(bg.size) < MIN_BACKGROUND:
-        raise NotMeasurable(f"only {int(bg.size)} background voxels outside the mask: too few to estimate the "
-                            "noise level of the monogenic local resolution")
     freqs, width = shell_frequencies(voxel_size, V.shape, low_A, n_shells)
+    bg, margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
     eng = SpiralEngine(be, V, voxel_size)
     res = xp.full(V.shape, float(1.0 / freqs[0]), dtype=xp.float32)
     misses = xp.zeros(V.shape, dtype=xp.int8)
