@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpuvalid import models
-from gpuvalid.analyses import hand, locres
+from gpuvalid.analyses import locres
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.monores import monogenic_local_resolution
@@ -84,11 +84,18 @@ def test_without_torch_locres_falls_back_to_monogenic(sim, monkeypatch):
     assert 0.0 <= r.values["resolution_percentile"] <= 100.0
 
 
-def test_without_torch_hand_is_not_measured(sim, monkeypatch):
+@pytest.mark.skipif(not models.weights_path("hand").is_file(), reason="the shipped hand model is missing")
+def test_hand_needs_no_torch(sim, monkeypatch):
+    """The hand model is NumPy-only at inference; its score is a probability and the mirror's is 1 − it."""
+    from gpuvalid.simulate.filters import mirror
+
     _no_torch(monkeypatch)
     r = run_section("gpuvalid.analyses.hand", "0.h", "Hand", _ctx(sim[4.0], 4.0))
-    assert r.status == "not_measured"
-    assert "PyTorch is not installed" in r.reason
+    assert r.evaluable and 0.0 <= r.values["score"] <= 1.0
+    m = sim[4.0]
+    rm = run_section("gpuvalid.analyses.hand", "0.h", "Hand",
+                     MapContext(get_backend("cpu"), mirror(m.V), m.voxel_size, m.threshold, 4.0))
+    assert rm.values["score"] == pytest.approx(1.0 - r.values["score"], abs=1e-4)
 
 
 def test_missing_weights(sim, monkeypatch, tmp_path):
@@ -122,21 +129,20 @@ def test_shipped_networks_run(sim):
     p = r.values["percentiles_A"]
     assert 2.0 <= p[0] <= p[2] <= p[4] <= 13.0
     assert "agreement" in r.values
-    h = run_section("gpuvalid.analyses.hand", "0.h", "Hand", _ctx(sim[4.0], 4.0))
-    assert h.evaluable and 0.0 <= h.values["score"] <= 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.skipif(not models.weights_path("hand").is_file(), reason="the shipped hand model is missing")
 def test_emd2566_crop_hand(data_dir):
     """Real-map check: EMD-2566 crop (3.2 Å) scores < 0.5 and its mirror > 0.5 (threshold: see docs/models.md)."""
     from gpuvalid.io import load_map_input
-    from gpuvalid.models.infer import hand_score
+    from gpuvalid.models.hand_model import hand_score
     from gpuvalid.simulate.filters import mirror
 
+    be = get_backend("cpu")
     inp = load_map_input(str(data_dir / "emd_2566_crop_3j6b_chain9.mrc"))
     t = emd2566_threshold(inp.data, inp.voxel_size, data_dir)
-    s = hand_score(inp.data, inp.voxel_size, t)["score"]
-    sm = hand_score(mirror(inp.data), inp.voxel_size, t)["score"]
+    s = hand_score(be, inp.data, inp.voxel_size, t)["score"]
+    sm = hand_score(be, mirror(inp.data), inp.voxel_size, t)["score"]
     assert s < 0.5 < sm
 
 

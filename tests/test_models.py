@@ -36,16 +36,6 @@ def test_tiny_locres_model_learns():
     assert after < before                      # MAE in Å on its training patches fell
 
 
-def test_tiny_hand_models_train():
-    rng = np.random.default_rng(1)
-    data = train.hand_patches(_blobs(1), rng, maps_per_structure=1, patches_per_map=6, patch=18)
-    net, hist = train.fit("helix", data, None, seed=0, steps=5, batch=6, lr=1e-2, log=lambda m: None, log_every=5,
-                          channels=TINY)
-    assert len(hist["train_loss"]) > 0 and np.isfinite(hist["train_loss"]).all()
-    net, hist = train.fit("hand", data, None, seed=0, steps=5, batch=6, log=lambda m: None, log_every=5, channels=TINY)
-    assert len(hist["train_loss"]) > 0 and np.isfinite(hist["train_loss"]).all()
-
-
 def test_inference_deterministic_and_tiles_agree():
     torch.manual_seed(3)
     net = nets.build("locres", TINY).eval()
@@ -77,10 +67,10 @@ def test_receptive_field_is_13():
 
 def test_save_and_load_roundtrip(tmp_path):
     torch.manual_seed(0)
-    net = nets.build("hand", TINY)
-    p = train.save(net, "hand", tmp_path, {"seed": 0})
+    net = nets.build("locres", TINY)
+    p = train.save(net, "locres", tmp_path, {"seed": 0})
     infer.load.cache_clear()
-    back = infer.load("hand", str(p))
+    back = infer.load("locres", str(p))
     x = torch.randn(1, 1, 15, 15, 15)
     with torch.no_grad():
         assert torch.equal(back(x), net.eval()(x))

@@ -1,9 +1,10 @@
 """0.h Hand: is the map mirrored?  A score in [0, 1] (0 = correct hand, 1 = mirrored).
 
-Applies for R ≤ 5 Å and needs the contour threshold.  gpuvalid's own two networks (trained here on
-simulated maps and their mirror images) run on the map resampled to 1 Å/voxel and low-passed to 5 Å:
-the first finds alpha-helical voxels inside the contour mask, the second gives, for each of those, the
-probability that the helix is left-handed (i.e. the map is mirrored); the score is their mean.
+Applies for R ≤ 5 Å and needs the contour threshold.  On the map resampled to 1 Å/voxel, inside the
+contour mask, gpuvalid measures the helical twist of tube-like density (:mod:`gpuvalid.models.chirality`:
+rotation-invariant, and exactly sign-reversed by a mirror) at nine scale pairs; a linear classifier
+without bias, trained here on simulated maps (:mod:`gpuvalid.models.hand_model`), turns them into the
+probability that the map is mirrored.
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ FLIPPED, UNCERTAIN = 0.5, 0.4
 EXPLANATION = (
     "A reconstruction can come out as the mirror image of the molecule, which no global statistic reveals. "
     "Alpha helices are right-handed in proteins, so their handedness in the density tells the two apart. "
-    "gpuvalid finds helical density with one small 3-D network and classifies the hand of each helical "
-    "voxel with a second; the score is the mean probability of a mirrored hand (0: correct, 1: mirrored).")
+    "Along a tube of helical density the density gradient turns around the tube axis, one way for a "
+    "right-handed groove and the other way for its mirror image. gpuvalid measures that twist inside the "
+    "contour mask at several scales (each measure changes sign exactly under a mirror and not under a "
+    "rotation) and a classifier trained here on simulated maps turns them into a score: the probability "
+    "that the map is mirrored (0: correct hand, 1: mirrored).")
 
 CRITERIA = (f"Warn when the score is above {FLIPPED:g} (the map is probably mirrored) or above {UNCERTAIN:g} "
             "(the hand is uncertain).")
 
 DIFFERENCES = [
-    "The reference runs DeepHand, whose weights are downloaded from its model server and are not "
-    "redistributable; gpuvalid uses its own networks of the same two-stage design trained on simulated "
-    "maps (docs/models.md gives the held-out accuracy), so the score is not the reference's.",
+    "The reference runs DeepHand (two 3-D CNNs: helix voxels, then their hand), whose weights are downloaded "
+    "from its model server and are not redistributable; gpuvalid uses its own model of helical-twist "
+    "features, trained on simulated maps (docs/models.md gives the held-out accuracy), so the score is not "
+    "the reference's. By construction the score of the mirrored map is 1 − score.",
 ]
 
 
@@ -38,31 +43,25 @@ def run(ctx) -> SectionResult:
     if ctx.resolution > R_MAX:
         return not_applicable(SID, TITLE, f"the resolution {ctx.resolution:g} Å is worse than {R_MAX:g} Å",
                               EXPLANATION)
-    if not models.torch_available():
-        raise NotMeasurable("PyTorch is not installed (install gpuvalid[torch])")
-    for name in ("helix", "hand"):
-        if not models.weights_path(name).is_file():
-            raise NotMeasurable(f"the model weights are missing ({models.weights_path(name).name})")
+    if not models.weights_path("hand").is_file():
+        raise NotMeasurable(f"the model weights are missing ({models.weights_path('hand').name})")
     ctx.require_mask()
-    from ..models.infer import hand_score
+    from ..models.hand_model import hand_score
 
     try:
-        r = hand_score(ctx.host, ctx.voxel_size, ctx.threshold, ctx.be.device if ctx.be.is_gpu else "cpu")
+        r = hand_score(ctx.be, ctx.host, ctx.voxel_size, ctx.threshold)
     except ValueError as exc:
         raise NotMeasurable(str(exc)) from None
     s = r["score"]
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA, differences=list(DIFFERENCES))
-    res.values = {"score": s, "helix_voxels": r["n_voxels"], "mask_voxels_1A": r["n_mask"],
-                  "helix_fraction": r["helix_fraction"], "vote_fraction_mirrored": r["vote_fraction_mirrored"],
-                  "helix_fallback_top5pct": r["fallback_top5pct"]}
+    res.values = {"score": s, "logit": r["logit"], "twist_features": r["features"],
+                  "mask_voxels_1A": r["n_voxels"], "tube_fraction": r["tube_fraction"]}
     rows = [["hand score (0 correct, 1 mirrored)", f"{s:.3f}"],
-            ["voxels voting (helical)", str(r["n_voxels"])],
-            ["fraction of the contour mask found helical", f"{r['helix_fraction']:.3f}"],
-            ["fraction of voting voxels calling 'mirrored'", f"{r['vote_fraction_mirrored']:.3f}"]]
+            ["log-odds of 'mirrored'", f"{r['logit']:+.2f}"],
+            ["contour-mask voxels on the 1 Å grid", str(r["n_voxels"])],
+            ["fraction of them in tube-like density", f"{r['tube_fraction']:.3f}"],
+            ["twist features (×1000; < 0: right-handed)", ", ".join(f"{1000 * v:+.1f}" for v in r["features"])]]
     res.blocks.append(md_table(["quantity", "value"], rows))
-    if r["fallback_top5pct"]:
-        res.blocks.append("Few voxels passed the helix probability 0.7, so the 5 % most helix-like voxels of the "
-                          "mask voted; the score is less reliable.")
     if s > FLIPPED:
         res.warnings.append(f"the hand score {s:.3f} is above {FLIPPED:g}: the map is probably mirrored (flipped hand)")
     elif s > UNCERTAIN:

@@ -1,4 +1,5 @@
-"""gpuvalid's own small networks (PyTorch, optional) for local resolution (0.e) and hand (0.h).
+"""gpuvalid's own learned models: the local-resolution network (0.e, PyTorch, optional) and the hand
+model (0.h, a linear classifier over mirror-odd helical-twist features; NumPy only at inference).
 
 Trained here on simulated maps (:mod:`gpuvalid.simulate`) by ``python -m gpuvalid.models.train
 {locres,hand}``; the weights ship in ``gpuvalid/models/weights``.  Importing this package does not
@@ -22,6 +23,9 @@ def torch_available() -> bool:
         return False
 
 
+WEIGHT_FILES = {"locres": "locres.pt", "hand": "hand.json"}
+
+
 def weights_path(name: str) -> Path:
-    """Shipped weight file of a model ('locres', 'helix', 'hand')."""
-    return WEIGHTS_DIR / f"{name}.pt"
+    """Shipped weight file of a model: 'locres' (PyTorch state) or 'hand' (JSON)."""
+    return WEIGHTS_DIR / WEIGHT_FILES[name]

@@ -6,6 +6,7 @@ string ('cpu' or 'cuda:N').  Inputs and outputs are host NumPy arrays ``[z, y, x
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,13 +18,12 @@ from . import preprocess as P
 from . import weights_path
 from .nets import build
 
-HELIX_PROB = 0.7   # DeepHand's default: voxels above this helix probability vote on the hand
 TILE = 48          # output voxels per tile edge
 
 
 @lru_cache(maxsize=8)
 def load(kind: str, path: str | None = None, device: str = "cpu"):
-    """The network stored for ``kind`` ('locres', 'helix', 'hand'), in eval mode on ``device``."""
+    """The network stored for ``kind`` ('locres'), in eval mode on ``device``."""
     p = Path(path) if path else weights_path(kind)
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
@@ -35,24 +35,50 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     return net.to(device)
 
 
-@torch.no_grad()
+def _tiles(shape: tuple, tile: int, where: np.ndarray | None) -> list[tuple[slice, slice, slice]]:
+    """Output tiles of edge ``tile`` covering ``shape`` (those holding a ``where`` voxel)."""
+    out = []
+    for z0 in range(0, shape[0], tile):
+        for y0 in range(0, shape[1], tile):
+            for x0 in range(0, shape[2], tile):
+                sl = (slice(z0, min(z0 + tile, shape[0])), slice(y0, min(y0 + tile, shape[1])),
+                      slice(x0, min(x0 + tile, shape[2])))
+                if where is None or where[sl].any():
+                    out.append(sl)
+    return out
+
+
 def apply_fcn(net, x: np.ndarray, where: np.ndarray | None = None, device: str = "cpu",
               tile: int = TILE) -> np.ndarray:
     """Network output for every voxel of ``x`` (same shape; the input is padded by reflection by half the
-    receptive field).  Tiles without any ``where`` voxel are skipped (left NaN)."""
+    receptive field).  Tiles without any ``where`` voxel are skipped (left NaN).
+
+    On the CPU every tile runs single-threaded and the tiles run in parallel (as many as torch has
+    threads): the numbers then do not depend on the thread count (a multi-threaded convolution splits
+    its sums differently with 1, 2 or 16 threads), so archive runs agree bit for bit across machines
+    and worker layouts."""
     r = net.receptive_field // 2
     xp = np.pad(x.astype(np.float32), r, mode="reflect")
     out = np.full(x.shape, np.nan, dtype=np.float32)
-    nz, ny, nx = x.shape
-    for z0 in range(0, nz, tile):
-        for y0 in range(0, ny, tile):
-            for x0 in range(0, nx, tile):
-                z1, y1, x1 = min(z0 + tile, nz), min(y0 + tile, ny), min(x0 + tile, nx)
-                if where is not None and not where[z0:z1, y0:y1, x0:x1].any():
-                    continue
-                blk = xp[z0:z1 + 2 * r, y0:y1 + 2 * r, x0:x1 + 2 * r]
-                t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
-                out[z0:z1, y0:y1, x0:x1] = net(t)[0].float().cpu().numpy()
+
+    def run(sl):
+        blk = xp[sl[0].start:sl[0].stop + 2 * r, sl[1].start:sl[1].stop + 2 * r, sl[2].start:sl[2].stop + 2 * r]
+        with torch.no_grad():   # grad mode is per thread
+            t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
+            out[sl] = net(t)[0].float().cpu().numpy()
+
+    tiles = _tiles(x.shape, tile, where)
+    if not str(device).startswith("cpu"):
+        for sl in tiles:
+            run(sl)
+        return out
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, n)) as ex:
+            list(ex.map(run, tiles))
+    finally:
+        torch.set_num_threads(n)
     return out
 
 
@@ -82,32 +108,3 @@ def predict_locres(V: np.ndarray, voxel_size: float, mask: np.ndarray, device: s
     vals = P.sample_coords(lr1, pts)
     out[mask] = np.clip(vals, max(2.0, 2 * voxel_size), 13.0)
     return out
-
-
-def hand_score(V: np.ndarray, voxel_size: float, threshold: float, device: str = "cpu",
-               helix_path: str | None = None, hand_path: str | None = None,
-               helix_prob: float = HELIX_PROB) -> dict:
-    """Hand score in [0, 1] (0: correct hand, 1: mirrored) with its evidence.
-
-    The map is resampled to 1 Å, the contour mask ``V ≥ t`` chooses the voxels, the helix network finds
-    helical voxels (probability > ``helix_prob``; when none, the top 5 % of the mask), and the score is the
-    mean mirrored-hand probability over them.
-    """
-    V1, ts1 = P.to_working_grid(V, voxel_size)
-    mask = V1 >= threshold
-    if not mask.any():
-        raise ValueError("the contour mask is empty on the 1 Å grid")
-    x = P.hand_input(V1, ts1, mask)
-    helix = apply_fcn(load("helix", helix_path, device), x, mask, device)
-    hp = np.where(mask, np.nan_to_num(helix, nan=0.0), 0.0)
-    sel = hp > helix_prob
-    used_fallback = False
-    if sel.sum() < 20:
-        used_fallback = True
-        cut = np.quantile(hp[mask], 0.95)
-        sel = mask & (hp >= cut)
-    hand = apply_fcn(load("hand", hand_path, device), x, sel, device)
-    probs = hand[sel]
-    return {"score": float(np.mean(probs)), "n_voxels": int(sel.sum()), "n_mask": int(mask.sum()),
-            "helix_fraction": float((hp[mask] > helix_prob).mean()), "fallback_top5pct": used_fallback,
-            "vote_fraction_mirrored": float(np.mean(probs > 0.5))}

@@ -2,8 +2,9 @@
 ``receptive_field`` voxels of the input (13³ at 1 Å/voxel), so training on patches and inference on a
 whole map compute the same function.
 
-- :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``);
-- :class:`VoxelClassifier` gives a probability per voxel (helix, or mirrored hand).
+- :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``).
+
+(The hand model of 0.h is not a convolutional network: see :mod:`gpuvalid.models.hand_model`.)
 """
 
 from __future__ import annotations
@@ -48,19 +49,10 @@ class LocResNet(FCNet):
         return self.LO + (self.HI - self.LO) * torch.sigmoid(self.logits(x))
 
 
-class VoxelClassifier(FCNet):
-    """Probability per voxel (sigmoid of the logit)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x))
-
-
 def build(kind: str, channels=None) -> FCNet:
-    """Network for 'locres', 'helix' or 'hand' (default widths unless ``channels`` is given)."""
+    """Network for 'locres' (default widths unless ``channels`` is given)."""
     if kind == "locres":
         return LocResNet(channels or DEFAULT_CHANNELS)
-    if kind in ("helix", "hand"):
-        return VoxelClassifier(channels or DEFAULT_CHANNELS)
     raise ValueError(f"unknown model kind {kind!r}")
 
 

@@ -4,8 +4,8 @@
   downsampling, zero padding when upsampling).
 - Local-resolution input: the map divided by its local RMS (Gaussian window σ = 3 Å), which removes the
   arbitrary density scale as DeepRes's per-box L2 normalisation does, but stays convolutional.
-- Hand input: the map low-passed to 5 Å (as DeepHand does), clipped at 0 and divided by the median density
-  inside the contour mask.
+- Hand: the map on the working grid as it is (the twist features clip it at 0 and are scale-free; a
+  low-pass as in DeepHand would remove the groove pattern they measure).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from gpuvalid.simulate.filters import lowpass
 
 WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
-HAND_LOWPASS_A = 5.0
 
 
 def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple:
@@ -56,13 +54,6 @@ def locres_input(V: np.ndarray) -> np.ndarray:
     ms = scipy.ndimage.gaussian_filter(V * V, LOCAL_RMS_SIGMA_VOX, mode="reflect")
     eps = 1e-6 * float(np.mean(V * V)) + 1e-30
     return (V / np.sqrt(ms + eps)).astype(np.float32)
-
-
-def hand_input(V: np.ndarray, voxel_size: float, mask: np.ndarray) -> np.ndarray:
-    """5 Å low-pass, clip at 0, divide by the median density inside ``mask``."""
-    x = np.clip(lowpass(np.asarray(V, np.float32), voxel_size, HAND_LOWPASS_A), 0, None)
-    med = float(np.median(x[mask])) if mask.any() else float(x.max())
-    return (x / max(med, 1e-30)).astype(np.float32)
 
 
 def sample_coords(V_at: np.ndarray, points: np.ndarray) -> np.ndarray:

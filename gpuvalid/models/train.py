@@ -27,6 +27,8 @@ from . import preprocess as P
 from .nets import build, n_parameters
 
 PATCH = 24
+HAND_RES_RANGE = (2.5, 5.0)   # Å: resolutions of the hand training maps
+HAND_CROP_A = 25.0            # Å: radius of the model crops of the hand maps
 
 
 def load_structures(split: str, protein_only: bool = False, min_helix: float = 0.0) -> list:
@@ -74,60 +76,28 @@ def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map:
     return {"x": np.stack(X), "y": np.stack(Y), "m": np.stack(M)}
 
 
-def hand_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
-                 rf: int = 13, res_range=(2.5, 5.0)) -> dict:
-    """Hand-input patches with helix labels; half the centres on helix voxels, half anywhere in the mask."""
-    X, H, M = [], [], []
-    r = rf // 2
-    for _s, atoms in structs:
-        for _ in range(maps_per_structure):
-            m = simulate_uniform(atoms, rng, rng.uniform(*res_range))
-            x = P.hand_input(m.V, m.voxel_size, m.mask)
-            helix = m.helix & m.mask
-            cs = list(_patch_centres(helix, rng, patches_per_map // 2, patch // 2))
-            cs += list(_patch_centres(m.mask, rng, patches_per_map - len(cs), patch // 2))
-            for c in cs:
-                X.append(_cut(x, c, patch // 2, patch))
-                H.append(_cut(helix, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
-                M.append(_cut(m.mask, c, patch // 2, patch)[r:patch - r, r:patch - r, r:patch - r])
-    return {"x": np.stack(X), "h": np.stack(H), "m": np.stack(M)}
-
-
-def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator, mirror: bool = False):
-    """Random proper rotation by 90° steps (hand kept); with ``mirror`` also a random single-axis flip per
-    sample, returned as the mirrored label (1 = mirrored)."""
+def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator):
+    """Random proper rotation by 90° steps of a batch and its per-voxel targets."""
     k = int(torch.randint(0, 4, (1,), generator=gen))
     axes = [(2, 3), (2, 4), (3, 4)][int(torch.randint(0, 3, (1,), generator=gen))]
     x = torch.rot90(x, k, axes)
-    ys = [torch.rot90(y, k, (a - 1, b - 1)) for y, (a, b) in zip(ys, [axes] * len(ys))]
-    if not mirror:
-        return (x, *ys)
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    ax = int(torch.randint(2, 5, (1,), generator=gen))
-    x = torch.where(flip[:, None, None, None, None], torch.flip(x, (ax,)), x)
-    ys = [torch.where(flip[:, None, None, None], torch.flip(y, (ax - 1,)), y) for y in ys]
-    return (x, *ys, flip.float())
+    return (x, *[torch.rot90(y, k, (a - 1, b - 1)) for y, (a, b) in zip(ys, [axes] * len(ys))])
 
 
 def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: int = 16,
         lr: float = 3e-3, log=print, channels=None, log_every: int = 25) -> tuple:
-    """Train one network for ``steps`` Adam steps (cosine learning-rate decay); returns (net, history).
-
-    locres: L1 loss (Å) over masked output voxels.  helix: balanced binary cross-entropy over mask voxels.
-    hand: binary cross-entropy of "mirrored" over helix voxels of randomly flipped patches.
-    """
+    """Train the local-resolution network (``kind`` 'locres') for ``steps`` AdamW steps with cosine
+    learning-rate decay and an L1 loss (Å) over the masked output voxels of rotated patches; returns
+    (net, history)."""
+    if kind != "locres":
+        raise ValueError(f"fit() trains the 'locres' network, not {kind!r} (the hand model: fit_hand)")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = build(kind, channels)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     X = torch.from_numpy(data["x"])[:, None]
-    if kind == "locres":
-        Y = torch.from_numpy(data["y"])
-        M = torch.from_numpy(data["m"])
-    else:
-        Y = torch.from_numpy(data["h"]).float()
-        M = torch.from_numpy(data["m"])
-        pos = float((Y * M).sum() / M.sum().clamp(min=1))
+    Y = torch.from_numpy(data["y"])
+    M = torch.from_numpy(data["m"])
     n = X.shape[0]
     t0 = time.perf_counter()
     hist = {"step": [], "train_loss": [], "val": []}
@@ -139,24 +109,8 @@ def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: i
             frac = step / max(steps, 1)
             for g in opt.param_groups:  # cosine decay over the run
                 g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
-            if kind == "locres":
-                x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
-                pred = net(x)
-                loss = (torch.abs(pred - y) * m).sum() / m.sum().clamp(min=1)
-            elif kind == "helix":
-                x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
-                logit = net.logits(x)
-                w = m * torch.where(y > 0.5, torch.full_like(y, 0.5 / max(pos, 1e-3)),
-                                    torch.full_like(y, 0.5 / max(1 - pos, 1e-3)))
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")
-                loss = (bce * w).sum() / w.sum().clamp(min=1e-6)
-            else:
-                x, y, m, flip = _augment(X[b], Y[b], M[b].float(), gen=gen, mirror=True)
-                logit = net.logits(x)
-                w = y * m
-                tgt = flip[:, None, None, None].expand_as(logit)
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, tgt, reduction="none")
-                loss = (bce * w).sum() / w.sum().clamp(min=1)
+            x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
+            loss = (torch.abs(net(x) - y) * m).sum() / m.sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -182,34 +136,77 @@ def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: i
 
 @torch.no_grad()
 def evaluate_patches(kind: str, net, data: dict, seed: int = 0) -> float:
-    """Validation number on patches: locres MAE (Å); helix balanced accuracy; hand voxel accuracy
-    (each patch once as is, once flipped along x)."""
+    """Local-resolution MAE (Å) of ``net`` over the masked output voxels of the patches."""
     net.eval()
     X = torch.from_numpy(data["x"])[:, None]
-    out = []
+    err, cnt = 0.0, 0.0
     for i in range(0, X.shape[0], 32):
-        x = X[i:i + 32]
-        if kind == "locres":
-            y = torch.from_numpy(data["y"][i:i + 32])
-            m = torch.from_numpy(data["m"][i:i + 32]).float()
-            out.append(((torch.abs(net(x) - y) * m).sum().item(), m.sum().item()))
-        elif kind == "helix":
-            y = torch.from_numpy(data["h"][i:i + 32])
-            m = torch.from_numpy(data["m"][i:i + 32])
-            p = net(x) > 0.5
-            out.append((((p & y & m).sum().item(), (y & m).sum().item()),
-                        ((~p & ~y & m).sum().item(), (~y & m).sum().item())))
-        else:
-            y = torch.from_numpy(data["h"][i:i + 32]) & torch.from_numpy(data["m"][i:i + 32])
-            p0 = net(x) < 0.5
-            p1 = torch.flip(net(torch.flip(x, (4,))), (3,)) > 0.5
-            out.append(((p0 & y).sum().item() + (p1 & y).sum().item(), 2 * y.sum().item()))
+        y = torch.from_numpy(data["y"][i:i + 32])
+        m = torch.from_numpy(data["m"][i:i + 32]).float()
+        err += (torch.abs(net(X[i:i + 32]) - y) * m).sum().item()
+        cnt += m.sum().item()
     net.train()
-    if kind == "helix":
-        tp = sum(o[0][0] for o in out) / max(1, sum(o[0][1] for o in out))
-        tn = sum(o[1][0] for o in out) / max(1, sum(o[1][1] for o in out))
-        return 0.5 * (tp + tn)
-    return sum(o[0] for o in out) / max(1, sum(o[1] for o in out))
+    return err / max(cnt, 1.0)
+
+
+# ------------------------------------------------------------------------------- hand model
+def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RES_RANGE, log=None) -> dict:
+    """Twist features of simulated maps (correct hand) at resolutions drawn uniformly in ``res_range`` Å,
+    computed exactly as at inference (1 Å grid, contour mask of the simulation)."""
+    from gpuvalid.backend import get_backend
+
+    from .chirality import twist_features
+
+    be = get_backend("cpu")
+    X, names, res = [], [], []
+    for s, atoms in structs:
+        for _ in range(maps_per_structure):
+            r = float(rng.uniform(*res_range))
+            m = simulate_uniform(atoms, rng, r, with_helix=False, crop_radius_A=HAND_CROP_A)
+            X.append(twist_features(be, m.V, m.mask, m.voxel_size)["features"])
+            names.append(s.name if s is not None else "?")
+            res.append(r)
+        if log:
+            log(f"hand features: {s.name if s is not None else '?'} done")
+    return {"x": np.asarray(X, dtype=np.float64), "structure": names, "resolution": res}
+
+
+def fit_hand(data: dict, seed: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-3, log=print) -> tuple:
+    """Bias-free logistic regression of "mirrored" on the standardised features: each map once as is
+    (label 0) and once mirrored (features negated, which is exact for these odd features; label 1).
+    Returns (model dict for :mod:`hand_model`, history)."""
+    torch.manual_seed(seed)
+    X = torch.from_numpy(data["x"])
+    rms = X.pow(2).mean(0).sqrt().clamp(min=1e-12)
+    Z = torch.cat([X / rms, -X / rms])
+    y = torch.cat([torch.zeros(len(X)), torch.ones(len(X))]).double()
+    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=lr)
+    hist = {"step": [], "train_loss": []}
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(Z @ w, y) + l2 * w.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == 1:
+            hist["step"].append(step)
+            hist["train_loss"].append(float(loss.detach()))
+            log(f"hand step {step} loss {hist['train_loss'][-1]:.4f}")
+    hist["seconds"] = time.perf_counter() - t0
+    from .chirality import SCALES
+
+    model = {"scales": [list(s) for s in SCALES], "rms": [float(v) for v in rms],
+             "weights": [float(v) for v in w.detach()]}
+    return model, hist
+
+
+def hand_accuracy(model: dict, data: dict) -> float:
+    """Fraction of maps (each as is and mirrored) on the right side of 0.5."""
+    from .hand_model import logit
+
+    z = np.array([logit(model, f) for f in data["x"]])
+    return float(0.5 * (np.mean(z < 0) + np.mean(-z > 0)))
 
 
 def save(net, kind: str, out_dir: Path, meta: dict) -> Path:
@@ -256,20 +253,24 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
     return {"summary": agg, "maps": rows}
 
 
-def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0), log=print) -> dict:
-    """Map-level hand accuracy on held-out test structures and their mirrors, per resolution."""
+def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius_A: float | None = HAND_CROP_A,
+              log=print) -> dict:
+    """Map-level hand accuracy on held-out test structures and their mirror images (each mirrored map is
+    simulated, mirrored and scored through :func:`hand_model.hand_score` like any input), per resolution;
+    maps of ``crop_radius_A`` Å crops around a random Cα (as in training) or, with None, of whole models."""
+    from gpuvalid.backend import get_backend
     from gpuvalid.simulate.filters import mirror
 
-    from .infer import hand_score
+    from .hand_model import hand_score
 
+    be = get_backend("cpu")
     rng = np.random.default_rng(seed + 2000)
     rows = []
     for s, atoms in load_structures("test", protein_only=True, min_helix=0.1):
         for res in resolutions:
-            m = simulate_uniform(atoms, rng, res, with_helix=False, crop_radius_A=25.0)
+            m = simulate_uniform(atoms, rng, res, with_helix=False, crop_radius_A=crop_radius_A)
             for mirrored, V in ((False, m.V), (True, mirror(m.V))):
-                r = hand_score(V, m.voxel_size, m.threshold, "cpu", str(out_dir / "helix.pt"),
-                               str(out_dir / "hand.pt"))
+                r = hand_score(be, V, m.voxel_size, m.threshold, out_dir / "hand.json")
                 ok = (r["score"] > 0.5) == mirrored
                 rows.append(dict(structure=s.name, resolution=res, mirrored=mirrored, score=r["score"],
                                  correct=ok, n_voxels=r["n_voxels"]))
@@ -291,13 +292,17 @@ def main(argv=None) -> int:
     ap.add_argument("kind", choices=["locres", "hand"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--steps", type=int, default=600, help="training steps per network")
+    ap.add_argument("--steps", type=int, default=2400, help="training steps of the local-resolution network")
     ap.add_argument("--batch", type=int, default=8, help="patches per step")
-    ap.add_argument("--maps", type=int, default=6, help="simulated training maps per structure")
+    ap.add_argument("--hand-steps", type=int, default=400, help="optimiser steps of the hand model")
+    ap.add_argument("--maps", type=int, default=None,
+                    help="simulated training maps per structure (default: 8 for locres, 6 for hand)")
     ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-test", action="store_true")
     a = ap.parse_args(argv)
+    if a.maps is None:
+        a.maps = 8 if a.kind == "locres" else 6
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     sources.fetch()
@@ -316,18 +321,20 @@ def main(argv=None) -> int:
         if not a.no_test:
             metrics["test"] = test_locres(a.seed, a.out)
     else:
-        structs = load_structures("train", protein_only=True)
-        tr = hand_patches(structs, rng, a.maps, a.patches)
-        va = hand_patches(load_structures("val", protein_only=True), rng, 2, a.patches)
+        tr = hand_features(load_structures("train", protein_only=True), rng, a.maps)
+        va = hand_features(load_structures("val", protein_only=True), rng, 2)
         metrics["data_seconds"] = time.perf_counter() - t0
-        print(f"data: {len(tr['x'])} train / {len(va['x'])} val patches in {metrics['data_seconds']:.0f} s")
-        for kind in ("helix", "hand"):
-            net, hist = fit(kind, tr, va, a.seed, a.steps, batch=a.batch)
-            metrics[kind] = dict(train_seconds=hist["seconds"], steps=hist["steps"], params=n_parameters(net),
-                                 val=evaluate_patches(kind, net, va), history=hist)
-            save(net, kind, a.out, {"seed": a.seed, "val": metrics[kind]["val"]})
+        print(f"data: {len(tr['x'])} train / {len(va['x'])} val maps in {metrics['data_seconds']:.0f} s")
+        model, hist = fit_hand(tr, a.seed, a.hand_steps)
+        model["meta"] = {"seed": a.seed, "train_maps": len(tr["x"]), "train_accuracy": hand_accuracy(model, tr),
+                         "val_accuracy": hand_accuracy(model, va)}
+        metrics.update(train_seconds=hist["seconds"], params=len(model["weights"]), history=hist, **model["meta"])
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "hand.json").write_text(json.dumps(model, indent=1))
+        print(f"hand: train accuracy {model['meta']['train_accuracy']:.3f}, val {model['meta']['val_accuracy']:.3f}")
         if not a.no_test:
             metrics["test"] = test_hand(a.seed, a.out)
+            metrics["test_whole_models"] = test_hand(a.seed, a.out, crop_radius_A=None)
     metrics["total_seconds"] = time.perf_counter() - t0
     (a.out / f"{a.kind}_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     print(json.dumps(metrics.get("test", {}).get("summary", {}), indent=1))
