@@ -52,6 +52,21 @@ def test_read_pdb_and_cif(tmp_path):
     np.testing.assert_allclose(b.xyz, a.xyz[:2])
 
 
+def test_unlabelled_alternate_copies_are_read_once(tmp_path):
+    """A residue whose side chain is written twice without alternate-location labels keeps its first copy."""
+    lines = ["ATOM      1  CA  MET A   1      61.764   3.419  13.552  1.00100.00           C",
+             "ATOM      2  CG  MET A   1      59.921   3.884  11.838  1.00100.00            ",
+             "ATOM      3  SD  MET A   1      59.411   5.087  10.595  1.00100.00            ",
+             "ATOM      4  CG  MET A   1      58.000   3.000  11.000  1.00100.00            ",
+             "ATOM      5  SD  MET A   1      59.411   5.087  10.595  1.00100.00            ",
+             "ATOM      6  CA  MET A   2      64.000   3.419  13.552  1.00100.00           C"]
+    p = tmp_path / "dup.pdb"
+    p.write_text("\n".join(lines) + "\nEND\n")
+    a = read_atoms(p)
+    assert list(a.name) == ["CA", "CG", "SD", "CA"]
+    np.testing.assert_allclose(a.xyz[1], [59.921, 3.884, 11.838])
+
+
 def _one_atom(xyz, z=6.0):
     return Atoms(np.array([xyz], float), np.array(["C"]), np.array([z]), np.array(["CA"]),
                  np.array(["A|1|"]), np.array(["ALA"]))

@@ -24,7 +24,9 @@ EXPLANATION = (
     "right-handed groove and the other way for its mirror image. gpuvalid measures that twist inside the "
     "contour mask at several scales (each measure changes sign exactly under a mirror and not under a "
     "rotation) and a classifier trained here on simulated maps turns them into a score: the probability "
-    "that the map is mirrored (0: correct hand, 1: mirrored).")
+    "that the map is mirrored (0: correct hand, 1: mirrored). The classifier was trained on proteins: "
+    "the double helices of nucleic acids score the other way in this measure, so a map dominated by RNA or "
+    "DNA can read as mirrored.")
 
 CRITERIA = (f"Warn when the score is above {FLIPPED:g} (the map is probably mirrored) or above {UNCERTAIN:g} "
             "(the hand is uncertain).")

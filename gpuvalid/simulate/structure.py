@@ -134,6 +134,19 @@ def _parse_cif(text: str):
     return rows
 
 
+def _first_copies(rows: list) -> list:
+    """Each (residue, atom name) once: the first copy.  Some files repeat atoms of alternate side-chain
+    conformations without alternate-location labels (the DSSP test chains do); kept, they would put two or
+    three times the density on those side chains."""
+    seen, out = set(), []
+    for r in rows:
+        key = (r[5], r[4])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def read_atoms(path, keep_hydrogens: bool = False) -> Atoms:
     """Atoms of the first model in a PDB (``.pdb``/``.ent``) or mmCIF (``.cif``) file, ``.gz`` allowed."""
     path = Path(path)
@@ -141,6 +154,7 @@ def read_atoms(path, keep_hydrogens: bool = False) -> Atoms:
     is_cif = ".cif" in path.name.lower() or text.lstrip().startswith("data_")
     rows = _parse_cif(text) if is_cif else _parse_pdb(text)
     rows = [r for r in rows if r[6] not in _WATER and (keep_hydrogens or r[3] not in ("H", "D"))]
+    rows = _first_copies(rows)
     if not rows:
         raise ValueError(f"no atoms found in {path}")
     xyz = np.array([r[:3] for r in rows], dtype=float)
