@@ -62,6 +62,19 @@ def test_right_handed_helix_is_negative(radius, sigma):
         assert f.sum() > 0 and (f > 0).sum() >= 6
 
 
+def test_voxel_cap_keeps_the_features(right, monkeypatch):
+    """On large maps a fixed pseudo-random third of the mask gives the same means within sampling error."""
+    import gpuvalid.models.chirality as C
+
+    V, mask = right
+    be = get_backend("cpu")
+    a = np.array(twist_features(be, V, mask, 1.0)["features"])
+    monkeypatch.setattr(C, "MAX_VOXELS", int(mask.sum()) // 3)
+    r = twist_features(be, V, mask, 1.0)
+    assert abs(r["n_voxels"] - mask.sum() / 3) < 0.15 * mask.sum()
+    np.testing.assert_allclose(r["features"], a, rtol=0.15)
+
+
 def test_hand_model_learns_and_is_odd(right, tmp_path):
     pytest.importorskip("torch")  # training uses torch; inference does not
     import json
@@ -86,3 +99,13 @@ def test_hand_model_learns_and_is_odd(right, tmp_path):
     sm = hand_model.hand_score(be, mirror(V), 1.0, 0.3 * float(V.max()), p)
     assert s["score"] < 0.5 < sm["score"]
     assert sm["score"] == pytest.approx(1.0 - s["score"], abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_twist_features_gpu_equal_cpu(right, cpu, gpu):
+    """CuPy/cupyx path of the features equals the NumPy/SciPy path: 1e-4 relative (float32 filters, float64
+    sums; the features are ratios of sums over the mask)."""
+    V, mask = right
+    a = np.array(twist_features(cpu, V, mask, 1.0)["features"])
+    b = np.array(twist_features(gpu, gpu.asarray(V), gpu.asarray(mask), 1.0)["features"])
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7)

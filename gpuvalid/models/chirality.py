@@ -29,6 +29,7 @@ import numpy as np
 FINE_SIGMAS_A = (0.8, 1.0, 1.2)
 AXIS_SIGMAS_A = (2.0, 2.5, 3.0)
 SCALES = tuple((sf, sl) for sf in FINE_SIGMAS_A for sl in AXIS_SIGMAS_A)
+MAX_VOXELS = 2_000_000   # mask voxels used at most (a fixed pseudo-random subset: the features are means)
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
@@ -50,6 +51,13 @@ def _derivatives(be, V, sigma_vox: float, idx):
         H[:, i, j] = h
         H[:, j, i] = h
     return xp.stack(g), H
+
+
+def _subset(xp, idx, n: int):
+    """About ``n`` of the flat indices ``idx``, chosen by a multiplicative hash of the index: the same
+    voxels on every backend and run, with no lattice stride that could alias with the density."""
+    h = (idx.astype(xp.uint64) * xp.uint64(2654435761)) % xp.uint64(1 << 32)
+    return idx[h < xp.uint64(int(n / int(idx.size) * (1 << 32)))]
 
 
 def crop_to_mask(be, V, mask, margin_vox: int):
@@ -81,6 +89,8 @@ def twist_features(be, V, mask, voxel_size: float, scales=SCALES) -> dict:
     margin = int(np.ceil(4 * max(max(s) for s in scales) / voxel_size))
     V, mask = crop_to_mask(be, xp.maximum(V, 0), mask, margin)
     idx = xp.flatnonzero(mask.reshape(-1))
+    if int(idx.size) > MAX_VOXELS:     # bounds the memory of the per-voxel derivatives on large maps
+        idx = _subset(xp, idx, MAX_VOXELS)
     fine = {sf: _derivatives(be, V, sf / voxel_size, idx) for sf in sorted({s[0] for s in scales})}
     axis = {}
     for sl in sorted({s[1] for s in scales}):
