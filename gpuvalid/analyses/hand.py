@@ -60,7 +60,7 @@ def run(ctx) -> SectionResult:
                   "mask_voxels_1A": r["n_voxels"], "tube_fraction": r["tube_fraction"]}
     rows = [["hand score (0 correct, 1 mirrored)", f"{s:.3f}"],
             ["log-odds of 'mirrored'", f"{r['logit']:+.2f}"],
-            ["contour-mask voxels on the 1 Å grid", str(r["n_voxels"])],
+            ["contour-mask voxels used (1 Å grid)", str(r["n_voxels"])],
             ["fraction of them in tube-like density", f"{r['tube_fraction']:.3f}"],
             ["twist features (×1000; < 0: right-handed)", ", ".join(f"{1000 * v:+.1f}" for v in r["features"])]]
     res.blocks.append(md_table(["quantity", "value"], rows))

@@ -1,4 +1,4 @@
-"""Train gpuvalid's networks from scratch on simulated maps: ``python -m gpuvalid.models.train {locres,hand}``.
+"""Train gpuvalid's learned models from scratch on simulated maps: ``python -m gpuvalid.models.train {locres,hand}``.
 
 Everything is seeded (``--seed``, default 0): the structures' split, the simulated maps, the patch
 sampling, the weight initialisation and the batch order; torch runs single-process on the CPU with
