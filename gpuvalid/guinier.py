@@ -107,7 +107,7 @@ def sharpen(be, Fh, shape: tuple, voxel_size: float, bfactor: float, resolution:
     s2 = (r / voxel_size) ** 2                       # Å⁻² (|f| in cycles/voxel / Ts)
     kmax = int(np.floor(n_edge * voxel_size / resolution + 1e-9))   # d = N·Ts/k ≥ R
     apply = (k >= 0) & (k <= kmax)
-    factor = xp.where(apply, xp.exp(-bfactor * s2 / 4.0), 1.0).astype(xp.float32)
+    factor = xp.exp(xp.where(apply, -bfactor * s2 / 4.0, 0.0)).astype(xp.float32)   # exp only where applied
     return Fh * factor
 
 
