@@ -55,8 +55,8 @@ def apply_fcn(net, x: np.ndarray, where: np.ndarray | None = None, device: str =
 
     On the CPU every tile runs single-threaded and the tiles run in parallel (as many as torch has
     threads): the numbers then do not depend on the thread count (a multi-threaded convolution splits
-    its sums differently with 1, 2 or 16 threads), so archive runs agree bit for bit across machines
-    and worker layouts."""
+    its sums differently with 1, 2 or 16 threads), so archive runs on one machine agree bit for bit
+    whatever their worker layout (shards, Dask workers, thread limits)."""
     r = net.receptive_field // 2
     xp = np.pad(x.astype(np.float32), r, mode="reflect")
     out = np.full(x.shape, np.nan, dtype=np.float32)
