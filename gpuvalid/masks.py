@@ -48,6 +48,19 @@ def largest_component(be, mask):
     return labels == (int(np.argmax(sizes)) + 1)
 
 
+def bounding_box(be, mask, margin: int = 0) -> tuple | None:
+    """Slices (z, y, x) of the bounding box of the ``True`` voxels of ``mask`` grown by ``margin`` voxels
+    and clipped to the box (None if the mask is empty)."""
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        occupied = np.flatnonzero(be.to_host(be.xp.any(mask, axis=other)))
+        if occupied.size == 0:
+            return None
+        out.append(slice(max(0, int(occupied[0]) - margin), min(mask.shape[axis], int(occupied[-1]) + margin + 1)))
+    return tuple(out)
+
+
 def ball(radius_vox: int) -> np.ndarray:
     """Boolean ball: voxels whose centre is within ``radius_vox`` (Euclidean) of the centre."""
     r = int(radius_vox)

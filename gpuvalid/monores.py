@@ -68,7 +68,7 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     V = be.asarray(V, dtype=xp.float32)
     mask = be.asarray(mask).astype(bool)
     freqs, width = shell_frequencies(voxel_size, V.shape, low_A, n_shells)
-    bg, margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
+    bg, _margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
     eng = SpiralEngine(be, V, voxel_size)
     res = xp.full(V.shape, float(1.0 / freqs[0]), dtype=xp.float32)
     misses = xp.zeros(V.shape, dtype=xp.int8)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..masks import bounding_box
+
 FINE_SIGMAS_A = (0.8, 1.0, 1.2)
 AXIS_SIGMAS_A = (2.0, 2.5, 3.0)
 SCALES = tuple((sf, sl) for sf in FINE_SIGMAS_A for sl in AXIS_SIGMAS_A)
@@ -33,15 +35,9 @@ MAX_VOXELS = 2_000_000   # mask voxels used at most (a fixed pseudo-random subse
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
-def _derivatives(be, V, sigma_vox: float, idx):
-    """Gradient ``(3, n)`` and Hessian ``(n, 3, 3)`` of the Gaussian-smoothed ``V`` at flat indices ``idx``
-    (derivatives per voxel)."""
+def _hessian(be, V, sigma_vox: float, idx):
+    """Hessian ``(n, 3, 3)`` of the Gaussian-smoothed ``V`` at flat indices ``idx`` (per voxel²)."""
     xp, ndi = be.xp, be.ndimage
-    g = []
-    for a in range(3):
-        order = [0, 0, 0]
-        order[a] = 1
-        g.append(ndi.gaussian_filter(V, sigma_vox, order=order).reshape(-1)[idx])
     H = xp.empty((int(idx.size), 3, 3), dtype=xp.float32)
     for i, j in _PAIRS:
         order = [0, 0, 0]
@@ -50,7 +46,17 @@ def _derivatives(be, V, sigma_vox: float, idx):
         h = ndi.gaussian_filter(V, sigma_vox, order=order).reshape(-1)[idx]
         H[:, i, j] = h
         H[:, j, i] = h
-    return xp.stack(g), H
+    return H
+
+
+def _gradient(be, V, sigma_vox: float, idx):
+    """Gradient ``(3, n)`` of the Gaussian-smoothed ``V`` at flat indices ``idx`` (per voxel)."""
+    g = []
+    for a in range(3):
+        order = [0, 0, 0]
+        order[a] = 1
+        g.append(be.ndimage.gaussian_filter(V, sigma_vox, order=order).reshape(-1)[idx])
+    return be.xp.stack(g)
 
 
 def _subset(xp, idx, n: int):
@@ -58,21 +64,6 @@ def _subset(xp, idx, n: int):
     voxels on every backend and run, with no lattice stride that could alias with the density."""
     h = (idx.astype(xp.uint64) * xp.uint64(2654435761)) % xp.uint64(1 << 32)
     return idx[h < xp.uint64(int(n / int(idx.size) * (1 << 32)))]
-
-
-def crop_to_mask(be, V, mask, margin_vox: int):
-    """``V`` and ``mask`` cropped to the mask's bounding box plus ``margin_vox`` voxels (filters near the
-    mask see the same neighbourhood as on the full map, for a fraction of the cost)."""
-    xp = be.xp
-    sl = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = xp.flatnonzero(mask.any(axis=other))
-        lo = max(int(nz[0]) - margin_vox, 0)
-        hi = min(int(nz[-1]) + margin_vox + 1, mask.shape[ax])
-        sl.append(slice(lo, hi))
-    sl = tuple(sl)
-    return V[sl], mask[sl]
 
 
 def twist_features(be, V, mask, voxel_size: float, scales=SCALES) -> dict:
@@ -87,15 +78,16 @@ def twist_features(be, V, mask, voxel_size: float, scales=SCALES) -> dict:
     if not bool(be.to_host(mask.any())):
         raise ValueError("the contour mask is empty")
     margin = int(np.ceil(4 * max(max(s) for s in scales) / voxel_size))
-    V, mask = crop_to_mask(be, xp.maximum(V, 0), mask, margin)
+    box = bounding_box(be, mask, margin)     # filters near the mask see the same neighbourhood as on the full map
+    V, mask = xp.maximum(V[box], 0), mask[box]
     idx = xp.flatnonzero(mask.reshape(-1))
     if int(idx.size) > MAX_VOXELS:     # bounds the memory of the per-voxel derivatives on large maps
         idx = _subset(xp, idx, MAX_VOXELS)
-    fine = {sf: _derivatives(be, V, sf / voxel_size, idx) for sf in sorted({s[0] for s in scales})}
+    fine = {sf: (_gradient(be, V, sf / voxel_size, idx), _hessian(be, V, sf / voxel_size, idx))
+            for sf in sorted({s[0] for s in scales})}
     axis = {}
     for sl in sorted({s[1] for s in scales}):
-        _, HL = _derivatives(be, V, sl / voxel_size, idx)
-        lam, E = xp.linalg.eigh(HL)                      # ascending eigenvalues
+        lam, E = xp.linalg.eigh(_hessian(be, V, sl / voxel_size, idx))                      # ascending eigenvalues
         axis[sl] = (E[:, :, 2].T, xp.maximum(-lam[:, 1], 0))   # axis (3, n), tube strength (n,)
     out = []
     for sf, sl in scales:

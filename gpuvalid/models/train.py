@@ -150,7 +150,7 @@ def evaluate_patches(kind: str, net, data: dict, seed: int = 0) -> float:
 
 
 # ------------------------------------------------------------------------------- hand model
-def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RES_RANGE, log=None) -> dict:
+def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RES_RANGE) -> dict:
     """Twist features of simulated maps (correct hand) at resolutions drawn uniformly in ``res_range`` Å,
     computed exactly as at inference (1 Å grid, contour mask of the simulation)."""
     from gpuvalid.backend import get_backend
@@ -158,17 +158,13 @@ def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RE
     from .chirality import twist_features
 
     be = get_backend("cpu")
-    X, names, res = [], [], []
-    for s, atoms in structs:
+    X = []
+    for _s, atoms in structs:
         for _ in range(maps_per_structure):
-            r = float(rng.uniform(*res_range))
-            m = simulate_uniform(atoms, rng, r, with_helix=False, crop_radius_A=HAND_CROP_A)
+            m = simulate_uniform(atoms, rng, float(rng.uniform(*res_range)), with_helix=False,
+                                 crop_radius_A=HAND_CROP_A)
             X.append(twist_features(be, m.V, m.mask, m.voxel_size)["features"])
-            names.append(s.name if s is not None else "?")
-            res.append(r)
-        if log:
-            log(f"hand features: {s.name if s is not None else '?'} done")
-    return {"x": np.asarray(X, dtype=np.float64), "structure": names, "resolution": res}
+    return {"x": np.asarray(X, dtype=np.float64)}
 
 
 def fit_hand(data: dict, seed: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-3, log=print) -> tuple:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..masks import bounding_box
 from . import camera, colour, raycast, shading
 
 DEFAULT_SIZE = 512
@@ -37,18 +38,7 @@ class Rendering:
 
 def crop_box(be, V, threshold: float, margin: int = 2) -> tuple:
     """Slices (z, y, x) of the bounding box of ``V ≥ t`` grown by ``margin`` voxels (None if empty)."""
-    xp = be.xp
-    m = V >= threshold
-    out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        occupied = np.flatnonzero(be.to_host(xp.any(m, axis=other)))
-        if occupied.size == 0:
-            return None
-        lo = max(0, int(occupied[0]) - margin)
-        hi = min(V.shape[axis], int(occupied[-1]) + margin + 1)
-        out.append(slice(lo, hi))
-    return tuple(out)
+    return bounding_box(be, V >= threshold, margin)
 
 
 def _pad_to_two(be, A, cval):
