@@ -186,6 +186,55 @@ def test_colour_follows_a_linear_ramp():
     assert left[2] > left[0] and right[0] > right[2]
 
 
+@pytest.mark.parametrize("view", SPEC_VIEWS + ((25.0, -40.0, 10.0), (33.0, 71.0, -12.0)))
+def test_radial_values_on_a_sphere_at_any_angle(view):
+    # values = distance from the sphere's centre: every surface point carries the radius R, whatever the view
+    R = 8.0
+    shape = (26, 28, 30)
+    centre = (14.2, 13.1, 12.4)
+    V = ellipsoid(shape, centre, (R, R, R)) * R
+    x, y, z = grid(shape)
+    dist = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2).astype(np.float32)
+    (r,) = render_views(CPU, V, 0.0, [view], size=160, values=dist, lo=0.0, hi=2 * R, lighting=FLAT)
+    vals = r.values[r.hit]
+    assert vals.size > 1000 and np.isfinite(vals).all()
+    # trilinear interpolation of f = |p − c| on a unit grid errs by ≤ Σᵢ ∂ᵢ²f / 8 = (2/R)/8 = 1/(4R) voxel;
+    # the surface (map resampled to the camera frame, then interpolated along the ray) and the sampled
+    # value add at most three such errors
+    assert np.abs(vals - R).max() <= 3 / (4 * R)
+
+
+class _FiniteCvalNdimage:
+    """scipy.ndimage wrapper that fails on a NaN/inf ``cval`` (CuPy cannot compile ``(Y)nan``)."""
+
+    def __init__(self, nd):
+        self._nd = nd
+
+    def __getattr__(self, name):
+        fn = getattr(self._nd, name)
+
+        def wrapped(*a, **kw):
+            if "cval" in kw:
+                assert np.isfinite(kw["cval"]), f"{name} called with cval={kw['cval']}"
+            return fn(*a, **kw)
+        return wrapped
+
+
+def test_renderer_never_asks_for_a_nan_fill_value():
+    from gpuvalid.backend import Backend
+
+    be = Backend("numpy", "cpu", np, _FiniteCvalNdimage(ndimage), CPU._fft)
+    rng = np.random.default_rng(5)
+    V = ndimage.gaussian_filter(rng.standard_normal((30, 34, 38)), 2.5).astype(np.float32)
+    t = float(np.percentile(V, 90))
+    vals = np.where(V > t + 0.05, V, np.nan).astype(np.float32)  # NaN outside, like a masked local map
+    views = list(SPEC_VIEWS) + [(25.0, -40.0, 10.0)]
+    a = render_views(be, V, t, views, size=96, values=vals, lo=0.0, hi=1.0)
+    b = render_views(CPU, V, t, views, size=96, values=vals, lo=0.0, hi=1.0)
+    for ra, rb in zip(a, b):
+        np.testing.assert_array_equal(ra.rgb, rb.rgb)
+
+
 # ---- figure functions ----------------------------------------------------------------------------
 
 def test_figure_functions_write_pngs(tmp_path):

@@ -129,5 +129,24 @@ def camera_volume(be, V, R: np.ndarray, cval: float):
         W = V.transpose(perm)
         sl = tuple(slice(None, None, -1) if f else slice(None) for f in flips)
         return be.xp.ascontiguousarray(W[sl])
+    if not np.isfinite(cval):
+        # CuPy bakes cval into the generated CUDA source; ``(Y)nan`` does not compile (CUDA 12/13)
+        raise ValueError("camera_volume needs a finite cval (use sample_map for maps with NaN)")
     return be.ndimage.affine_transform(V, be.asarray(M), offset=tuple(off), output_shape=out_shape,
                                        order=1, mode="constant", cval=float(cval))
+
+
+def sample_map(be, L, R: np.ndarray, d, r, c):
+    """Trilinear samples of the map ``L[z, y, x]`` (device) at camera-frame points ``(d, r, c)``.
+
+    The points (1-D device arrays, voxels of the camera grid of rotation ``R`` for a box of
+    ``L.shape``) are mapped to map indices with :func:`camera_transform` and ``L`` is interpolated
+    there directly, edge clamped: no camera-frame copy of ``L`` and no NaN fill value (which CuPy's
+    interpolation kernels cannot compile).  NaN voxels of ``L`` propagate to the samples that use them.
+    For signed-permutation views this equals sampling the transposed map at ``(d, r, c)``.
+    """
+    xp = be.xp
+    M, off, _ = camera_transform(L.shape, R)
+    dc = xp.stack([d, r, c]).astype(xp.float64)
+    coords = be.asarray(M) @ dc + be.asarray(off)[:, None]
+    return be.ndimage.map_coordinates(L, coords, order=1, mode="nearest")

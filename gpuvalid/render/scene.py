@@ -42,10 +42,14 @@ def crop_box(be, V, threshold: float, margin: int = 2) -> tuple:
 
 
 def _pad_to_two(be, A, cval):
-    """Pad axes shorter than 2 voxels (a flat map still gives a cell to interpolate in)."""
+    """Pad axes shorter than 2 voxels (a flat map still gives a cell to interpolate in) with ``cval``,
+    or by repeating the edge when ``cval`` is None (local maps: no NaN fill on the device)."""
     pad = [(0, max(0, 2 - n)) for n in A.shape]
     if any(p[1] for p in pad):
-        A = be.xp.pad(A, pad, mode="constant", constant_values=cval)
+        if cval is None:
+            A = be.xp.pad(A, pad, mode="edge")
+        else:
+            A = be.xp.pad(A, pad, mode="constant", constant_values=cval)
     return A
 
 
@@ -78,7 +82,7 @@ def render_views(be, V, threshold: float, views=camera.SPEC_VIEWS, *, size: int 
         return [Rendering(v, blank.copy(), np.full((size, size), np.nan, np.float32), None, 1.0) for v in views]
     cval = min(float(xp.min(V)), t) - 1.0
     Vc = _pad_to_two(be, V[box], cval)
-    Lc = None if values is None else _pad_to_two(be, values[box], float("nan"))
+    Lc = None if values is None else _pad_to_two(be, values[box], None)
     rots = [camera.rotation_matrix(v) for v in views]
     shapes = [camera.camera_transform(Vc.shape, R)[2] for R in rots]
     s = size / max(max(sh[1], sh[2]) for sh in shapes)
@@ -106,8 +110,7 @@ def _render_one(be, Vc, Lc, t, angles, R, s, cval, lo, hi, cmap, surface_colour,
         n = shading.normals(be, W, d, r, c)
         n = xp.where((d == 0)[:, None], xp.asarray([0.0, 0.0, 1.0], dtype=n.dtype), n)  # box cut face
         if Lc is not None:
-            Lw = camera.camera_volume(be, Lc, R, float("nan"))
-            vals = shading.sample(be, Lw, d, r, c)
+            vals = camera.sample_map(be, Lc, R, d, r, c).astype(xp.float32)
             base = colour.map_colours(be, vals, lo, hi, cmap)
             vals_img = xp.full((ni, nj), xp.nan, dtype=xp.float32)
             vals_img[ii, jj] = vals
