@@ -20,20 +20,24 @@ import scipy.ndimage
 
 from .errors import BackendError
 
-__all__ = ["Backend", "get_backend", "cuda_available", "kernel_dirs"]
+__all__ = ["Backend", "get_backend", "cuda_available", "kernel_dirs", "find_kernel_source"]
 
 
 def kernel_dirs() -> list[Path]:
-    """Folders searched for ``*.cu`` sources: ``$GPUVALID_KERNELS``, the source tree, the package."""
+    """Folders searched for ``*.cu`` sources, in order: ``$GPUVALID_KERNELS``, the installed package
+    (``gpuvalid/kernels``, shipped in the wheel), the top-level ``kernels/`` of a source checkout."""
     dirs = []
     if os.environ.get("GPUVALID_KERNELS"):
         dirs.append(Path(os.environ["GPUVALID_KERNELS"]))
     here = Path(__file__).resolve().parent
-    dirs += [here.parent / "kernels", here / "kernels"]
+    dirs.append(here / "kernels")
+    if (here.parent / "pyproject.toml").is_file():  # a source checkout, not some site-packages/kernels
+        dirs.append(here.parent / "kernels")
     return [d for d in dirs if d.is_dir()]
 
 
-def _find_kernel_source(filename: str) -> Path:
+def find_kernel_source(filename: str) -> Path:
+    """Path of the CUDA source ``filename`` (e.g. ``"spiral.cu"``) in the first folder of :func:`kernel_dirs`."""
     for d in kernel_dirs():
         p = d / filename
         if p.is_file():
@@ -110,7 +114,7 @@ class Backend:
             raise BackendError("raw CUDA kernels need a CUDA backend")
         key = (filename, tuple(options))
         if key not in self._kernels:
-            src = _find_kernel_source(filename).read_text()
+            src = find_kernel_source(filename).read_text()
             self._kernels[key] = self.xp.RawModule(code=src, options=tuple(options))
         return self._kernels[key]
 

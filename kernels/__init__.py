@@ -1,0 +1,1 @@
+"""Raw CUDA sources (``*.cu``), shipped inside the installed package as ``gpuvalid.kernels``."""
