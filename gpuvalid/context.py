@@ -75,8 +75,25 @@ class MapContext:
 
     @cached_property
     def hard_mask(self):
+        """Components with ≥ 10 % of the largest one's voxels, dilated by 2 Å (see :mod:`gpuvalid.masks`)."""
         self._need_threshold()
-        return masks.hard_mask(self.be, self.V, self.threshold, self.voxel_size)
+        hard, sizes = masks.hard_mask(self.be, self.V, self.threshold, self.voxel_size, with_sizes=True)
+        self.__dict__["hard_mask_component_sizes"] = [int(v) for v in sizes]
+        return hard
+
+    @cached_property
+    def hard_mask_component_sizes(self) -> list[int]:
+        """Voxel counts (raw mask) of the components kept in the hard mask, descending."""
+        _ = self.hard_mask
+        return self.__dict__["hard_mask_component_sizes"]
+
+    @cached_property
+    def hard_mask_largest_only(self):
+        """The reference service's hard mask (largest component only, quirk Q6), for ``vrs_compat``."""
+        self._need_threshold()
+        if len(self.hard_mask_component_sizes) <= 1:
+            return self.hard_mask
+        return masks.hard_mask_largest_only(self.be, self.V, self.threshold, self.voxel_size)
 
     @cached_property
     def soft_mask(self):
@@ -99,7 +116,8 @@ class MapContext:
 
     def release(self) -> None:
         """Drop cached device arrays (batch mode, between maps)."""
-        for k in ("V", "raw_mask", "hard_mask", "soft_mask", "resized"):
+        for k in ("V", "raw_mask", "hard_mask", "hard_mask_largest_only", "hard_mask_component_sizes",
+                  "soft_mask", "resized"):
             self.__dict__.pop(k, None)
         self.cache.clear()
 

@@ -1,10 +1,14 @@
 """Masks of the map at the contour threshold, and the Fourier-resampled map.
 
 - raw mask ``V ≥ t``;
-- hard mask: the largest 26-connected component of the raw mask, dilated by a ball of radius
-  ``ceil(2 Å / Ts)`` voxels (all voxels within that Euclidean distance of the centre);
+- hard mask: every 26-connected component of the raw mask holding at least 10 % of the voxels of the
+  largest one (a symmetric assembly that splits at its contour keeps all its parts), dilated by a ball of
+  radius ``ceil(2 Å / Ts)`` voxels (all voxels within that Euclidean distance of the centre); the
+  reference service keeps the largest component only (quirk Q6, :func:`hard_mask_largest_only`);
 - soft mask: the hard mask convolved with a Gaussian of σ = 2 voxels (values in [0, 1]);
-- resized map: Fourier resampling to ``Ts' = R/2`` (never upsampling) into an even box.
+- resized map: Fourier resampling to the box ``M = round(N·Ts/Ts')`` with ``Ts' = R/2`` (never
+  upsampling; voxel ``N·Ts/M`` within half a voxel of R/2, Nyquist ≈ 1/R), then a centred crop to the even
+  box ``2·floor(N·Ts/Ts'/2)``.
 
 All functions take a :class:`~gpuvalid.backend.Backend` and arrays on its device.
 """
@@ -17,6 +21,7 @@ import numpy as np
 
 DILATION_A = 2.0
 SOFT_SIGMA_VOX = 2.0
+KEEP_FRACTION = 0.10  # keep components with ≥ 10 % of the largest one's voxels
 _STRUCT26 = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -46,6 +51,26 @@ def largest_component(be, mask):
         return be.xp.zeros(mask.shape, dtype=bool)
     sizes = component_sizes(be, labels, n)
     return labels == (int(np.argmax(sizes)) + 1)
+
+
+def major_components(be, mask, keep_fraction: float = KEEP_FRACTION):
+    """Components of ``mask`` with at least ``keep_fraction`` of the largest one's voxels.
+
+    Returns ``(kept mask, sizes of the kept components sorted descending)``; an empty mask gives an
+    empty result and no sizes.
+    """
+    labels, n = label26(be, mask)
+    if n == 0:
+        return be.xp.zeros(mask.shape, dtype=bool), np.zeros(0, dtype=np.int64)
+    sizes = component_sizes(be, labels, n)
+    keep = np.flatnonzero(sizes >= keep_fraction * sizes.max()) + 1
+    if keep.size == 1:
+        kept = labels == int(keep[0])
+    else:
+        lut = np.zeros(n + 1, dtype=bool)
+        lut[keep] = True
+        kept = be.asarray(lut)[labels]
+    return kept, np.sort(sizes[keep - 1])[::-1]
 
 
 def bounding_box(be, mask, margin: int = 0) -> tuple | None:
@@ -92,8 +117,18 @@ def dilate(be, mask, radius_vox: int):
     return be.ndimage.binary_dilation(mask, structure=be.asarray(ball(radius_vox)))
 
 
-def hard_mask(be, V, threshold: float, voxel_size: float):
-    """Largest 26-connected component of ``V ≥ t`` dilated by 2 Å."""
+def hard_mask(be, V, threshold: float, voxel_size: float, with_sizes: bool = False):
+    """Components of ``V ≥ t`` with ≥ 10 % of the largest one's voxels, dilated by 2 Å.
+
+    With ``with_sizes`` also returns the voxel counts of the kept components (descending).
+    """
+    core, sizes = major_components(be, raw_mask(be, V, threshold))
+    hard = dilate(be, core, dilation_radius_vox(voxel_size))
+    return (hard, sizes) if with_sizes else hard
+
+
+def hard_mask_largest_only(be, V, threshold: float, voxel_size: float):
+    """The reference service's hard mask (quirk Q6): the largest component of ``V ≥ t`` dilated by 2 Å."""
     core = largest_component(be, raw_mask(be, V, threshold))
     return dilate(be, core, dilation_radius_vox(voxel_size))
 
@@ -104,9 +139,20 @@ def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX):
     return be.xp.clip(soft, 0.0, 1.0)
 
 
+def resampled_shape(shape: tuple, voxel_size: float, new_voxel_size: float) -> tuple:
+    """Box ``M = round(N·Ts/Ts')`` per axis: the resampled voxel ``N·Ts/M`` is within half a voxel of Ts'."""
+    return tuple(max(2, int(math.floor(n * voxel_size / new_voxel_size + 0.5))) for n in shape)
+
+
 def resized_shape(shape: tuple, voxel_size: float, new_voxel_size: float) -> tuple:
-    """Even box ``2·floor(N·Ts/Ts'/2)`` per axis."""
+    """Even box ``2·floor(N·Ts/Ts'/2)`` per axis (the crop of the resampled map)."""
     return tuple(max(2, 2 * int(math.floor(n * voxel_size / new_voxel_size / 2))) for n in shape)
+
+
+def centred_crop(V, shape: tuple):
+    """Crop ``V`` to ``shape`` (each edge ≤ V's), dropping ``(n − m) // 2`` voxels at the start of each axis."""
+    sl = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(V.shape, shape))
+    return V[sl]
 
 
 def fourier_resample(be, V, new_shape: tuple):
@@ -131,15 +177,22 @@ def fourier_resample(be, V, new_shape: tuple):
 
 
 def resize_for_resolution(be, V, voxel_size: float, resolution: float):
-    """Map resampled to ``Ts' = R/2`` (only when ``R/2 > Ts``) into the even box of the spec.
+    """Map resampled to ``Ts' = R/2`` (only when ``R/2 > Ts``), cropped to the even box of the spec.
 
-    Returns ``(V', Ts_eff)`` where ``Ts_eff = N·Ts/N'`` (first axis) is the voxel size actually obtained;
-    when ``R/2 ≤ Ts`` the map is only cropped to an even box at its own voxel size.
+    The spectrum is cropped to the box ``M = round(N·Ts/Ts')`` (voxel ``N·Ts/M`` Å, Nyquist ≈ 1/R), then
+    the resampled map is cropped, centred, to ``2·floor(N·Ts/Ts'/2)`` (at most a voxel or two per axis; the
+    voxel size is unchanged).  Returns ``(V', Ts_eff)`` with ``Ts_eff`` the mean over axes of ``N·Ts/M``
+    (the axes differ by less than half a voxel of R/2); when ``R/2 ≤ Ts`` the map is only cropped to an
+    even box at its own voxel size.
     """
     target = resolution / 2.0
     if target <= voxel_size:
         shape = tuple(n - (n % 2) for n in V.shape)
         return V[: shape[0], : shape[1], : shape[2]].copy(), float(voxel_size)
-    shape = resized_shape(V.shape, voxel_size, target)
-    eff = float(np.mean([n * voxel_size / m for n, m in zip(V.shape, shape)]))
-    return fourier_resample(be, V, shape), eff
+    full = resampled_shape(V.shape, voxel_size, target)
+    even = tuple(min(e, m) for e, m in zip(resized_shape(V.shape, voxel_size, target), full))
+    eff = float(np.mean([n * voxel_size / m for n, m in zip(V.shape, full)]))
+    Vr = fourier_resample(be, V, full)
+    if even != full:
+        Vr = be.xp.ascontiguousarray(centred_crop(Vr, even))
+    return Vr, eff

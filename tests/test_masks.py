@@ -35,14 +35,33 @@ def test_dilation_matches_binary_dilation_with_ball(cpu):
         np.testing.assert_array_equal(masks.dilate(cpu, m, r), expect)
 
 
-def test_hard_mask_keeps_largest_component_then_dilates(cpu):
+def test_hard_mask_keeps_components_of_at_least_10pct_then_dilates(cpu):
+    # cubes of 216, 27 and 8 voxels: 27/216 = 12.5 % is kept, 8/216 = 3.7 % is not
     V, sizes = cubes_map()
-    hard = masks.hard_mask(cpu, V, 0.5, voxel_size=1.0)  # radius 2 voxels
+    hard, kept = masks.hard_mask(cpu, V, 0.5, voxel_size=1.0, with_sizes=True)  # radius 2 voxels
+    core = np.zeros(V.shape, bool)
+    core[5:11, 5:11, 5:11] = True
+    core[25:28, 25:28, 25:28] = True
+    np.testing.assert_array_equal(hard, ndimage.binary_dilation(core, structure=masks.ball(2)))
+    assert list(kept) == [216, 27]
+    assert not hard[5:7, 30:32, 30:32].any()  # the 8-voxel cube is gone
+
+
+def test_largest_only_mask_is_the_reference_quirk(cpu):
+    V, _ = cubes_map()
+    hard = masks.hard_mask_largest_only(cpu, V, 0.5, voxel_size=1.0)
     big = np.zeros(V.shape, bool)
     big[5:11, 5:11, 5:11] = True
     np.testing.assert_array_equal(hard, ndimage.binary_dilation(big, structure=masks.ball(2)))
-    # the smaller cubes are gone
-    assert not hard[25:28, 25:28, 25:28].any()
+
+
+def test_symmetric_halves_both_kept(cpu):
+    """Two equal blobs (a molecule that splits at its contour) are both in the hard mask."""
+    V = np.zeros((40, 40, 40), np.float32)
+    V[10:16, 10:20, 10:20] = 1.0
+    V[24:30, 10:20, 10:20] = 1.0
+    hard = masks.hard_mask(cpu, V, 0.5, 1.0)
+    assert hard[12, 15, 15] and hard[27, 15, 15]
 
 
 def test_26_connectivity_counts_diagonal_neighbours(cpu):
@@ -73,12 +92,35 @@ def test_fourier_resample_band_limited_cosine(cpu):
     np.testing.assert_allclose(out[5, 7, :], expect, atol=1e-4)
 
 
-def test_resize_for_resolution(cpu):
-    V = np.random.default_rng(0).normal(size=(100, 90, 80)).astype(np.float32)
-    Vr, ts = masks.resize_for_resolution(cpu, V, 1.742, 6.6)
-    expect = tuple(2 * math.floor(n * 1.742 / 3.3 / 2) for n in V.shape)
-    assert Vr.shape == expect and all(s % 2 == 0 for s in Vr.shape)
-    assert ts == pytest.approx(3.3, rel=0.03)
-    # never upsample: R/2 below Ts only crops to an even box
-    Vs, ts2 = masks.resize_for_resolution(cpu, V[:99], 1.742, 3.0)
+def _independent_resize(V, ts, R):
+    """Spec, written out directly: spectrum crop to M = round(N·Ts/Ts'), then a centred crop to the even box."""
+    tsp = R / 2
+    M = [int(math.floor(n * ts / tsp + 0.5)) for n in V.shape]
+    E = [2 * int(math.floor(n * ts / tsp / 2)) for n in V.shape]
+    F = np.fft.fftshift(np.fft.fftn(V.astype(np.float64)))
+    out = np.zeros(M, complex)
+    src = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(V.shape, M))
+    out[...] = F[src]
+    v = np.fft.ifftn(np.fft.ifftshift(out)).real * (np.prod(M) / np.prod(V.shape))
+    crop = tuple(slice((m - e) // 2, (m - e) // 2 + e) for m, e in zip(M, E))
+    return v[crop], [n * ts / m for n, m in zip(V.shape, M)]
+
+
+@pytest.mark.parametrize("shape, ts, R", [((100, 90, 80), 1.742, 6.6), ((100, 100, 100), 2.02, 7.0),
+                                          ((35, 52, 47), 1.34, 3.2), ((70, 70, 70), 2.64, 5.8)])
+def test_resize_for_resolution(cpu, shape, ts, R):
+    V = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    Vr, ts_eff = masks.resize_for_resolution(cpu, V, ts, R)
+    expect, ts_axes = _independent_resize(V, ts, R)
+    assert Vr.shape == expect.shape and all(s % 2 == 0 for s in Vr.shape)
+    np.testing.assert_allclose(Vr, expect, atol=2e-4 * np.abs(expect).max())
+    # the voxel is within half a resampled voxel of R/2 on every axis (Nyquist stays at about 1/R)
+    for n, t in zip(shape, ts_axes):
+        assert abs(t - R / 2) <= 0.5 * t / (n * ts / t) + 1e-9
+    assert ts_eff == pytest.approx(np.mean(ts_axes), rel=1e-9)
+
+
+def test_resize_never_upsamples(cpu):
+    V = np.random.default_rng(0).normal(size=(99, 90, 80)).astype(np.float32)
+    Vs, ts2 = masks.resize_for_resolution(cpu, V, 1.742, 3.0)
     assert Vs.shape == (98, 90, 80) and ts2 == pytest.approx(1.742)

@@ -47,14 +47,33 @@ def test_center_of_mass_point_masses(cpu):
     assert res.values["com_decentering_pct"] == pytest.approx([100 * abs(ci - ni / 2) / ni for ci, ni in zip(c, n)])
 
 
-def test_threshold_too_high_is_one_warning(cpu):
-    V, _ = cubes_map(cubes=(((17, 17, 17), 6),))  # centred: no centre-of-mass warning
-    for mod in (mass, mask):
+def test_threshold_too_high_not_measured(cpu):
+    """An empty mask gives no number that means anything: 0.a–0.c are not measured (not counted)."""
+    V, _ = cubes_map(cubes=(((17, 17, 17), 6),))
+    for mod in (mass, mask, background):
         res = run_section(mod.__name__, mod.SID, mod.TITLE, ctx_for(cpu, V, t=5.0))
-        assert res.status == "warnings" and res.evaluable
-        assert len(res.warnings) == 1 and "threshold too high" in res.warnings[0]
-    res = run_section(background.__name__, "0.c", "Background", ctx_for(cpu, V, t=5.0))
-    assert res.status == "not_measured" and "threshold too high" in res.reason
+        assert res.status == "not_measured" and not res.evaluable
+        assert "threshold too high" in res.reason
+
+
+def test_center_of_mass_of_a_zero_mean_map(cpu):
+    """A normalised map (densities sum to 0): the molecule's centre is the blob's, the raw one is undefined."""
+    rng = np.random.default_rng(3)
+    V = rng.normal(0, 0.1, (40, 40, 40)).astype(np.float32)
+    V[8:16, 20:30, 24:34] += 3.0
+    V -= V.mean()  # Σ V = 0 to float precision
+    res = mass.run(ctx_for(cpu, V, t=1.5))
+    # direct formula: positive density inside the (known) blob region dilated by 2 voxels
+    core = np.zeros(V.shape, bool)
+    core[8:16, 20:30, 24:34] = True
+    hard = ndimage.binary_dilation(core, structure=ball(2))
+    w = np.where(hard, np.maximum(V, 0), 0).astype(np.float64)
+    zz, yy, xx = np.indices(V.shape)
+    expect = [(w * a).sum() / w.sum() for a in (xx, yy, zz)]
+    assert res.values["center_of_mass_vox"] == pytest.approx(expect, rel=1e-6)
+    assert res.vrs_compat["center_of_mass_vox"] is None and "sum to about zero" in res.vrs_compat[
+        "center_of_mass_note"]
+    assert all(d < 100 for d in res.values["com_decentering_pct"])
 
 
 def test_missing_threshold_not_measured(cpu):
@@ -75,8 +94,12 @@ def test_components_n95_and_remaining(cpu):
     assert v["largest_voxels"] == [216, 27]
     assert (v["remaining_count"], v["remaining_mean_voxels"], v["remaining_max_voxels"]) == (1, 8.0, 8)
     assert v["remaining_mean_volume_A3"] == pytest.approx(8.0)
-    assert res.vrs_compat == {"remaining_mean_volume_A3": 1.0, "remaining_max_voxels": 27}
-    assert v["overlap"] == pytest.approx(216 / 251)
+    assert {k: res.vrs_compat[k] for k in ("remaining_mean_volume_A3", "remaining_max_voxels")} == {
+        "remaining_mean_volume_A3": 1.0, "remaining_max_voxels": 27}
+    # hard mask: 216 and 27 (≥ 10 % of 216) kept, 8 dropped; the reference keeps the 216 only
+    assert v["hard_mask_components"] == 2 and v["hard_mask_component_voxels"] == [216, 27]
+    assert v["overlap"] == pytest.approx(243 / 251)
+    assert res.vrs_compat["overlap"] == pytest.approx(216 / 251)
     assert any("mean volume" in w for w in res.warnings)  # 8 Å³ > 5 Å³
     assert not any("overlap" in w or "constructed" in w for w in res.warnings)
 
@@ -88,7 +111,10 @@ def test_many_components_warn(cpu):
     res = mask.run(ctx_for(cpu, V, ts=1.0))
     assert res.values["n_components"] == 10 and res.values["n95"] == 10
     assert any("10 components" in w for w in res.warnings)
-    assert any("holds only" in w for w in res.warnings)  # hard mask keeps 1/10 of the raw mask
+    # ten equal components: the hard mask keeps them all; the reference's (largest only) holds 1/10
+    assert res.values["hard_mask_components"] == 10 and res.values["overlap"] == pytest.approx(1.0)
+    assert res.vrs_compat["overlap"] == pytest.approx(0.1)
+    assert not any("holds only" in w for w in res.warnings)
 
 
 def test_mass_table_direct(cpu):
@@ -154,14 +180,20 @@ def test_real_map_5168_direct(cpu, data_dir):
     lab, n = ndimage.label(raw, structure=np.ones((3, 3, 3)))
     assert b["raw_voxels"] == int(raw.sum()) and b["n_components"] == n
     assert b["mass_voxels"][0] == int((V > V.max() / 25).sum())
-    a = mass.run(ctx).values
-    w = V.astype(np.float64)
-    com_x = (w.sum(axis=(0, 1)) * np.arange(100)).sum() / w.sum()
-    assert a["center_of_mass_vox"][0] == pytest.approx(com_x, rel=1e-9)
+    a_res = mass.run(ctx)
+    a = a_res.values
     # the filament runs along Z through the whole box: no space along Z
     assert a["left_space_A"][2] == 0 and a["right_space_A"][2] == 0
-    largest = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    hard = ndimage.binary_dilation(largest, structure=ball(math.ceil(2 / inp.voxel_size)))
+    sizes = np.bincount(lab.ravel())[1:]
+    major = np.isin(lab, np.flatnonzero(sizes >= 0.1 * sizes.max()) + 1)
+    hard = ndimage.binary_dilation(major, structure=ball(math.ceil(2 / inp.voxel_size)))
+    # centre of mass of the molecule: positive density inside the hard mask; the reference's: the whole map
+    w = np.where(hard, np.maximum(V, 0), 0).astype(np.float64)
+    assert a["center_of_mass_vox"][0] == pytest.approx((w.sum(axis=(0, 1)) * np.arange(100)).sum() / w.sum(),
+                                                       rel=1e-9)
+    w = V.astype(np.float64)
+    com_x = (w.sum(axis=(0, 1)) * np.arange(100)).sum() / w.sum()
+    assert a_res.vrs_compat["center_of_mass_vox"][0] == pytest.approx(com_x, rel=1e-9)
     xs = np.flatnonzero(hard.any(axis=(0, 1)))
     assert a["left_space_A"][0] == pytest.approx(xs[0] * inp.voxel_size)
     assert b["hard_mask_voxels"] == int(hard.sum())

@@ -2,8 +2,11 @@
 
 For each axis the first and last index ``i0``, ``i1`` where the hard mask's projection is non-zero give
 the empty space on the left ``L = Ts·i0`` and right ``Rt = Ts·(N−1−i1)`` (Å) and the decentering
-``100·|Rt − L| / (Ts·N)`` (%).  The centre of mass of the whole map (all voxels, as the reference does)
-is ``c = Σ V·r / Σ V`` in voxels, with decentering ``100·|c − N/2| / N``.
+``100·|Rt − L| / (Ts·N)`` (%).  The centre of mass of the molecule is that of the positive density inside
+the hard mask, ``c = Σ w·r / Σ w`` with ``w = max(V, 0)·Mhard``, in voxels, with decentering
+``100·|c − N/2| / N``.  The reference takes the whole map's signed densities (meaningless when they sum
+to about zero, as in a normalised map); that value is kept under ``vrs_compat`` only when it means
+something.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ AXES = ("x", "y", "z")
 EXPLANATION = (
     "The molecule should sit near the centre of the box with some empty space on every side: a map cut "
     "too tightly loses density at the edges and biases Fourier-based analyses, and a strongly "
-    "off-centre molecule often means a wrong box or origin. The hard mask (largest connected component "
+    "off-centre molecule often means a wrong box or origin. The hard mask (the major connected components "
     "at the contour level, dilated by 2 Å) defines the molecule. For each axis we report the empty space "
-    "left and right of it, how unequal those are relative to the box, and the centre of mass of the map "
-    "(all voxels, including negative densities, as the reference service does).")
+    "left and right of it, how unequal those are relative to the box, and the centre of mass of the "
+    "molecule: of the positive density inside the hard mask.")
 
 CRITERIA = (
     f"Warn when the decentering along an axis exceeds {MAX_DECENTERING_PCT:g} %, when the empty space on "
@@ -44,43 +47,55 @@ def mask_extent(be, mask) -> list[tuple[int, int] | None]:
     return out
 
 
-def center_of_mass(be, V) -> tuple[float, float, float] | None:
-    """Density-weighted centre ``Σ V·r / Σ V`` in voxels (x, y, z); None when ``Σ V`` ≈ 0."""
+MIN_NET_FRACTION = 0.01  # |Σ V| below 1 % of Σ |V|: the signed total is noise, its centre meaningless
+
+
+def center_of_mass(be, W) -> tuple[float, float, float] | None:
+    """Weighted centre ``Σ W·r / Σ W`` in voxels (x, y, z), float64 sums.
+
+    None when the weights cannot define a centre: ``Σ W`` is zero or below ``MIN_NET_FRACTION`` of
+    ``Σ |W|`` (signed weights that cancel), or the centre falls outside the box.
+    """
     xp = be.xp
-    Vd = V.astype(xp.float64)
-    total = be.scalar(Vd.sum())
-    scale = be.scalar(xp.abs(Vd).sum())
-    if scale == 0 or abs(total) < 1e-9 * scale:
+    Wd = W.astype(xp.float64)
+    total = be.scalar(Wd.sum())
+    scale = be.scalar(xp.abs(Wd).sum())
+    if not (scale > 0) or not (abs(total) >= MIN_NET_FRACTION * scale):
         return None
     c = []
     for axis in (2, 1, 0):
         other = tuple(a for a in range(3) if a != axis)
-        prof = Vd.sum(axis=other)
+        prof = Wd.sum(axis=other)
         c.append(be.scalar((prof * xp.arange(prof.size, dtype=xp.float64)).sum()) / total)
+    n_xyz = W.shape[::-1]
+    if not all(-0.5 <= ci <= n - 0.5 for ci, n in zip(c, n_xyz)):
+        return None
     return tuple(c)
 
 
+def molecule_center_of_mass(be, V, hard_mask):
+    """Centre of mass of ``max(V, 0)`` inside the hard mask, in voxels (x, y, z), or None."""
+    xp = be.xp
+    return center_of_mass(be, xp.where(hard_mask, xp.maximum(V, 0), 0))
+
+
 def run(ctx) -> SectionResult:
-    if ctx.threshold is None:
-        raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
+    # no threshold, or one at/above the maximum (empty mask): nothing to measure (the reference would list a
+    # "threshold too high" warning and count the section; an empty mask gives no number that means anything)
+    ctx.require_mask()
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA)
     ts = ctx.voxel_size
     n_xyz = ctx.shape[::-1]
 
-    com = center_of_mass(ctx.be, ctx.V)
-    if ctx.threshold_too_high:
-        res.warnings.append(f"threshold too high: the contour level {ctx.threshold:g} is at or above the map "
-                            f"maximum {ctx.vmax:g}, so the mask is empty and the spaces cannot be measured")
-        extent = [None, None, None]
-    else:
-        extent = mask_extent(ctx.be, ctx.hard_mask)
+    com_raw = center_of_mass(ctx.be, ctx.V)  # the reference's centre (signed densities, all voxels)
+    extent = mask_extent(ctx.be, ctx.hard_mask)
+    com = molecule_center_of_mass(ctx.be, ctx.V, ctx.hard_mask)
 
     left, right, dec, right_vrs, dec_vrs = [], [], [], [], []
     rows = []
     for ax, n, e in zip(AXES, n_xyz, extent):
         if e is None:
-            left.append(None), right.append(None), dec.append(None), right_vrs.append(None), dec_vrs.append(None)
-            continue
+            raise NotMeasurable("the hard mask is empty")
         i0, i1 = e
         L, R = ts * i0, ts * (n - 1 - i1)
         Rq = ts * (n - i1)  # quirk Q1 of the reference: one voxel too many
@@ -101,11 +116,12 @@ def run(ctx) -> SectionResult:
 
     com_dec = None
     if com is None:
-        res.blocks.append("The map's total density is zero, so its centre of mass is undefined.")
-        res.warnings.append("the centre of mass is undefined (total density ≈ 0)")
+        res.blocks.append("The centre of mass of the molecule could not be measured: there is no positive "
+                          "density inside the hard mask.")
     else:
         com_dec = [100.0 * abs(c - n / 2.0) / n for c, n in zip(com, n_xyz)]
-        res.blocks.append("Centre of mass of the map (voxels):\n\n" + md_table(
+        res.blocks.append("Centre of mass of the molecule (positive density inside the hard mask, voxels):\n\n"
+                          + md_table(
             ["axis", "centre of mass (voxel)", "box centre (voxel)", "decentering (%)"],
             [[a.upper(), f"{c:.2f}", f"{n / 2:.1f}", f"{d:.2f}"] for a, c, n, d in zip(AXES, com, n_xyz, com_dec)]))
         for a, d in zip(AXES, com_dec):
@@ -114,16 +130,30 @@ def run(ctx) -> SectionResult:
                                     f"(> {MAX_DECENTERING_PCT:g} %)")
 
     res.values = {"left_space_A": left, "right_space_A": right, "decentering_pct": dec,
-                  "center_of_mass_vox": list(com) if com else None, "com_decentering_pct": com_dec}
-    res.vrs_compat = {"right_space_A": right_vrs, "decentering_pct": dec_vrs}
+                  "center_of_mass_vox": list(com) if com else None, "com_decentering_pct": com_dec,
+                  "hard_mask_components": len(ctx.hard_mask_component_sizes)}
+    res.vrs_compat = {"right_space_A": right_vrs, "decentering_pct": dec_vrs,
+                      "center_of_mass_vox": list(com_raw) if com_raw else None,
+                      "com_decentering_pct": ([100.0 * abs(c - n / 2.0) / n for c, n in zip(com_raw, n_xyz)]
+                                              if com_raw else None)}
+    if com_raw is None:
+        res.vrs_compat["center_of_mass_note"] = (
+            "the reference's centre of mass (signed densities over the whole box) is undefined for this map: "
+            "its densities sum to about zero (|Σ V| < 1 % of Σ |V|) or the centre falls outside the box")
     res.differences = [
         "Right space: gpuvalid uses Ts·(N−1−i1), the true number of empty voxels after the last mask "
         "voxel; the reference uses Ts·(N−i1), one voxel more (its values are under `vrs_compat`).",
         "Minimum space: the reference's criteria text says \"20 % of the box\" but its code compares with "
         "20 Å; gpuvalid applies 20 Å, as the reference's code does.",
+        "Centre of mass: gpuvalid takes the positive density inside the hard mask (the molecule); the reference "
+        "takes the signed densities of the whole box, which is dominated by solvent noise and meaningless when "
+        "the densities sum to about zero. The reference's value is under `vrs_compat` when it is defined"
+        + ("" if com_raw is None else
+           " (" + ", ".join(f"{a.upper()} {c:.2f}" for a, c in zip(AXES, com_raw)) + " voxels)") + ".",
+        "Hard mask: gpuvalid keeps every component with at least 10 % of the largest one's voxels; the reference "
+        "keeps only the largest (quirk Q6).",
     ]
-    valid = [d for d in dec if d is not None]
-    res.key = f"max decentering {max(valid):.1f} %" if valid else "empty mask"
+    res.key = f"max decentering {max(dec):.1f} %"
     res.summary = ("The molecule is well centred in the box with enough empty space around it."
                    if not res.warnings else
                    "The position of the molecule in the box needs attention: " + res.warnings[0] + ".")
