@@ -11,6 +11,20 @@ Sweeping from low to high frequency, a voxel's local resolution is
 the noise is tolerated (two consecutive ones end the sweep), which keeps single noisy shells from stopping
 it early.  Voxels never above the noise get ``low_A``.
 
+The estimate is only as good as its noise reference, so it refuses (:class:`NotMeasurable`, with the
+reason) rather than return a number that cannot mean anything:
+
+- fewer than ``MIN_BACKGROUND`` background voxels;
+- a flat reference: ≥ ``MAX_FLAT_FRACTION`` of the reference voxels hold one and the same value (a deposit
+  masked or zeroed outside the molecule: there is no noise to measure, and the amplitude there is only the
+  molecule's own leakage through the shell filter, so every voxel would reach the grid limit 2·Ts);
+- a reference holding density above the contour: ≥ ``MAX_ABOVE_CONTOUR`` = 5 % of its voxels ≥ t (parts of
+  the molecule left out of the hard mask), so its 0.95 quantile is the molecule's amplitude, not noise,
+  and pushes voxels to the ``low_A`` cap;
+- a noise level of zero or not finite at a shell;
+- a result where ≥ ``MAX_AT_BOUND`` of the mask voxels sit at the cap ``low_A`` or at the grid limit
+  2·Ts (a bound, not a measurement).
+
 Works on any backend (NumPy or CuPy arrays); returns a host map in Å, NaN outside the mask.
 """
 
@@ -25,6 +39,9 @@ NOISE_QUANTILE = 0.95
 LOW_A = 20.0
 N_SHELLS = 30
 MIN_BACKGROUND = 200
+MAX_FLAT_FRACTION = 0.25
+MAX_ABOVE_CONTOUR = 0.05
+MAX_AT_BOUND = 0.5
 
 
 def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: int = N_SHELLS):
@@ -57,26 +74,60 @@ def noise_region(be, mask, voxel_size: float, margin_A: float):
     return bg, 0.0
 
 
+def check_noise_reference(be, V, bg, threshold: float | None = None) -> dict:
+    """Raise :class:`NotMeasurable` when the background voxels ``bg`` (flat indices into ``V``) cannot
+    serve as a noise reference (flat: masked or zeroed; or holding density above the contour
+    ``threshold``); otherwise return their statistics."""
+    xp = be.xp
+    b = V.reshape(-1)[bg]
+    n = int(b.size)
+    vals, counts = xp.unique(b, return_counts=True)
+    k = int(be.to_host(xp.argmax(counts)))
+    flat = float(be.to_host(counts[k])) / max(n, 1)
+    mode = float(be.to_host(vals[k]))
+    info = {"background_voxels": n, "flat_fraction": flat, "flat_value": mode}
+    if flat >= MAX_FLAT_FRACTION:
+        raise NotMeasurable(
+            f"its noise reference is degenerate: {100 * flat:.0f} % of the {n} background voxels used for the "
+            f"noise level hold the same value ({mode:g}), i.e. the map was masked or zeroed outside the molecule, "
+            "so there is no noise to compare the local amplitudes with")
+    if threshold is not None:
+        above = float(be.to_host(xp.count_nonzero(b >= threshold))) / max(n, 1)
+        info["above_contour_fraction"] = above
+        if above >= MAX_ABOVE_CONTOUR:
+            raise NotMeasurable(
+                f"its noise reference is not noise: {100 * above:.1f} % of the {n} background voxels are at or "
+                f"above the contour level {threshold:g} (parts of the molecule outside the hard mask)")
+    return info
+
+
 def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LOW_A, n_shells: int = N_SHELLS,
-                               quantile: float = NOISE_QUANTILE, return_info: bool = False):
+                               quantile: float = NOISE_QUANTILE, return_info: bool = False,
+                               threshold: float | None = None):
     """Local resolution (Å) at the ``mask`` voxels of ``V`` (host float32, NaN elsewhere).
 
-    ``V`` and ``mask`` may be host or device arrays of ``be``.  With ``return_info`` also returns the list
-    of ``(f0, noise level)`` per shell.
+    ``V`` and ``mask`` may be host or device arrays of ``be``; ``threshold`` (the contour level) enables
+    the above-contour check of the noise reference.  With ``return_info`` also returns a dict with the
+    list of ``(f0, noise level)`` per shell (``shells``), the reference statistics and the fractions of
+    mask voxels at the two bounds.  Raises :class:`NotMeasurable` (see the module docstring).
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
     mask = be.asarray(mask).astype(bool)
     freqs, width = shell_frequencies(voxel_size, V.shape, low_A, n_shells)
-    bg, _margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
+    bg, margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
+    info = check_noise_reference(be, V, bg, threshold)
+    info["margin_A"] = margin
     eng = SpiralEngine(be, V, voxel_size)
     res = xp.full(V.shape, float(1.0 / freqs[0]), dtype=xp.float32)
     misses = xp.zeros(V.shape, dtype=xp.int8)
     alive = mask.copy()
-    info = []
+    shells = []
     for f0, A in eng.amplitudes(freqs, width):
         noise = be.scalar(xp.quantile(A.reshape(-1)[bg], quantile))
-        info.append((float(f0), noise))
+        if not np.isfinite(noise) or noise <= 0.0:
+            raise NotMeasurable(f"its noise level is {noise:g} at {1 / f0:.2f} Å (a degenerate noise reference)")
+        shells.append((float(f0), noise))
         above = A > noise
         hit = alive & above
         res = xp.where(hit, xp.float32(1.0 / f0), res)
@@ -85,4 +136,19 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
         if not bool(be.to_host(alive.any())):
             break
     out = be.to_host(xp.where(mask, res, xp.float32(np.nan))).astype(np.float32)
+    inside = out[np.isfinite(out)]
+    n = max(inside.size, 1)
+    finest = float(1.0 / freqs[-1])
+    info["at_cap_fraction"] = float(np.count_nonzero(inside >= float(1.0 / freqs[0]) - 1e-4)) / n
+    info["at_grid_limit_fraction"] = float(np.count_nonzero(inside <= finest + 1e-4)) / n
+    info["shells"] = shells
+    if info["at_cap_fraction"] >= MAX_AT_BOUND:
+        raise NotMeasurable(
+            f"{100 * info['at_cap_fraction']:.0f} % of the voxels never rise above the noise level, so they sit at "
+            f"the {float(1 / freqs[0]):g} Å cap of the sweep (a bound, not a measurement: the noise reference "
+            "holds signal)")
+    if info["at_grid_limit_fraction"] >= MAX_AT_BOUND:
+        raise NotMeasurable(
+            f"{100 * info['at_grid_limit_fraction']:.0f} % of the voxels stay above the noise level up to the grid "
+            f"limit {finest:.2f} Å (2 × the voxel size: a bound, not a measurement; the noise reference is too low)")
     return (out, info) if return_info else out

@@ -59,6 +59,21 @@ def _network_estimate(ctx, mask_h: np.ndarray) -> tuple[np.ndarray | None, str |
     return predict_locres(ctx.host, ctx.voxel_size, mask_h, _device(ctx.be)), None
 
 
+def _bound_reason(values: np.ndarray, voxel_size: float) -> str | None:
+    """Why the network's values are not a measurement (NaN, or ≥ MAX_AT_BOUND of them at the clamp
+    bounds max(2, 2·Ts) or 13 Å), or None."""
+    from ..monores import MAX_AT_BOUND
+
+    if values.size == 0 or not np.isfinite(values).all():
+        return "the network returned no finite value at some voxels of the hard mask"
+    lo, hi = max(R_RANGE[0], 2.0 * voxel_size), R_RANGE[1]
+    for bound, frac in ((lo, np.mean(values <= lo + 1e-3)), (hi, np.mean(values >= hi - 1e-3))):
+        if frac >= MAX_AT_BOUND:
+            return (f"the network's estimate sits at its {bound:.2f} Å bound at {100 * frac:.0f} % of the voxels "
+                    "(a bound, not a measurement)")
+    return None
+
+
 def _percentile_of(values: np.ndarray, R: float) -> float:
     return float(100.0 * np.count_nonzero(values < R) / max(values.size, 1))
 
@@ -79,12 +94,16 @@ def run(ctx) -> SectionResult:
     mono, mono_reason = None, None
     try:
         from ..monores import monogenic_local_resolution
-        mono = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask)
+        mono = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask, threshold=ctx.threshold)
     except NotMeasurable as exc:
         mono_reason = str(exc)
     net, net_reason = _network_estimate(ctx, mask_h)
+    if net is not None:
+        net_reason = _bound_reason(net[mask_h], ctx.voxel_size)
+        if net_reason:
+            net = None
     if net is None and mono is None:
-        raise NotMeasurable(f"{net_reason}, and the monogenic estimate failed: {mono_reason}")
+        raise NotMeasurable(f"{net_reason}, and the monogenic estimate could not be measured: {mono_reason}")
 
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA, differences=list(DIFFERENCES))
     primary = net if net is not None else mono
@@ -95,8 +114,8 @@ def run(ctx) -> SectionResult:
     P = _percentile_of(inside, R)
     res.values = {"percentiles_A": p, "resolution_percentile": P, "method": method, "mask_voxels": int(inside.size)}
     if net is None:
-        res.blocks.append(f"**{net_reason}: the local resolution below is the monogenic estimate** "
-                          "(no network was run).")
+        res.blocks.append(f"**{net_reason[0].upper() + net_reason[1:]}: the local resolution below is the "
+                          "monogenic estimate** (no network estimate).")
     res.blocks.append(f"Local resolution ({method}) over {inside.size} voxels of the hard mask; the reported "
                       f"resolution R = {R:g} Å falls at the {P:.1f} % percentile.\n\n" + table)
 
@@ -121,7 +140,7 @@ def run(ctx) -> SectionResult:
                 f"{agree['median_difference_A']:+.2f} Å, voxel-wise correlation {agree['correlation']:.2f}.")
     elif mono_reason:
         res.values["monogenic_reason"] = mono_reason
-        res.blocks.append(f"The monogenic cross-check could not be computed: {mono_reason}.")
+        res.blocks.append(f"The monogenic cross-check could not be measured: {mono_reason}.")
 
     if abs(p[4] - p[0]) < EPS_HOMOGENEOUS:
         res.warnings.append(f"the local resolutions are too homogeneous (97.5 % − 2.5 % percentile < "

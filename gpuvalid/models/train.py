@@ -218,6 +218,7 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
     """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth."""
     from gpuvalid.backend import get_backend
     from gpuvalid.masks import dilate
+    from gpuvalid.errors import NotMeasurable
     from gpuvalid.monores import monogenic_local_resolution
 
     from .infer import locres_on_working_grid
@@ -230,7 +231,10 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
             m = simulate_locres(atoms, rng, pad_A=20.0)  # room for a background (the monogenic noise level)
             pred = locres_on_working_grid(m.V, m.mask, "cpu", str(out_dir / "locres.pt"))
             hard = dilate(be, m.mask, 2)  # the hard mask's 2 Å dilation
-            mono = monogenic_local_resolution(be, m.V, m.voxel_size, hard)
+            try:
+                mono = monogenic_local_resolution(be, m.V, m.voxel_size, hard)
+            except NotMeasurable:   # counted as "not measured" (NaN), never as a number
+                mono = np.full(m.V.shape, np.nan, dtype=np.float32)
             t = m.local_res[m.mask]
             p, q = pred[m.mask], mono[m.mask]
             rows.append(dict(structure=s.name, lo=m.params["lo"], hi=m.params["hi"], n=int(m.mask.sum()),
