@@ -1,5 +1,23 @@
 """Errors that end a run with a one-line message (never a traceback)."""
 
+import sys
+import unicodedata
+
+
+def one_line(message) -> str:
+    """``message`` as one printable line: whitespace runs collapsed, control characters and undecodable
+    bytes (surrogate escapes of odd file names) shown as escapes, at most 500 characters."""
+    text = " ".join(str(message).split())
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if unicodedata.category(c)[0] != "C" else ascii(c)[1:-1] for c in text)
+    return text if len(text) <= 500 else text[:480] + " …"
+
+
+def print_error(message) -> None:
+    """Write ``gpuvalid: error: <message>`` as one plain line to stderr (no markup, no colour)."""
+    sys.stderr.write(f"gpuvalid: error: {one_line(message)}\n")
+    sys.stderr.flush()
+
 
 class GpuvalidError(Exception):
     """Base class: the message is shown to the user as one line."""
@@ -17,17 +35,9 @@ class NotMeasurable(GpuvalidError):
     """An analysis could not be measured on this map; the message says why."""
 
 
-def one_line(message) -> str:
-    """``message`` with every run of white space (newlines included) collapsed to one space."""
-    return " ".join(str(message).split())
-
-
 def fail(message, code: int = 2):
     """Command-line exit: print ``gpuvalid: error: <message>`` as one line on stderr, exit with ``code``."""
     import typer
-    from rich.console import Console
-    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]gpuvalid: error:[/] {escape(one_line(message))}", highlight=False,
-                               soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
@@ -22,6 +23,12 @@ class EmdbHeader:
     voxel_size: tuple[float, float, float] | None  # x, y, z Å
     method: str | None
     map_file: str | None
+    notes: list[str] = field(default_factory=list)  # unit conversions applied
+
+
+MAX_HEADER_BYTES = 20 << 20  # an EMDB header XML is a few kB; refuse anything this large
+_ANGSTROM = {"Å", "Å", "a", "ang", "angstrom", "angstroms", "ångström", "angstrom(s)"}
+_TO_ANGSTROM = {"nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "pm": 0.01}
 
 
 def _strip_ns(root: ET.Element) -> None:
@@ -30,29 +37,65 @@ def _strip_ns(root: ET.Element) -> None:
             el.tag = el.tag.split("}", 1)[1]
 
 
-def _float(text) -> float | None:
-    if text is None:
+def _float(text, what: str = "value") -> float | None:
+    """A finite number from the XML text; missing/empty text is ``None``, anything else an InputError."""
+    if text is None or not str(text).strip():
         return None
+    t = str(text).strip()
     try:
-        v = float(str(text).strip())
+        v = float(t)
     except ValueError:
-        return None
+        raise InputError(f"EMDB header: {what} {t[:40]!r} is not a number") from None
+    if not math.isfinite(v):
+        raise InputError(f"EMDB header: {what} {t[:40]!r} is not a finite number")
     return v
+
+
+def _length(el: ET.Element | None, what: str, notes: list[str]) -> float | None:
+    """A length in Å from an element with an optional ``units`` attribute (nm/pm converted)."""
+    if el is None:
+        return None
+    v = _float(el.text, what)
+    if v is None:
+        return None
+    units = (el.get("units") or "").strip()
+    u = units.lower()
+    if not u or units in _ANGSTROM or u in _ANGSTROM:
+        return v
+    if u in _TO_ANGSTROM:
+        a = v * _TO_ANGSTROM[u]
+        notes.append(f"EMDB header {what} {v:g} {units} converted to {a:g} Å")
+        return a
+    raise InputError(f"EMDB header: {what} has unknown units {units[:20]!r} (expected Å or nm)")
+
+
+def _refuse_entities(text: str | bytes, where: str) -> None:
+    head = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if "<!ENTITY" in head.upper() or "<!DOCTYPE" in head.upper():
+        raise InputError(f"EMDB header {where}: DOCTYPE/ENTITY declarations are not accepted")
 
 
 def parse_header(path: str | Path) -> EmdbHeader:
     """Parse an EMDB header XML file; a missing or malformed file is an :class:`InputError`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"EMDB header not found: {path}")
     try:
-        root = ET.parse(path).getroot()
+        if not path.is_file():
+            raise InputError(f"EMDB header not found: {path}")
+        if path.stat().st_size > MAX_HEADER_BYTES:
+            raise InputError(f"EMDB header {path.name} is larger than {MAX_HEADER_BYTES >> 20} MB")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read EMDB header {path.name}: {exc.strerror or type(exc).__name__}") from None
+    _refuse_entities(raw, path.name)
+    try:
+        root = ET.fromstring(raw)
     except ET.ParseError as exc:
         raise InputError(f"EMDB header {path.name} is not valid XML: {exc}") from None
     return parse_header_xml(root)
 
 
 def parse_header_text(text: str) -> EmdbHeader:
+    _refuse_entities(text, "text")
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -67,9 +110,10 @@ def parse_header_xml(root: ET.Element) -> EmdbHeader:
         emdb_id = f"EMD-{emdb_id}"
 
     # contour: v3 map/contour_list/contour[@primary="true"]/level ; v1.9 map/contourLevel
+    notes: list[str] = []
     contour = None
     for c in root.iter("contour"):
-        level = _float(c.findtext("level"))
+        level = _float(c.findtext("level"), "contour level")
         if level is None:
             continue
         if contour is None or str(c.get("primary", "")).lower() == "true":
@@ -77,12 +121,14 @@ def parse_header_xml(root: ET.Element) -> EmdbHeader:
             if str(c.get("primary", "")).lower() == "true":
                 break
     if contour is None:
-        contour = _float(root.findtext(".//map/contourLevel")) or _float(root.findtext(".//contourLevel"))
+        contour = _float(root.findtext(".//map/contourLevel"), "contour level")
+        if contour is None:
+            contour = _float(root.findtext(".//contourLevel"), "contour level")
 
     resolution = None
     for path in (".//final_reconstruction/resolution", ".//resolution_by_author",
                  ".//resolutionByAuthor", ".//final_reconstruction/resolution_by_author"):
-        resolution = _float(root.findtext(path))
+        resolution = _length(root.find(path), "resolution", notes)
         if resolution is not None:
             break
 
@@ -91,14 +137,19 @@ def parse_header_xml(root: ET.Element) -> EmdbHeader:
     if ps is None:
         ps = root.find(".//map/pixelSpacing")
     if ps is not None:
-        xyz = [_float(ps.findtext(a)) or _float(ps.findtext(f"pixel{a.upper()}")) for a in ("x", "y", "z")]
+        xyz = []
+        for a in ("x", "y", "z"):
+            el = ps.find(a)
+            if el is None or not (el.text or "").strip():
+                el = ps.find(f"pixel{a.upper()}")
+            xyz.append(_length(el, f"pixel spacing {a}", notes))
         if all(v is not None for v in xyz):
             vs = tuple(xyz)
 
     method = root.findtext(".//structure_determination/method") or root.findtext(".//processing/method")
     map_file = root.findtext(".//map/file")
     return EmdbHeader(emdb_id, contour, resolution, vs, method.strip() if method else None,
-                      map_file.strip() if map_file else None)
+                      map_file.strip() if map_file else None, notes)
 
 
 _ID = re.compile(r"^(?:emd[-_]?)?(\d{4,})$", re.IGNORECASE)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from .files import atomic_write_text
 from .markdown import render_markdown
 from .results_json import results_dict, write_json_atomic
 
@@ -10,12 +11,9 @@ def write_report(report, out_dir) -> tuple[Path, Path]:
     """Write ``report.md`` and ``results.json`` (atomically) into ``out_dir``; return both paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = out_dir / "report.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(render_markdown(report), encoding="utf-8")
-    tmp.replace(md)
+    md = atomic_write_text(out_dir / "report.md", render_markdown(report))
     js = write_json_atomic(out_dir / "results.json", results_dict(report))
     return md, js
 
 
-__all__ = ["write_report", "render_markdown", "results_dict", "write_json_atomic"]
+__all__ = ["write_report", "render_markdown", "results_dict", "write_json_atomic", "atomic_write_text"]

@@ -60,9 +60,10 @@ def render_input(report) -> list[str]:
         ["contour threshold t", _fmt(inp.threshold, missing="not given") +
          (f" ({src['threshold']})" if "threshold" in src else "")],
         ["reported resolution R", _fmt(inp.resolution, " Å") + (f" ({src['resolution']})" if "resolution" in src else "")],
-        ["origin (x, y, z)", ", ".join(f"{o:.2f}" for o in inp.origin_A) + " Å"],
+        ["origin (x, y, z)", "not reported (not finite in the MRC header)" if inp.origin_A is None
+         else ", ".join(f"{o:.2f}" for o in inp.origin_A) + " Å"],
         ["density min / max / mean / σ", f"{float(data.min()):.4g} / {float(data.max()):.4g} / "
-                                         f"{float(data.mean()):.4g} / {float(np.std(data, dtype=np.float64)):.4g}"],
+                                         f"{float(data.mean(dtype=np.float64)):.4g} / {float(np.std(data, dtype=np.float64)):.4g}"],
     ]
     lines = ["## Input data", "", md_table(["", ""], rows), ""]
     if inp.notes:

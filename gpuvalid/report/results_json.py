@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ..analyses.base import jsonable
+from .files import atomic_write_text
 
 
 def results_dict(report) -> dict:
@@ -21,7 +20,7 @@ def results_dict(report) -> dict:
             "voxel_size_A": inp.voxel_size,
             "threshold": inp.threshold,
             "resolution_A": inp.resolution,
-            "origin_A": list(inp.origin_A),
+            "origin_A": None if inp.origin_A is None else list(inp.origin_A),
             "header_voxel_size_A": list(inp.header_voxel_size),
             "sources": inp.sources,
             "notes": inp.notes,
@@ -34,16 +33,5 @@ def results_dict(report) -> dict:
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON (no NaN/Inf: they are ``null`` after :func:`jsonable`) atomically, mode 0644."""
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
