@@ -44,7 +44,8 @@ def run_section(module_name: str | None, sid: str, title: str, ctx: MapContext,
         res = not_implemented(sid, title)
     else:
         try:
-            res = importlib.import_module(module_name).run(ctx)
+            from .memory import run_within_budget  # issue 14: device memory budget, CPU fallback
+            res = run_within_budget(importlib.import_module(module_name).run, sid, ctx)
         except NotMeasurable as exc:
             res = not_measured(sid, title, str(exc))
         except MemoryError:

@@ -1,0 +1,239 @@
+"""Device memory budget: estimate what each section needs, measure what it used, fall back to the CPU.
+
+Estimates
+---------
+:func:`estimate_bytes` gives the device bytes a section allocates on top of what is already held, as
+``a·N + b·N₁ + c``: ``N`` voxels of the input map, ``N₁`` voxels of 0.e's/0.h's 1 Å working grid
+(``round(n·Ts/1 Å)`` per axis: 5.3× ``N`` for a 1.742 Å map), ``c`` fixed (cuFFT plans, kernels).
+The factors :data:`BYTES_PER_VOXEL` are upper bounds read off the code (float32 volumes 4 B, complex64
+spectra 8 B, int32 labels, float64 reductions), checked against host peaks measured with
+``tracemalloc`` on the CPU path and to be refined with the device peaks that ``bench/bench_e2e.py``
+measures on a GPU.
+
+Budget
+------
+:func:`available_bytes`: on a GPU backend, the device's free memory (free plus CuPy's cached free blocks)
+less :data:`RESERVE_BYTES`; ``$GPUVALID_DEVICE_BUDGET`` (e.g. ``8GiB``, ``512MiB``, ``3e9``) caps the
+device at that many bytes in all (what this run already holds counts against it).  ``None`` on the CPU.
+
+Fallback
+--------
+:func:`run_within_budget` runs one section: when its estimate exceeds the budget, or when the device
+runs out of memory anyway, the section runs on the CPU backend instead and its result says so
+(``values["device"]`` and a line in the report).  Never an out-of-memory crash, never a lost entry.
+
+Measurement
+-----------
+:class:`PeakMeter` records the device high-water mark while a section runs: the peak of CuPy's memory
+pool in use (an allocator hook sees every allocation) plus torch's peak allocated bytes on the same
+device; ``None`` on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+
+__all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
+           "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
+
+GIB = 2 ** 30
+#: (bytes per input voxel, bytes per 1 Å working-grid voxel) a section allocates on the device at its peak
+BYTES_PER_VOXEL = {
+    "0.a": (40, 0),   # labels int32, kept/dilated masks, float64 centre-of-mass weights, V ≥ t
+    "0.b": (24, 0),   # labels int32, component bincount, V ≥ t per mass step
+    "0.c": (40, 0),   # soft mask float32, background values float64, outlier map
+    "0.d": (40, 0),   # rfftn spectrum (complex64, half grid), shell index int64, sharpened map, cuFFT work
+    "0.e": (120, 8),  # monogenic: complex spectra and quadrature filters on the input grid; tiles of the network
+    "0.f": (80, 0),   # resized map, spiral engine (complex spectrum, shell buffers, log-linear fits)
+    "0.g": (80, 0),   # as 0.f
+    "0.h": (0, 48),   # twist features: Gaussian derivatives of the map on the 1 Å working grid
+}
+FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
+RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
+WORK_VOXEL_A = 1.0             # 0.e/0.h working grid (gpuvalid.models.preprocess.WORK_VOXEL_A)
+ENV_BUDGET = "GPUVALID_DEVICE_BUDGET"
+
+
+def gib(n: float | None) -> str:
+    """``'1.25 GiB'`` (or ``'?'``)."""
+    return "?" if n is None else f"{n / GIB:.2f} GiB"
+
+
+def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOXEL_A) -> int:
+    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å (``max(4, round(n·Ts))``)."""
+    return int(math.prod(max(4, int(round(n * voxel_size / work_voxel))) for n in shape))
+
+
+def estimate_bytes(sid: str, shape: tuple, voxel_size: float) -> int:
+    """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at ``voxel_size`` Å."""
+    a, b = BYTES_PER_VOXEL.get(sid, (40, 0))
+    n = math.prod(int(s) for s in shape)
+    n1 = working_voxels(shape, voxel_size) if b else 0
+    return int(a * n + b * n1 + FIXED_BYTES)
+
+
+def estimate_run(shape: tuple, voxel_size: float) -> dict[str, int]:
+    """:func:`estimate_bytes` of every section."""
+    return {sid: estimate_bytes(sid, shape, voxel_size) for sid in BYTES_PER_VOXEL}
+
+
+def parse_bytes(text: str) -> int:
+    """``'8GiB'``, ``'512 MiB'``, ``'2GB'``, ``'3e9'`` → bytes."""
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(text))
+    if not m:
+        raise ValueError(f"{ENV_BUDGET}: cannot read {text!r} as a size (e.g. 8GiB, 512MiB, 3e9)")
+    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    if not unit:
+        return int(value)
+    return int(value * (1024 if binary else 1000) ** " KMGT".index(unit))
+
+
+def _pool(be):
+    """CuPy's default memory pool of a CuPy backend (None otherwise)."""
+    get = getattr(be.xp, "get_default_memory_pool", None)
+    return get() if (be.is_gpu and get is not None) else None
+
+
+def used_bytes(be) -> int:
+    """Device bytes this process holds in CuPy arrays (0 when unknown)."""
+    pool = _pool(be)
+    return int(pool.used_bytes()) if pool is not None else 0
+
+
+def available_bytes(be) -> int | None:
+    """Device bytes a section may still allocate (None on the CPU: no budget)."""
+    if not be.is_gpu:
+        return None
+    env = os.environ.get(ENV_BUDGET)
+    if env:
+        cap = parse_bytes(env) - used_bytes(be)
+        free = be.free_memory_bytes()
+        return max(0, cap if free is None else min(cap, int(free)))
+    free = be.free_memory_bytes()
+    return None if free is None else max(0, int(free) - RESERVE_BYTES)
+
+
+def is_device_oom(exc: BaseException) -> bool:
+    """True for a device allocation failure (CuPy, cuFFT, torch), not for a host MemoryError."""
+    name = type(exc).__name__
+    text = str(exc)
+    return ("OutOfMemory" in name or "CUFFT_ALLOC_FAILED" in text
+            or ("out of memory" in text.lower() and ("cuda" in text.lower() or "CUDA" in name)))
+
+
+class PeakMeter:
+    """Device high-water mark (bytes) of the code inside ``with PeakMeter(be) as m:`` → ``m.peak``.
+
+    ``peak`` is the largest CuPy pool use seen at any allocation plus torch's peak allocated bytes on the
+    device, and ``added`` that peak less what was held on entry.  Both are None on the CPU.
+    """
+
+    def __init__(self, be):
+        self.be = be
+        self.peak: int | None = None
+        self.added: int | None = None
+        self._pool = _pool(be)
+        self._base = 0
+        self._torch = None
+
+    def __enter__(self) -> "PeakMeter":
+        if self._pool is None:
+            return self
+        cp = self.be.xp
+        self._base = int(self._pool.used_bytes())
+        self._seen = self._base
+        pool = self._pool
+
+        def malloc(size):
+            mem = pool.malloc(size)
+            u = pool.used_bytes()
+            if u > self._seen:
+                self._seen = u
+            return mem
+
+        cp.cuda.set_allocator(malloc)
+        torch = sys.modules.get("torch")  # only when a section already imported it
+        if torch is not None and self.be.device_id is not None:
+            try:
+                if torch.cuda.is_initialized():
+                    torch.cuda.reset_peak_memory_stats(self.be.device_id)
+                    self._torch = torch
+            except Exception:
+                self._torch = None
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._pool is None:
+            return False
+        cp = self.be.xp
+        cp.cuda.set_allocator(self._pool.malloc)
+        peak = int(self._seen)
+        torch = self._torch or sys.modules.get("torch")
+        if torch is not None and self.be.device_id is not None:
+            try:
+                if torch.cuda.is_initialized():
+                    peak += int(torch.cuda.max_memory_allocated(self.be.device_id))
+            except Exception:
+                pass
+        self.peak = peak
+        self.added = max(0, peak - self._base)
+        return False
+
+
+def _cpu_context(ctx):
+    """The same map on the CPU backend (one per map, cached; shares the host-side section cache)."""
+    cpu_ctx = ctx.__dict__.get("_cpu_fallback_ctx")
+    if cpu_ctx is None:
+        from .backend import get_backend
+        from .context import MapContext
+
+        cpu_ctx = MapContext(get_backend("cpu"), ctx.host, ctx.voxel_size, ctx.threshold, ctx.resolution,
+                             ctx.options, name=ctx.name)
+        cpu_ctx.cache = ctx.cache  # local maps and figure errors are host objects: keep them in one place
+        ctx.__dict__["_cpu_fallback_ctx"] = cpu_ctx
+    return cpu_ctx
+
+
+def _mark_fallback(res, why: str) -> None:
+    res.values = dict(res.values or {})
+    res.values["device"] = f"cpu (fallback: {why})"
+    res.blocks.insert(0, f"*Computed on the CPU: {why}.*")
+
+
+def run_within_budget(run, sid: str, ctx):
+    """``run(ctx)`` on the map's device when its estimate fits the device budget, else on the CPU.
+
+    The result gets ``peak_device_bytes`` (the measured high-water mark, None on the CPU) and
+    ``estimated_device_bytes``; a section moved to the CPU carries ``values["device"] = "cpu (fallback:
+    …)"`` and a line saying why.  A device out-of-memory error during the section also reruns it on the CPU.
+    """
+    be = ctx.be
+    need = estimate_bytes(sid, ctx.shape, ctx.voxel_size)
+    if not be.is_gpu:
+        res = run(ctx)
+        res.peak_device_bytes, res.estimated_device_bytes = None, need
+        return res
+    avail = available_bytes(be)
+    if avail is not None and need > avail:
+        res = run(_cpu_context(ctx))
+        _mark_fallback(res, f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}")
+        res.peak_device_bytes, res.estimated_device_bytes = None, need
+        return res
+    meter = PeakMeter(be)
+    try:
+        with meter:
+            res = run(ctx)
+    except Exception as exc:
+        if not is_device_oom(exc):
+            raise
+        be.free_pool()
+        res = run(_cpu_context(ctx))
+        _mark_fallback(res, f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, "
+                            f"budget {gib(avail)}")
+        res.peak_device_bytes, res.estimated_device_bytes = None, need
+        return res
+    res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
+    return res

@@ -1,0 +1,151 @@
+"""Device memory budget: estimates from the map shape, the CPU fallback of a section that does not fit
+(simulated small device: a fake GPU backend and $GPUVALID_DEVICE_BUDGET), the report saying so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.fft
+import scipy.ndimage
+
+from gpuvalid import memory
+from gpuvalid.analyses import SECTIONS
+from gpuvalid.backend import Backend, get_backend
+from gpuvalid.context import MapContext
+from gpuvalid.pipeline import run_section
+
+CPU = get_backend("cpu")
+
+
+class FakeGpu(Backend):
+    """NumPy arrays, but ``is_gpu`` and a device with ``free`` bytes (sections must never run on it)."""
+
+    def __init__(self, free: int):
+        super().__init__("numpy", "cuda:0", np, scipy.ndimage, scipy.fft, device_id=0)
+        self.is_gpu = True
+        self.free = free
+
+    def free_memory_bytes(self):
+        return self.free
+
+    def free_pool(self):
+        pass
+
+    def info(self):
+        return {"backend": "fake", "device": self.device}
+
+
+def blob_map(n=40, seed=0):
+    """Two Gaussian blobs plus weak noise: every mask section has something to measure."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:n, :n, :n].astype(np.float32)
+    V = (np.exp(-((x - 15) ** 2 + (y - 20) ** 2 + (z - 20) ** 2) / 30.0)
+         + 0.7 * np.exp(-((x - 26) ** 2 + (y - 20) ** 2 + (z - 18) ** 2) / 20.0))
+    return (V + 0.01 * rng.standard_normal(V.shape)).astype(np.float32)
+
+
+def test_working_grid_and_estimates_scale_with_voxels():
+    # 1 Å working grid of a (10, 20, 30) map at 2 Å: (20, 40, 60) voxels
+    assert memory.working_voxels((10, 20, 30), 2.0) == 20 * 40 * 60
+    assert memory.working_voxels((3, 3, 3), 0.5) == 4 ** 3  # never below 4 voxels per axis
+    small = memory.estimate_run((64, 64, 64), 1.0)
+    big = memory.estimate_run((128, 128, 128), 1.0)
+    for sid, _, _ in SECTIONS:
+        assert small[sid] > 0
+        # 8× the voxels: 8× the variable part
+        assert big[sid] - memory.FIXED_BYTES == 8 * (small[sid] - memory.FIXED_BYTES)
+    # a 1.742 Å map's working grid is 1.742³ ≈ 5.3× larger: sections on that grid grow with it
+    a, b = memory.BYTES_PER_VOXEL["0.h"]
+    assert memory.estimate_bytes("0.h", (100, 100, 100), 1.742) == a * 10**6 + b * 174**3 + memory.FIXED_BYTES
+
+
+def test_parse_bytes():
+    assert memory.parse_bytes("8GiB") == 8 * 2**30
+    assert memory.parse_bytes("512 MiB") == 512 * 2**20
+    assert memory.parse_bytes("2GB") == 2 * 10**9
+    assert memory.parse_bytes("3e9") == 3 * 10**9
+    with pytest.raises(ValueError):
+        memory.parse_bytes("lots")
+
+
+def test_no_budget_and_no_peak_on_the_cpu(monkeypatch):
+    monkeypatch.setenv(memory.ENV_BUDGET, "1MiB")
+    assert memory.available_bytes(CPU) is None
+    with memory.PeakMeter(CPU) as m:
+        np.ones(1000)
+    assert m.peak is None and m.added is None
+    res = run_section("gpuvalid.analyses.mask", "0.b", "Mask analysis", MapContext(CPU, blob_map(), 1.5, 0.3, 6.0))
+    assert "device" not in res.values and res.peak_device_bytes is None
+
+
+def _flat(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("how", ["free", "env"])
+def test_section_that_does_not_fit_runs_on_the_cpu(how, monkeypatch):
+    if how == "free":      # a device with 1 MiB free
+        be = FakeGpu(free=2**20 + memory.RESERVE_BYTES)
+    else:                  # a large device capped by the environment
+        be = FakeGpu(free=2**40)
+        monkeypatch.setenv(memory.ENV_BUDGET, "1MiB")
+    V = blob_map()
+    for sid, module in (("0.a", "gpuvalid.analyses.mass"), ("0.b", "gpuvalid.analyses.mask"),
+                        ("0.c", "gpuvalid.analyses.background")):
+        ref = run_section(module, sid, sid, MapContext(CPU, V, 1.5, 0.3, 6.0))
+        got = run_section(module, sid, sid, MapContext(be, V, 1.5, 0.3, 6.0))
+        assert got.status == ref.status and got.status in ("ok", "warnings"), (sid, got.reason)
+        note = got.values.pop("device")
+        need = memory.estimate_bytes(sid, V.shape, 1.5)
+        assert note == f"cpu (fallback: needs {memory.gib(need)} of device memory (estimate), budget 0.00 GiB)"
+        assert "Computed on the CPU" in got.blocks[0]
+        assert dict(_flat(got.values)) == dict(_flat(ref.values))  # same numbers as the CPU run
+
+
+def test_device_out_of_memory_reruns_on_the_cpu():
+    class OutOfMemoryError(MemoryError):  # the name CuPy's and torch's errors carry
+        pass
+
+    be = FakeGpu(free=2**40)
+    ctx = MapContext(be, blob_map(), 1.5, 0.3, 6.0)
+    seen = []
+
+    def run(c):
+        seen.append(c.be.device)
+        if c.be.is_gpu:
+            raise OutOfMemoryError("out of memory allocating 123 bytes")
+        from gpuvalid.analyses import mask
+        return mask.run(c)
+
+    res = memory.run_within_budget(run, "0.b", ctx)
+    assert seen == ["cuda:0", "cpu"]
+    assert res.values["device"].startswith("cpu (fallback: the device ran out of memory (OutOfMemoryError)")
+    # other errors are not swallowed
+    with pytest.raises(ValueError):
+        memory.run_within_budget(lambda c: (_ for _ in ()).throw(ValueError("bug")), "0.b", ctx)
+
+
+def test_whole_run_on_a_tiny_device_keeps_every_section(tmp_path):
+    from gpuvalid.context import MapInput
+    from gpuvalid.pipeline import validate
+    from gpuvalid.report import write_report
+
+    V = blob_map(36)
+    inp = MapInput(path=tmp_path / "blobs.map", data=V, voxel_size=1.5, threshold=0.3, resolution=6.0,
+                   sha256="0" * 64)
+    only = {"0.a", "0.b", "0.c", "0.d"}
+    rep = validate(inp, FakeGpu(free=0), tmp_path / "out", figures=False, only=only)
+    ref = validate(inp, CPU, None, figures=False, only=only)
+    assert set(rep.sections) == only
+    write_report(rep, tmp_path / "out")
+    js = json.loads((tmp_path / "out" / "results.json").read_text())
+    for sid in only:
+        assert rep.sections[sid].status == ref.sections[sid].status
+        assert js["sections"][sid]["values"]["device"].startswith("cpu (fallback: needs")
+    assert "Computed on the CPU" in (tmp_path / "out" / "report.md").read_text()
