@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -13,10 +17,68 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from . import __version__
-from .errors import GpuvalidError, InputError
+from .errors import GpuvalidError, InputError, print_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="GPU-first Level 0 validation of cryo-EM density maps.")
+
+def _exc_classes(name: str) -> tuple:
+    """``name`` from typer's own (vendored) click and from click itself, whichever exist."""
+    found = []
+    for mod in ("typer.exceptions", "typer._click.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(__import__(mod, fromlist=[name]), name, None)
+        except ImportError:
+            cls = None
+        if cls is not None and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+_NO_ARGS = _exc_classes("NoArgsIsHelpError")
+_USAGE = _exc_classes("UsageError")
+_CLICK = _exc_classes("ClickException")
+_EXIT = _exc_classes("Exit")
+_ABORT = _exc_classes("Abort")
+
+
+class _App(typer.Typer):
+    """The Typer app run with one-line errors: click's usage box becomes ``gpuvalid: error: …`` (exit 2),
+    and any exception that escapes a command is an "internal error" line, never a traceback (unless
+    ``GPUVALID_DEBUG`` is set)."""
+
+    def __call__(self, args=None, prog_name: str = "gpuvalid", **kwargs):
+        cmd = typer.main.get_command(self)
+        try:
+            rv = cmd.main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
+        except _NO_ARGS as exc:
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx is not None else str(exc))
+            sys.exit(2)
+        except _USAGE as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print_error(f"{exc.format_message()}{hint}")
+            sys.exit(2)
+        except _CLICK as exc:
+            print_error(exc.format_message())
+            sys.exit(getattr(exc, "exit_code", 1) or 1)
+        except _EXIT as exc:
+            sys.exit(getattr(exc, "exit_code", 0))
+        except _ABORT + (KeyboardInterrupt,):
+            print_error("interrupted")
+            sys.exit(130)
+        except GpuvalidError as exc:
+            print_error(str(exc))
+            sys.exit(2)
+        except Exception as exc:
+            if os.environ.get("GPUVALID_DEBUG"):
+                traceback.print_exc()
+            print_error(f"internal error ({type(exc).__name__}: {exc}); set GPUVALID_DEBUG=1 for the traceback")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+           help="GPU-first Level 0 validation of cryo-EM density maps.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -26,8 +88,7 @@ STATUS_STYLE = {"ok": "green", "warnings": "yellow", "not_measured": "red", "not
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit with ``code``."""
-    err_console.print(f"[bold red]gpuvalid: error:[/] {' '.join(str(message).split())}", highlight=False,
-                      soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -36,9 +97,14 @@ def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, 
     """A file path as given, or an EMDB id (EMD-1234, emd_1234, 1234) resolved by the archive module."""
     from .io.emdb import normalise_emdb_id
 
+    if not map_arg or "\x00" in map_arg:
+        raise InputError("no map given" if not map_arg else "the map path contains a NUL byte")
     p = Path(map_arg)
-    if p.exists():
-        return p, None
+    try:
+        if p.exists():
+            return p, None
+    except OSError as exc:  # a name too long for the file system, …
+        raise InputError(f"cannot access {map_arg}: {exc.strerror or type(exc).__name__}") from None
     eid = normalise_emdb_id(map_arg)
     if eid is None:
         raise InputError(f"file not found: {map_arg}")
@@ -50,19 +116,24 @@ def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, 
 
 
 def print_summary(report, out_dir: Path | None) -> None:
-    table = Table(title=f"gpuvalid {report.input.path.name}", show_lines=False)
+    from rich.markup import escape
+
+    from .errors import one_line
+
+    table = Table(title=escape(f"gpuvalid {one_line(report.input.path.name)}"), show_lines=False)
     table.add_column("section")
     table.add_column("analysis")
     table.add_column("status")
     table.add_column("key result")
     for sid, s in report.sections.items():
-        table.add_row(sid, s.title, f"[{STATUS_STYLE.get(s.status, '')}]{s.status_text}[/]",
-                      s.key if s.evaluable else ("—" if s.status == "not_implemented" else (s.reason or "")[:80]))
+        key = s.key if s.evaluable else ("—" if s.status == "not_implemented" else (s.reason or "")[:80])
+        table.add_row(sid, s.title, f"[{STATUS_STYLE.get(s.status, '')}]{s.status_text}[/]", escape(key))
     console.print(table)
     console.print(f"Score: [bold]{report.passed} out of {report.evaluable}[/] evaluable items passed "
                   f"({report.seconds:.1f} s on {report.backend.get('device')}).")
     if out_dir is not None:
-        console.print(f"Report: {out_dir / 'report.md'}   Results: {out_dir / 'results.json'}")
+        console.print(escape(one_line(f"Report: {out_dir / 'report.md'}   Results: {out_dir / 'results.json'}")),
+                      highlight=False)
 
 
 @app.command()
@@ -73,7 +144,11 @@ def run(
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the voxel size (Å)."),
     header: Optional[Path] = typer.Option(None, "--header", help="EMDB header XML (contour, resolution, spacing)."),
     device: str = typer.Option("auto", "--device", "-d", help="cpu, cuda:N or auto."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<map name>)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<map name>)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a folder that holds another map's report "
+                               "(or other files)."),
+    max_voxels: Optional[int] = typer.Option(None, "--max-voxels", help="Largest map accepted, in voxels "
+                                             "(default 1024³)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
     save_maps: bool = typer.Option(False, "--save-maps", help="Also write derived maps (MRC)."),
     resample_anisotropic: bool = typer.Option(False, "--resample-anisotropic",
@@ -92,10 +167,13 @@ def run(
 
     try:
         map_path, hdr = resolve_map_argument(map, archive, download, base_url, cache_dir)
+        out_dir = Path("reports") / safe_name(map_path) if out is None else Path(out)
+        check_out_dir(out, out_dir, map_path)
         inp = load_map_input(map_path, threshold=threshold, resolution=resolution, voxel_size=voxel_size,
-                             header=header or hdr, resample_anisotropic=resample_anisotropic)
+                             header=header or hdr, resample_anisotropic=resample_anisotropic,
+                             max_voxels=max_voxels)
         be = get_backend(device)
-        out_dir = out if out is not None else Path("reports") / _stem(map_path)
+        prepare_out_dir(out_dir, inp.sha256, inp.path.name, force)
         from .analyses import SECTIONS
 
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
@@ -113,6 +191,9 @@ def run(
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except OSError as exc:  # writing the report: read-only or full file system, name too long, …
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot write the report{where}: {exc.strerror or type(exc).__name__}")
     except Exception as exc:  # never a traceback for the user unless asked
         if debug:
             traceback.print_exc()
@@ -120,12 +201,85 @@ def run(
     print_summary(report, out_dir)
 
 
-def _stem(path: Path) -> str:
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_name(path: Path) -> str:
+    """A folder name from the map's file name: known suffixes dropped, anything but letters, digits and
+    ``._+-`` replaced by ``_``, no leading dots (so ``...map`` cannot name ``..``), at most 100 characters."""
     name = path.name
     for suf in (".gz", ".bz2", ".map", ".mrc", ".ccp4", ".mrcs"):
         if name.lower().endswith(suf):
             name = name[: -len(suf)]
+    name = _UNSAFE.sub("_", name).lstrip(".")[:100].rstrip(".")
     return name or "map"
+
+
+_stem = safe_name  # former name
+
+
+def check_out_dir(out_arg: str | None, out_dir: Path, map_path: Path) -> None:
+    """Refuse report folders that cannot be right before anything is read: an empty ``--out``, the
+    working directory, an existing file or device (``/dev/null``, the input map)."""
+    if out_arg is not None and not str(out_arg).strip():
+        raise InputError("--out is empty: give a report folder")
+    if "\x00" in str(out_dir):
+        raise InputError("--out contains a NUL byte")
+    try:
+        target = out_dir.resolve()
+        if target == Path.cwd().resolve():
+            raise InputError(f"--out {out_dir} is the working directory: give a report folder of its own")
+        if target == map_path.resolve() or (out_dir.exists() and target.samefile(map_path)):
+            raise InputError(f"--out {out_dir} is the input map")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"--out {out_dir} exists and is not a folder")
+        if target in (Path("/"), Path.home().resolve()):
+            raise InputError(f"--out {out_dir}: refusing to write a report into {target}")
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: {exc.strerror or type(exc).__name__}") from None
+
+
+REPORT_FILES = ("report.md", "results.json")
+STALE = ("errors.log", "figures", "maps")  # written by a previous run; removed when the folder is reused
+
+
+def prepare_out_dir(out_dir: Path, sha256: str, file_name: str, force: bool) -> None:
+    """Create ``out_dir`` or make an existing one ready for this map's report.
+
+    A folder holding another map's report (``results.json`` with another input SHA-256) or other files
+    is refused unless ``force``.  When the folder holds a gpuvalid report (this map's, or another's
+    with ``force``), the stale ``errors.log``, ``figures/`` and ``maps/`` of that run are removed.
+    """
+    try:
+        if not out_dir.exists():
+            out_dir.mkdir(parents=True)
+            return
+        entries = [p.name for p in out_dir.iterdir()]
+        res = out_dir / "results.json"
+        if res.is_file():
+            try:
+                prev = json.loads(res.read_text(encoding="utf-8"))
+                prev_in = prev.get("input", {}) if isinstance(prev, dict) else {}
+                prev_sha, prev_file = prev_in.get("sha256"), prev_in.get("file")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                prev_sha, prev_file = None, None
+            if prev_sha != sha256 and not force:
+                what = f"the report of another map ({prev_file})" if prev_sha else "an unreadable results.json"
+                raise InputError(f"--out {out_dir} holds {what}: choose another folder or pass --force")
+        leftovers = all(n in STALE or n.endswith(".tmp") for n in entries)  # an interrupted run's files
+        if not res.is_file() and not leftovers and not force:
+            raise InputError(f"--out {out_dir} is not empty and holds no gpuvalid report: choose another "
+                             "folder or pass --force")
+        if res.is_file() or leftovers:
+            for name in STALE:
+                p = out_dir / name
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+                elif p.is_dir():
+                    shutil.rmtree(p)
+    except OSError as exc:
+        raise InputError(f"cannot prepare the report folder {out_dir}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
 
 
 @app.command()
@@ -164,6 +318,7 @@ if _register_archive is not None:
 
 def main() -> None:  # pragma: no cover
     app()
+
 
 
 if __name__ == "__main__":  # pragma: no cover

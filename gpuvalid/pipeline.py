@@ -5,15 +5,20 @@ from __future__ import annotations
 import importlib
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from . import __version__
 from .analyses import SECTIONS
-from .analyses.base import Figure, SectionResult, not_implemented, not_measured
+from .analyses.base import Figure, SectionResult, meaningless, not_implemented, not_measured
 from .context import MapContext, MapInput, RunOptions
 from .errors import NotMeasurable
+
+MIN_SUPPORT_VOXELS = 64  # voxels that must differ from the map's background value for any measurement
 
 
 @dataclass
@@ -38,14 +43,30 @@ class Report:
 
 def run_section(module_name: str | None, sid: str, title: str, ctx: MapContext,
                 error_log: list[str] | None = None) -> SectionResult:
-    """Run one section; failures become "could not be measured" with a one-line reason."""
+    """Run one section; failures become "could not be measured" with a one-line reason.
+
+    Steps: :func:`_call_section` (the section's ``run(ctx)``, its exceptions and warnings), then the
+    common checks of the result (:func:`~gpuvalid.analyses.base.meaningless`: no NaN/Inf/missing key
+    result in an evaluable section).
+    """
     t0 = time.perf_counter()
     if module_name is None:
         res = not_implemented(sid, title)
     else:
+        res = _call_section(module_name, sid, title, ctx, error_log)
+    res.id, res.title = sid, title
+    res = _require_meaningful(res.finish())
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _call_section(module_name: str, sid: str, title: str, ctx: MapContext,
+                  error_log: list[str] | None) -> SectionResult:
+    """``module.run(ctx)``; NumPy/SciPy warnings raised inside go to ``errors.log``, not to the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            from .memory import run_within_budget  # issue 14: device memory budget, CPU fallback
-            res = run_within_budget(importlib.import_module(module_name).run, sid, ctx)
+            res = importlib.import_module(module_name).run(ctx)
         except NotMeasurable as exc:
             res = not_measured(sid, title, str(exc))
         except MemoryError:
@@ -54,9 +75,31 @@ def run_section(module_name: str | None, sid: str, title: str, ctx: MapContext,
             if error_log is not None:
                 error_log.append(f"section {sid}:\n{traceback.format_exc()}")
             res = not_measured(sid, title, f"internal error ({type(exc).__name__}: {exc})")
-    res.id, res.title = sid, title
-    res.seconds = time.perf_counter() - t0
-    return res.finish()
+    if error_log is not None:
+        seen = set()
+        for w in caught:
+            key = (w.category.__name__, str(w.message), w.filename, w.lineno)
+            if key not in seen:
+                seen.add(key)
+                error_log.append(f"section {sid}: {w.category.__name__}: {w.message} "
+                                 f"({w.filename}:{w.lineno})")
+    return res
+
+
+def _require_meaningful(res: SectionResult) -> SectionResult:
+    why = meaningless(res)
+    if why is None:
+        return res
+    return not_measured(res.id, res.title, why, res.explanation)
+
+
+def map_support(data: np.ndarray) -> tuple[int, float]:
+    """Voxels that differ from the map's background value (the median of a ≤ 10⁶-voxel strided sample)
+    and that value: a map with a handful of such voxels carries no evidence for any measurement."""
+    flat = data.reshape(-1)
+    step = max(1, flat.size // 1_000_000)
+    bg = float(np.median(flat[::step]))
+    return int(np.count_nonzero(data != np.float32(bg))), bg
 
 
 def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = True,
@@ -87,16 +130,26 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
             progress("input figures")
         input_figs = _input_figures(ctx, fig_dir, errors)
 
+    support, bg = map_support(inp.data)
+    no_evidence = None
+    if support < MIN_SUPPORT_VOXELS:
+        no_evidence = (f"only {support} voxel(s) of the map differ from its background value {bg:g}; "
+                       f"at least {MIN_SUPPORT_VOXELS} are needed for any measurement")
     sections: dict[str, SectionResult] = {}
     for sid, title, module in SECTIONS:
         if only is not None and sid not in only:
             continue
         if progress:
             progress(f"{sid} {title}")
+        if no_evidence is not None and module is not None:
+            sections[sid] = not_measured(sid, title, no_evidence)
+            continue
         sections[sid] = run_section(module, sid, title, ctx, errors)
 
     if out_dir is not None and errors:
-        (out_dir / "errors.log").write_text("\n".join(errors))
+        from .report.files import atomic_write_text
+
+        atomic_write_text(out_dir / "errors.log", "\n".join(errors) + "\n")
     report = Report(inp, sections, be.info(), input_figs, time.perf_counter() - t0)
     ctx.release()
     return report
@@ -106,6 +159,15 @@ def _input_figures(ctx: MapContext, fig_dir: Path, errors: list[str]) -> list[Fi
     """Slices, projections, mask slices and (when the renderer exists) isosurface views."""
     from .figures import inputs as input_figs
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figs = _input_figures_(ctx, fig_dir, errors, input_figs)
+    errors += sorted({f"input figures: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+                      for w in caught})
+    return figs
+
+
+def _input_figures_(ctx: MapContext, fig_dir: Path, errors: list[str], input_figs) -> list[Figure]:
     figs: list[Figure] = []
     try:
         figs += input_figs.map_figures(ctx, fig_dir)

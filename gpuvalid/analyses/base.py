@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,7 @@ class SectionResult:
     summary: str = ""
     key: str = ""
     seconds: float = 0.0
+    promised: tuple[str, ...] = ()  # keys of ``values`` that must be finite numbers (besides PROMISED)
 
     def finish(self) -> "SectionResult":
         """Set ``status`` from the warnings (only for evaluable sections)."""
@@ -78,6 +80,62 @@ class SectionResult:
         if self.reason:
             d["reason"] = self.reason
         return d
+
+
+# The key results of each section: when a section is OK or has warnings, each of these values (a number
+# or a list of numbers) must be present and finite, or the section is "could not be measured".
+PROMISED: dict[str, tuple[str, ...]] = {
+    "0.a": ("left_space_A", "right_space_A", "decentering_pct", "center_of_mass_vox"),
+    "0.b": ("n_components", "raw_voxels", "hard_mask_voxels", "overlap"),
+    "0.c": ("t_statistic", "p_value", "mean", "std", "fraction_beyond_5sigma", "outlier_ratio"),
+    "0.d": ("bfactor_A2", "slope", "intercept"),
+    "0.e": ("percentiles_A", "resolution_percentile"),
+    "0.f": ("percentiles_A2",),
+    "0.g": ("percentiles", "shell_q25"),
+    "0.h": ("score",),
+}
+
+_NONFINITE_WORD = re.compile(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", re.IGNORECASE)
+
+
+def _bad_number(v) -> bool:
+    """True for None, NaN, ±Inf, or a (nested) list/array holding one of them."""
+    if v is None:
+        return True
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return any(_bad_number(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v))
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return not math.isfinite(float(v))
+    return False
+
+
+def meaningless(res: SectionResult) -> str | None:
+    """Why an OK/warnings section holds no meaningful result, or ``None`` when it does.
+
+    Meaningless: a promised value (:data:`PROMISED` for the section and ``res.promised``) missing,
+    NaN or infinite; any top-level number of ``values`` NaN or infinite; a ``nan``/``inf`` printed in
+    the report text (results blocks, warnings, key, summary).
+    """
+    if not res.evaluable:
+        return None
+    for k in PROMISED.get(res.id, ()) + tuple(res.promised):
+        if k not in res.values:
+            if k in res.promised:
+                return f"its result {k} was not computed"
+            continue  # a table key the section does not produce (any more): not a promise
+        if _bad_number(res.values[k]):
+            return f"its result {k} is not a finite number"
+    for k, v in res.values.items():
+        if isinstance(v, (float, np.floating)) and not math.isfinite(float(v)):
+            return f"its result {k} is not a finite number"
+    for text in [res.key, res.summary, *res.warnings, *res.blocks]:
+        m = _NONFINITE_WORD.search(text or "")
+        if m:
+            start = max(0, m.start() - 40)
+            return f"a result is not a finite number (“…{' '.join(text[start:m.end()].split())}”)"
+    return None
 
 
 def not_applicable(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
