@@ -3,8 +3,9 @@
 Estimates
 ---------
 :func:`estimate_bytes` gives the device bytes a section allocates on top of what is already held, as
-``a·N + b·N₁ + c``: ``N`` voxels of the input map, ``N₁`` voxels of 0.e's/0.h's 1 Å working grid
-(``round(n·Ts/1 Å)`` per axis: 5.3× ``N`` for a 1.742 Å map), ``c`` fixed (cuFFT plans, kernels).
+``a·N + b·N₁ + c·N_R + d``: ``N`` voxels of the input map, ``N₁`` voxels of the 1 Å working grid
+(``round(n·Ts/1 Å)`` per axis: 5.3× ``N`` for a 1.742 Å map), ``N_R`` voxels of the map resampled to R/2,
+``d`` fixed (cuFFT plans, kernels).
 The factors :data:`BYTES_PER_VOXEL` are upper bounds read off the code (float32 volumes 4 B, complex64
 spectra 8 B, int32 labels, float64 reductions), checked against host peaks measured with
 ``tracemalloc`` on the CPU path and to be refined with the device peaks that ``bench/bench_e2e.py``
@@ -37,19 +38,23 @@ import re
 import sys
 
 __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
-           "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
+           "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
 
 GIB = 2 ** 30
-#: (bytes per input voxel, bytes per 1 Å working-grid voxel) a section allocates on the device at its peak
+#: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
+#: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
+#: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries; the GPU peaks
+#: measured by bench/bench_e2e.py replace them.  0.e: only the monogenic estimate and the network's tiles
+#: are on the device today (the working grid is prepared on the host): add a "work" term when it moves.
 BYTES_PER_VOXEL = {
-    "0.a": (40, 0),   # labels int32, kept/dilated masks, float64 centre-of-mass weights, V ≥ t
-    "0.b": (24, 0),   # labels int32, component bincount, V ≥ t per mass step
-    "0.c": (40, 0),   # soft mask float32, background values float64, outlier map
-    "0.d": (40, 0),   # rfftn spectrum (complex64, half grid), shell index int64, sharpened map, cuFFT work
-    "0.e": (120, 8),  # monogenic: complex spectra and quadrature filters on the input grid; tiles of the network
-    "0.f": (80, 0),   # resized map, spiral engine (complex spectrum, shell buffers, log-linear fits)
-    "0.g": (80, 0),   # as 0.f
-    "0.h": (0, 48),   # twist features: Gaussian derivatives of the map on the 1 Å working grid
+    "0.a": {"input": 64},                  # labels int32, kept/dilated masks, float64 centre-of-mass weights
+    "0.b": {"input": 64},                  # labels int32, component bincount, V ≥ t per mass step
+    "0.c": {"input": 56},                  # soft mask float32, background values float64, outlier map
+    "0.d": {"input": 48},                  # rfftn spectrum, shell index int64, sharpened map, cuFFT work area
+    "0.e": {"input": 96},                  # monogenic: spectra, quadrature filters, noise-region distances
+    "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
+    "0.g": {"input": 8, "resized": 96},    # spiral engine on the (cached) resized map
+    "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
@@ -67,17 +72,30 @@ def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOX
     return int(math.prod(max(4, int(round(n * voxel_size / work_voxel))) for n in shape))
 
 
-def estimate_bytes(sid: str, shape: tuple, voxel_size: float) -> int:
-    """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at ``voxel_size`` Å."""
-    a, b = BYTES_PER_VOXEL.get(sid, (40, 0))
-    n = math.prod(int(s) for s in shape)
-    n1 = working_voxels(shape, voxel_size) if b else 0
-    return int(a * n + b * n1 + FIXED_BYTES)
+def resized_voxels(shape: tuple, voxel_size: float, resolution: float | None) -> int:
+    """Voxels of the map resampled to R/2 (the input's when R is unknown or R/2 ≤ Ts)."""
+    if resolution is None or resolution / 2.0 <= voxel_size:
+        return int(math.prod(int(n) for n in shape))
+    return int(math.prod(max(2, int(math.floor(n * voxel_size / (resolution / 2.0) + 0.5))) for n in shape))
 
 
-def estimate_run(shape: tuple, voxel_size: float) -> dict[str, int]:
+def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None) -> int:
+    """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at
+    ``voxel_size`` Å with resolution ``resolution`` Å (None: not given)."""
+    per = BYTES_PER_VOXEL.get(sid, {"input": 64})
+    total = FIXED_BYTES
+    if per.get("input"):
+        total += per["input"] * math.prod(int(n) for n in shape)
+    if per.get("work"):
+        total += per["work"] * working_voxels(shape, voxel_size)
+    if per.get("resized"):
+        total += per["resized"] * resized_voxels(shape, voxel_size, resolution)
+    return int(total)
+
+
+def estimate_run(shape: tuple, voxel_size: float, resolution: float | None = None) -> dict[str, int]:
     """:func:`estimate_bytes` of every section."""
-    return {sid: estimate_bytes(sid, shape, voxel_size) for sid in BYTES_PER_VOXEL}
+    return {sid: estimate_bytes(sid, shape, voxel_size, resolution) for sid in BYTES_PER_VOXEL}
 
 
 def parse_bytes(text: str) -> int:
@@ -211,7 +229,7 @@ def run_within_budget(run, sid: str, ctx):
     …)"`` and a line saying why.  A device out-of-memory error during the section also reruns it on the CPU.
     """
     be = ctx.be
-    need = estimate_bytes(sid, ctx.shape, ctx.voxel_size)
+    need = estimate_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution)
     if not be.is_gpu:
         res = run(ctx)
         res.peak_device_bytes, res.estimated_device_bytes = None, need

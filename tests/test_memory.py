@@ -57,8 +57,15 @@ def test_working_grid_and_estimates_scale_with_voxels():
         # 8× the voxels: 8× the variable part
         assert big[sid] - memory.FIXED_BYTES == 8 * (small[sid] - memory.FIXED_BYTES)
     # a 1.742 Å map's working grid is 1.742³ ≈ 5.3× larger: sections on that grid grow with it
-    a, b = memory.BYTES_PER_VOXEL["0.h"]
-    assert memory.estimate_bytes("0.h", (100, 100, 100), 1.742) == a * 10**6 + b * 174**3 + memory.FIXED_BYTES
+    per = memory.BYTES_PER_VOXEL["0.h"]
+    assert memory.estimate_bytes("0.h", (100, 100, 100), 1.742) == (
+        per.get("input", 0) * 10**6 + per.get("work", 0) * 174**3 + memory.FIXED_BYTES)
+    # the map resampled to R/2 = 3.3 Å: round(100·1.742/3.3) = 53 voxels per axis (0.f/0.g)
+    assert memory.resized_voxels((100, 100, 100), 1.742, 6.6) == 53**3
+    assert memory.resized_voxels((100, 100, 100), 1.742, None) == 10**6
+    per = memory.BYTES_PER_VOXEL["0.g"]
+    assert memory.estimate_bytes("0.g", (100, 100, 100), 1.742, 6.6) == (
+        per.get("input", 0) * 10**6 + per.get("resized", 0) * 53**3 + memory.FIXED_BYTES)
 
 
 def test_parse_bytes():
@@ -102,7 +109,7 @@ def test_section_that_does_not_fit_runs_on_the_cpu(how, monkeypatch):
         got = run_section(module, sid, sid, MapContext(be, V, 1.5, 0.3, 6.0))
         assert got.status == ref.status and got.status in ("ok", "warnings"), (sid, got.reason)
         note = got.values.pop("device")
-        need = memory.estimate_bytes(sid, V.shape, 1.5)
+        need = memory.estimate_bytes(sid, V.shape, 1.5, 6.0)
         assert note == f"cpu (fallback: needs {memory.gib(need)} of device memory (estimate), budget 0.00 GiB)"
         assert "Computed on the CPU" in got.blocks[0]
         assert dict(_flat(got.values)) == dict(_flat(ref.values))  # same numbers as the CPU run
