@@ -66,7 +66,8 @@ def _call_section(module_name: str, sid: str, title: str, ctx: MapContext,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = importlib.import_module(module_name).run(ctx)
+            from .memory import run_within_budget  # issue 14: device memory budget, CPU fallback
+            res = run_within_budget(importlib.import_module(module_name).run, sid, ctx)
         except NotMeasurable as exc:
             res = not_measured(sid, title, str(exc))
         except MemoryError:
