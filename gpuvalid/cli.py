@@ -315,6 +315,10 @@ except ImportError:
 if _register_archive is not None:
     _register_archive(app)
 
+from .selftest import register as _register_selftest  # noqa: E402  (issue 14: gpuvalid selftest)
+
+_register_selftest(app)
+
 
 def main() -> None:  # pragma: no cover
     app()

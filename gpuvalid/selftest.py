@@ -1,0 +1,221 @@
+"""``gpuvalid selftest [--device cuda:0]``: check a new GPU node against the CPU path.
+
+A deterministic synthetic map (a right-handed four-helix bundle of Gaussian atoms, :mod:`gpuvalid.simulate`,
+low-passed to 4 Å, with coloured noise; no files needed) goes through every section on the chosen device
+and on the CPU; the numbers are compared within the tolerances of the GPU-vs-CPU tests and a table shows,
+per section, the CPU and device seconds, their ratio, the device's peak memory and the agreement.  The exit
+code is 1 when any section disagrees (status, warnings count or a number out of tolerance), 2 on errors.
+With ``--device cpu`` the CPU is compared with itself (one run, trivially in agreement).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+#: (relative, absolute) tolerance per section: the GPU-vs-CPU tests' (mask sections 1e-5 relative,
+#: float64 reductions on both; 0.e network/monogenic 1e-3; 0.f per-voxel B within 0.5 Å²; 0.g fractions)
+TOLERANCE = {
+    "0.a": (1e-5, 1e-9), "0.b": (1e-5, 1e-9), "0.c": (1e-5, 1e-9), "0.d": (1e-5, 1e-6),
+    "0.e": (1e-3, 1e-3), "0.f": (1e-3, 0.5), "0.g": (1e-3, 1e-3), "0.h": (1e-3, 1e-4),
+}
+SEED = 20240601
+
+
+def _helix_atoms(n_res: int, axis_xy: tuple, z0: float, up: bool):
+    """Backbone-like atoms (N, CA, C, O, CB) of an ideal right-handed α-helix along z (Å)."""
+    # (radius Å, phase offset °, rise offset Å, element) per atom of a residue, 100° and 1.5 Å per residue
+    geom = [(1.55, -28.0, -0.8, "N"), (2.3, 0.0, 0.0, "C"), (1.6, 28.0, 0.9, "C"), (2.0, 40.0, 2.0, "O"),
+            (3.3, -10.0, -0.6, "C")]
+    xyz, el = [], []
+    for i in range(n_res):
+        for r, ph, dz, e in geom:
+            a = math.radians(100.0 * i + ph)
+            z = 1.5 * i + dz
+            if not up:  # an antiparallel helix, still right-handed: rotate by 180° about x
+                xyz.append((axis_xy[0] + r * math.cos(a), axis_xy[1] - r * math.sin(a), z0 - z))
+            else:
+                xyz.append((axis_xy[0] + r * math.cos(a), axis_xy[1] + r * math.sin(a), z0 + z))
+            el.append(e)
+    return xyz, el
+
+
+def synthetic_map(voxel_size: float = 1.2, resolution: float = 4.0, seed: int = SEED, helices: int = 4,
+                  n_res: int = 18):
+    """``(V, voxel_size, threshold, resolution)``: a helix bundle map, the same for a given ``seed``."""
+    from .simulate import filters
+    from .simulate.density import atom_density
+    from .simulate.structure import Atoms
+
+    xyz, el = [], []
+    for h in range(helices):
+        a = 2 * math.pi * h / helices
+        x, e = _helix_atoms(n_res, (7.0 * math.cos(a), 7.0 * math.sin(a)), 0.0 if h % 2 == 0 else 1.5 * n_res,
+                            up=(h % 2 == 0))
+        xyz += x
+        el += e
+    n = len(xyz)
+    zmap = {"C": 6, "N": 7, "O": 8}
+    atoms = Atoms(np.asarray(xyz, float), np.asarray(el), np.asarray([zmap[e] for e in el], float),
+                  np.asarray(["X"] * n), np.asarray([("A", i, "") for i in range(n)], dtype=object),
+                  np.asarray(["ALA"] * n))
+    rng = np.random.default_rng(seed)
+    V, _ = atom_density(atoms, voxel_size, bfactor_A2=20.0, pad_A=10.0)
+    V = filters.lowpass(V, voxel_size, resolution)
+    signal_sd = float(V.std())
+    V = V + filters.coloured_noise(V.shape, rng, voxel_size, 0.15 * signal_sd, 30.0, nyquist_A=2 * voxel_size)
+    t = filters.threshold_for_volume(V, int(n * 17.0 * 1.3 / voxel_size ** 3))
+    return np.ascontiguousarray(V, dtype=np.float32), float(voxel_size), float(t), float(resolution)
+
+
+@dataclass
+class Row:
+    sid: str
+    title: str
+    status: str
+    cpu_s: float
+    dev_s: float | None
+    peak: int | None
+    agree: bool
+    detail: str
+
+
+def _flat(v, key=""):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _flat(x, f"{key}.{k}" if key else str(k))
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            yield from _flat(x, f"{key}[{i}]")
+    else:
+        yield key, v
+
+
+def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
+    """Whether two :class:`SectionResult` agree: same status and warning count, equal non-float values,
+    floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree)."""
+    if a.status != b.status:
+        return False, f"status {a.status} vs {b.status}"
+    if len(a.warnings) != len(b.warnings):
+        return False, f"{len(a.warnings)} vs {len(b.warnings)} warnings"
+    from .analyses.base import jsonable
+
+    va = {k: v for k, v in _flat(jsonable(a.values)) if k != "device"}   # arrays → lists, NaN → None
+    vb = {k: v for k, v in _flat(jsonable(b.values)) if k != "device"}
+    if set(va) != set(vb):
+        return False, f"different values: {sorted(set(va) ^ set(vb))[:3]}"
+    worst, worst_key = 0.0, ""
+    for k, x in va.items():
+        y = vb[k]
+        if isinstance(x, (float, np.floating)) or isinstance(y, (float, np.floating)):
+            if x is None or y is None:
+                if (x is None) != (y is None):
+                    return False, f"{k}: {x} vs {y}"
+                continue
+            x, y = float(x), float(y)
+            if math.isnan(x) and math.isnan(y):
+                continue
+            d = abs(x - y)
+            if not d <= max(rel * abs(x), abs_):
+                return False, f"{k}: {x:.6g} vs {y:.6g}"
+            r = d / max(abs(x), 1e-300)
+            if r > worst:
+                worst, worst_key = r, k
+        elif x != y:
+            return False, f"{k}: {x!r} vs {y!r}"
+    return True, (f"max rel. diff {worst:.1e} ({worst_key})" if worst_key else "identical")
+
+
+def _run_all(be, V, ts, t, R, only=None):
+    from .analyses import SECTIONS
+    from .context import MapContext
+    from .pipeline import run_section
+
+    ctx = MapContext(be, V, ts, t, R, name="selftest")
+    out = {}
+    for sid, title, module in SECTIONS:
+        if only and sid not in only:
+            continue
+        t0 = time.perf_counter()
+        res = run_section(module, sid, title, ctx)
+        be.synchronize()
+        out[sid] = (res, time.perf_counter() - t0)
+    ctx.release()
+    return out
+
+
+def selftest(device: str = "auto", *, voxel_size: float = 1.2, only: set[str] | None = None,
+             console=None) -> tuple[int, list[Row]]:
+    """Run the self-test; returns ``(exit code, rows)`` and prints the table on ``console`` (rich)."""
+    from .backend import get_backend
+
+    be = get_backend(device)
+    cpu = get_backend("cpu")
+    V, ts, t, R = synthetic_map(voxel_size)
+    if be.is_gpu:  # warm-up: CUDA context, cuFFT plans, kernel compilation are not the sections' time
+        _run_all(be, V[:24, :24, :24].copy(), ts, t, R, only={"0.a", "0.d"})
+    ref = _run_all(cpu, V, ts, t, R, only)
+    got = _run_all(be, V, ts, t, R, only) if be.is_gpu else ref
+    rows = []
+    for sid, (a, ta) in ref.items():
+        b, tb = got[sid]
+        rel, abs_ = TOLERANCE.get(sid, (1e-5, 1e-9))
+        ok, detail = compare(a, b, rel, abs_)
+        if "device" in b.values:
+            detail += f"; {b.values['device']}"
+        rows.append(Row(sid, a.title, b.status, ta, tb if be.is_gpu else None,
+                        getattr(b, "peak_device_bytes", None), ok, detail))
+    code = 0 if all(r.agree for r in rows) else 1
+    if console is not None:
+        _print(console, rows, be, V.shape, ts, R)
+    return code, rows
+
+
+def _print(console, rows, be, shape, ts, R) -> None:
+    from rich.table import Table
+
+    dev = be.info().get("device_name", be.device) if be.is_gpu else "cpu"
+    table = Table(title=f"gpuvalid selftest: {be.device} ({dev}) vs cpu, synthetic helix bundle "
+                        f"{shape[2]}×{shape[1]}×{shape[0]} at {ts:g} Å, R = {R:g} Å")
+    for c in ("section", "status", "CPU s", f"{be.device} s", "ratio", "peak device MiB", "agreement"):
+        table.add_column(c, justify="right" if c.endswith(("s", "MiB", "ratio")) else "left")
+    for r in rows:
+        ratio = f"{r.cpu_s / r.dev_s:.1f}×" if r.dev_s else "—"
+        peak = f"{r.peak / 2**20:.0f}" if r.peak is not None else "—"
+        mark = "[green]agrees[/]" if r.agree else "[bold red]DIFFERS[/]"
+        table.add_row(f"{r.sid} {r.title}", r.status, f"{r.cpu_s:.2f}",
+                      f"{r.dev_s:.2f}" if r.dev_s is not None else "—", ratio, peak, f"{mark} {r.detail}")
+    console.print(table)
+    if not be.is_gpu:
+        console.print("The device is the CPU: the CPU results are compared with themselves and trivially "
+                      "agree; run with --device cuda:0 on a GPU node.")
+    bad = [r.sid for r in rows if not r.agree]
+    console.print(f"[bold red]{len(bad)} section(s) disagree: {', '.join(bad)}[/]" if bad else
+                  f"[bold green]All {len(rows)} sections agree[/] within the tolerances of the GPU tests.")
+
+
+def register(app) -> None:
+    """Add the ``selftest`` command to the Typer ``app``."""
+    import typer
+
+    @app.command("selftest")
+    def selftest_command(
+        device: str = typer.Option("auto", "--device", "-d", help="Device to test: cuda:N, auto or cpu."),
+        voxel_size: float = typer.Option(1.2, "--voxel-size", help="Voxel size (Å) of the synthetic map "
+                                         "(smaller: a larger map)."),
+    ) -> None:
+        """Run every section on a synthetic map on DEVICE and on the CPU and compare the numbers."""
+        from rich.console import Console
+
+        from .errors import GpuvalidError
+
+        console = Console()
+        try:
+            code, _ = selftest(device, voxel_size=voxel_size, console=console)
+        except GpuvalidError as exc:
+            Console(stderr=True).print(f"[bold red]gpuvalid: error:[/] {exc}", highlight=False)
+            raise typer.Exit(2)
+        raise typer.Exit(code)
