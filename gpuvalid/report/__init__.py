@@ -7,13 +7,21 @@ from .markdown import render_markdown
 from .results_json import results_dict, write_json_atomic
 
 
-def write_report(report, out_dir) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``results.json`` (atomically) into ``out_dir``; return both paths."""
+FORMATS = ("md", "html", "json")
+
+
+def write_report(report, out_dir, formats=FORMATS) -> tuple[Path | None, Path | None]:
+    """Write ``report.md``, ``report.html`` and ``results.json`` (atomically; those named in ``formats``)
+    into ``out_dir``; return the paths of ``report.md`` and ``results.json`` (None when not written)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = atomic_write_text(out_dir / "report.md", render_markdown(report))
-    js = write_json_atomic(out_dir / "results.json", results_dict(report))
+    text = render_markdown(report) if {"md", "html"} & set(formats) else None
+    md = atomic_write_text(out_dir / "report.md", text) if "md" in formats else None
+    if "html" in formats:  # the same Markdown text, rendered self-contained (gpuvalid.report.html)
+        from .html import write_html
+        write_html(report, out_dir, text)
+    js = write_json_atomic(out_dir / "results.json", results_dict(report)) if "json" in formats else None
     return md, js
 
 
-__all__ = ["write_report", "render_markdown", "results_dict", "write_json_atomic", "atomic_write_text"]
+__all__ = ["write_report", "FORMATS", "render_markdown", "results_dict", "write_json_atomic", "atomic_write_text"]
