@@ -158,14 +158,19 @@ def run(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="EMDB archive base URL for --download."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where downloaded entries are kept."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+    formats: str = typer.Option("md,html,json", "--format", help="Report files to write: comma-separated "
+                                "md (report.md), html (self-contained report.html), json (results.json)."),
 ) -> None:
-    """Validate one map and write report.md, results.json and figures."""
+    """Validate one map and write report.md, report.html, results.json and figures."""
     from .backend import get_backend
     from .io import load_map_input
     from .pipeline import validate
     from .report import write_report
 
     try:
+        fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+        if not fmts or set(fmts) - {"md", "html", "json"}:
+            raise InputError(f"--format {formats!r}: give a comma-separated list of md, html, json")
         map_path, hdr = resolve_map_argument(map, archive, download, base_url, cache_dir)
         out_dir = Path("reports") / safe_name(map_path) if out is None else Path(out)
         check_out_dir(out, out_dir, map_path)
@@ -186,7 +191,7 @@ def run(
 
             report = validate(inp, be, out_dir, figures=figures, save_maps=save_maps, progress=step)
             prog.update(task, completed=len(SECTIONS) + 1)
-        write_report(report, out_dir)
+        write_report(report, out_dir, fmts)
     except GpuvalidError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
