@@ -1,0 +1,217 @@
+"""Half maps: reading and checking them, and the per-run state the Level 1 sections share.
+
+:func:`load_halves` reads the two half maps and refuses, with a one-line reason
+(:class:`~gpuvalid.errors.InputError`), what the spec refuses: a missing half, halves of different boxes
+or voxel sizes, halves whose box differs from the primary map's, identical halves (FSC ≡ 1: not
+independent) and a constant half.  :class:`Level1Context` holds the halves on the device and computes,
+once, what several sections need: the shell geometry, the transforms of the unmasked and the masked
+halves, their FSC sums and their direction-binned sums.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, NotMeasurable
+from . import shells
+
+VOXEL_TOL = 0.01  # relative voxel-size difference accepted between the halves and the primary map
+
+
+@dataclass
+class HalfMaps:
+    """The two half maps as read (float32 ``[z, y, x]``) and their provenance."""
+
+    paths: tuple
+    data: tuple
+    sha256: tuple
+    header_voxel_size: tuple   # (x, y, z) per half, 0 where the header has none
+    notes: list = field(default_factory=list)
+
+    def info(self) -> dict:
+        """The ``half_maps`` block of ``results.json``."""
+        return {"files": [Path(p).name for p in self.paths], "sha256": list(self.sha256),
+                "header_voxel_size_A": [list(v) for v in self.header_voxel_size], "notes": list(self.notes)}
+
+
+def _vs_text(vs) -> str:
+    return " × ".join(f"{v:.4g}" for v in vs)
+
+
+def load_halves(paths, primary_shape: tuple, voxel_size: float) -> HalfMaps:
+    """Read and check the two half maps against the primary map (box ``primary_shape``, voxel ``voxel_size`` Å).
+
+    Raises :class:`InputError` with a one-line reason when the halves cannot be used.
+    """
+    from ..io.mrc import read_mrc, sha256_file
+
+    paths = [p for p in (paths or []) if p is not None]
+    if len(paths) == 0:
+        raise InputError("no half maps were given")
+    if len(paths) == 1:
+        raise InputError(f"only one half map was given ({Path(paths[0]).name}); Level 1 needs both halves")
+    if len(paths) > 2:
+        raise InputError(f"{len(paths)} half maps were given; Level 1 needs exactly two")
+    data, vss, shas, notes = [], [], [], []
+    for i, p in enumerate(paths, 1):
+        p = Path(p)
+        if not p.is_file():
+            raise InputError(f"half map {i} not found: {p}")
+        m = read_mrc(p)   # refuses NaN/Inf and constant maps with a one-line reason
+        data.append(m.data)
+        vss.append(tuple(float(v) for v in m.voxel_size))
+        shas.append(sha256_file(p))
+    a, b = data
+    if a.shape != b.shape:
+        raise InputError(f"the half maps have different boxes ({_box(a.shape)} and {_box(b.shape)} voxels)")
+    if tuple(a.shape) != tuple(primary_shape):
+        raise InputError(f"the half maps' box ({_box(a.shape)} voxels) differs from the primary map's "
+                         f"({_box(primary_shape)} voxels)")
+    for i, vs in enumerate(vss, 1):
+        if max(vs) <= 0:
+            notes.append(f"half map {i} has no voxel size in its header: the primary map's {voxel_size:g} Å is used")
+            continue
+        if any(abs(v - voxel_size) / voxel_size > VOXEL_TOL for v in vs):
+            raise InputError(f"half map {i} has voxel size {_vs_text(vs)} Å but the primary map has "
+                             f"{voxel_size:.4g} Å")
+    if max(vss[0]) > 0 and max(vss[1]) > 0 and any(abs(u - v) / max(u, v) > VOXEL_TOL for u, v in zip(*vss)):
+        raise InputError(f"the half maps have different voxel sizes ({_vs_text(vss[0])} and {_vs_text(vss[1])} Å)")
+    if np.array_equal(a, b):
+        raise InputError("the two half maps are identical (FSC ≡ 1): they are not independent reconstructions")
+    d = float(np.std(a.astype(np.float64) - b))
+    s = max(float(np.std(a, dtype=np.float64)), float(np.std(b, dtype=np.float64)))
+    if d <= 1e-6 * s:
+        raise InputError(f"the two half maps are identical to float precision (σ(h1 − h2) = {d:.3g}, "
+                         f"σ(h1) = {s:.3g}): they are not independent reconstructions")
+    return HalfMaps(tuple(Path(p) for p in paths), (a, b), tuple(shas), tuple(vss), notes)
+
+
+def _box(shape) -> str:
+    nz, ny, nx = shape
+    return f"{nx} × {ny} × {nz}"
+
+
+class Level1Context:
+    """What the Level 1 sections share: the primary map's context ``ctx0`` (masks, R, options) and the halves.
+
+    Transforms and sums are computed on first use and cached; ``release()`` drops the device arrays.
+    """
+
+    def __init__(self, ctx0, halves: HalfMaps, seed: int = 3):
+        self.ctx0 = ctx0
+        self.be = ctx0.be
+        self.halves = halves
+        self.voxel_size = ctx0.voxel_size
+        self.resolution = ctx0.resolution
+        self.options = ctx0.options
+        self.seed = int(seed)
+        self.cache: dict = {}
+        self.estimates: dict = {}   # section id -> (label, Å) for the resolution-estimates sentence
+
+    @property
+    def shape(self) -> tuple:
+        return self.halves.data[0].shape
+
+    @cached_property
+    def h1(self):
+        return self.be.asarray(self.halves.data[0], dtype=self.be.xp.float32)
+
+    @cached_property
+    def h2(self):
+        return self.be.asarray(self.halves.data[1], dtype=self.be.xp.float32)
+
+    @cached_property
+    def geo(self) -> shells.HalfSpectrum:
+        return shells.HalfSpectrum(self.be, self.shape, self.voxel_size)
+
+    @cached_property
+    def F1(self):
+        return self.be.rfftn(self.h1).astype(self.be.xp.complex64)
+
+    @cached_property
+    def F2(self):
+        return self.be.rfftn(self.h2).astype(self.be.xp.complex64)
+
+    # ---- the mask used by the masked analyses ------------------------------------------------------------
+    @cached_property
+    def mask_info(self) -> tuple:
+        """``(mask, description, is_soft_mask)``: the Level 0 soft mask of the primary map; when it cannot be
+        made (no contour threshold, empty mask) a sphere of radius ``N/2 − 4`` voxels with a Gaussian edge
+        (σ = 2 voxels), the reference's 1.b mask."""
+        try:
+            self.ctx0.require_mask()
+            m = self.ctx0.soft_mask
+            if float(self.be.to_host(m.sum())) <= 0:
+                raise NotMeasurable("the soft mask is empty")
+            return m.astype(self.be.xp.float32), "the Level 0 soft mask of the primary map", True
+        except NotMeasurable as exc:
+            return (self.sphere_mask(), f"a spherical mask of radius N/2 − 4 voxels with a Gaussian edge (σ = 2 "
+                    f"voxels), because the soft mask is not available ({exc})", False)
+
+    def sphere_mask(self):
+        xp = self.be.xp
+        nz, ny, nx = self.shape
+        rad = min(self.shape) / 2.0 - 4.0
+        z = xp.arange(nz, dtype=xp.float32)[:, None, None] - nz // 2
+        y = xp.arange(ny, dtype=xp.float32)[None, :, None] - ny // 2
+        x = xp.arange(nx, dtype=xp.float32)[None, None, :] - nx // 2
+        r = xp.sqrt(z * z + y * y + x * x)
+        return xp.where(r <= rad, xp.float32(1.0), xp.exp(-((r - rad) ** 2) / (2 * 2.0 ** 2))).astype(xp.float32)
+
+    @property
+    def mask(self):
+        return self.mask_info[0]
+
+    @cached_property
+    def M1(self):
+        return self.be.rfftn(self.h1 * self.mask).astype(self.be.xp.complex64)
+
+    @cached_property
+    def M2(self):
+        return self.be.rfftn(self.h2 * self.mask).astype(self.be.xp.complex64)
+
+    @cached_property
+    def fsc_unmasked(self) -> shells.FscTerms:
+        return shells.fsc_terms(self.geo, self.F1, self.F2)
+
+    @cached_property
+    def fsc_masked(self) -> shells.FscTerms:
+        return shells.fsc_terms(self.geo, self.M1, self.M2)
+
+    @cached_property
+    def binned_masked(self) -> np.ndarray:
+        """``(cross, p1, p2)`` sums of the masked halves per (shell, direction bin): ``[3, nshell, nbins]``."""
+        bins = self.direction_bins
+        F1, F2 = self.M1, self.M2
+        cross = F1.real * F2.real + F1.imag * F2.imag
+        p1 = F1.real * F1.real + F1.imag * F1.imag
+        p2 = F2.real * F2.real + F2.imag * F2.imag
+        return bins.sums(cross, p1, p2)
+
+    @cached_property
+    def direction_bins(self) -> shells.DirectionBins:
+        return shells.DirectionBins(self.geo)
+
+    @property
+    def freq(self) -> np.ndarray:
+        return self.geo.freq
+
+    def nyquist_A(self) -> float:
+        return 2.0 * self.voxel_size
+
+    def release(self) -> None:
+        for k in ("h1", "h2", "geo", "F1", "F2", "M1", "M2", "mask_info", "direction_bins"):
+            self.__dict__.pop(k, None)
+        self.cache.clear()
+
+
+def resolution_of(freq: float | None) -> float | None:
+    """1/f in Å (None for no crossing or a non-positive frequency)."""
+    if freq is None or not math.isfinite(freq) or freq <= 0:
+        return None
+    return 1.0 / freq
