@@ -2,8 +2,11 @@
 
 Analyses receive a :class:`Backend` and use ``be.xp`` (NumPy or CuPy), ``be.ndimage``
 (``scipy.ndimage`` or ``cupyx.scipy.ndimage``) and the FFT helpers ``be.rfftn`` etc.; they never
-import cupy themselves.  Raw CUDA sources live in the top-level ``kernels/`` folder and are compiled
-on first use by :meth:`Backend.kernel`.
+import cupy themselves.  Raw CUDA sources live in the top-level ``kernels/`` folder (shipped in the wheel
+as ``gpuvalid/kernels``) and are compiled on first use by :meth:`Backend.kernel`; CuPy keeps every compiled
+kernel (raw modules and its own element-wise/reduction kernels) in ``$CUPY_CACHE_DIR`` (default
+``~/.cupy/kernel_cache``), so only a node's first run pays for NVRTC.  NumPy is imported with this module;
+SciPy and CuPy only when a backend that needs them is created.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy
-import scipy.fft
-import scipy.ndimage
 
 from .errors import BackendError
 
@@ -139,6 +139,8 @@ class Backend:
 
     def info(self) -> dict:
         """Description for ``gpuvalid info`` and the report."""
+        import scipy
+
         d = {"backend": self.name, "device": self.device, "numpy": np.__version__, "scipy": scipy.__version__}
         if self.is_gpu:
             cp = self.xp
@@ -186,6 +188,9 @@ def get_backend(device: str = "auto") -> Backend:
     if dev == "auto":
         return get_backend("cuda:0") if cuda_available() else get_backend("cpu")
     if dev in ("cpu", "numpy"):
+        import scipy.fft  # imported here: a GPU run or ``gpuvalid --help`` need not load SciPy for the backend
+        import scipy.ndimage
+
         return Backend("numpy", "cpu", np, scipy.ndimage, scipy.fft)
     if dev == "cuda" or dev.startswith("cuda:") or dev.startswith("gpu"):
         idx_txt = dev.split(":", 1)[1] if ":" in dev else "0"

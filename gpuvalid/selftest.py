@@ -14,8 +14,6 @@ import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 #: (relative, absolute) tolerance per section: the GPU-vs-CPU tests' (mask sections 1e-5 relative,
 #: float64 reductions on both; 0.e network/monogenic 1e-3; 0.f per-voxel B within 0.5 Å²; 0.g fractions)
 TOLERANCE = {
@@ -46,6 +44,8 @@ def _helix_atoms(n_res: int, axis_xy: tuple, z0: float, up: bool):
 def synthetic_map(voxel_size: float = 1.2, resolution: float = 4.0, seed: int = SEED, helices: int = 4,
                   n_res: int = 18):
     """``(V, voxel_size, threshold, resolution)``: a helix bundle map, the same for a given ``seed``."""
+    import numpy as np
+
     from .simulate import filters
     from .simulate.density import atom_density
     from .simulate.structure import Atoms
@@ -97,6 +97,8 @@ def _flat(v, key=""):
 def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
     """Whether two :class:`SectionResult` agree: same status and warning count, equal non-float values,
     floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree)."""
+    import numpy as np
+
     if a.status != b.status:
         return False, f"status {a.status} vs {b.status}"
     if len(a.warnings) != len(b.warnings):

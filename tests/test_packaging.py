@@ -84,3 +84,15 @@ def test_source_checkout_finds_every_kernel():
 
     for k in KERNELS:
         assert find_kernel_source(k).resolve() == (REPO / "kernels" / k).resolve()
+
+
+def test_start_up_imports_are_lazy():
+    """``gpuvalid --help`` loads no NumPy/SciPy/torch/matplotlib/CuPy; the backend module no SciPy."""
+    code = ("import sys, gpuvalid.cli; a = set(sys.modules)\n"
+            "import gpuvalid.backend; b = set(sys.modules)\n"
+            "heavy = ('numpy', 'scipy', 'torch', 'matplotlib', 'cupy', 'dask')\n"
+            "print(' '.join(m for m in heavy if m in a)); print(' '.join(m for m in heavy if m in b))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         cwd=REPO).stdout.split("\n")
+    assert out[0] == "", f"gpuvalid.cli imports {out[0]}"
+    assert out[1] == "numpy", f"gpuvalid.backend imports {out[1]}"
