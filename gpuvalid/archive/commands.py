@@ -103,6 +103,7 @@ def register(app: typer.Typer) -> None:
         index: Optional[Path] = typer.Option(None, "--index", help="SQLite index (default OUT/index.sqlite)."),
         rebuild: bool = typer.Option(False, "--rebuild-index", help="Rebuild the index from the report folders."),
         limit: int = typer.Option(50, "--limit", help="Rows shown on screen."),
+        html: bool = typer.Option(False, "--html", help="Also write the archive dashboard OUT/index.html."),
     ) -> None:
         """Table of the batch's entries (status, score, time split) and a CSV/Parquet of key numbers."""
         from .summary import collect, print_summary, write_table
@@ -110,6 +111,9 @@ def register(app: typer.Typer) -> None:
         try:
             rows = collect(out, index, rebuild)
             print_summary(rows, limit=limit)
+            if html:  # one self-contained page: gpuvalid.archive.dashboard
+                from .dashboard import write_dashboard
+                Console().print(f"wrote {write_dashboard(rows, out)}", highlight=False, markup=False)
             if csv_path is not None:
                 write_table(rows, csv_path)
                 Console().print(f"wrote {csv_path}")
