@@ -31,6 +31,7 @@ class Report:
     input_figures: list[Figure] = field(default_factory=list)
     seconds: float = 0.0
     version: str = __version__
+    half_maps: dict | None = None   # Level 1: files and hashes of the half maps (None: no halves given)
 
     @property
     def passed(self) -> int:
@@ -105,10 +106,11 @@ def map_support(data: np.ndarray) -> tuple[int, float]:
 
 def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = True,
              save_maps: bool = False, progress: Callable[[str], None] | None = None,
-             only: set[str] | None = None) -> Report:
+             only: set[str] | None = None, halves: list | None = None) -> Report:
     """Validate ``inp`` on backend ``be``; write figures (and derived maps) under ``out_dir``.
 
-    ``progress(label)`` is called before each step; ``only`` restricts the sections that run.
+    ``progress(label)`` is called before each step; ``only`` restricts the sections that run; ``halves``
+    (two half-map paths) adds Level 1 after Level 0.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -147,11 +149,17 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
             continue
         sections[sid] = run_section(module, sid, title, ctx, errors)
 
+    half_maps = None
+    if halves:  # Level 1 (gpuvalid/level1): bad halves give a "could not be measured" Half maps section
+        from .level1 import run_level1
+        level1, half_maps = run_level1(ctx, halves, progress, errors, level0=sections)
+        sections.update(level1)
+
     if out_dir is not None and errors:
         from .report.files import atomic_write_text
 
         atomic_write_text(out_dir / "errors.log", "\n".join(errors) + "\n")
-    report = Report(inp, sections, be.info(), input_figs, time.perf_counter() - t0)
+    report = Report(inp, sections, be.info(), input_figs, time.perf_counter() - t0, half_maps=half_maps)
     ctx.release()
     return report
 
