@@ -9,7 +9,7 @@ alternately ``--repeat`` times per map and the best time of each is kept (the ma
 reference is given a time budget per run; beyond it the remaining shells are extrapolated from the mean
 per-shell time ("extrap.").
 
-    python bench/bench_spiral.py [--sizes 64 128 192 256 320] [--budget 240] [--no-reference]
+    python bench/bench_spiral.py [--sizes 64 128 192 256 320] [--budget 240] [--no-reference] [--device cuda:0]
 """
 
 from __future__ import annotations
@@ -88,10 +88,15 @@ def main(argv=None):
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--repeat", type=int, default=2, help="alternating runs per map (best kept)")
     ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--device", default="auto", help="GPU column: cuda:N, auto (GPU 0 when CUDA works) or cpu (none)")
     args = ap.parse_args(argv)
 
     cpu = get_backend("cpu")
-    gpu = get_backend("cuda:0") if cuda_available() else None
+    if args.device == "auto":
+        gpu = get_backend("cuda:0") if cuda_available() else None
+    else:
+        gpu = get_backend(args.device)
+        gpu = gpu if gpu.is_gpu else None
     print(f"# machine: {platform.platform()}, {os.cpu_count()} CPU cores, {cpu.info().get('device_name')}; "
           f"GPU: {gpu.info().get('device_name') if gpu else 'none'}")
     cases = []

@@ -254,4 +254,15 @@ def run_within_budget(run, sid: str, ctx):
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
+    _release_torch_cache()
     return res
+
+
+def _release_torch_cache() -> None:
+    """Hand torch's cached device blocks back (CuPy sees them as free for the next section)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass

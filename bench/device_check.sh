@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# One GPU check of gpuvalid (issue 14), ≤ 8 minutes on one H100, run from the repository root:
+#
+#   bash bench/device_check.sh --prepare     # here, with network: wheels for the GPU node, the test maps
+#   bash bench/device_check.sh               # on the GPU node (or the `device` tool: carry .whl and .devdata)
+#   bash bench/device_check.sh --rehearse    # anywhere: the same steps on the CPU, small sizes (a dry run)
+#
+# Steps (each with its own time limit; a failing step does not stop the others):
+#   1 environment (nvidia-smi, versions, gpuvalid info)
+#   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
+#     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
+#   3 pytest -m gpu (every GPU-vs-CPU test)
+#   4 gpuvalid selftest --device cuda:0
+#   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³), then 512³ and 768³
+#     on the GPU alone; Markdown and JSON under $OUT
+#   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
+#   7 bench/bench_archive.py --device cuda:0 (8 entries)
+# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/).
+# The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
+# into .whl/ (ignored) and this script installs it offline; the maps come from $GPUVALID_DATA, else .devdata/
+# (filled by --prepare from ../shared/data), else ../shared/data.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-run}
+
+if [ "$MODE" = "--prepare" ]; then
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        -d .whl mrcfile==1.5.4 || exit 1
+    SRC=${GPUVALID_DATA:-$ROOT/../shared/data}
+    mkdir -p .devdata
+    for f in MANIFEST.tsv emd_5168.map emd_5170.map emd_2566_crop_3j6b_chain9.mrc emd_3488.mrc emd_1997.map \
+             emd_6824.mrc emd_3197.map emd_3001.map emd_0093_masked.mrc.gz emd_1997_header_v1.9.xml SHA256SUMS; do
+        [ -f "$SRC/$f" ] && cp -p "$SRC/$f" .devdata/
+    done
+    grep -qx '/.devdata/' .git/info/exclude 2>/dev/null || echo '/.devdata/' >> .git/info/exclude
+    du -sh .whl .devdata
+    echo "prepared: run with carry [.whl, .devdata]"
+    exit 0
+fi
+
+DEV=cuda:0
+SIZES_SMALL="128 256 384"
+SIZES_BIG="512 768"
+CPU_MAX=256
+SPIRAL_SIZES="128 256 384"
+ENTRIES=8
+if [ "$MODE" = "--rehearse" ]; then
+    DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=3
+fi
+
+OUTDIR=${OUT:-$ROOT/bench/out}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/device_check.log
+: > "$LOG"
+exec > >(tee -a "$LOG") 2>&1
+export PYTHONUNBUFFERED=1
+
+PY=python3
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && ! $PY -c "import mrcfile" 2>/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gv_site .whl/*.whl \
+        && export PYTHONPATH=/tmp/gv_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+if [ -z "${GPUVALID_DATA:-}" ]; then
+    if [ -f .devdata/MANIFEST.tsv ]; then export GPUVALID_DATA=$ROOT/.devdata; else export GPUVALID_DATA=$ROOT/../shared/data; fi
+fi
+GV="$PY -m gpuvalid.cli"
+MAP=$GPUVALID_DATA/emd_5168.map
+FAILED=()
+T_START=$(date +%s)
+
+secs() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+step() {  # step NAME LIMIT_S COMMAND...
+    local name=$1 limit=$2; shift 2
+    echo; echo "=== $name (limit ${limit} s, at +$(( $(date +%s) - T_START )) s) ==="
+    local t0=$EPOCHREALTIME
+    timeout -k 5 "$limit" "$@"
+    local rc=$?
+    echo "=== $name: rc=$rc, $(secs "$t0") s"
+    [ $rc -ne 0 ] && FAILED+=("$name (rc $rc)")
+    return 0
+}
+
+run_once() {  # run_once DEVICE OUT_NAME: wall seconds of one `gpuvalid run` in a fresh process
+    local t0=$EPOCHREALTIME
+    $GV run "$MAP" --threshold 10 --resolution 6.6 --device "$1" --no-figures --out "$OUTDIR/$2" >/dev/null
+    local rc=$?
+    echo "gpuvalid run emd_5168 --device $1 ($2): $(secs "$t0") s wall, rc=$rc"
+    return $rc
+}
+
+startup() {
+    export CUPY_CACHE_DIR=/tmp/gv_cupy_cache_cold
+    rm -rf "$CUPY_CACHE_DIR"
+    run_once "$DEV" run_cold_cache
+    run_once "$DEV" run_warm_cache
+    run_once cpu run_cpu
+    $PY -X importtime -c "import gpuvalid.cli" 2> "$OUTDIR/importtime_cli.txt"
+    tail -1 "$OUTDIR/importtime_cli.txt"
+    unset CUPY_CACHE_DIR
+}
+
+env_info() {
+    nvidia-smi || true
+    $PY -c "import sys, numpy, scipy; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
+    $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
+    $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || true
+    $GV info --device "$DEV"
+}
+
+step "1 environment" 60 env_info
+step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
+if [ "$DEV" != cpu ]; then
+    step "3 pytest -m gpu" 150 $PY -m pytest -m gpu -q -p no:cacheprovider tests
+else
+    echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
+fi
+step "4 selftest" 60 $GV selftest --device "$DEV"
+step "5a bench_e2e ${SIZES_SMALL}" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
+    --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
+step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
+step "7 bench_archive" 90 $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
+    --out /tmp/gv_archive_bench
+if [ -n "$SIZES_BIG" ]; then
+    step "5b bench_e2e ${SIZES_BIG} (GPU only)" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
+        --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
+fi
+
+echo
+echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    printf 'FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+fi
+echo "all steps passed"
