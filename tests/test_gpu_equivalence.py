@@ -46,3 +46,31 @@ def test_masks_gpu_equal_cpu(cpu, gpu, data_dir):
     rc, _ = masks.resize_for_resolution(cpu, inp.data, inp.voxel_size, 6.6)
     rg, _ = masks.resize_for_resolution(gpu, gpu.asarray(inp.data), inp.voxel_size, 6.6)
     np.testing.assert_allclose(gpu.to_host(rg), rc, rtol=0, atol=1e-4 * float(np.abs(rc).max()))
+
+
+def test_peak_meter_sees_a_known_allocation(gpu):
+    """A 64 MiB array allocated and freed inside the meter: peak − entry use is 64 MiB (pool rounding ≤ 1 MiB)."""
+    from gpuvalid.memory import PeakMeter
+
+    xp = gpu.xp
+    keep = xp.zeros(2**20, dtype=xp.float32)  # 4 MiB held before: counted in peak, not in added
+    with PeakMeter(gpu) as m:
+        a = xp.ones(16 * 2**20, dtype=xp.float32)
+        del a
+    assert 64 * 2**20 <= m.added <= 65 * 2**20
+    assert m.peak >= m.added + keep.nbytes
+
+
+def test_budget_fallback_on_a_real_device(cpu, gpu, data_dir, monkeypatch):
+    """GPUVALID_DEVICE_BUDGET below the estimate: the section runs on the CPU, same numbers, noted."""
+    from gpuvalid import memory
+
+    inp = load_map_input(data_dir / "emd_5168.map", threshold=10, resolution=6.6)
+    monkeypatch.setenv(memory.ENV_BUDGET, "1MiB")
+    a = run_section("gpuvalid.analyses.mask", "0.b", "0.b", MapContext(cpu, inp.data, inp.voxel_size, 10.0, 6.6))
+    b = run_section("gpuvalid.analyses.mask", "0.b", "0.b", MapContext(gpu, inp.data, inp.voxel_size, 10.0, 6.6))
+    assert b.values.pop("device").startswith("cpu (fallback: needs")
+    assert a.values == b.values
+    monkeypatch.delenv(memory.ENV_BUDGET)
+    c = run_section("gpuvalid.analyses.mask", "0.b", "0.b", MapContext(gpu, inp.data, inp.voxel_size, 10.0, 6.6))
+    assert "device" not in c.values and c.peak_device_bytes > 0
