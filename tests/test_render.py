@@ -205,10 +205,12 @@ def test_radial_values_on_a_sphere_at_any_angle(view):
 
 
 class _FiniteCvalNdimage:
-    """scipy.ndimage wrapper that fails on a NaN/inf ``cval`` (CuPy cannot compile ``(Y)nan``)."""
+    """scipy.ndimage wrapper that fails on a NaN/inf ``cval`` (CuPy cannot compile ``(Y)nan``) and records
+    the fill values (CuPy compiles one kernel per distinct value)."""
 
     def __init__(self, nd):
         self._nd = nd
+        self.cvals = set()
 
     def __getattr__(self, name):
         fn = getattr(self._nd, name)
@@ -216,6 +218,7 @@ class _FiniteCvalNdimage:
         def wrapped(*a, **kw):
             if "cval" in kw:
                 assert np.isfinite(kw["cval"]), f"{name} called with cval={kw['cval']}"
+                self.cvals.add(float(kw["cval"]))
             return fn(*a, **kw)
         return wrapped
 
@@ -223,7 +226,8 @@ class _FiniteCvalNdimage:
 def test_renderer_never_asks_for_a_nan_fill_value():
     from gpuvalid.backend import Backend
 
-    be = Backend("numpy", "cpu", np, _FiniteCvalNdimage(ndimage), CPU._fft)
+    nd = _FiniteCvalNdimage(ndimage)
+    be = Backend("numpy", "cpu", np, nd, CPU._fft)
     rng = np.random.default_rng(5)
     V = ndimage.gaussian_filter(rng.standard_normal((30, 34, 38)), 2.5).astype(np.float32)
     t = float(np.percentile(V, 90))
@@ -233,6 +237,9 @@ def test_renderer_never_asks_for_a_nan_fill_value():
     b = render_views(CPU, V, t, views, size=96, values=vals, lo=0.0, hi=1.0)
     for ra, rb in zip(a, b):
         np.testing.assert_array_equal(ra.rgb, rb.rgb)
+    # a second map with another minimum: still the one fill value (one compiled kernel on the GPU)
+    render_views(be, 3 * V - 7, 3 * t - 7, views[-1:], size=64)
+    assert nd.cvals == {0.0}
 
 
 # ---- figure functions ----------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def camera_volume(be, V, R: np.ndarray, cval: float):
     """``W[d, r, c]``: the map ``V[z, y, x]`` (device array) seen through rotation ``R``.
 
     Signed permutations are exact transposes/flips (contiguous copy); other rotations are trilinear
-    resampling with ``cval`` outside the box.
+    resampling with ``cval`` (finite) outside the box.
     """
     M, off, out_shape = camera_transform(V.shape, R)
     if is_signed_permutation(M):
@@ -130,10 +130,15 @@ def camera_volume(be, V, R: np.ndarray, cval: float):
         sl = tuple(slice(None, None, -1) if f else slice(None) for f in flips)
         return be.xp.ascontiguousarray(W[sl])
     if not np.isfinite(cval):
-        # CuPy bakes cval into the generated CUDA source; ``(Y)nan`` does not compile (CUDA 12/13)
+        # CuPy writes cval into the generated CUDA source: ``(Y)nan`` does not compile (CUDA 12/13)
         raise ValueError("camera_volume needs a finite cval (use sample_map for maps with NaN)")
-    return be.ndimage.affine_transform(V, be.asarray(M), offset=tuple(off), output_shape=out_shape,
-                                       order=1, mode="constant", cval=float(cval))
+    # ... and every new cval would be a new kernel to compile: resample V − cval with the fixed fill 0
+    # (trilinear interpolation commutes with the shift), then add cval back
+    c = V.dtype.type(cval)
+    W = be.ndimage.affine_transform(V - c, be.asarray(M), offset=tuple(off), output_shape=out_shape,
+                                    order=1, mode="constant", cval=0.0)
+    W += c
+    return W
 
 
 def sample_map(be, L, R: np.ndarray, d, r, c):
