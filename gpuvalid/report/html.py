@@ -53,6 +53,13 @@ thead th { background: #f6f8fa; text-align: left; }
 tbody tr:nth-child(even) td { background: #fbfcfd; }
 table.summary td:first-child { white-space: nowrap; }
 table.summary td:first-child a { font-weight: 600; text-decoration: none; }
+.dot { display: inline-block; width: .7em; height: .7em; border-radius: 50%; margin-right: .45em;
+       vertical-align: baseline; border: 2px solid currentColor; }
+.dot.st-ok { background: var(--ok) !important; }
+.dot.st-warnings { background: #d4a72c !important; color: #d4a72c; }
+.dot.st-not_measured { background: var(--bad) !important; }
+.dot.st-not_applicable, .dot.st-not_implemented { background: #afb8c1 !important; color: #afb8c1; }
+td.st { vertical-align: middle; }
 .st { font-weight: 600; border-radius: 4px; padding: .05em .4em; white-space: nowrap; }
 td.st { white-space: normal; }
 .st-ok { color: var(--ok); background: var(--ok-bg) !important; }
@@ -122,8 +129,8 @@ def _html_block(content: str) -> Token:
 def _figure(md: MarkdownIt, img: Token, caption_tok: Token | None, out_dir) -> Token:
     src = img.attrGet("src") or ""
     alt = img.content or "".join(c.content for c in (img.children or []))
-    caption = md.renderer.renderInline(caption_tok.children, md.options, {}) if caption_tok is not None \
-        else _html.escape(alt)
+    caption = md.renderer.renderInline(caption_tok.children[1:-1], md.options, {}) if caption_tok is not None \
+        else _html.escape(alt)  # the caption paragraph "*…*" without its emphasis
     uri = _data_uri(out_dir, src)
     if uri is None:
         return _html_block(f'<figure class="missing"><p>Figure not available: <code>{_html.escape(src)}</code>'
@@ -147,6 +154,32 @@ def _is_caption(tokens, i) -> bool:
     return len(ch) >= 3 and ch[0].type == "em_open" and ch[-1].type == "em_close"
 
 
+def _status_dot(inline: Token, sid: str, status: str) -> None:
+    """Replace the Markdown's status emoji before the section id by a coloured dot (emoji fonts are often
+    missing in print and on servers): the cell becomes ``● <sid>``."""
+    dot = Token("html_inline", "", 0)
+    dot.content = f'<span class="dot st-{status}" title="{status.replace("_", " ")}"></span>'
+    text = Token("text", "", 0)
+    text.content = sid
+    inline.children = [dot, text]
+
+
+def _drop_empty_theads(tokens: list[Token]) -> list[Token]:
+    """Tables whose header cells are all empty (key/value tables) lose their header row."""
+    out, i = [], 0
+    while i < len(tokens):
+        if tokens[i].type == "thead_open":
+            j = i
+            while tokens[j].type != "thead_close":
+                j += 1
+            if all(not _inline_text(t) for t in tokens[i:j] if t.type == "inline"):
+                i = j + 1
+                continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
 def _link_row_cell(inline: Token, href: str) -> None:
     a_open = Token("link_open", "a", 1)
     a_open.attrSet("href", href)
@@ -157,7 +190,7 @@ def render_html(report, markdown_text: str, out_dir=None) -> str:
     """The HTML page of ``markdown_text`` (the ``report.md`` of ``report``); figures read from ``out_dir``."""
     sections = dict(getattr(report, "sections", {}) or {})
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
-    tokens = md.parse(markdown_text)
+    tokens = _drop_empty_theads(md.parse(markdown_text))
     out: list[Token] = []
     open_section = False
     current: str | None = None  # section id of the part being rendered
@@ -207,6 +240,7 @@ def render_html(report, markdown_text: str, out_dir=None) -> str:
                     if sid is not None:
                         st = sections[sid].status
                         tokens[j].attrSet("class", f"r-{st}")
+                        _status_dot(cells[0][1], sid, st)
                         _link_row_cell(cells[0][1], f"#{_slug(sid)}")
                         for td, inl in cells[1:]:
                             if _inline_text(inl) == sections[sid].status_text:
