@@ -83,7 +83,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 STATUS_STYLE = {"ok": "green", "warnings": "yellow", "not_measured": "red", "not_applicable": "dim",
-                "not_implemented": "dim"}
+                "not_implemented": "dim", "info": "cyan"}
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -158,6 +158,8 @@ def run(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="EMDB archive base URL for --download."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where downloaded entries are kept."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+    half1: Optional[Path] = typer.Option(None, "--half1", help="Half map 1 (Level 1 runs with both halves)."),
+    half2: Optional[Path] = typer.Option(None, "--half2", help="Half map 2 (Level 1 runs with both halves)."),
     formats: str = typer.Option("md,html,json", "--format", help="Report files to write: comma-separated "
                                 "md (report.md), html (self-contained report.html), json (results.json)."),
 ) -> None:
@@ -189,7 +191,12 @@ def run(
             def step(label: str) -> None:
                 prog.update(task, description=label, advance=1)
 
-            report = validate(inp, be, out_dir, figures=figures, save_maps=save_maps, progress=step)
+            halves = [half1, half2] if (half1 or half2) else None
+            if halves is None and hdr is not None:  # an EMDB id: the archive entry's half maps, if present
+                from .level1 import halves_beside
+                halves = halves_beside(map_path)
+            report = validate(inp, be, out_dir, figures=figures, save_maps=save_maps, progress=step,
+                              halves=halves)
             prog.update(task, completed=len(SECTIONS) + 1)
         write_report(report, out_dir, fmts)
     except GpuvalidError as exc:

@@ -72,7 +72,7 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
         out[HSID].seconds = time.perf_counter() - t0
         for sid, title, _mod in SECTIONS1:
             out[sid] = SectionResult(sid, title, status=NOT_MEASURED,
-                                     reason=f"the half maps were refused ({reason})", key="—")
+                                     reason="the half maps were refused (see the Half maps section)", key="—")
         return out, {"files": [Path(p).name for p in half_paths if p is not None], "refused": reason}
 
     ctx1 = Level1Context(ctx0, hm, seed=seed)

@@ -101,7 +101,8 @@ def render_markdown(report) -> str:
     be = report.backend
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# Validation report: {inp.path.name}", "",
-             f"Level 0 (map-only) validation by gpuvalid {report.version} on {be.get('device', '?')} "
+             f"{'Level 0 and Level 1 (half maps)' if getattr(report, 'half_maps', None) else 'Level 0 (map-only)'} "
+             f"validation by gpuvalid {report.version} on {be.get('device', '?')} "
              f"({be.get('device_name', '')}), {when}, {report.seconds:.1f} s. The analyses follow the I2PC "
              "Validation Report Service; every place where gpuvalid's number differs from that service is "
              "stated in the section, and `results.json` gives the service-compatible value under `vrs_compat`.",

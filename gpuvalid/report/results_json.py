@@ -29,6 +29,7 @@ def results_dict(report) -> dict:
         "backend": report.backend,
         "seconds": round(report.seconds, 3),
         "sections": {sid: s.to_json() for sid, s in report.sections.items()},
+        **({"half_maps": report.half_maps} if getattr(report, "half_maps", None) else {}),  # Level 1
     })
 
 
