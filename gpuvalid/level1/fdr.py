@@ -4,7 +4,10 @@ Per shell, H₀ "the shell correlation is that of noise" is tested by permutatio
 of the shell's half-spectrum coefficients (at most 200,000) is drawn, and the correlation of half 1 with a
 randomly permuted half 2 over that sample is recomputed ``P`` times; ``p`` = the fraction of permuted
 correlations above the shell's FSC.  Permutations run in batches of 200 (batched on the GPU) and stop
-when ``p`` changes by less than 0.001 between batches, or at 1,000.  The p-values of all shells are
+when ``p`` changes by less than 0.001 between batches, at 1,000, or as soon as 10 permuted correlations
+exceed the FSC (then ``p ≥ 0.01`` even after 1,000 draws, and a BY-adjusted ``q ≥ p·Σ1/i > 0.01``: the
+shell cannot be significant), or after the first batch when none exceeded an FSC that lies 6 standard
+deviations (``1/√(2m)``) above the permutation distribution (``p < 10⁻⁹``: more draws cannot change it).  The p-values of all shells are
 adjusted by Benjamini–Yekutieli (FDR 1 %); the resolution is the last significant shell before the first
 non-significant one (not interpolated: a shell frequency).  Seeded: the same input gives the same result
 on the same device.  Computed on the soft-masked halves.
@@ -26,6 +29,8 @@ MAX_SAMPLES = 200_000
 BATCH = 200
 MAX_PERMUTATIONS = 1000
 FDR = 0.01
+DECIDED_Z = 6.0     # FSC / σ of permuted correlations (1/√(2m)) beyond which no draw can exceed it
+DECIDED_ABOVE = 10   # exceedances after which a shell is decided non-significant (p ≥ 10/1000 > FDR/c(n))
 
 EXPLANATION = (
     "Instead of a fixed FSC threshold, each Fourier shell is tested for a correlation that noise alone "
@@ -56,7 +61,7 @@ def permutation_pvalues(be, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_per
     """Permutation p-value of every shell 1 … N/2 (shell 0: p = 0).
 
     Returns ``(p, permutations, samples)`` per shell.  The sample of each shell comes from a NumPy generator
-    seeded with ``(seed, shell)``; permutations use the backend's generator (NumPy: one ``permutation`` per
+    seeded with ``(seed, shell)``; permutations use the backend's generator (NumPy: one in-place ``shuffle`` per
     draw; CuPy: a ``[batch, m]`` matrix of random keys sorted per row).
     """
     xp = be.xp
@@ -104,11 +109,17 @@ def permutation_pvalues(be, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_per
                 above += cnt
             else:
                 s1c = np.conj(s1)
-                for _ in range(nb):
-                    if float(np.dot(s1c, s2[rs.permutation(m)]).real) > thr:
+                work = s2.copy()
+                for _ in range(nb):   # successive in-place shuffles: each a uniform random permutation
+                    rs.shuffle(work)
+                    if float(np.dot(s1c, work).real) > thr:
                         above += 1
             done += nb
             pv = above / done
+            if above >= DECIDED_ABOVE:   # p ≥ 0.01 whatever the remaining draws: never significant
+                break
+            if above == 0 and float(fsc[r]) * math.sqrt(2 * m) >= DECIDED_Z:
+                break                    # FSC ≥ 6 σ of the permutation distribution: p = 0 is decided
             if prev is not None and abs(pv - prev) < 1e-3:
                 break
             prev = pv

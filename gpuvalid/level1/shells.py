@@ -311,10 +311,14 @@ def cone_weights(centres: np.ndarray, directions: np.ndarray, half_angle_deg: fl
 
 
 def directional_fsc(binned: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Directional FSC ``[nshell, ndir]`` from binned ``(cross, p1, p2)`` sums and cone weights ``W``."""
-    cross = binned[0] @ W
-    p1 = binned[1] @ W
-    p2 = binned[2] @ W
+    """Directional FSC ``[nshell, ndir]`` from binned ``(cross, p1, p2)`` sums and cone weights ``W``
+    (host arrays; ``W`` is sparse, a cone covers a few % of the bins, so the product is a sparse one)."""
+    import scipy.sparse
+
+    _, nsh, nb = binned.shape
+    Wt = scipy.sparse.csr_matrix(np.ascontiguousarray(W.T))
+    prod = np.asarray(Wt @ binned.reshape(3 * nsh, nb).T).T.reshape(3, nsh, -1)
+    cross, p1, p2 = prod
     den = np.sqrt(p1 * p2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, cross / np.where(den > 0, den, 1.0), np.nan)
