@@ -110,3 +110,120 @@ def test_errors_are_one_line(case, tmp_path, data_dir):
 def test_info_cpu():
     res = runner.invoke(app, ["info", "--device", "cpu"])
     assert res.exit_code == 0 and "numpy" in res.output
+
+
+# ---- one-line usage errors, safe report folders, meaningless numbers ----
+
+from .fuzz.corpus import mrc_bytes  # noqa: E402
+
+
+def _small_map(path, box=16):
+    """A Gaussian blob on a zero background, 2 Å voxels."""
+    z, y, x = np.mgrid[:box, :box, :box]
+    c = box / 2
+    v = np.exp(-((z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2) / (2 * 2.5 ** 2)).astype(np.float32)
+    path.write_bytes(mrc_bytes(v))
+    return path
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "x.map", "--bogus"], ["run", "x.map", "-t", "abc"], ["nope"]])
+def test_usage_errors_are_one_line(args):
+    p = _cli(*args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpuvalid: error:"), p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+def _run(args, cwd=None, monkeypatch=None):
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    return runner.invoke(app, ["run", *args, "--device", "cpu", "--no-figures"])
+
+
+def test_default_out_is_sanitised(tmp_path, monkeypatch):
+    m = _small_map(tmp_path / "...map")
+    work = tmp_path / "work"
+    work.mkdir()
+    res = _run([str(m), "-t", "0.5"], work, monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in work.iterdir()) == ["reports"]
+    assert (work / "reports" / "map" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("out", ["", ".", "MAP", "FILE", "/dev/null"])
+def test_refused_out_folders(tmp_path, monkeypatch, out):
+    m = _small_map(tmp_path / "a.mrc")
+    (tmp_path / "f.txt").write_text("keep")
+    out = {"MAP": str(m), "FILE": str(tmp_path / "f.txt")}.get(out, out)
+    res = _run([str(m), "-t", "0.5", "--out", out], tmp_path, monkeypatch)
+    assert res.exit_code == 2 and "gpuvalid: error: --out" in res.output
+    assert not (tmp_path / "report.md").exists() and (tmp_path / "f.txt").read_text() == "keep"
+
+
+def test_another_maps_report_needs_force_and_stale_files_go(tmp_path):
+    a, b = _small_map(tmp_path / "a.mrc"), _small_map(tmp_path / "b.mrc", box=18)
+    out = tmp_path / "r"
+    assert _run([str(a), "-t", "0.5", "--out", str(out)]).exit_code == 0
+    (out / "errors.log").write_text("old run")
+    (out / "figures").mkdir()
+    (out / "figures" / "old.png").write_bytes(b"x")
+    res = _run([str(b), "-t", "0.5", "--out", str(out)])
+    assert res.exit_code == 2 and "another map (a.mrc)" in res.output
+    assert json.loads((out / "results.json").read_text())["input"]["file"] == "a.mrc"
+    res = _run([str(b), "-t", "0.5", "--out", str(out), "--force"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "results.json").read_text())["input"]["file"] == "b.mrc"
+    assert not (out / "figures" / "old.png").exists() and not (out / "errors.log").exists()
+    modes = {(out / f).stat().st_mode & 0o777 for f in ("report.md", "results.json")}
+    assert len(modes) == 1 and modes.pop() & 0o044 == 0o044  # same mode, readable by others
+    # the same map again: no --force needed
+    assert _run([str(b), "-t", "0.5", "--out", str(out)]).exit_code == 0
+    # a folder with other files is not a report folder
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "notes.txt").write_text("x")
+    assert _run([str(b), "-t", "0.5", "--out", str(tmp_path / "own")]).exit_code == 2
+
+
+def test_single_voxel_map_scores_nothing(tmp_path):
+    v = np.zeros((16, 16, 16), np.float32)
+    v[8, 8, 8] = 1.0
+    m = tmp_path / "one.mrc"
+    m.write_bytes(mrc_bytes(v))
+    res = _run([str(m), "-t", "0.5", "-r", "6", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    js = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert js["score"] == {"passed": 0, "evaluable": 0}
+    assert all("1 voxel(s)" in s["reason"] for s in js["sections"].values() if s["status"] == "not_measured")
+
+
+def test_meaningless_values_become_not_measured(tmp_path, monkeypatch):
+    import types
+
+    from gpuvalid.analyses.base import SectionResult
+    from gpuvalid.backend import get_backend
+    from gpuvalid.pipeline import run_section
+
+    def fake(values=None, blocks=(), warn=False, promised=()):
+        mod = types.ModuleType("gpuvalid_fake_section")
+
+        def run(ctx):
+            if warn:
+                np.log(np.zeros(3))  # RuntimeWarning: divide by zero
+            return SectionResult("x", "x", values=values or {"v": 1.0}, blocks=list(blocks), promised=promised)
+        mod.run = run
+        monkeypatch.setitem(__import__("sys").modules, "gpuvalid_fake_section", mod)
+        log = []
+        ctx = types.SimpleNamespace(be=get_backend("cpu"), shape=(16, 16, 16), voxel_size=1.0, resolution=None)
+        return run_section("gpuvalid_fake_section", "0.z", "Fake", ctx, log), log
+
+    assert fake()[0].status == "ok"
+    assert fake({"v": float("nan")})[0].status == "not_measured"
+    assert fake({"v": [1.0, float("inf")]}, promised=("v",))[0].status == "not_measured"
+    assert fake({"v": None}, promised=("v",))[0].status == "not_measured"
+    assert fake({"curve": [1.0, None]})[0].status == "ok"  # unpromised curves may have gaps
+    res, _ = fake(blocks=["voxel-wise correlation nan"])
+    assert res.status == "not_measured" and "correlation nan" in res.reason
+    assert fake(blocks=["information on nanometre scales"])[0].status == "ok"
+    res, log = fake(warn=True)
+    assert res.status == "ok" and any("RuntimeWarning" in ln for ln in log)

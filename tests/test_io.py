@@ -179,3 +179,139 @@ def test_volume_stack_uses_first_volume(tmp_path):
     inp = load_map_input(p)
     np.testing.assert_array_equal(inp.data, stack[0])
     assert any("stack of 3 volumes" in n for n in inp.notes)
+
+
+# ---- the validation layer in front of the reader: header lies, modes, compression, values, XML ----
+
+from .fuzz.corpus import _gzip_stream, _xml, base_map, mrc_bytes  # noqa: E402
+
+
+def _write(tmp_path, content: bytes, name="m.mrc"):
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("mode,dtype", [(0, "i1"), (1, "i2"), (2, "f4"), (6, "u2"), (12, "f2")])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_every_real_mode_and_byte_order(tmp_path, mode, dtype, order):
+    rng = np.random.default_rng(mode)
+    vals = rng.integers(1, 100, size=(8, 9, 10)).astype(dtype)  # exact in every mode
+    m = read_mrc(_write(tmp_path, mrc_bytes(vals, mode, order=order)))
+    np.testing.assert_array_equal(m.data, vals.astype(np.float32))
+    assert m.voxel_size == (2.0, 2.0, 2.0)
+
+
+@pytest.mark.parametrize("mode", [3, 4, 101, -1, 5, 99])
+def test_unusable_modes_refused(tmp_path, mode):
+    with pytest.raises(InputError, match="mode"):
+        read_mrc(_write(tmp_path, mrc_bytes(base_map(16), mode, payload=bytes(16 ** 3 * 8))))
+
+
+@pytest.mark.parametrize("nsymbt", [2 ** 31 - 1, 10 ** 9, -4])
+def test_extended_header_longer_than_file_refused_before_reading(tmp_path, nsymbt):
+    with pytest.raises(InputError, match="nsymbt"):
+        read_mrc(_write(tmp_path, mrc_bytes(base_map(16), nsymbt=nsymbt, ext=b"")))
+
+
+def test_consistent_extended_header_is_skipped(tmp_path):
+    v = base_map(16)
+    np.testing.assert_array_equal(read_mrc(_write(tmp_path, mrc_bytes(v, nsymbt=3000))).data, v)
+
+
+def test_sizes_against_the_file(tmp_path):
+    v = base_map(16)
+    full = mrc_bytes(v)
+    with pytest.raises(InputError, match=f"need {len(full):,} bytes, the file has {len(full) - 1:,}"):
+        read_mrc(_write(tmp_path, full[:-1]))
+    with pytest.raises(InputError, match="header box"):
+        read_mrc(_write(tmp_path, mrc_bytes(shape=(2 ** 20, 16, 16), payload=b"")))
+    with pytest.raises(InputError, match="shorter than the 1024-byte header"):
+        read_mrc(_write(tmp_path, full[:500]))
+    m = read_mrc(_write(tmp_path, full + b"\0" * 10))
+    assert any("10 bytes after" in n for n in m.notes)
+
+
+def test_max_voxels(tmp_path):
+    p = _write(tmp_path, mrc_bytes(base_map(16)))
+    with pytest.raises(InputError, match="--max-voxels"):
+        read_mrc(p, max_voxels=16 ** 3 - 1)
+    assert read_mrc(p, max_voxels=16 ** 3).data.shape == (16, 16, 16)
+    with pytest.raises(InputError, match="voxels exceeds"):  # default cap, from the header alone
+        read_mrc(_write(tmp_path, mrc_bytes(shape=(2048, 2048, 2048), payload=b"")))
+
+
+def test_stacks(tmp_path):
+    v = base_map(16)
+    two = np.concatenate([v, -v])
+    with pytest.raises(InputError, match="mz = 0"):
+        read_mrc(_write(tmp_path, mrc_bytes(two, ispg=401, mxyz=(16, 16, 0))))
+    m = read_mrc(_write(tmp_path, mrc_bytes(two, ispg=401, mxyz=(16, 16, 16))))
+    np.testing.assert_array_equal(m.data, v)
+    assert any("stack of 2 volumes" in n for n in m.notes)
+    imgs = np.random.default_rng(1).normal(size=(40, 16, 16)).astype(np.float32)
+    m = read_mrc(_write(tmp_path, mrc_bytes(imgs, ispg=0, mxyz=(16, 16, 1))))
+    assert m.data.shape == (40, 16, 16) and any("image stack of 40 2-D images" in n for n in m.notes)
+
+
+def test_compressed_stream_bounded_by_the_header(tmp_path):
+    v = base_map(16)
+    # 64 MiB of zeros after a 16³ map: only the declared bytes are inflated
+    m = read_mrc(_write(tmp_path, _gzip_stream(mrc_bytes(v), 1 << 26), "b.mrc.gz"))
+    np.testing.assert_array_equal(m.data, v)
+    assert any("after the declared map" in n for n in m.notes)
+    with pytest.raises(InputError, match="stream holds"):
+        read_mrc(_write(tmp_path, gzip.compress(mrc_bytes(v)[:5000]), "t.mrc.gz"))
+    with pytest.raises(InputError, match="cannot read"):
+        read_mrc(_write(tmp_path, gzip.compress(mrc_bytes(v))[:30] + b"\x07" * 3000, "c.mrc.gz"))
+
+
+@pytest.mark.parametrize("scale,match", [(3e38, "overflow"), (1e20, "overflow"), (1e-30, "too small")])
+def test_values_out_of_float32_range(tmp_path, scale, match):
+    with pytest.raises(InputError, match=match):
+        read_mrc(_write(tmp_path, mrc_bytes(base_map(16) * np.float32(scale))))
+
+
+def test_non_finite_origin_not_reported(tmp_path):
+    m = read_mrc(_write(tmp_path, mrc_bytes(base_map(16), origin=(float("nan"), 1.0, float("inf")))))
+    assert m.origin_A is None and any("origin" in n for n in m.notes)
+
+
+def test_absurd_voxel_size_and_resolution(tmp_path):
+    p = _write(tmp_path, mrc_bytes(base_map(16), cell=(16e30, 16e30, 16e30)))
+    with pytest.raises(InputError, match="plausible range"):
+        load_map_input(p)
+    assert load_map_input(p, voxel_size=2.0).voxel_size == 2.0
+    good = _write(tmp_path, mrc_bytes(base_map(16)), "g.mrc")
+    for kw in ({"resolution": 1e-30}, {"resolution": 1e30}, {"voxel_size": 1e30}, {"voxel_size": 1e-30}):
+        with pytest.raises(InputError, match="plausible range"):
+            load_map_input(good, **kw)
+
+
+@pytest.mark.parametrize("kw,match", [({"contour": "nan"}, "not a finite"), ({"contour": "inf"}, "not a finite"),
+                                      ({"contour": "1e400"}, "not a finite"), ({"contour": "x1"}, "not a number"),
+                                      ({"resolution": "NaN"}, "not a finite"),
+                                      ({"resolution": "1e-30"}, "plausible range"),
+                                      ({"spacing": ("1e30",) * 3}, "plausible range"),
+                                      ({"units": "furlong"}, "unknown units")])
+def test_header_xml_values_refused(tmp_path, kw, match):
+    xml = tmp_path / "h.xml"
+    xml.write_bytes(_xml(**kw))
+    with pytest.raises(InputError, match=match) as exc:
+        load_map_input(_write(tmp_path, mrc_bytes(base_map(16))), header=xml)
+    assert "\n" not in str(exc.value)
+
+
+def test_header_xml_units_nm_converted(tmp_path):
+    xml = tmp_path / "h.xml"
+    xml.write_bytes(_xml(spacing=("0.2",) * 3, units="nm", resolution="0.65", res_units="nm"))
+    m = load_map_input(_write(tmp_path, mrc_bytes(base_map(16))), header=xml)
+    assert m.voxel_size == pytest.approx(2.0) and m.resolution == pytest.approx(6.5)
+    assert sum("converted" in n for n in m.notes) == 4
+
+
+def test_header_xml_entities_refused(tmp_path):
+    xml = tmp_path / "h.xml"
+    xml.write_bytes(_xml(prolog='<!DOCTYPE emd [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'))
+    with pytest.raises(InputError, match="ENTITY"):
+        load_map_input(_write(tmp_path, mrc_bytes(base_map(16))), header=xml)

@@ -20,6 +20,7 @@ import bz2
 import gzip
 import hashlib
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,8 +197,8 @@ def read_header(path: str | Path, max_voxels: int | None = None) -> MrcHeader:
         comp = _compression(path)
         with _open_stream(path, comp) as fh:
             raw = fh.read(HEADER_BYTES)
-    except OSError as exc:  # permissions, name too long, corrupt compressed stream, EOF in the stream
-        why = _os_reason(exc) if exc.strerror else " ".join(str(exc).split())
+    except (OSError, zlib.error) as exc:  # permissions, name too long, corrupt compressed stream
+        why = _os_reason(exc) if getattr(exc, "strerror", None) else " ".join(str(exc).split())
         raise InputError(f"cannot read {_name(path)}: {why}") from None
     except EOFError:
         raise InputError(f"cannot read {_name(path)}: the {comp} stream ends early") from None
@@ -291,13 +292,16 @@ def _read_data(path: Path, hd: MrcHeader) -> np.ndarray:
                     raise InputError(f"{name}: the {hd.compression} stream ends inside the extended header "
                                      f"(nsymbt = {hd.nsymbt} bytes)")
                 got = _read_exact(fh, memoryview(buf))
+                extra = fh.read(1) if got == nbytes and hd.n_volumes == 1 else b""
+            if extra:
+                hd.notes.append(f"the {hd.compression} stream holds data after the declared map: ignored")
             if got < nbytes:
                 raise InputError(f"{name} is truncated or its header is wrong: {hd.nx} × {hd.ny} × "
                                  f"{hd.sections} voxels of {MODE_NAMES[hd.mode]} need {nbytes:,} bytes of data, "
                                  f"the {hd.compression} stream holds {got:,}")
             arr = buf.view(hd.dtype)
-    except OSError as exc:
-        why = _os_reason(exc) if exc.strerror else " ".join(str(exc).split())
+    except (OSError, zlib.error) as exc:
+        why = _os_reason(exc) if getattr(exc, "strerror", None) else " ".join(str(exc).split())
         raise InputError(f"cannot read {name}: {why}") from None
     except EOFError:
         raise InputError(f"cannot read {name}: the {hd.compression} stream ends early") from None
@@ -331,8 +335,8 @@ def read_mrc(path: str | Path, max_voxels: int | None = None) -> MrcMap:
     path = Path(path)
     hd = read_header(path, max_voxels)
     name = _name(path)
-    notes = [f"MRC header: {n}" for n in hd.notes]
     raw = _read_data(path, hd)
+    notes = [f"MRC header: {n}" for n in hd.notes]
 
     order = hd.axis_order
     if sorted(order) != [1, 2, 3]:
@@ -356,8 +360,7 @@ def read_mrc(path: str | Path, max_voxels: int | None = None) -> MrcMap:
     voxel = tuple(_div(c, m) for c, m in zip(hd.cell, hd.mxyz))
     origin: tuple[float, float, float] | None = hd.origin
     if not all(math.isfinite(o) for o in origin):
-        notes.append("MRC header origin (" + ", ".join(f"{o:g}" for o in origin) + ") is not finite: "
-                     "the origin is not reported")
+        notes.append("the MRC header origin is not a finite number (NaN or infinite): it is not reported")
         origin = None
     elif origin == (0.0, 0.0, 0.0) and any(hd.nstart):
         # nxstart/nystart/nzstart are along columns/rows/sections
