@@ -92,7 +92,19 @@ def main() -> None:
                ("2 workers + 2 prefetch processes", dict(workers=2, prefetch=2))]
     try:
         import distributed  # noqa: F401
-        configs.append(("Dask LocalCluster, 2 workers", dict(workers=2, prefetch=1, dask=True)))
+        if args.device.lower().startswith(("cuda", "gpu")):
+            # dask-cuda starts at most one worker per visible GPU: the runner clamps (with a warning)
+            from gpuvalid.archive.dask_runner import cuda_cluster_plan, visible_gpus
+            try:
+                import dask_cuda  # noqa: F401
+                n = cuda_cluster_plan(args.device, 2, visible_gpus())[0]
+                configs.append((f"Dask LocalCUDACluster, {n} worker(s)", dict(workers=2, prefetch=1, dask=True)))
+            except ImportError:
+                print("dask-cuda not installed: no Dask GPU configuration")
+            except Exception as exc:  # no GPU visible, …
+                print(f"no Dask GPU configuration: {exc}")
+        else:
+            configs.append(("Dask LocalCluster, 2 workers", dict(workers=2, prefetch=1, dask=True)))
     except ImportError:
         pass
     table = ["| configuration | backend | entries | wall s | entries/min | ratio | read | decompress | load | "

@@ -5,32 +5,42 @@ input hash is skipped (done or failed); ``retry_failed`` re-runs recorded failur
 re-runs everything.  Entries are split into shards ``i/N`` by position in the id-sorted manifest
 (``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT`` give the shard when none is given).
 
-The local runner overlaps input and compute: a pool of prefetch processes reads, hashes and inflates
-maps ahead (bounded to ``workers + prefetch`` maps in flight), while ``workers`` compute processes
+The local runner overlaps input and compute: ``prefetch`` worker processes read, hash and inflate
+maps ahead (at most ``workers + prefetch`` maps in flight), while ``workers`` compute processes
 (or the calling process when ``workers == 1``) validate them; the calling process alone writes the
 SQLite index and drives the progress display.
+
+Hygiene: every entry is claimed in the index before it is read (two processes on one folder never
+compute the same entry; a killed run's claims are retaken), inflated maps go to a per-run spool
+folder removed on exit and, after a crash, by the next run (:mod:`.spool`), and the worker processes
+die with their parent (:mod:`.pool`).  One bad entry never stops the others: whatever happens to it
+is recorded as its failure.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import dataclasses
 import os
+import signal
+import threading
 import time
+import uuid
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import GpuvalidError, InputError, one_line
 from .entry import EntryOptions, EntryTask, process_entry
 from .ids import layout
-from .index import ResultsIndex
+from .index import CLAIM_LEASE_S, ResultsIndex
+from .manifest import is_invalid
+from .pool import Pool, wait_any
 from .prefetch import Prefetched, prefetch
 from .progress import BatchProgress
 from .record import DONE, FAILED, EntryRecord, file_fingerprint, read_record, write_record
 from .resolve import archive_root, find_in_mirror, resolve_entry
+from .spool import RunSpool
 
 INDEX_NAME = "index.sqlite"
 
@@ -65,6 +75,7 @@ class BatchOptions:
 class BatchResult:
     planned: int = 0
     skipped: int = 0
+    by_other: int = 0                # of the skipped: finished by another process during this run
     done: int = 0
     failed: int = 0
     seconds: float = 0.0
@@ -98,15 +109,23 @@ def parse_shard(text: str | None, env=os.environ) -> tuple[int, int]:
     return i, n
 
 
+def _order(row: dict):
+    if is_invalid(row):
+        return 1, 0, row["emdb_id"]
+    return 0, int(row["emdb_id"].split("-")[1]), ""
+
+
 def select_shard(rows: list[dict], shard: tuple[int, int]) -> list[dict]:
+    """Every N-th row (from the i-th) of the id-sorted rows; invalid manifest lines sort last."""
     i, n = shard
-    rows = sorted(rows, key=lambda r: int(r["emdb_id"].split("-")[1]))
-    return rows[i::n]
+    return sorted(rows, key=_order)[i::n]
 
 
 # ---- planning -------------------------------------------------------------------------------
 def make_task(row: dict, opts: BatchOptions) -> EntryTask:
     """Where the entry's files are (manifest paths, else the mirror; downloads happen later)."""
+    if is_invalid(row):  # a manifest line naming no entry: recorded as a failure under a pseudo-id
+        return EntryTask(row["emdb_id"], None, None, str(Path(opts.out_dir) / row["emdb_id"]), row["invalid"])
     lay = layout(row["emdb_id"])
     m = row.get("map_path") or None
     h = row.get("header_path") or None
@@ -131,6 +150,7 @@ def plan(rows: list[dict], opts: BatchOptions, index: ResultsIndex | None = None
     for row in rows:
         task = make_task(row, opts)
         prior = read_record(Path(task.out_dir))
+        task.prior_finished = prior.finished if prior is not None else None
         if prior is not None and index is not None:
             cur = index.get(prior.emdb_id)
             if cur is None or cur.get("finished") != prior.finished:
@@ -170,8 +190,11 @@ def stage_input(task: EntryTask, opts: BatchOptions) -> tuple[EntryTask, Prefetc
             if h is None:
                 task.problem = f"EMDB header missing on the server for {task.emdb_id}"
                 return task, None
-        except InputError as exc:
-            task.problem = str(exc)
+        except GpuvalidError as exc:
+            task.problem = one_line(exc)
+            return task, None
+        except OSError as exc:  # the cache folder cannot be written, …
+            task.problem = f"download failed: {exc.strerror or one_line(exc)}"
             return task, None
     return task, prefetch(task.emdb_id, task.map_path, opts.spool_dir, task.known_sha256)
 
@@ -186,13 +209,93 @@ def unchanged_record(task: EntryTask, pf: Prefetched) -> EntryRecord | None:
     return prior
 
 
+# ---- claims: which process computes which entry ---------------------------------------------------
+class Dispatcher:
+    """Hands out this run's tasks one at a time, each claimed in the index first.
+
+    A task claimed by another live process is deferred and retried every ``retry_s`` seconds once
+    nothing else is left, until that process has finished it (then it is skipped as done) or has
+    died (then it is taken over).  A task whose ``status.json`` changed since planning was finished
+    by another process in the meantime and is skipped.
+    """
+
+    def __init__(self, tasks, index: ResultsIndex | None, run_id: str, on_skip, retry_s: float = 1.0):
+        self.pending = deque(tasks)
+        self.deferred: list = []
+        self.index, self.run_id, self.on_skip, self.retry_s = index, run_id, on_skip, retry_s
+        self._next_retry = 0.0
+        self.by_other = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.pending or self.deferred)
+
+    def take(self) -> EntryTask | None:
+        """The next task this process may run, or None (nothing left, or only deferred ones for now)."""
+        while True:
+            if not self.pending:
+                if not self.deferred or time.monotonic() < self._next_retry:
+                    return None
+                self.pending.extend(self.deferred)
+                self.deferred.clear()
+                self._next_retry = time.monotonic() + self.retry_s
+            t = self.pending.popleft()
+            if self.index is None:
+                return t
+            if self.index.claim(t.emdb_id, self.run_id) is not None:
+                self.deferred.append(t)
+                if not self.pending:
+                    self._next_retry = time.monotonic() + self.retry_s
+                continue
+            rec = read_record(Path(t.out_dir))
+            if rec is not None and rec.finished != t.prior_finished:
+                self.release(t)
+                self.by_other += 1
+                self.on_skip(rec)
+                continue
+            return t
+
+    def release(self, task: EntryTask) -> None:
+        if self.index is not None:
+            self.index.release(task.emdb_id, self.run_id)
+
+
+class Heartbeat:
+    """Renews this run's claims every ``lease/4`` s from a thread (its own SQLite connection)."""
+
+    def __init__(self, path: Path, run_id: str, lease_s: float = CLAIM_LEASE_S):
+        self.path, self.run_id, self.lease_s = path, run_id, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gpuvalid-claims", daemon=True)
+
+    def _run(self) -> None:
+        idx = None
+        try:
+            while not self._stop.wait(self.lease_s / 4):
+                try:
+                    idx = idx or ResultsIndex(self.path)
+                    idx.renew(self.run_id, self.lease_s)
+                except Exception:  # a busy or vanished index: try again next time
+                    pass
+        finally:
+            if idx is not None:
+                idx.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
 # ---- compute worker processes -------------------------------------------------------------------
 _DEVICE: str | None = None
 
 
-def _init_worker(devices) -> None:
+def _init_worker(device: str) -> None:
     global _DEVICE
-    _DEVICE = devices.get()
+    _DEVICE = device
 
 
 def _compute(task: EntryTask, eopts: EntryOptions, pf: Prefetched | None) -> EntryRecord:
@@ -201,122 +304,207 @@ def _compute(task: EntryTask, eopts: EntryOptions, pf: Prefetched | None) -> Ent
     return process_entry(task, eopts, pf)
 
 
-def worker_devices(device: str, n: int) -> list[str]:
-    """One device per compute worker: cuda → cuda:0 … cuda:n-1; cpu (or an explicit cuda:K) → the same."""
+def worker_devices(device: str, n: int, visible: list[str] | None = None) -> tuple[list[str], str | None]:
+    """(one device per compute worker, a warning or None): cuda → cuda:0 … cuda:n-1, shared round-robin
+    when fewer GPUs are visible; cpu, auto or an explicit cuda:K → the same for every worker."""
     d = (device or "cpu").lower()
-    if d in ("cuda", "gpu", "auto") and n > 1:
-        return [f"cuda:{i}" for i in range(n)] if d != "auto" else ["auto"] * n
-    return [device] * n
+    if d in ("cuda", "gpu") and n > 1:
+        if visible is not None and 0 < len(visible) < n:
+            return ([f"cuda:{i % len(visible)}" for i in range(n)],
+                    f"{n} compute workers on {len(visible)} visible GPU(s): they share them round-robin")
+        return [f"cuda:{i}" for i in range(n)], None
+    return [device] * n, None
 
 
 def _failed(task: EntryTask, reason: str, opts: BatchOptions) -> EntryRecord:
-    rec = EntryRecord(task.emdb_id, FAILED, reason=reason, version=__version__, map_path=task.map_path,
-                      out_dir=task.out_dir, device=opts.device, finished=time.time())
-    write_record(Path(task.out_dir), rec)
+    rec = EntryRecord(task.emdb_id, FAILED, reason=one_line(reason), version=__version__,
+                      map_path=task.map_path, out_dir=task.out_dir, device=opts.device, finished=time.time())
+    try:
+        write_record(Path(task.out_dir), rec)
+    except OSError as exc:
+        rec.reason += f" (status.json not written: {exc.strerror or exc})"
     return rec
 
 
-def run_local(tasks: list[EntryTask], opts: BatchOptions, on_start, on_done, on_skip) -> None:
-    ctx = mp.get_context("spawn")  # never fork a process that may hold a CUDA context
+def _log_traceback(task: EntryTask, text: str) -> None:
+    try:
+        with open(Path(task.out_dir) / "errors.log", "a") as fh:
+            fh.write(f"{task.emdb_id}:\n{text}\n")
+    except OSError:
+        pass
+
+
+def run_local(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
+    """Run ``tasks`` (a list or a :class:`Dispatcher`) with prefetch and compute worker processes."""
+    disp = tasks if isinstance(tasks, Dispatcher) else Dispatcher(tasks, None, "", on_skip)
     n_pre, n_comp = max(0, opts.prefetch), max(1, opts.workers)
     eopts = opts.entry_options()
-    new_pre = (lambda: ProcessPoolExecutor(n_pre, mp_context=ctx)) if n_pre else None
-    pre = new_pre() if new_pre else None
-
-    def new_comp():
-        q = ctx.Queue()
-        for d in worker_devices(opts.device, n_comp):
-            q.put(d)
-        return ProcessPoolExecutor(n_comp, mp_context=ctx, initializer=_init_worker, initargs=(q,))
-    comp = new_comp() if n_comp > 1 else None
-
-    pending = deque(tasks)
+    pre = comp = None
+    ready: deque = deque()
     started: set = set()
+    depth = n_comp + n_pre
 
     def start(t):
-        if t.emdb_id not in started:  # a task re-queued after a worker crash is not counted twice
+        if t.emdb_id not in started:
             started.add(t.emdb_id)
             on_start(t)
-    staged: dict = {}
-    ready: deque = deque()
-    computing: dict = {}
-    depth = n_comp + n_pre
+
+    def finish(t, rec):
+        start(t)
+        on_done(rec)
+        disp.release(t)
 
     def take_ready(task, pf):
         if pf is not None and pf.unchanged:
             rec = unchanged_record(task, pf)
             if rec is not None:
                 on_skip(rec)
+                disp.release(task)
                 return
         ready.append((task, pf))
 
+    def stage_inline(t):
+        try:
+            take_ready(*stage_input(t, opts))
+        except Exception as exc:  # never stop the batch for one entry
+            finish(t, _failed(t, f"input stage failed ({type(exc).__name__}: {one_line(exc)})", opts))
+
+    def fill():
+        while len(ready) + (pre.busy if pre else 0) < depth:
+            if pre is not None and pre.idle() is None:
+                return
+            t = disp.take()
+            if t is None:
+                return
+            if t.problem:
+                ready.append((t, None))
+            elif pre is not None:
+                pre.idle().submit(t, stage_input, t, opts)
+            elif opts.download:
+                stage_inline(t)
+            else:
+                ready.append((t, None))  # process_entry reads it
+
+    def handle(handles):
+        for pool in (pre, comp):
+            if pool is None:
+                continue
+            for tag, kind, *rest in pool.collect(handles):
+                if pool is pre:
+                    t = tag
+                    if kind == "ok":
+                        take_ready(*rest[0])
+                        continue
+                    pf = None
+                else:
+                    t, pf = tag
+                    if kind == "ok":
+                        finish(t, rest[0])
+                        continue
+                if pf is not None:
+                    pf.cleanup()
+                if kind == "error":
+                    _log_traceback(t, rest[1])
+                    finish(t, _failed(t, f"internal error ({rest[0]})", opts))
+                else:
+                    finish(t, _failed(t, rest[0], opts))
+
     try:
-        while pending or staged or ready or computing:
-            while pending and len(staged) + len(ready) < depth:
-                t = pending.popleft()
-                if pre is not None and not t.problem:
-                    staged[pre.submit(stage_input, t, opts)] = t
-                elif opts.download and not t.problem:
-                    take_ready(*stage_input(t, opts))
-                else:
-                    ready.append((t, None))
+        if n_pre:
+            pre = Pool(n_pre, "prefetch")
+        if n_comp > 1:
+            devs, warning = worker_devices(opts.device, n_comp, _visible_if_cuda(opts.device))
+            if warning:
+                warn(warning)
+            comp = Pool(n_comp, "compute", init=_init_worker, init_args=[(d,) for d in devs])
+        while True:
+            fill()
             if comp is None and ready:  # compute in this process
+                handle(wait_any([pre], 0))
+                fill()
                 t, pf = ready.popleft()
                 start(t)
-                on_done(process_entry(t, eopts, pf))
+                try:
+                    rec = process_entry(t, eopts, pf)
+                except Exception as exc:  # process_entry records its own failures; this is a last resort
+                    rec = _failed(t, f"internal error ({type(exc).__name__}: {one_line(exc)})", opts)
+                finish(t, rec)
                 continue
-            while comp is not None and ready and len(computing) < n_comp:
+            while comp is not None and ready and comp.idle() is not None:
                 t, pf = ready.popleft()
                 start(t)
-                computing[comp.submit(_compute, t, eopts, pf)] = (t, pf)
-            futs = set(staged) | set(computing)
-            if not futs:
+                comp.idle().submit((t, pf), _compute, t, eopts, pf)
+            inflight = (pre.busy if pre else 0) + (comp.busy if comp else 0)
+            if not inflight:
+                if not ready and not disp:
+                    break
+                if not ready:  # only entries claimed by another live process are left: wait for them
+                    time.sleep(min(0.5, disp.retry_s))
                 continue
-            finished, _ = wait(futs, return_when=FIRST_COMPLETED)
-            for f in finished:
-                if f in staged:
-                    t = staged.pop(f)
-                    try:
-                        take_ready(*f.result())
-                    except BrokenProcessPool:
-                        start(t)
-                        on_done(_failed(t, "prefetch worker process died (killed or out of memory)", opts))
-                        pre.shutdown(cancel_futures=True)
-                        for g, tt in list(staged.items()):
-                            staged.pop(g)
-                            pending.appendleft(tt)
-                        pre = new_pre()
-                else:
-                    t, pf = computing.pop(f)
-                    try:
-                        on_done(f.result())
-                    except BrokenProcessPool:
-                        if pf is not None:
-                            pf.cleanup()
-                        on_done(_failed(t, "compute worker process died (killed or out of memory)", opts))
-                        for g, (tt, ppf) in list(computing.items()):  # the others died with the pool
-                            computing.pop(g)
-                            ready.appendleft((tt, ppf))
-                        comp.shutdown(cancel_futures=True)
-                        comp = new_comp()
+            handle(wait_any([pre, comp], 1.0))
     finally:
-        if pre is not None:
-            pre.shutdown(cancel_futures=True)
-        if comp is not None:
-            comp.shutdown(cancel_futures=True)
+        for p in (pre, comp):
+            if p is not None:
+                p.close()
+        for _, pf in ready:
+            if pf is not None:
+                pf.cleanup()
+
+
+def _visible_if_cuda(device: str) -> list[str] | None:
+    if (device or "").lower() not in ("cuda", "gpu"):
+        return None
+    from .gpus import visible_gpu_ids
+    return visible_gpu_ids()
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr."""
+    from rich.console import Console
+    from rich.markup import escape
+    Console(stderr=True).print(f"[yellow]gpuvalid: warning:[/] {escape(one_line(message))}", highlight=False,
+                               soft_wrap=True)
 
 
 # ---- driver ---------------------------------------------------------------------------------
+class Terminated(BaseException):
+    """SIGTERM (SLURM time limit, scancel): ends the run through its clean-up code."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"the output folder {out} is not writable")
+
+
 def run_batch(rows: list[dict], opts: BatchOptions) -> BatchResult:
     """Validate the manifest ``rows`` of this shard into ``opts.out_dir`` (resumable)."""
     t0 = time.perf_counter()
     out = Path(opts.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     rows = select_shard(rows, opts.shard)
-    index = ResultsIndex(opts.index_path or out / INDEX_NAME)
+    index_path = Path(opts.index_path or out / INDEX_NAME)
+    index = ResultsIndex(index_path)
+    run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     res = BatchResult()
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    spool = RunSpool(opts.spool_dir)
     try:
-        todo, skipped = plan(rows, opts, index)
+        spool.open()
+        index.drop_dead_claims()
+        ropts = dataclasses.replace(opts, spool_dir=str(spool.path))
+        todo, skipped = plan(rows, ropts, index)
         res.planned, res.skipped = len(todo), len(skipped)
         prog = BatchProgress(len(todo), len(skipped), enabled=opts.progress,
                              label=f"shard {opts.shard[0]}/{opts.shard[1]}" if opts.shard[1] > 1 else "batch")
@@ -341,13 +529,22 @@ def run_batch(rows: list[dict], opts: BatchOptions) -> BatchResult:
             res.planned -= 1
             prog.total -= 1
 
-        with prog:
+        disp = Dispatcher(todo, index, run_id, on_skip)
+        with prog, Heartbeat(index_path, run_id):
             if opts.dask or opts.scheduler:
                 from .dask_runner import run_dask
-                run_dask(todo, opts, on_start, on_done, on_skip)
+                run_dask(disp, ropts, on_start, on_done, on_skip)
             else:
-                run_local(todo, opts, on_start, on_done, on_skip)
+                run_local(disp, ropts, on_start, on_done, on_skip)
+        res.by_other = disp.by_other
     finally:
+        spool.close()
+        try:
+            index.release_run(run_id)
+        except Exception:
+            pass
         index.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     res.seconds = time.perf_counter() - t0
     return res

@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from ..errors import GpuvalidError
+from ..errors import GpuvalidError, fail
+
+DEBUG_HELP = "Show tracebacks of internal errors."
 
 
-def _fail(message: str, code: int = 2):
-    Console(stderr=True).print(f"[bold red]gpuvalid: error:[/] {' '.join(str(message).split())}",
-                               highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+@contextmanager
+def one_line_errors(debug: bool = False, interrupted: str = "interrupted"):
+    """Turn every failure of a command into ``gpuvalid: error: <reason>`` and a non-zero exit code."""
+    from .batch import Terminated
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except GpuvalidError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(interrupted, 130)
+    except Terminated:
+        fail(interrupted.replace("interrupted", "terminated (SIGTERM)"), 143)
+    except sqlite3.Error as exc:
+        fail(f"results index: {type(exc).__name__}: {exc}", 1)
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        fail(f"{where}{exc.strerror or exc}", 1)
+    except MemoryError:
+        fail("out of memory", 1)
+    except Exception as exc:  # never a traceback for the user unless asked
+        if debug:
+            traceback.print_exc()
+        fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback", 1)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,26 +51,31 @@ def register(app: typer.Typer) -> None:
         archive: Optional[Path] = typer.Option(None, "--archive", help="EMDB mirror root (default $GPUVALID_ARCHIVE)."),
         out: Path = typer.Option(Path("manifest.tsv"), "--out", "-o", help="Manifest file (.tsv or .parquet)."),
         stats: Optional[Path] = typer.Option(None, "--stats", help="Also write the size distribution (JSON)."),
+        debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         """Scan the mirror's headers (no map decompression) into a manifest and show the size distribution."""
         from .manifest import scan_archive, size_stats, write_manifest
         from .resolve import archive_root
 
-        try:
+        with one_line_errors(debug):
             root = archive_root(archive)
             if root is None:
                 raise GpuvalidError("no archive mirror given: pass --archive DIR or set GPUVALID_ARCHIVE")
+            if not root.is_dir():
+                raise GpuvalidError(f"archive mirror {root} is not a folder")
+            for p in (out, stats):
+                if p is not None and p.is_dir():
+                    raise GpuvalidError(f"{p} is a folder: give a file name")
             rows = scan_archive(root)
             write_manifest(rows, out)
-        except GpuvalidError as exc:
-            _fail(str(exc))
-        st = size_stats(rows)
-        if stats is not None:
-            stats.write_text(json.dumps(st, indent=1))
+            st = size_stats(rows)
+            if stats is not None:
+                stats.write_text(json.dumps(st, indent=1))
         con = Console()
         con.print(f"{st['entries']} entries → {out}; {st['with_contour_pct']:.0f} % with a contour level, "
                   f"{st['with_half_maps_pct']:.0f} % with half maps, {st['with_problem']} with problems; "
-                  f"{st['total_GB']:.2f} GB stored, {st['uncompressed_GB']:.2f} GB inflated", highlight=False)
+                  f"{st['total_GB']:.2f} GB stored, {st['uncompressed_GB']:.2f} GB inflated", highlight=False,
+                  markup=False)
         if st["map_MB_percentiles"]:
             con.print("map MB percentiles " + ", ".join(f"p{k}={v:g}" for k, v in st["map_MB_percentiles"].items())
                       + "; box edge " + ", ".join(f"p{k}={v:g}" for k, v in st["box_edge_percentiles"].items()),
@@ -72,12 +104,13 @@ def register(app: typer.Typer) -> None:
         index: Optional[Path] = typer.Option(None, "--index", help="SQLite index (default OUT/index.sqlite)."),
         spool: Optional[Path] = typer.Option(None, "--spool", help="Folder for inflated maps (default /dev/shm)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         """Validate the manifest's entries (resumable: finished entries with the same input hash are skipped)."""
         from .batch import BatchOptions, parse_shard, run_batch
         from .manifest import read_manifest
 
-        try:
+        with one_line_errors(debug, "interrupted (finished entries are kept; rerun to resume)"):
             rows = read_manifest(manifest_file)
             opts = BatchOptions(out_dir=out, device=device, workers=workers, prefetch=prefetch, figures=figures,
                                 save_maps=save_maps, spool_dir=str(spool) if spool else None,
@@ -88,13 +121,10 @@ def register(app: typer.Typer) -> None:
             if opts.workers < 1 or opts.prefetch < 0:
                 raise GpuvalidError("--workers must be ≥ 1 and --prefetch ≥ 0")
             res = run_batch(rows, opts)
-        except GpuvalidError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted (finished entries are kept; rerun to resume)", 130)
-        Console().print(f"{res.done} done, {res.failed} failed, {res.skipped} skipped (already done) in "
+        other = f" ({res.by_other} finished by another process meanwhile)" if res.by_other else ""
+        Console().print(f"{res.done} done, {res.failed} failed, {res.skipped} skipped (already done){other} in "
                         f"{res.seconds:.1f} s ({res.per_minute:.1f} entries/min); index: "
-                        f"{index or out / 'index.sqlite'}", highlight=False)
+                        f"{index or out / 'index.sqlite'}", highlight=False, markup=False)
 
     @app.command()
     def summary(
@@ -104,11 +134,14 @@ def register(app: typer.Typer) -> None:
         rebuild: bool = typer.Option(False, "--rebuild-index", help="Rebuild the index from the report folders."),
         limit: int = typer.Option(50, "--limit", help="Rows shown on screen."),
         html: bool = typer.Option(False, "--html", help="Also write the archive dashboard OUT/index.html."),
+        debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         """Table of the batch's entries (status, score, time split) and a CSV/Parquet of key numbers."""
         from .summary import collect, print_summary, write_table
 
-        try:
+        with one_line_errors(debug):
+            if csv_path is not None and csv_path.is_dir():
+                raise GpuvalidError(f"--csv {csv_path} is a folder: give a file name")
             rows = collect(out, index, rebuild)
             print_summary(rows, limit=limit)
             if html:  # one self-contained page: gpuvalid.archive.dashboard
@@ -116,6 +149,4 @@ def register(app: typer.Typer) -> None:
                 Console().print(f"wrote {write_dashboard(rows, out)}", highlight=False, markup=False)
             if csv_path is not None:
                 write_table(rows, csv_path)
-                Console().print(f"wrote {csv_path}")
-        except GpuvalidError as exc:
-            _fail(str(exc))
+                Console().print(f"wrote {csv_path}", highlight=False, markup=False)

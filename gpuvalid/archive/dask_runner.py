@@ -6,16 +6,21 @@ On a cluster started here every worker has 2 threads and one ``compute`` resourc
 validation tasks ask for the ``compute`` resource so only one runs per worker (per GPU).  On an
 existing cluster (whose workers may not declare that resource) each entry is a single task.
 The same per-entry function as the local runner is used (:func:`..entry.process_entry`), and the
-calling process alone writes the index.  Needs ``pip install gpuvalid[cluster]``
+calling process alone writes the index and claims entries.  Needs ``pip install gpuvalid[cluster]``
 (and ``dask-cuda`` for the GPU cluster).
+
+GPU clusters never ask dask-cuda for more workers than visible GPUs (it refuses with
+``ValueError: Can not scale beyond visible devices``): ``--workers`` is clamped with a warning, an
+explicit ``cuda:K`` runs one worker on GPU K, and no visible GPU is a one-line error.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from ..errors import InputError
-from .batch import BatchOptions, stage_input, unchanged_record
+from .batch import BatchOptions, Dispatcher, stage_input, unchanged_record, warn
 from .entry import EntryOptions, EntryTask, process_entry
 
 
@@ -55,7 +60,51 @@ def dask_whole(task: EntryTask, opts: BatchOptions, eopts: EntryOptions):
 def _device_for_worker(device: str) -> str:
     """dask-cuda workers see their own GPU as device 0 (CUDA_VISIBLE_DEVICES is rotated per worker)."""
     d = (device or "cpu").lower()
-    return "cuda:0" if d in ("cuda", "gpu") else device
+    return "cuda:0" if d in ("cuda", "gpu") or d.startswith(("cuda:", "gpu:")) else device
+
+
+def cuda_cluster_plan(device: str, requested: int, visible: list[str] | None) -> tuple[int, list[str] | None,
+                                                                                      str | None]:
+    """(workers, CUDA_VISIBLE_DEVICES list for LocalCUDACluster or None, warning or None).
+
+    ``cuda``/``gpu``: one worker per visible GPU, at most ``requested``; ``cuda:K``: one worker on the
+    K-th visible GPU.  ``visible`` None means the count is unknown (nothing is clamped).
+    """
+    d = (device or "").strip().lower()
+    n = max(1, int(requested))
+    if ":" in d:
+        try:
+            k = int(d.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"bad device {device!r}: use cpu, cuda or cuda:N") from None
+        if visible is not None and not 0 <= k < len(visible):
+            raise InputError(f"--dask --device {device}: only {len(visible)} GPU(s) visible")
+        note = (f"--dask --device {device} runs one Dask worker on that GPU (--workers {n} asked for more; "
+                "use --device cuda for one worker per GPU)") if n > 1 else None
+        return 1, ([visible[k]] if visible is not None else None), note
+    if visible is None:
+        return n, None, None
+    if not visible:
+        raise InputError("--dask --device cuda: no GPU visible (CUDA_VISIBLE_DEVICES is empty or no device "
+                         "answers); use --device cpu")
+    if n > len(visible):
+        return len(visible), list(visible), (f"--workers {n} but only {len(visible)} GPU(s) visible: "
+                                             f"starting {len(visible)} Dask worker(s), one per GPU")
+    return n, list(visible[:n]), None
+
+
+def visible_gpus() -> list[str] | None:
+    """Visible GPU ids as dask-cuda counts them (its own helper when installed)."""
+    import os
+    from .gpus import visible_gpu_ids
+    ids = visible_gpu_ids()
+    if ids is None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        try:
+            from dask_cuda.utils import get_n_gpus
+            ids = [str(i) for i in range(int(get_n_gpus()))]
+        except Exception:
+            ids = None
+    return ids
 
 
 def start_client(opts: BatchOptions):
@@ -70,26 +119,34 @@ def start_client(opts: BatchOptions):
             from dask_cuda import LocalCUDACluster
         except ImportError:
             raise InputError("--dask with a CUDA device needs dask-cuda (pip install dask-cuda)") from None
+        n, ids, note = cuda_cluster_plan(opts.device, n, visible_gpus())
+        if note:
+            warn(note)
+        if ids is not None:
+            common["CUDA_VISIBLE_DEVICES"] = ids
         cluster = LocalCUDACluster(n_workers=n, **common)
     else:
         cluster = distributed.LocalCluster(n_workers=n, processes=True, **common)
     return distributed.Client(cluster), cluster, True
 
 
-def run_dask(tasks: list[EntryTask], opts: BatchOptions, on_start, on_done, on_skip) -> None:
+def run_dask(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
+    """Run ``tasks`` (a list or a claiming :class:`..batch.Dispatcher`) on Dask."""
     distributed = _import_distributed()
+    disp = tasks if isinstance(tasks, Dispatcher) else Dispatcher(tasks, None, "", on_skip)
     client, cluster, has_resources = start_client(opts)
     eopts = opts.entry_options()
     eopts.device = _device_for_worker(opts.device)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or opts.workers)
         window = 2 * n_workers + max(0, opts.prefetch)
-        pending = list(reversed(tasks))
         ac = distributed.as_completed()
         by_future = {}
 
-        def submit_one():
-            t = pending.pop()
+        def submit_one() -> bool:
+            t = disp.take()
+            if t is None:
+                return False
             tag = uuid.uuid4().hex[:8]
             if has_resources:
                 st = client.submit(dask_stage, t, opts, key=f"stage-{t.emdb_id}-{tag}", pure=False)
@@ -100,10 +157,20 @@ def run_dask(tasks: list[EntryTask], opts: BatchOptions, on_start, on_done, on_s
             by_future[fut] = t
             on_start(t)
             ac.add(fut)
+            return True
 
-        while pending and len(by_future) < window:
-            submit_one()
-        for fut in ac:
+        def top_up():
+            while len(by_future) < window and submit_one():
+                pass
+
+        while True:
+            top_up()
+            if not by_future:
+                if not disp:
+                    break
+                time.sleep(0.5)  # only entries claimed by another live process are left
+                continue
+            fut = next(ac)
             t = by_future.pop(fut)
             try:
                 kind, rec = fut.result()
@@ -115,8 +182,7 @@ def run_dask(tasks: list[EntryTask], opts: BatchOptions, on_start, on_done, on_s
                 on_skip(rec, started=True)
             else:
                 on_done(rec)
-            while pending and len(by_future) < window:
-                submit_one()
+            disp.release(t)
     finally:
         client.close()
         if cluster is not None:

@@ -4,7 +4,10 @@ Every file is streamed to ``<dest>.part`` and renamed into place only after its 
 file present in the cache is always complete.  Checks: the byte count equals ``Content-Length``
 (and ``expected_size`` when given), the SHA-256 equals ``expected_sha256`` when given, and a
 ``.gz`` file is inflated on the fly so its CRC-32 and length trailer are verified (EMDB does not
-publish per-file checksums; the gzip trailer is the archive's own checksum).
+publish per-file checksums; the gzip trailer is the archive's own checksum).  ``max_bytes`` caps the
+transfer and ``check(part_path)`` validates the content (e.g. that a header is an EMDB header of the
+right entry) before the file is renamed into the cache; a file failing either is not retried and
+never cached.
 """
 
 from __future__ import annotations
@@ -75,9 +78,9 @@ class Downloader:
         return urllib.parse.urljoin(self.base, rel)
 
     def fetch(self, rel: str, dest: Path, *, expected_size: int | None = None,
-              expected_sha256: str | None = None) -> Path:
+              expected_sha256: str | None = None, max_bytes: int | None = None, check=None) -> Path:
         """Download ``rel`` to ``dest`` unless already there; raise :class:`NotFound` on 404 and
-        :class:`InputError` when every attempt failed."""
+        :class:`InputError` when every attempt failed or the content is refused (``max_bytes``, ``check``)."""
         dest = Path(dest)
         if dest.is_file():
             return dest
@@ -89,7 +92,7 @@ class Downloader:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             self.limiter.wait()
             try:
-                self._fetch_once(url, dest, expected_size, expected_sha256)
+                self._fetch_once(url, dest, expected_size, expected_sha256, max_bytes, check)
                 return dest
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
@@ -104,7 +107,8 @@ class Downloader:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
         raise InputError(f"download of {url} failed after {attempt + 1} attempt(s): {last}")
 
-    def _fetch_once(self, url: str, dest: Path, expected_size, expected_sha256) -> None:
+    def _fetch_once(self, url: str, dest: Path, expected_size, expected_sha256, max_bytes=None,
+                    check=None) -> None:
         part = dest.with_name(dest.name + ".part")
         req = urllib.request.Request(url, headers={"User-Agent": f"gpuvalid/{__version__} (archive mode)"})
         h = hashlib.sha256()
@@ -117,9 +121,11 @@ class Downloader:
                     chunk = resp.read(CHUNK)
                     if not chunk:
                         break
+                    n += len(chunk)
+                    if max_bytes is not None and n > max_bytes:
+                        raise InputError(f"refused {url}: larger than {max_bytes} bytes")
                     out.write(chunk)
                     h.update(chunk)
-                    n += len(chunk)
                     if inflater is not None:
                         try:
                             while chunk:  # discard the output: only the CRC/length check matters
@@ -135,6 +141,8 @@ class Downloader:
                 raise _CheckFailed("SHA-256 mismatch")
             if inflater is not None and not inflater.eof:
                 raise _CheckFailed("truncated gzip stream (no CRC trailer)")
+            if check is not None:
+                check(part)  # raises InputError: not cached, not retried
             os.replace(part, dest)
         finally:
             if part.exists():

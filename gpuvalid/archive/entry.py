@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import GpuvalidError
 from .prefetch import Prefetched, prefetch
-from .record import DONE, FAILED, STATUS_FILE, EntryRecord, atomic_write_text, write_record
+from .record import DONE, FAILED, STATUS_FILE, EntryRecord, atomic_write_text, file_mode, write_record
 
 
 @dataclass
@@ -33,6 +33,7 @@ class EntryTask:
     out_dir: str
     problem: str | None = None           # known before running (missing header, missing map …)
     known_sha256: str | None = None      # hash recorded by an earlier run (skip when unchanged)
+    prior_finished: float | None = None  # ``finished`` of status.json when planned (changed: done elsewhere)
 
 
 @dataclass
@@ -128,6 +129,11 @@ def _write_report(report, out: Path) -> None:
         write_report = None
     if write_report is not None:
         write_report(report, out)
+        for name in ("results.json", "report.md"):  # ordinary permissions (a mkstemp file is 0600)
+            try:
+                os.chmod(out / name, file_mode())
+            except OSError:
+                pass
         return
     d = {"gpuvalid_version": report.version,
          "input": {"file": report.input.path.name, "sha256": report.input.sha256,

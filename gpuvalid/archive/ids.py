@@ -6,7 +6,7 @@ The EMDB archive (and its FTP/HTTPS mirror) stores entry ``EMD-1234`` as::
     structures/EMD-1234/header/emd-1234-v30.xml
     structures/EMD-1234/other/emd_1234_half_map_1.map.gz   (and _2)
 
-Ids have 4 or more digits, zero-padded to 4 (``EMD-0001``).
+Ids have 4 to 12 digits, zero-padded to 4 (``EMD-0001``); longer digit strings are not ids.
 """
 
 from __future__ import annotations
@@ -59,9 +59,29 @@ class EntryLayout:
         return PurePosixPath(rel).parts
 
 
+MAX_DIGITS = 12  # EMDB ids have 4-5 digits today; a longer number is a typo or garbage
+
+
+def short_repr(text, limit: int = 60) -> str:
+    """``repr(text)`` cut to about ``limit`` characters (messages stay one readable line)."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 5] + "…" + r[-4:]
+
+
+def parse_id(text) -> str | None:
+    """'EMD-1234', 'emd_1234' or '1234' → 'EMD-1234'; None for anything else (never raises)."""
+    t = str(text).strip()
+    if len(t) > MAX_DIGITS + 4 or sum(c.isdigit() for c in t) > MAX_DIGITS:
+        return None
+    try:
+        return normalise_emdb_id(t)
+    except ValueError:
+        return None
+
+
 def layout(text: str) -> EntryLayout:
     """Layout for an id written as 'EMD-1234', 'emd_1234' or '1234'; bad ids are an InputError."""
-    eid = normalise_emdb_id(str(text))
+    eid = parse_id(text)
     if eid is None:
-        raise InputError(f"{text!r} is not an EMDB id (expected EMD-1234, emd_1234 or 1234)")
+        raise InputError(f"{short_repr(text)} is not an EMDB id (expected EMD-1234, emd_1234 or 1234)")
     return EntryLayout(eid)

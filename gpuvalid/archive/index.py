@@ -1,19 +1,31 @@
-"""The results index: one SQLite row per entry (status, failure reason, timings, version, input hash).
+"""The results index: one SQLite row per entry (status, failure reason, timings, version, input hash),
+and the claims of entries being computed.
 
 Rows are keyed by ``emdb_id`` and written with an upsert, so reruns never duplicate them.  The index
 is a cache of the per-entry ``status.json`` files and :func:`ResultsIndex.rebuild` recreates it from
 the report folders.  Several processes on one machine may share it (rollback journal + busy
 timeout); on network file systems give each SLURM task its own ``--index`` and rebuild afterwards.
+
+Claims: before a batch process reads or computes an entry it claims it (table ``claims``: run id,
+host, pid, lease expiry) in one ``BEGIN IMMEDIATE`` transaction, so two processes sharing the index
+never compute the same entry.  A claim is taken over when its lease has expired (the owner renews it
+every ``lease/4`` s while alive) or, on the same host, as soon as its process no longer exists: the
+claims of a killed run are retaken on resume.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
 
+from ..errors import InputError, one_line
 from .record import STATUS_FILE, TIMINGS, EntryRecord, read_record
+
+CLAIM_LEASE_S = 120.0
 
 COLUMNS = [
     ("emdb_id", "TEXT PRIMARY KEY"), ("status", "TEXT NOT NULL"), ("reason", "TEXT"),
@@ -24,16 +36,69 @@ COLUMNS = [
 ] + [(f"t_{k}", "REAL") for k in TIMINGS]
 
 
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (zombies count as gone)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    try:  # a zombie (killed, not yet reaped) holds its pid but computes nothing
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 class ResultsIndex:
-    def __init__(self, path: str | Path):
+    """The SQLite index at ``path``; an unusable file (a folder, not SQLite, corrupt, unwritable) is an
+    :class:`InputError`, or, with ``replace_corrupt``, is moved aside to ``<name>.corrupt-<time>``
+    and a new index created (it is a cache: :meth:`rebuild` refills it from the report folders)."""
+
+    def __init__(self, path: str | Path, replace_corrupt: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise InputError(f"results index {self.path} is a folder, not a SQLite file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the folder of the results index {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not replace_corrupt or "locked" in str(exc):
+                raise InputError(f"results index {self.path} is not a usable SQLite database ({one_line(exc)}); "
+                                 "delete it or rebuild it from the report folders with "
+                                 "'gpuvalid summary OUT --rebuild-index'") from None
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            self._open()
+            self.replaced = aside
+
+    replaced: Path | None = None
+
+    def _open(self) -> None:
         self.db = sqlite3.connect(str(self.path), timeout=60.0)
-        self.db.execute("PRAGMA busy_timeout = 60000")
-        cols = ", ".join(f"{n} {t}" for n, t in COLUMNS)
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS entries ({cols})")
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self.db.commit()
+        try:
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            cols = ", ".join(f"{n} {t}" for n, t in COLUMNS)
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS entries ({cols})")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(entries)")}
+            for n, t in COLUMNS:  # an index written by an older version: add the new columns
+                if n not in have:
+                    self.db.execute(f"ALTER TABLE entries ADD COLUMN {n} {t.replace(' PRIMARY KEY', '')}")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS claims (emdb_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
+                            "host TEXT, pid INTEGER, claimed REAL, expires REAL)")
+            self.db.commit()
+            self.db.execute("SELECT COUNT(*) FROM entries").fetchone()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -53,6 +118,77 @@ class ResultsIndex:
                     raise
                 time.sleep(0.5)
 
+    def _immediate(self, fn):
+        """Run ``fn()`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (the write lock is taken at once)."""
+        def go():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn()
+            except BaseException:
+                self.db.rollback()
+                raise
+            self.db.commit()
+            return out
+        return self._retry(go)
+
+    # ---- claims -------------------------------------------------------------------------------
+    @staticmethod
+    def claim_live(row: dict, now: float | None = None) -> bool:
+        """Whether a claim row still belongs to a running process."""
+        if (row.get("expires") or 0.0) < (time.time() if now is None else now):
+            return False
+        if row.get("host") == socket.gethostname() and row.get("pid") is not None:
+            return pid_alive(row["pid"])
+        return True
+
+    def claim(self, emdb_id: str, run_id: str, lease_s: float = CLAIM_LEASE_S) -> dict | None:
+        """Claim ``emdb_id`` for ``run_id``: None when claimed, else the live claim of another run."""
+        def go():
+            cur = self.db.execute("SELECT * FROM claims WHERE emdb_id = ?", (emdb_id,))
+            r = cur.fetchone()
+            if r is not None:
+                row = dict(zip([c[0] for c in cur.description], r))
+                if row["run_id"] != run_id and self.claim_live(row):
+                    return row
+            now = time.time()
+            self.db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                            (emdb_id, run_id, socket.gethostname(), os.getpid(), now, now + lease_s))
+            return None
+        return self._immediate(go)
+
+    def release(self, emdb_id: str, run_id: str) -> None:
+        def go():
+            with self.db:
+                self.db.execute("DELETE FROM claims WHERE emdb_id = ? AND run_id = ?", (emdb_id, run_id))
+        self._retry(go)
+
+    def release_run(self, run_id: str) -> None:
+        def go():
+            with self.db:
+                self.db.execute("DELETE FROM claims WHERE run_id = ?", (run_id,))
+        self._retry(go)
+
+    def renew(self, run_id: str, lease_s: float = CLAIM_LEASE_S) -> None:
+        def go():
+            with self.db:
+                self.db.execute("UPDATE claims SET expires = ? WHERE run_id = ?", (time.time() + lease_s, run_id))
+        self._retry(go)
+
+    def drop_dead_claims(self) -> int:
+        """Delete the claims of runs that have ended (killed ones included); returns how many went."""
+        def go():
+            cur = self.db.execute("SELECT * FROM claims")
+            names = [c[0] for c in cur.description]
+            dead = [r[0] for r in cur.fetchall() if not self.claim_live(dict(zip(names, r)))]
+            self.db.executemany("DELETE FROM claims WHERE emdb_id = ?", [(d,) for d in dead])
+            return len(dead)
+        return self._immediate(go)
+
+    def claims(self) -> list[dict]:
+        cur = self.db.execute("SELECT * FROM claims ORDER BY emdb_id")
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    # ---- entries ------------------------------------------------------------------------------
     def upsert(self, rec: EntryRecord) -> None:
         d = rec.to_json()
         row = {n: d.get(n) for n, _ in COLUMNS if not n.startswith("t_")}

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.emdb import normalise_emdb_id, parse_header_xml
-from .ids import layout
+from ..errors import GpuvalidError, InputError, one_line
+from ..io.emdb import parse_header_xml
+from .ids import layout, parse_id, short_repr
 from .resolve import find_in_mirror, half_maps
 
 FIELDS = ["emdb_id", "method", "nz", "ny", "nx", "voxel_size_A", "contour", "resolution_A", "map_bytes",
           "half_maps", "map_path", "header_path", "problem"]
+INVALID_PREFIX = "invalid-"  # pseudo-entries for manifest lines that name no entry
 NUMERIC = {"nz": int, "ny": int, "nx": int, "voxel_size_A": float, "contour": float, "resolution_A": float,
            "map_bytes": int, "half_maps": int}
 
@@ -51,7 +53,7 @@ def box_from_mrc(path: Path) -> tuple[int, int, int] | None:
     try:
         with opener(path, "rb") as fh:
             head = fh.read(1024)
-    except (OSError, EOFError):
+    except Exception:  # OSError, EOFError, zlib.error: a corrupt map has no box here
         return None
     if len(head) < 1024:
         return None
@@ -81,12 +83,15 @@ def scan_entry(root: Path, emdb_id: str) -> dict:
             row.update(method=hdr.method, contour=hdr.contour, resolution_A=hdr.resolution)
             if hdr.voxel_size is not None:
                 row["voxel_size_A"] = float(np.mean(hdr.voxel_size))
-        except (ET.ParseError, OSError) as exc:
-            problems.append(f"header unreadable: {' '.join(str(exc).split())}")
+        except (ET.ParseError, OSError, ValueError, GpuvalidError) as exc:
+            problems.append(f"header unreadable: {one_line(exc)}")
     if m is None:
         problems.append("map missing")
     else:
-        row["map_bytes"] = m.stat().st_size
+        try:
+            row["map_bytes"] = m.stat().st_size
+        except OSError as exc:
+            problems.append(f"map unreadable: {exc.strerror or exc}")
         if box is None:
             box = box_from_mrc(m)
     if box is not None:
@@ -100,7 +105,7 @@ def list_entries(root: Path) -> list[str]:
     base = Path(root) / "structures"
     if not base.is_dir():
         raise InputError(f"{root} does not look like an EMDB mirror (no structures/ folder)")
-    ids = [normalise_emdb_id(p.name) for p in base.iterdir() if p.is_dir()]
+    ids = [parse_id(p.name) for p in base.iterdir() if p.is_dir()]
     return sorted((i for i in ids if i), key=lambda s: int(s.split("-")[1]))
 
 
@@ -149,46 +154,113 @@ def _convert(row: dict) -> dict:
         if v is not None and k in NUMERIC:
             try:
                 v = NUMERIC[k](float(v)) if NUMERIC[k] is int else float(v)
-            except ValueError:
+            except (TypeError, ValueError, OverflowError):
                 v = None
         out[k] = v
     return out
 
 
+def invalid_row(where: str, raw, reason: str) -> dict:
+    """A manifest line that names no usable entry: batch records it as a failed pseudo-entry
+    ``invalid-<hash of the line>`` (a safe folder name, stable across reruns) instead of dropping it."""
+    key = hashlib.sha1(repr(raw).encode("utf-8", "backslashreplace")).hexdigest()[:12]
+    return {"emdb_id": f"{INVALID_PREFIX}{key}", "invalid": f"{where}: {reason}"}
+
+
+def is_invalid(row: dict) -> bool:
+    return bool(row.get("invalid"))
+
+
+def _text_lines(path: Path) -> list[tuple[int, str | None, bytes]]:
+    """(line number, text or None when not UTF-8, raw bytes) of the non-blank, non-comment lines."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        raise InputError(f"manifest {path.name} is a binary file, not a TSV/CSV/Parquet manifest or an id list")
+    out = []
+    for n, raw in enumerate(data.splitlines(), 1):
+        try:
+            text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError:
+            if raw.strip():
+                out.append((n, None, raw))
+            continue
+        if text.strip() and not text.lstrip().startswith("#"):
+            out.append((n, text, raw))
+    return out
+
+
 def read_manifest(path: str | Path) -> list[dict]:
-    """Rows of a TSV/CSV/Parquet manifest or of a plain id list; ids are normalised to 'EMD-1234'."""
+    """Rows of a TSV/CSV/Parquet manifest or of a plain id list; ids are normalised to 'EMD-1234'.
+
+    A text file is a table when its first line has an ``emdb_id`` column, else a list of ids (the
+    first column of each line).  Lines that are not UTF-8 or name no EMDB id become invalid rows
+    (see :func:`invalid_row`); duplicates are dropped.  A manifest with no valid id at all is an
+    :class:`InputError`.
+    """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"manifest not found: {path}")
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InputError("reading a Parquet manifest needs pyarrow (pip install pyarrow)") from None
-        rows = pq.read_table(path).to_pylist()
-    else:
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        if not lines:
-            raise InputError(f"manifest {path} is empty")
-        delim = "\t" if "\t" in lines[0] else ","
-        first = lines[0].split(delim)[0].strip()
-        if normalise_emdb_id(first) is not None:  # no header line: a list of ids
-            rows = [{"emdb_id": ln.split(delim)[0].strip()} for ln in lines]
+        raise InputError(f"manifest not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+    rows: list[dict] = []
+    try:
+        if path.suffix == ".parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise InputError("reading a Parquet manifest needs pyarrow (pip install pyarrow)") from None
+            try:
+                table = pq.read_table(path)
+            except Exception as exc:  # pyarrow raises its own ArrowInvalid / OSError types
+                raise InputError(f"manifest {path.name} is not a readable Parquet file ({one_line(exc)})") from None
+            if "emdb_id" not in table.column_names:
+                raise InputError(f"manifest {path.name} has no emdb_id column")
+            rows = [dict(r, _where=f"row {i + 1}") for i, r in enumerate(table.to_pylist())]
         else:
-            rows = list(csv.DictReader(lines, delimiter=delim))
-            if rows and "emdb_id" not in rows[0]:
-                raise InputError(f"manifest {path} has no emdb_id column")
-    out, seen = [], set()
+            lines = _text_lines(path)
+            if not lines:
+                raise InputError(f"manifest {path.name} is empty")
+            first = lines[0][1] or ""
+            delim = "\t" if "\t" in first else ","
+            header = [c.strip().lower() for c in first.split(delim)]
+            if "emdb_id" in header:
+                cols = [c.strip() for c in first.split(delim)]
+                cols = ["emdb_id" if c.lower() == "emdb_id" else c for c in cols]
+                body = lines[1:]
+            else:
+                cols, body = None, lines
+            for n, text, raw in body:
+                where = f"{path.name} line {n}"
+                if text is None:
+                    rows.append(invalid_row(where, raw, f"not UTF-8 text ({short_repr(raw)})"))
+                elif cols is None:
+                    rows.append({"emdb_id": text.split(delim)[0].strip(), "_where": where})
+                else:
+                    vals = next(csv.reader([text], delimiter=delim))
+                    rows.append(dict(zip(cols, vals), _where=where))
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    out, seen, n_valid = [], set(), 0
     for r in rows:
-        r = _convert(r)
-        eid = normalise_emdb_id(str(r.get("emdb_id") or ""))
-        if eid is None:
-            raise InputError(f"manifest {path}: {r.get('emdb_id')!r} is not an EMDB id")
+        if is_invalid(r):
+            eid = r["emdb_id"]
+        else:
+            where = r.pop("_where", path.name)
+            raw_id = r.get("emdb_id")
+            r = _convert(r)
+            eid = parse_id("" if raw_id is None else raw_id)
+            if eid is None:
+                r = invalid_row(where, raw_id, f"{short_repr(raw_id)} is not an EMDB id "
+                                               "(expected EMD-1234, emd_1234 or 1234)")
+                eid = r["emdb_id"]
+            else:
+                r["emdb_id"] = eid
+                n_valid += 1
         if eid in seen:
             continue
         seen.add(eid)
-        r["emdb_id"] = eid
         out.append(r)
+    if n_valid == 0:
+        bad = next((r["invalid"] for r in out if is_invalid(r)), f"{path.name} has no rows")
+        raise InputError(f"manifest {path.name} names no valid EMDB entry ({bad})")
     return out
 
 

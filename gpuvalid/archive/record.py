@@ -50,11 +50,32 @@ class EntryRecord:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def umask() -> int:
+    """The process's file-creation mask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    m = os.umask(0o022)  # pragma: no cover - not Linux
+    os.umask(m)
+    return m
+
+
+def file_mode() -> int:
+    """Permissions of a newly created ordinary file (0644 with the usual umask 022)."""
+    return 0o666 & ~umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``, with the
+    permissions of an ordinary new file (``mkstemp`` alone would leave 0600)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -77,9 +98,13 @@ def write_record(out_dir: Path, rec: EntryRecord) -> Path:
 def read_record(out_dir: Path) -> EntryRecord | None:
     p = Path(out_dir) / STATUS_FILE
     try:
-        return EntryRecord.from_json(json.loads(p.read_text()))
-    except (OSError, ValueError, TypeError):
+        d = json.loads(p.read_text())
+        rec = EntryRecord.from_json(d) if isinstance(d, dict) else None
+    except (OSError, ValueError, TypeError):  # missing, half-written or hand-edited: redo the entry
         return None
+    if rec is None or not isinstance(rec.emdb_id, str) or not isinstance(rec.status, str):
+        return None
+    return rec
 
 
 def file_fingerprint(path: Path) -> tuple[int, int] | None:

@@ -10,9 +10,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import GpuvalidError, InputError, one_line
 from .download import Downloader, NotFound
-from .ids import EntryLayout, layout
+from .ids import EntryLayout, layout, parse_id
+
+MAX_HEADER_BYTES = 16 << 20  # EMDB headers are tens of kB
+
+
+def header_check(emdb_id: str):
+    """A download check: the file is an EMDB header XML (root ``emd``) of ``emdb_id`` whose values the
+    header reader accepts; anything else (an HTML error page, another entry's header) is refused."""
+    def check(path: Path) -> None:
+        import xml.etree.ElementTree as ET
+
+        from ..io.emdb import parse_header_xml
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as exc:
+            raise InputError(f"{emdb_id}: downloaded header is not valid XML ({one_line(exc)})") from None
+        tag = root.tag.split("}", 1)[-1] if isinstance(root.tag, str) else ""
+        if tag not in ("emd", "entry"):
+            raise InputError(f"{emdb_id}: downloaded header is not an EMDB header (root element <{tag}>)")
+        try:
+            hdr = parse_header_xml(root)
+        except GpuvalidError as exc:
+            raise InputError(f"{emdb_id}: downloaded header refused ({one_line(exc)})") from None
+        if hdr.emdb_id and parse_id(hdr.emdb_id) not in (None, emdb_id):
+            raise InputError(f"{emdb_id}: the server sent the header of {hdr.emdb_id}")
+    return check
 
 ENV_ARCHIVE = "GPUVALID_ARCHIVE"
 ENV_CACHE = "GPUVALID_CACHE"
@@ -59,7 +84,8 @@ def resolve_entry(emdb_id: str, archive: str | Path | None = None, download: boo
         dl = downloader or Downloader(base_url)
         if h is None:
             try:
-                h = dl.fetch(lay.header, cache / lay.header)
+                h = dl.fetch(lay.header, cache / lay.header, max_bytes=MAX_HEADER_BYTES,
+                             check=header_check(lay.emdb_id))
             except NotFound:
                 h = None  # the map can still be validated with command-line metadata
         if m is None:

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
@@ -28,7 +29,7 @@ def collect(out_dir: str | Path, index_path: str | Path | None = None, rebuild: 
     if not out.is_dir():
         raise InputError(f"no batch output folder at {out}")
     from .batch import INDEX_NAME
-    with ResultsIndex(index_path or out / INDEX_NAME) as idx:
+    with ResultsIndex(index_path or out / INDEX_NAME, replace_corrupt=rebuild) as idx:
         if rebuild or not idx.rows():
             idx.rebuild(out)
         rows = idx.rows()
@@ -40,9 +41,13 @@ def collect(out_dir: str | Path, index_path: str | Path | None = None, rebuild: 
             d = json.loads(res.read_text())
         except (OSError, ValueError):
             continue
-        for sid, sec in (d.get("sections") or {}).items():
+        secs = d.get("sections") if isinstance(d, dict) else None
+        for sid, sec in (secs.items() if isinstance(secs, dict) else ()):
+            if not isinstance(sec, dict):
+                continue
             r[f"{sid}.status"] = sec.get("status")
-            for k, v in (sec.get("values") or {}).items():
+            vals = sec.get("values")
+            for k, v in (vals.items() if isinstance(vals, dict) else ()):
                 if isinstance(v, (int, float, str, bool)) or v is None:
                     r[f"{sid}.{k}"] = v
     return rows
@@ -91,8 +96,8 @@ def print_summary(rows: list[dict], console: Console | None = None, limit: int =
         return "" if v is None else f"{v:.2f}"
     for r in rows[:limit]:
         score = f"{r['score_passed']}/{r['score_evaluable']}" if r.get("score_evaluable") is not None else ""
-        tab.add_row(r["emdb_id"], "[green]done" if r["status"] == "done" else "[red]failed", score,
-                    *(f(r.get(f"t_{k}")) for k in TIMINGS), (r.get("reason") or "")[:80])
+        tab.add_row(escape(str(r["emdb_id"])), "[green]done" if r["status"] == "done" else "[red]failed", score,
+                    *(f(r.get(f"t_{k}")) for k in TIMINGS), escape((r.get("reason") or "")[:80]))
     console.print(tab)
     if len(rows) > limit:
         console.print(f"… {len(rows) - limit} more rows in the CSV")
