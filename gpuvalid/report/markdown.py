@@ -90,7 +90,7 @@ def render_section(s) -> list[str]:
     if s.warnings:
         lines += [f"**Status: {len(s.warnings)} warning(s).**", ""] + [f"- ⚠️ {w}" for w in s.warnings] + [""]
     else:
-        lines += ["**Status: OK.**", ""]
+        lines += [f"**Status: {s.status_text}.**", ""]
     if s.differences:
         lines += ["**Where gpuvalid differs from the reference service.**", ""] + [f"- {d}" for d in s.differences] + [""]
     return lines
