@@ -182,13 +182,20 @@ def test_two_shards_equal_two_dask_workers(manifest, tmp_path):
             assert results(a, eid) == results(b, eid), eid
 
 
-def test_kill_and_resume(data_dir, tmp_path):
+def test_kill_and_resume(tmp_path):
     """A batch killed with SIGKILL midway completes on rerun without redoing or duplicating entries."""
+    import numpy as np
+
+    from gpuvalid.io.mrc import write_mrc
+
     root = tmp_path / "mirror"
     ids = [f"EMD-{1000 + i}" for i in range(10)]
-    for eid in ids:
-        add_entry(root, eid, data_dir / "emd_5168.map", box_zyx=(100,) * 3, voxel_size=1.742, contour=10.0,
-                  resolution=6.6, compresslevel=1)
+    z, y, x = np.mgrid[:24, :24, :24]
+    for i, eid in enumerate(ids):  # small Gaussian blobs (1 Å voxels): quick entries
+        v = np.exp(-((z - 12 - i % 3) ** 2 + (y - 12) ** 2 + (x - 11) ** 2) / 20.0).astype(np.float32)
+        f = write_mrc(tmp_path / f"m{i}.mrc", v + np.float32(0.01 * np.sin(i + z + 2 * y)), 1.0)
+        add_entry(root, eid, f, box_zyx=(24,) * 3, voxel_size=1.0, contour=0.3, resolution=8.0,
+                  compresslevel=1)
     man = write_manifest(scan_archive(root), tmp_path / "m.tsv")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "gpuvalid.cli", "batch", str(man), "--out", str(out), "--device", "cpu",
