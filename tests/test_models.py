@@ -74,3 +74,32 @@ def test_save_and_load_roundtrip(tmp_path):
     x = torch.randn(1, 1, 15, 15, 15)
     with torch.no_grad():
         assert torch.equal(back(x), net.eval()(x))
+
+
+def test_fine_model_keeps_its_range_and_grid(tmp_path):
+    """The fine model (0.5 Å working grid) stores its output range; inference clamps to [max(lo, 2·Ts), hi]."""
+    torch.manual_seed(0)
+    net = nets.build("locres_fine", TINY, (1.0, 7.0))
+    p = train.save(net, "locres_fine", tmp_path, {"seed": 0})
+    infer.load.cache_clear()
+    back = infer.load("locres", str(p))
+    assert (back.LO, back.HI) == (1.0, 7.0)
+    V = np.random.default_rng(1).normal(size=(20, 18, 22)).astype(np.float32)
+    mask = np.zeros(V.shape, bool)
+    mask[6:14, 5:12, 8:15] = True
+    out = infer.predict_locres(V, 0.8, mask, path=str(p), kind="locres_fine")
+    assert np.isfinite(out[mask]).all() and np.isnan(out[~mask]).all()
+    assert out[mask].min() >= 1.6 - 1e-6 and out[mask].max() <= 7.0 + 1e-6
+    assert infer.P.working_shape(V.shape, 0.8, infer.FINE_GRID_A) == (32, 29, 35)
+
+
+def test_fine_model_is_chosen_below_2A_only_when_shipped(tmp_path, monkeypatch):
+    from gpuvalid import models
+    from gpuvalid.analyses import locres
+
+    monkeypatch.setattr(infer, "weights_path", lambda name: tmp_path / f"{name}.pt")
+    monkeypatch.setattr(models, "weights_path", lambda name: tmp_path / f"{name}.pt")
+    assert infer.locres_kind(1.8) == "locres" and locres.r_range() == (2.0, 13.0)
+    train.save(nets.build("locres_fine", TINY, (1.0, 7.0)), "locres_fine", tmp_path, {})
+    assert infer.locres_kind(1.8) == "locres_fine" and infer.locres_kind(2.5) == "locres"
+    assert locres.r_range() == (1.5, 13.0)

@@ -158,3 +158,54 @@ def test_threshold_for_volume():
     V = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
     t = filters.threshold_for_volume(V, 100)
     assert (V >= t).sum() == 100
+
+
+def test_anisotropic_frequency_scales_one_axis():
+    """Along the axis u the effective frequency is a·|s|, across it |s| (resolution a× worse along u)."""
+    s = filters.anisotropic_frequency((16, 16, 16), 1.0, (0.0, 0.0, 1.0), 1.5)   # u = z
+    fz = np.fft.fftfreq(16)
+    fx = np.fft.rfftfreq(16)
+    assert s[3, 0, 0] == pytest.approx(1.5 * abs(fz[3]))
+    assert s[0, 0, 3] == pytest.approx(fx[3])
+
+
+def test_shaped_noise_follows_the_signal_spectrum():
+    rng = np.random.default_rng(2)
+    sig = filters.lowpass(rng.normal(size=(32, 32, 32)).astype(np.float32), 1.0, 6.0)
+    n = filters.shaped_noise(sig, rng, 1.0, 0.5)
+    assert n.std() == pytest.approx(0.5, rel=1e-3)
+    F = np.abs(np.fft.fftn(n))
+    f = np.sqrt(sum(g**2 for g in np.meshgrid(*[np.fft.fftfreq(32)] * 3, indexing="ij")))
+    assert F[f > 0.25].mean() < 0.05 * F[(f > 0.02) & (f < 0.1)].mean()   # little beyond 1/(1.1·6 Å)
+
+
+def test_bfactor_sharpening_is_inverse_of_blurring():
+    rng = np.random.default_rng(3)
+    V = filters.lowpass(rng.normal(size=(24, 24, 24)).astype(np.float32), 1.0, 4.0)
+    back = filters.bfactor(filters.bfactor(V, 1.0, 60.0), 1.0, -60.0)
+    np.testing.assert_allclose(back, V, atol=1e-4 * float(np.abs(V).max()))
+
+
+def test_deposit_like_maps_keep_their_truth():
+    """Deposited-looking training maps: finite, truth inside the range, masked ones zero far from the
+    molecule, and a map's local resolution follows its truth (finer-truth half has more high-frequency
+    power)."""
+    from gpuvalid.simulate.maps import simulate_locres
+
+    atoms = _random_protein()
+    rng = np.random.default_rng(4)
+    seen_mask = False
+    for _ in range(6):
+        m = simulate_locres(atoms, rng, res_range=(2.0, 13.0), crop_radius_A=None, deposit=True)
+        assert np.isfinite(m.V).all() and m.mask.any()
+        assert 2.0 <= m.local_res.min() and m.local_res.max() <= 13.0 * 1.5 ** (1 / 3) + 1e-4
+        if "mask_A" in m.params:
+            seen_mask = True
+            assert np.mean(m.V == 0) > 0.05
+    assert seen_mask
+
+
+def _random_protein(n=1500, seed=0):
+    xyz = np.random.default_rng(seed).uniform(0, 1, size=(n, 3)) * np.array([30.0, 26.0, 22.0])
+    return Atoms(xyz, np.array(["C"] * n), np.full(n, 6.0), np.array(["CA"] * n),
+                 np.array([f"A|{i}|" for i in range(n)]), np.array(["ALA"] * n))

@@ -20,6 +20,7 @@ from .base import SectionResult, md_table, not_applicable, percentile_block
 
 SID, TITLE = "0.e", "Local resolution"
 R_RANGE = (2.0, 13.0)
+FINE_R_RANGE = (1.5, 6.0)     # the fine model (0.5 Å grid), used below 2 Å when shipped
 EPS_HOMOGENEOUS = 0.01
 MIN_PERCENTILE = 0.1
 
@@ -49,24 +50,38 @@ def _device(be) -> str:
     return be.device if be.is_gpu else "cpu"
 
 
-def _network_estimate(ctx, mask_h: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """Network local resolution (host, NaN outside the mask), or (None, reason)."""
+def _fine_model_shipped() -> bool:
+    return (models.weights_path("locres").with_name("locres_fine.pt")).is_file()
+
+
+def r_range() -> tuple[float, float]:
+    """Resolutions R (Å) the section applies to: 2–13 Å, from 1.5 Å when the fine model is shipped."""
+    return (FINE_R_RANGE[0] if _fine_model_shipped() else R_RANGE[0], R_RANGE[1])
+
+
+def _network_estimate(ctx, mask_h: np.ndarray) -> tuple[np.ndarray | None, str | None, tuple | None]:
+    """Network local resolution (host, NaN outside the mask), or (None, reason); and the network's
+    output range (Å)."""
     if not models.torch_available():
-        return None, "PyTorch is not installed"
+        return None, "PyTorch is not installed", None
     if not models.weights_path("locres").is_file():
-        return None, f"the model weights are missing ({models.weights_path('locres').name})"
-    from ..models.infer import predict_locres
-    return predict_locres(ctx.host, ctx.voxel_size, mask_h, _device(ctx.be)), None
+        return None, f"the model weights are missing ({models.weights_path('locres').name})", None
+    from ..models.infer import load, locres_kind, predict_locres
+    kind = locres_kind(ctx.resolution)
+    out = predict_locres(ctx.host, ctx.voxel_size, mask_h, _device(ctx.be), kind=kind)
+    net = load("locres", None if kind == "locres" else str(models.weights_path("locres").with_name(f"{kind}.pt")),
+               _device(ctx.be))
+    return out, None, (net.LO, net.HI, kind)
 
 
-def _bound_reason(values: np.ndarray, voxel_size: float) -> str | None:
+def _bound_reason(values: np.ndarray, voxel_size: float, out_range: tuple) -> str | None:
     """Why the network's values are not a measurement (NaN, or ≥ MAX_AT_BOUND of them at the clamp
-    bounds max(2, 2·Ts) or 13 Å), or None."""
+    bounds max(lo, 2·Ts) or hi Å of its output range), or None."""
     from ..monores import MAX_AT_BOUND
 
     if values.size == 0 or not np.isfinite(values).all():
         return "the network returned no finite value at some voxels of the hard mask"
-    lo, hi = max(R_RANGE[0], 2.0 * voxel_size), R_RANGE[1]
+    lo, hi = max(out_range[0], 2.0 * voxel_size), out_range[1]
     for bound, frac in ((lo, np.mean(values <= lo + 1e-3)), (hi, np.mean(values >= hi - 1e-3))):
         if frac >= MAX_AT_BOUND:
             return (f"the network's estimate sits at its {bound:.2f} Å bound at {100 * frac:.0f} % of the voxels "
@@ -82,9 +97,9 @@ def run(ctx) -> SectionResult:
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     R = ctx.resolution
-    if not (R_RANGE[0] <= R <= R_RANGE[1]):
-        return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {R_RANGE[0]:g}–{R_RANGE[1]:g} Å",
-                              EXPLANATION)
+    lo_R, hi_R = r_range()
+    if not (lo_R <= R <= hi_R):
+        return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {lo_R:g}–{hi_R:g} Å", EXPLANATION)
     ctx.require_mask()
     be = ctx.be
     mask_h = be.to_host(ctx.hard_mask).astype(bool)
@@ -97,9 +112,9 @@ def run(ctx) -> SectionResult:
         mono = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask, threshold=ctx.threshold)
     except NotMeasurable as exc:
         mono_reason = str(exc)
-    net, net_reason = _network_estimate(ctx, mask_h)
+    net, net_reason, out_range = _network_estimate(ctx, mask_h)
     if net is not None:
-        net_reason = _bound_reason(net[mask_h], ctx.voxel_size)
+        net_reason = _bound_reason(net[mask_h], ctx.voxel_size, out_range)
         if net_reason:
             net = None
     if net is None and mono is None:
@@ -113,6 +128,8 @@ def run(ctx) -> SectionResult:
     p, table = percentile_block(inside, "local resolution (Å)")
     P = _percentile_of(inside, R)
     res.values = {"percentiles_A": p, "resolution_percentile": P, "method": method, "mask_voxels": int(inside.size)}
+    if net is not None:
+        res.values["network"] = {"model": out_range[2], "output_range_A": [out_range[0], out_range[1]]}
     if net is None:
         res.blocks.append(f"**{net_reason[0].upper() + net_reason[1:]}: the local resolution below is the "
                           "monogenic estimate** (no network estimate).")

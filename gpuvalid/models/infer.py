@@ -28,7 +28,7 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
     blob = torch.load(p, map_location="cpu", weights_only=False)
-    net = build(blob["kind"], tuple(blob["channels"]))
+    net = build(blob["kind"], tuple(blob["channels"]), blob.get("out_range"))
     net.load_state_dict(blob["state_dict"])
     net.eval()
     net.meta = blob.get("meta", {})
@@ -82,29 +82,53 @@ def apply_fcn(net, x: np.ndarray, where: np.ndarray | None = None, device: str =
     return out
 
 
-def locres_on_working_grid(V1: np.ndarray, mask1: np.ndarray, device: str = "cpu", path: str | None = None):
-    """Local resolution (Å) on the 1 Å working grid at the voxels of ``mask1`` (NaN elsewhere)."""
+FINE_KIND = "locres_fine"
+FINE_GRID_A = 0.5
+FINE_BELOW_A = 2.0      # R (Å) below which the fine model (0.5 Å grid, 1.5–6 Å) is used when shipped
+
+
+def fine_weights_path() -> Path:
+    return weights_path("locres").with_name(f"{FINE_KIND}.pt")
+
+
+def locres_kind(resolution: float | None) -> str:
+    """'locres_fine' for R < FINE_BELOW_A when its weights are shipped, else 'locres'."""
+    if resolution is not None and resolution < FINE_BELOW_A and fine_weights_path().is_file():
+        return FINE_KIND
+    return "locres"
+
+
+def locres_on_working_grid(V1: np.ndarray, mask1: np.ndarray, device: str = "cpu", path: str | None = None,
+                           kind: str = "locres"):
+    """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere)."""
+    if path is None and kind == FINE_KIND:
+        path = str(fine_weights_path())
     net = load("locres", path, device)
     return apply_fcn(net, P.locres_input(V1), mask1, device)
 
 
 def predict_locres(V: np.ndarray, voxel_size: float, mask: np.ndarray, device: str = "cpu",
-                   path: str | None = None) -> np.ndarray:
+                   path: str | None = None, kind: str = "locres") -> np.ndarray:
     """Local resolution (Å) at the ``mask`` voxels of the input grid (NaN elsewhere).
 
-    The map is resampled to 1 Å/voxel, the network runs where the (resampled) mask is, and the result is
-    interpolated back to the input voxels; values are clamped to [max(2, 2·Ts), 13] Å.
+    The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine'), the
+    network runs where the (resampled) mask is, and the result is interpolated back to the input voxels;
+    values are clamped to [max(lo, 2·Ts), hi] Å with [lo, hi] the network's output range.
     """
-    V1, ts1 = P.to_working_grid(V, voxel_size)
+    grid = FINE_GRID_A if kind == FINE_KIND else P.WORK_VOXEL_A
+    if path is None and kind == FINE_KIND:
+        path = str(fine_weights_path())
+    net = load("locres", path, device)
+    V1, ts1 = P.to_working_grid(V, voxel_size, grid)
     idx = np.argwhere(mask)
     pts = idx * (voxel_size / ts1)
     m1 = np.zeros(V1.shape, bool)
     q = np.clip(np.rint(pts).astype(int), 0, np.array(V1.shape) - 1)
     m1[q[:, 0], q[:, 1], q[:, 2]] = True
-    m1 = scipy.ndimage.binary_dilation(m1, iterations=2)
-    lr1 = locres_on_working_grid(V1, m1, device, path)
+    m1 = scipy.ndimage.binary_dilation(m1, iterations=max(2, int(round(2.0 / grid))))
+    lr1 = apply_fcn(net, P.locres_input(V1), m1, device)
     lr1 = np.where(np.isnan(lr1), np.nanmedian(lr1[m1]), lr1)
     out = np.full(V.shape, np.nan, dtype=np.float32)
     vals = P.sample_coords(lr1, pts)
-    out[mask] = np.clip(vals, max(2.0, 2 * voxel_size), 13.0)
+    out[mask] = np.clip(vals, max(net.LO, 2 * voxel_size), net.HI)
     return out

@@ -2,7 +2,8 @@
 ``receptive_field`` voxels of the input (13³ at 1 Å/voxel), so training on patches and inference on a
 whole map compute the same function.
 
-- :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``).
+- :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``) on the 1 Å working
+  grid, or in another range (the fine model on the 0.5 Å grid).
 
 (The hand model of 0.h is not a convolutional network: see :mod:`gpuvalid.models.hand_model`.)
 """
@@ -41,18 +42,21 @@ class FCNet(nn.Module):
 
 
 class LocResNet(FCNet):
-    """Local resolution (Å) in [2, 13] for every voxel of the valid output."""
+    """Local resolution (Å) in ``out_range`` (default [2, 13]) for every voxel of the valid output."""
 
-    LO, HI = 2.0, 13.0
+    def __init__(self, channels=DEFAULT_CHANNELS, hidden: int = 16, out_range=(2.0, 13.0)):
+        super().__init__(channels, hidden)
+        self.LO, self.HI = (float(v) for v in out_range)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LO + (self.HI - self.LO) * torch.sigmoid(self.logits(x))
 
 
-def build(kind: str, channels=None) -> FCNet:
-    """Network for 'locres' (default widths unless ``channels`` is given)."""
-    if kind == "locres":
-        return LocResNet(channels or DEFAULT_CHANNELS)
+def build(kind: str, channels=None, out_range=None) -> FCNet:
+    """Network for 'locres' or 'locres_fine' (default widths unless ``channels`` is given; output range
+    ``out_range`` Å, default [2, 13])."""
+    if kind in ("locres", "locres_fine"):
+        return LocResNet(channels or DEFAULT_CHANNELS, out_range=out_range or (2.0, 13.0))
     raise ValueError(f"unknown model kind {kind!r}")
 
 

@@ -1,6 +1,6 @@
 """Map preparation shared by training and inference (host NumPy/SciPy; the networks see only this).
 
-- Working grid: 1 Å/voxel (``WORK_VOXEL_A``), reached by Fourier resampling (spectrum crop = low-pass when
+- Working grid: 1 Å/voxel (``WORK_VOXEL_A``; 0.5 Å for the fine local-resolution model), reached by Fourier resampling (spectrum crop = low-pass when
   downsampling, zero padding when upsampling).
 - Local-resolution input: the map divided by its local RMS (Gaussian window σ = 3 Å), which removes the
   arbitrary density scale as DeepRes's per-box L2 normalisation does, but stays convolutional.
@@ -41,9 +41,10 @@ def resample(V: np.ndarray, new_shape: tuple) -> np.ndarray:
     return (v * (np.prod(new_shape) / np.prod(V.shape))).astype(np.float32)
 
 
-def to_working_grid(V: np.ndarray, voxel_size: float) -> tuple[np.ndarray, float]:
-    """Map resampled to about 1 Å/voxel; returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis)."""
-    shape = working_shape(V.shape, voxel_size)
+def to_working_grid(V: np.ndarray, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple[np.ndarray, float]:
+    """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model);
+    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis)."""
+    shape = working_shape(V.shape, voxel_size, new_voxel)
     ts1 = V.shape[0] * voxel_size / shape[0]
     return resample(V, shape), float(ts1)
 

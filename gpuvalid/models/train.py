@@ -61,13 +61,17 @@ def _cut(a: np.ndarray, c, half: int, patch: int) -> np.ndarray:
 
 
 def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
-                   rf: int = 13) -> dict:
-    """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output."""
+                   rf: int = 13, grid_A: float = 1.0, res_range=(2.0, 13.0), deposit: bool = True,
+                   crop_radius_A: float = 30.0) -> dict:
+    """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output,
+    from maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``:
+    made to look like deposited maps, :func:`gpuvalid.simulate.maps.simulate_locres`)."""
     X, Y, M = [], [], []
     r = rf // 2
     for _s, atoms in structs:
         for _ in range(maps_per_structure):
-            m = simulate_locres(atoms, rng)
+            m = simulate_locres(atoms, rng, voxel_size=grid_A, res_range=res_range, deposit=deposit,
+                                crop_radius_A=crop_radius_A)
             x = P.locres_input(m.V)
             for c in _patch_centres(m.mask, rng, patches_per_map, patch // 2):
                 X.append(_cut(x, c, patch // 2, patch))
@@ -85,15 +89,15 @@ def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator):
 
 
 def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: int = 16,
-        lr: float = 3e-3, log=print, channels=None, log_every: int = 25) -> tuple:
+        lr: float = 3e-3, log=print, channels=None, log_every: int = 25, out_range=None) -> tuple:
     """Train the local-resolution network (``kind`` 'locres') for ``steps`` AdamW steps with cosine
     learning-rate decay and an L1 loss (Å) over the masked output voxels of rotated patches; returns
     (net, history)."""
-    if kind != "locres":
-        raise ValueError(f"fit() trains the 'locres' network, not {kind!r} (the hand model: fit_hand)")
+    if kind not in ("locres", "locres_fine"):
+        raise ValueError(f"fit() trains the local-resolution networks, not {kind!r} (the hand model: fit_hand)")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = build(kind, channels)
+    net = build(kind, channels, out_range)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     X = torch.from_numpy(data["x"])[:, None]
     Y = torch.from_numpy(data["y"])
@@ -209,13 +213,24 @@ def save(net, kind: str, out_dir: Path, meta: dict) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / f"{kind}.pt"
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    torch.save({"kind": kind, "channels": list(net.channels), "state_dict": sd, "meta": meta}, p)
+    blob = {"kind": kind, "channels": list(net.channels), "state_dict": sd, "meta": meta}
+    if hasattr(net, "LO"):
+        blob["out_range"] = [net.LO, net.HI]
+    torch.save(blob, p)
     return p
 
 
 # ------------------------------------------------------------------------------- test evaluation
-def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print) -> dict:
-    """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth."""
+LOCRES_SETUPS = {  # kind: working grid (Å/voxel), training resolutions (Å), output range (Å), crop radius (Å)
+    "locres": dict(grid_A=1.0, res_range=(2.0, 13.0), out_range=(2.0, 13.0), crop_radius_A=30.0),
+    "locres_fine": dict(grid_A=0.5, res_range=(1.5, 6.0), out_range=(1.0, 7.0), crop_radius_A=18.0),
+}
+
+
+def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print, kind: str = "locres",
+                deposit: bool = True, weights: Path | None = None) -> dict:
+    """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth
+    (maps simulated as in training for ``kind``; ``deposit``: deposited-looking maps)."""
     from gpuvalid.backend import get_backend
     from gpuvalid.masks import dilate
     from gpuvalid.errors import NotMeasurable
@@ -225,12 +240,16 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
 
     be = get_backend("cpu")
     rng = np.random.default_rng(seed + 1000)
+    su = LOCRES_SETUPS[kind]
+    weights = weights or out_dir / f"{kind}.pt"
     rows = []
     for s, atoms in load_structures("test"):
         for _ in range(maps_per_structure):
-            m = simulate_locres(atoms, rng, pad_A=20.0)  # room for a background (the monogenic noise level)
-            pred = locres_on_working_grid(m.V, m.mask, "cpu", str(out_dir / "locres.pt"))
-            hard = dilate(be, m.mask, 2)  # the hard mask's 2 Å dilation
+            # 20 Å pad: room for a background (the monogenic noise level)
+            m = simulate_locres(atoms, rng, voxel_size=su["grid_A"], res_range=su["res_range"], pad_A=20.0,
+                                deposit=deposit, crop_radius_A=su["crop_radius_A"])
+            pred = locres_on_working_grid(m.V, m.mask, "cpu", str(weights))
+            hard = dilate(be, m.mask, int(round(2.0 / su["grid_A"])))  # the hard mask's 2 Å dilation
             try:
                 mono = monogenic_local_resolution(be, m.V, m.voxel_size, hard)
             except NotMeasurable:   # counted as "not measured" (NaN), never as a number
@@ -289,7 +308,7 @@ def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gpuvalid.models.train",
                                  description="Train gpuvalid's local-resolution or hand networks from scratch.")
-    ap.add_argument("kind", choices=["locres", "hand"])
+    ap.add_argument("kind", choices=["locres", "locres_fine", "hand"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--steps", type=int, default=2400, help="training steps of the local-resolution network")
@@ -300,26 +319,32 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-test", action="store_true")
+    ap.add_argument("--plain", action="store_true",
+                    help="local resolution: the earlier simulation (no deposit-like post-processing)")
     a = ap.parse_args(argv)
     if a.maps is None:
-        a.maps = 8 if a.kind == "locres" else 6
+        a.maps = 6 if a.kind == "hand" else 8
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     sources.fetch()
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
     metrics: dict = {"seed": a.seed, "torch": torch.__version__}
-    if a.kind == "locres":
-        tr = locres_patches(load_structures("train"), rng, a.maps, a.patches)
-        va = locres_patches(load_structures("val"), rng, 2, a.patches)
+    if a.kind in LOCRES_SETUPS:
+        su = LOCRES_SETUPS[a.kind]
+        kw = dict(grid_A=su["grid_A"], res_range=su["res_range"], deposit=not a.plain,
+                  crop_radius_A=su["crop_radius_A"])
+        tr = locres_patches(load_structures("train"), rng, a.maps, a.patches, **kw)
+        va = locres_patches(load_structures("val"), rng, 2, a.patches, **kw)
         metrics["data_seconds"] = time.perf_counter() - t0
+        metrics["setup"] = {**su, "deposit": not a.plain}
         print(f"data: {len(tr['x'])} train / {len(va['x'])} val patches in {metrics['data_seconds']:.0f} s")
-        net, hist = fit("locres", tr, va, a.seed, a.steps, batch=a.batch)
+        net, hist = fit(a.kind, tr, va, a.seed, a.steps, batch=a.batch, out_range=su["out_range"])
         metrics.update(train_seconds=hist["seconds"], steps=hist["steps"], params=n_parameters(net),
-                       val_mae_A=evaluate_patches("locres", net, va), history=hist)
-        save(net, "locres", a.out, {"seed": a.seed, "val_mae_A": metrics["val_mae_A"]})
+                       val_mae_A=evaluate_patches(a.kind, net, va), history=hist)
+        save(net, a.kind, a.out, {"seed": a.seed, "val_mae_A": metrics["val_mae_A"], **metrics["setup"]})
         if not a.no_test:
-            metrics["test"] = test_locres(a.seed, a.out)
+            metrics["test"] = test_locres(a.seed, a.out, kind=a.kind, deposit=not a.plain)
     else:
         tr = hand_features(load_structures("train", protein_only=True), rng, a.maps)
         va = hand_features(load_structures("val", protein_only=True), rng, 2)

@@ -51,15 +51,30 @@ def local_resolution_field(shape: tuple, rng: np.random.Generator, voxel_size: f
     return (lo_A + (hi_A - lo_A) * u).astype(np.float32)
 
 
-def blend_resolutions(V: np.ndarray, voxel_size: float, res_field: np.ndarray, n_levels: int = 12) -> np.ndarray:
+def anisotropic_frequency(shape: tuple, voxel_size: float, axis_xyz, factor: float) -> np.ndarray:
+    """Effective |s| (Å⁻¹, ``rfftn`` half grid) for a resolution ``factor`` times worse along the unit
+    vector ``axis_xyz`` (x, y, z) than across it: ``sqrt(s² + (factor² − 1)·(s·u)²)``."""
+    fz = np.fft.fftfreq(shape[0], voxel_size)[:, None, None]
+    fy = np.fft.fftfreq(shape[1], voxel_size)[None, :, None]
+    fx = np.fft.rfftfreq(shape[2], voxel_size)[None, None, :]
+    u = np.asarray(axis_xyz, float) / np.linalg.norm(axis_xyz)
+    su = fx * u[0] + fy * u[1] + fz * u[2]
+    return np.sqrt(fz * fz + fy * fy + fx * fx + (factor * factor - 1.0) * su * su)
+
+
+def blend_resolutions(V: np.ndarray, voxel_size: float, res_field: np.ndarray, n_levels: int = 12,
+                      edge: float = 0.1, s_eff: np.ndarray | None = None) -> np.ndarray:
     """Map whose local resolution follows ``res_field`` (Å): copies of ``V`` low-passed at levels spaced
-    evenly in 1/d are mixed per voxel by linear interpolation in 1/d between the two nearest levels."""
+    evenly in 1/d are mixed per voxel by linear interpolation in 1/d between the two nearest levels.
+    ``edge``: half-width of the raised-cosine edge relative to 1/d; ``s_eff``: the frequency to filter on
+    (default |s|; :func:`anisotropic_frequency` for an anisotropic map)."""
     lo, hi = float(res_field.min()), float(res_field.max())
+    s = spatial_frequency(V.shape, voxel_size) if s_eff is None else s_eff
     if hi - lo < 1e-3:
-        return lowpass(V, voxel_size, lo)
+        F = scipy.fft.rfftn(V) * lowpass_response(s, lo, edge)
+        return scipy.fft.irfftn(F, s=V.shape).astype(np.float32)
     f_levels = np.linspace(1.0 / hi, 1.0 / lo, n_levels)  # ascending frequency
     F = scipy.fft.rfftn(V)
-    s = spatial_frequency(V.shape, voxel_size)
     f = 1.0 / res_field
     pos = np.clip((f - f_levels[0]) / (f_levels[1] - f_levels[0]), 0, n_levels - 1 - 1e-6)
     k0 = np.floor(pos).astype(int)
@@ -69,7 +84,7 @@ def blend_resolutions(V: np.ndarray, voxel_size: float, res_field: np.ndarray, n
         w = np.where(k0 == k, 1 - t, 0) + np.where(k0 + 1 == k, t, 0)
         if not w.any():
             continue
-        copy = scipy.fft.irfftn(F * lowpass_response(s, 1.0 / fl), s=V.shape).astype(np.float32)
+        copy = scipy.fft.irfftn(F * lowpass_response(s, 1.0 / fl, edge), s=V.shape).astype(np.float32)
         out += w * copy
     return out
 
@@ -85,6 +100,31 @@ def coloured_noise(shape: tuple, rng: np.random.Generator, voxel_size: float, si
         env = env * (s <= 1.0 / nyquist_A)
     n = scipy.fft.irfftn(F * env, s=shape)
     return (n * (sigma / max(float(n.std()), 1e-12))).astype(np.float32)
+
+
+def shaped_noise(signal: np.ndarray, rng: np.random.Generator, voxel_size: float, sigma: float,
+                 n_bins: int = 40) -> np.ndarray:
+    """Gaussian noise of standard deviation ``sigma`` whose radial amplitude spectrum follows that of
+    ``signal`` (the noise of a reconstruction shares the map's envelope: CTF, B-factor)."""
+    S = np.abs(scipy.fft.rfftn(signal))
+    s = spatial_frequency(signal.shape, voxel_size)
+    edges = np.linspace(0.0, float(s.max()) + 1e-9, n_bins + 1)
+    b = np.clip(np.digitize(s, edges) - 1, 0, n_bins - 1)
+    prof = np.bincount(b.ravel(), S.ravel(), n_bins) / np.maximum(np.bincount(b.ravel(), None, n_bins), 1)
+    F = scipy.fft.rfftn(rng.normal(size=signal.shape).astype(np.float32)) * prof[b]
+    n = scipy.fft.irfftn(F, s=signal.shape)
+    return (n * (sigma / max(float(n.std()), 1e-12))).astype(np.float32)
+
+
+def bfactor(V: np.ndarray, voxel_size: float, bfactor_A2: float, limit_A: float | None = None) -> np.ndarray:
+    """``V`` multiplied by ``exp(−B s²/4)`` in Fourier space (B < 0 sharpens); with ``limit_A`` the factor
+    stops changing beyond ``1/limit_A`` Å⁻¹ (sharpening is followed by a low-pass in practice)."""
+    F = scipy.fft.rfftn(V)
+    s = spatial_frequency(V.shape, voxel_size)
+    if limit_A is not None:
+        s = np.minimum(s, 1.0 / limit_A)
+    F *= np.exp(-bfactor_A2 * s * s / 4.0)
+    return scipy.fft.irfftn(F, s=V.shape).astype(np.float32)
 
 
 def band_limit(V: np.ndarray, voxel_size: float, nyquist_A: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage
 
 from . import filters
 from .density import atom_density, random_rotation
@@ -60,22 +61,105 @@ def _finish(V, rng, voxel_size, n_atoms, noise_k, noise_b, nyq):
     return V.astype(np.float32), t
 
 
+def _random_unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+def deposit_like(V: np.ndarray, signal: np.ndarray, rng: np.random.Generator, voxel_size: float, lo_A: float,
+                 n_atoms: int) -> tuple[np.ndarray, dict]:
+    """Post-processing as in deposited maps, each step at random: a global B-factor (sharpening to −120 Å²
+    or blurring to +50 Å², frozen beyond ``1/lo_A``), a low-pass at the best local resolution ``lo_A``, a
+    density offset, and a mask (zero outside the molecule dilated by 3–8 Å, with or without a 2–6 Å
+    raised-cosine edge) or solvent flattening (solvent pulled towards its mean).  None of these moves the local
+    resolution (the low-pass is at the finest one)."""
+    p: dict = {}
+    if rng.random() < 0.8:
+        p["post_bfactor"] = float(rng.uniform(-120.0, 50.0))
+        V = filters.bfactor(V, voxel_size, p["post_bfactor"], limit_A=lo_A)
+    if rng.random() < 0.6:
+        p["post_lowpass"] = float(lo_A * rng.uniform(0.95, 1.0))
+        V = filters.lowpass(V, voxel_size, p["post_lowpass"])
+    t0 = filters.threshold_for_volume(signal, int(n_atoms * VOLUME_PER_ATOM_A3 / voxel_size**3))
+    mol = signal >= t0
+    sd = float(V[mol].std())
+    if rng.random() < 0.4:
+        p["offset"] = float(rng.uniform(-0.3, 0.3) * sd)
+        V = V + p["offset"]
+    u = rng.random()
+    if u < 0.45:
+        r = rng.uniform(3.0, 8.0)
+        dist = scipy.ndimage.distance_transform_edt(~mol, sampling=voxel_size)
+        e = rng.uniform(2.0, 6.0) if rng.random() < 0.5 else 0.0   # raised-cosine soft edge (Å)
+        w = (dist <= r).astype(np.float32) if e == 0.0 else \
+            (0.5 + 0.5 * np.cos(np.pi * np.clip((dist - r) / e, 0.0, 1.0))).astype(np.float32)
+        p["mask_A"], p["mask_edge_A"] = float(r), float(e)
+        V = V * w
+    elif u < 0.6:
+        keep = scipy.ndimage.distance_transform_edt(~mol, sampling=voxel_size) <= rng.uniform(3.0, 8.0)
+        mean = float(V[~keep].mean()) if (~keep).any() else 0.0
+        p["flatten"] = float(rng.uniform(0.0, 0.3))
+        V = np.where(keep, V, mean + p["flatten"] * (V - mean))
+    return V.astype(np.float32), p
+
+
 def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 1.0,
-                    res_range=(2.0, 13.0), crop_radius_A: float | None = 30.0, pad_A: float = 8.0) -> SimMap:
-    """Map with spatially varying local resolution inside ``res_range`` Å (ground truth in ``local_res``)."""
+                    res_range=(2.0, 13.0), crop_radius_A: float | None = 30.0, pad_A: float = 8.0,
+                    deposit: bool = False) -> SimMap:
+    """Map with spatially varying local resolution inside ``res_range`` Å (ground truth in ``local_res``).
+
+    With ``deposit``, the map also looks like a deposited one: a softer resolution edge (10–30 % of 1/d),
+    anisotropy (30 % of maps: resolution 1.1–1.5× worse along a random axis; the truth is then the
+    geometric mean over directions, d·a^(1/3)), noise shaped like the map's own spectrum (half of the
+    maps) at 0.1–1.2 of the signal's σ, and :func:`deposit_like` post-processing.
+    """
     a = crop_atoms(atoms.transformed(random_rotation(rng)), rng, crop_radius_A)
-    lo = rng.uniform(res_range[0], res_range[1] - 0.5)
-    hi = min(res_range[1], lo + rng.uniform(0.3, 6.0))
+    if deposit:   # log-uniform best resolution, spread 5–80 % of it (as many maps at 3 Å as at 10 Å)
+        lo = float(np.exp(rng.uniform(np.log(res_range[0]), np.log(res_range[1] / 1.05))))
+        hi = min(res_range[1], lo * rng.uniform(1.05, 1.8))
+    else:
+        lo = rng.uniform(res_range[0], res_range[1] - 0.5)
+        hi = min(res_range[1], lo + rng.uniform(0.3, 6.0))
     bfac = rng.uniform(0.0, 40.0)
-    V, origin = atom_density(a, voxel_size, bfactor_A2=bfac, pad_A=pad_A)
-    field = filters.local_resolution_field(V.shape, rng, voxel_size, lo, hi)
-    V = filters.blend_resolutions(V, voxel_size, field)
+    V0, origin = atom_density(a, voxel_size, bfactor_A2=bfac, pad_A=pad_A)
+    field = filters.local_resolution_field(V0.shape, rng, voxel_size, lo, hi)
+    params = dict(lo=lo, hi=hi, bfactor=bfac)
     rec_vox = rng.uniform(min(0.8, lo / 2.2), max(0.8, min(lo / 2.2, 3.5)))
     nyq = max(2 * rec_vox, 2 * voxel_size)
-    noise_k, noise_b = rng.uniform(0.1, 0.7), rng.uniform(0.0, 50.0)
-    V, t = _finish(V, rng, voxel_size, len(a), noise_k, noise_b, nyq)
-    return SimMap(V, voxel_size, t, V >= t, local_res=field, resolution=float(np.median(field)),
-                  params=dict(lo=lo, hi=hi, bfactor=bfac, noise_k=noise_k, noise_b=noise_b, nyquist=nyq))
+    if not deposit:
+        V = filters.blend_resolutions(V0, voxel_size, field)
+        noise_k, noise_b = rng.uniform(0.1, 0.7), rng.uniform(0.0, 50.0)
+        V, t = _finish(V, rng, voxel_size, len(a), noise_k, noise_b, nyq)
+        params.update(noise_k=noise_k, noise_b=noise_b, nyquist=nyq)
+        return SimMap(V, voxel_size, t, V >= t, local_res=field, resolution=float(np.median(field)), params=params)
+    edge = float(rng.uniform(0.1, 0.3))
+    lo_cut = lo   # finest resolution across any direction (the post-processing low-pass keeps it)
+    s_eff = None
+    if rng.random() < 0.3:
+        params["aniso"] = float(rng.uniform(1.1, 1.5))
+        s_eff = filters.anisotropic_frequency(V0.shape, voxel_size, _random_unit(rng), params["aniso"])
+        field = field * params["aniso"] ** (1.0 / 3.0)
+        params.update(lo=lo * params["aniso"] ** (1.0 / 3.0), hi=hi * params["aniso"] ** (1.0 / 3.0))
+    # the blend uses the per-axis resolution field/a^(1/3) across the axis, a·that along it
+    V = filters.blend_resolutions(V0, voxel_size, field / params.get("aniso", 1.0) ** (1.0 / 3.0), edge=edge,
+                                  s_eff=s_eff)
+    signal = V.copy()
+    t0 = filters.threshold_for_volume(signal, int(len(a) * VOLUME_PER_ATOM_A3 / voxel_size**3))
+    sd = float(signal[signal >= t0].std())
+    noise_k = float(rng.uniform(0.1, 1.2))
+    if rng.random() < 0.5:
+        V = V + filters.shaped_noise(V0, rng, voxel_size, noise_k * sd)
+        params["noise"] = "shaped"
+    else:
+        V = V + filters.coloured_noise(V.shape, rng, voxel_size, noise_k * sd, rng.uniform(0.0, 50.0))
+        params["noise"] = "coloured"
+    V = filters.band_limit(V, voxel_size, nyq)
+    V, post = deposit_like(V, signal, rng, voxel_size, lo_cut, len(a))
+    params.update(post, edge=edge, noise_k=noise_k, nyquist=nyq)
+    n_mask = int(len(a) * VOLUME_PER_ATOM_A3 * rng.uniform(1.0, 1.6) / voxel_size**3)
+    t = filters.threshold_for_volume(V, n_mask)
+    return SimMap(V, voxel_size, t, V >= t, local_res=field.astype(np.float32), resolution=float(np.median(field)),
+                  params=params)
 
 
 def simulate_uniform(atoms: Atoms, rng: np.random.Generator, resolution_A: float, voxel_size: float = 1.0,
