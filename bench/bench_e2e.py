@@ -151,6 +151,8 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
 def _fmt(rows, device: str) -> str:
     head = ["map", "box", "section", "status", "CPU s", f"{device} s", "ratio CPU/GPU", "peak B/voxel (input)",
             "peak B/voxel (max(input, 1 Å grid))", "estimate GiB", "agree"]
+    keep = [0, 1, 2, 3, 4, 9] if device == "cpu" else list(range(len(head)))  # CPU only: no device columns
+    head = [head[i] for i in keep]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_map: dict = {}
     for r in rows:
@@ -160,12 +162,12 @@ def _fmt(rows, device: str) -> str:
             c, d, p = r["cpu_s"], r["dev_s"], r["peak_bytes"]
             ratio = f"{c / d:.1f}×" if (c and d) else "—"
             status = r["status"] + (f" ({r['device_note']})" if r.get("device_note") else "")
-            out.append(f"| {m} | {box} | {r['section']} | {status} | {'%.2f' % c if c is not None else '—'} | "
-                       f"{'%.3f' % d if d is not None else '—'} | {ratio} | "
-                       f"{'%.0f' % (p / r['voxels']) if p is not None else '—'} | "
-                       f"{'%.0f' % (p / max(r['voxels'], r['work_voxels'])) if p is not None else '—'} | "
-                       f"{'%.2f' % (r['estimate_bytes'] / 2**30) if r.get('estimate_bytes') else '—'} | "
-                       f"{r['agree']} |")
+            cells = [m, box, r["section"], status, f"{c:.2f}" if c is not None else "—",
+                     f"{d:.3f}" if d is not None else "—", ratio,
+                     f"{p / r['voxels']:.0f}" if p is not None else "—",
+                     f"{p / max(r['voxels'], r['work_voxels']):.0f}" if p is not None else "—",
+                     f"{r['estimate_bytes'] / 2**30:.2f}" if r.get("estimate_bytes") else "—", r["agree"]]
+            out.append("| " + " | ".join(cells[i] for i in keep) + " |")
     return "\n".join(out)
 
 

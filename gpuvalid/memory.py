@@ -216,6 +216,8 @@ def _cpu_context(ctx):
 
 
 def _mark_fallback(res, why: str) -> None:
+    if res.status in ("not_applicable", "not_implemented"):  # nothing was computed: nothing to say
+        return
     res.values = dict(res.values or {})
     res.values["device"] = f"cpu (fallback: {why})"
     res.blocks.insert(0, f"*Computed on the CPU: {why}.*")
