@@ -180,7 +180,7 @@ def run(
                              header=header or hdr, resample_anisotropic=resample_anisotropic,
                              max_voxels=max_voxels)
         be = get_backend(device)
-        prepare_out_dir(out_dir, inp.sha256, inp.path.name, force)
+        prepare_out_dir(out_dir, inp.sha256, inp.path.name, force, keep=fmts)
         from .analyses import SECTIONS
 
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
@@ -251,16 +251,18 @@ def check_out_dir(out_arg: str | None, out_dir: Path, map_path: Path) -> None:
         raise InputError(f"--out {out_dir}: {exc.strerror or type(exc).__name__}") from None
 
 
-REPORT_FILES = ("report.md", "results.json")
+REPORT_FILES = {"md": "report.md", "html": "report.html", "json": "results.json"}
 STALE = ("errors.log", "figures", "maps")  # written by a previous run; removed when the folder is reused
 
 
-def prepare_out_dir(out_dir: Path, sha256: str, file_name: str, force: bool) -> None:
+def prepare_out_dir(out_dir: Path, sha256: str, file_name: str, force: bool,
+                    keep: tuple[str, ...] = tuple(REPORT_FILES)) -> None:
     """Create ``out_dir`` or make an existing one ready for this map's report.
 
     A folder holding another map's report (``results.json`` with another input SHA-256) or other files
     is refused unless ``force``.  When the folder holds a gpuvalid report (this map's, or another's
-    with ``force``), the stale ``errors.log``, ``figures/`` and ``maps/`` of that run are removed.
+    with ``force``), the stale ``errors.log``, ``figures/`` and ``maps/`` of that run are removed, and so
+    are its report files of the formats this run will not rewrite (``keep``: md, html, json).
     """
     try:
         if not out_dir.exists():
@@ -278,12 +280,13 @@ def prepare_out_dir(out_dir: Path, sha256: str, file_name: str, force: bool) -> 
             if prev_sha != sha256 and not force:
                 what = f"the report of another map ({prev_file})" if prev_sha else "an unreadable results.json"
                 raise InputError(f"--out {out_dir} holds {what}: choose another folder or pass --force")
-        leftovers = all(n in STALE or n.endswith(".tmp") for n in entries)  # an interrupted run's files
+        ours = set(STALE) | set(REPORT_FILES.values())
+        leftovers = all(n in ours or n.endswith(".tmp") for n in entries) and "report.md" not in entries
         if not res.is_file() and not leftovers and not force:
             raise InputError(f"--out {out_dir} is not empty and holds no gpuvalid report: choose another "
                              "folder or pass --force")
         if res.is_file() or leftovers:
-            for name in STALE:
+            for name in STALE + tuple(f for k, f in REPORT_FILES.items() if k not in keep):
                 p = out_dir / name
                 if p.is_symlink() or p.is_file():
                     p.unlink()

@@ -360,7 +360,7 @@ def read_mrc(path: str | Path, max_voxels: int | None = None) -> MrcMap:
     voxel = tuple(_div(c, m) for c, m in zip(hd.cell, hd.mxyz))
     origin: tuple[float, float, float] | None = hd.origin
     if not all(math.isfinite(o) for o in origin):
-        notes.append("the MRC header origin is not a finite number (NaN or infinite): it is not reported")
+        notes.append("the MRC header origin is not a finite number: it is not reported")
         origin = None
     elif origin == (0.0, 0.0, 0.0) and any(hd.nstart):
         # nxstart/nystart/nzstart are along columns/rows/sections

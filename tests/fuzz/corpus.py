@@ -196,11 +196,11 @@ def build(root: str | Path, subset: str = "default") -> list[Case]:
     add("no_map_id", mrc_bytes(base, map_id=b"XXXX"), check=_note("no 'MAP ' identifier"))
     for mode in (3, 4, 101, -1, 5, 7, 99, 2 ** 31 - 1):
         add(f"mode_invalid_{mode}", mrc_bytes(base, mode=mode, payload=base.tobytes() * 2), expect="error",
-            fast=mode in (4, 99))
+            fast=mode == 4)
     # --- truncations ------------------------------------------------------------------------------
     add("empty", b"", expect="error", fast=True)
     add("one_byte", b"\x00", expect="error")
-    add("header_only", good[:1024], expect="error", fast=True)
+    add("header_only", good[:1024], expect="error")
     add("cut_500", good[:500], expect="error")
     add("cut_mid_data", good[:1024 + len(good[1024:]) // 2], expect="error")
     add("cut_one_byte", good[:-1], expect="error")
@@ -288,7 +288,7 @@ def build(root: str | Path, subset: str = "default") -> list[Case]:
         add(f"voxel_size_{vs}", good, args=RUN_TR + ["--voxel-size", vs], expect="error", fast=vs == "1e30")
     add("voxel_size_large", good, args=RUN_TR + ["--voxel-size", "150"], check=_voxel(150.0))
     for mv in ("0", "-1", "1000"):
-        add(f"max_voxels_{mv}", good, args=RUN_TR + ["--max-voxels", mv], expect="error", fast=mv == "1000")
+        add(f"max_voxels_{mv}", good, args=RUN_TR + ["--max-voxels", mv], expect="error")
     add("max_voxels_exact", good, args=RUN_TR + ["--max-voxels", str(BOX ** 3)])
     # --- compression ------------------------------------------------------------------------------
     add("gzip_valid", gzip.compress(good), fname="map.mrc.gz", check=_same_as_base)
@@ -333,7 +333,7 @@ def build(root: str | Path, subset: str = "default") -> list[Case]:
                    ("spacing_1e30", {"spacing": ("1e30",) * 3}), ("spacing_zero", {"spacing": ("0",) * 3}),
                    ("spacing_nan", {"spacing": ("nan",) * 3}), ("spacing_negative", {"spacing": ("-2",) * 3}),
                    ("units_furlong", {"units": "furlong"}), ("res_units_parsec", {"res_units": "parsec"})]:
-        add(f"xml_{nm}", good, args=RUN_X, xml=_xml(**kw), expect="error", fast=nm in ("contour_nan", "contour_1e400"))
+        add(f"xml_{nm}", good, args=RUN_X, xml=_xml(**kw), expect="error", fast=nm == "contour_nan")
     add("xml_units_nm", good, args=RUN_X, xml=_xml(spacing=("0.2",) * 3, units="nm", resolution=""),
         check=_voxel(2.0), fast=True)
     add("xml_res_units_nm", good, args=RUN_X, xml=_xml(resolution="0.6", res_units="nm"), check=_resolution(6.0))

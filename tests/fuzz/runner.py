@@ -94,6 +94,9 @@ def run_case(case: Case, work: Path, base_kb: int) -> dict:
         cwd = cdir
         out = cdir / "out"
     args = ["run"] + [a.replace("{out}", str(out)) for a in case.args]
+    if "--out" in args[:-1] and not case.cwd_default_out:  # the report folder the case names
+        out = Path(args[args.index("--out") + 1])
+        out = out if out.is_absolute() else cwd / out
     o = run_child(args, cwd, cdir / "rss")
     problems: list[str] = []
     text = o["stdout"] + o["stderr"]
