@@ -263,7 +263,7 @@ _orig = _p.validate
 def _logged(inp, *a, **k):
     with open(os.environ["GV_LOG"], "a") as fh:
         fh.write(f"{inp.path.name} {os.getpid()} {time.time()}\\n")
-    time.sleep(0.3)
+    time.sleep(float(os.environ.get("GV_SLEEP", "0.3")))
     return _orig(inp, *a, **k)
 _p.validate = _logged
 if __name__ == "__main__":
@@ -310,9 +310,10 @@ def _maps_semaphores(pids) -> list[str]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 def test_kill9_and_two_processes_compute_each_entry_once(small_mirror, tmp_path):
-    """Process A is killed with SIGKILL (main process only) at random moments and restarted while
-    process B runs on the same folder: each entry is computed once (except those A was computing when
-    killed, never two at a time), A's workers die with it, and no spool file, semaphore or process is left."""
+    """Process A is killed (SIGKILL at a random moment, then SIGTERM while computing; main process only)
+    and restarted while process B runs on the same folder: each entry is computed once (except those A
+    was computing when killed, never two at a time), A's workers die with it, and no spool file,
+    semaphore, claim or process is left."""
     root, man = small_mirror
     out, spool, log = tmp_path / "out", tmp_path / "spool", tmp_path / "computed.log"
     script = tmp_path / "gv.py"
@@ -324,26 +325,32 @@ def test_kill9_and_two_processes_compute_each_entry_once(small_mirror, tmp_path)
     old_umask = os.umask(0o022)
     procs, killed = [], {}
     try:
-        b = subprocess.Popen(base + ["--prefetch", "1"], env=env, stdout=subprocess.PIPE,
+        b = subprocess.Popen(base + ["--prefetch", "1"], env=dict(env, GV_SLEEP="0.8"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
         procs.append(b)
         sems = []
-        for _ in range(2):
+        for sig in (signal.SIGKILL, signal.SIGTERM):
             a = subprocess.Popen(base + ["--prefetch", "1"], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
             procs.append(a)
             t_end = time.monotonic() + rng.uniform(2.0, 6.0)
             kids = set()
-            while time.monotonic() < t_end and a.poll() is None:
+            while a.poll() is None and (time.monotonic() < t_end if sig == signal.SIGKILL else
+                                        f" {a.pid} " not in (log.read_text() if log.exists() else "")):
                 kids |= _children(a.pid)
                 sems += _maps_semaphores({a.pid, b.pid} | kids | _children(b.pid))
                 time.sleep(0.1)
+            time.sleep(rng.uniform(0.0, 0.3))
             kids |= _children(a.pid)
             killed[a.pid] = time.time()
             for k in kids:
                 killed.setdefault(k, killed[a.pid])
-            a.send_signal(signal.SIGKILL)  # the main process only: its workers must follow by themselves
-            a.wait(10)
+            a.send_signal(sig)  # the main process only: its workers must follow by themselves
+            _, err = a.communicate(timeout=30)
+            if sig == signal.SIGTERM:  # SLURM's time limit / scancel: a clean stop
+                assert a.returncode == 143 and err.strip().startswith("gpuvalid: error: terminated (SIGTERM)"), err
+                assert len(err.strip().splitlines()) == 1, err
+                assert not list(spool.glob(f"*-run-{a.pid}-*")), "spool folder left by a terminated run"
             t0 = time.monotonic()
             while any(_alive(k) for k in kids) and time.monotonic() - t0 < 10:
                 time.sleep(0.05)
