@@ -369,8 +369,8 @@ def run_local(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
         except Exception as exc:  # never stop the batch for one entry
             finish(t, _failed(t, f"input stage failed ({type(exc).__name__}: {one_line(exc)})", opts))
 
-    def fill():
-        while len(ready) + (pre.busy if pre else 0) < depth:
+    def fill():  # at most workers + prefetch maps read ahead or being computed
+        while len(ready) + (pre.busy if pre else 0) + (comp.busy if comp else 0) < depth:
             if pre is not None and pre.idle() is None:
                 return
             t = disp.take()
