@@ -18,10 +18,12 @@ from ..errors import InputError
 SECTIONS1 = [
     ("1.a", "Global resolution", "gpuvalid.level1.global_res"),
     ("1.b", "FSC permutation (FDR-FSC)", "gpuvalid.level1.fdr"),
-    ("1.c", "Local resolution (local FSC)", None),
-    ("1.d", "Local resolution (local hypothesis tests)", None),
-    ("1.e", "Local resolution (monogenic, half maps)", None),
-    ("1.f", "Directional local resolution", None),
+    # --- 1.c-1.f: local resolution from the half maps (issue 12) ---
+    ("1.c", "Local resolution (local FSC)", "gpuvalid.level1.local_fsc"),
+    ("1.d", "Local resolution (local hypothesis tests)", "gpuvalid.level1.resmap"),
+    ("1.e", "Local resolution (monogenic, half maps)", "gpuvalid.level1.monores_half"),
+    ("1.f", "Directional local resolution", "gpuvalid.level1.monodir"),
+    # --- end 1.c-1.f ---
     ("1.g", "Fourier Shell Occupancy", "gpuvalid.level1.fso"),
     ("1.h", "3-D FSC (conical FSC)", "gpuvalid.level1.fsc3d"),
 ]
