@@ -15,14 +15,16 @@
 #     on the GPU alone; Markdown and JSON under $OUT
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
 #   7 bench/bench_archive.py --device cuda:0 (8 entries)
-# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/).
+# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/). The steps share a budget of
+# 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; 5b (512³, 768³) comes last and takes the rest.
 # The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
 # into .whl/ (ignored) and this script installs it offline; the maps come from $GPUVALID_DATA, else .devdata/
 # (filled by --prepare from ../shared/data), else ../shared/data.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-MODE=${1:-run}
+FN=""
+if [ "${1:-}" = --fn ]; then FN=1; MODE=$2; shift 2; else MODE=${1:-run}; fi  # --fn: see step()
 
 if [ "$MODE" = "--prepare" ]; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -46,15 +48,16 @@ CPU_MAX=256
 SPIRAL_SIZES="128 256 384"
 ENTRIES=8
 if [ "$MODE" = "--rehearse" ]; then
-    DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=3
+    DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
 fi
+ARCHIVE_LIMIT=90; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
+TOTAL_S=${DEVICE_CHECK_SECONDS:-470}  # the whole script, every step's limit included (8 min on one H100)
+[ "$DEV" = cpu ] && TOTAL_S=${DEVICE_CHECK_SECONDS:-900}
 
 OUTDIR=${OUT:-$ROOT/bench/out}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/device_check.log
-: > "$LOG"
-exec > >(tee -a "$LOG") 2>&1
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 COLUMNS=${COLUMNS:-160}
 
 PY=python3
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && ! $PY -c "import mrcfile" 2>/dev/null; then
@@ -72,11 +75,20 @@ T_START=$(date +%s)
 
 secs() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
-step() {  # step NAME LIMIT_S COMMAND...
+step() {  # step NAME LIMIT_S COMMAND... (COMMAND may be one of this script's functions)
     local name=$1 limit=$2; shift 2
+    local left=$(( TOTAL_S - ($(date +%s) - T_START) ))
+    if [ "$left" -lt 15 ]; then
+        echo; echo "=== $name: skipped, the ${TOTAL_S} s budget is spent"; FAILED+=("$name (no time left)"); return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo; echo "=== $name (limit ${limit} s, at +$(( $(date +%s) - T_START )) s) ==="
     local t0=$EPOCHREALTIME
-    timeout -k 5 "$limit" "$@"
+    if [ "$(type -t "$1")" = function ]; then
+        timeout -k 5 "$limit" bash "$0" --fn "$MODE" "$@"
+    else
+        timeout -k 5 "$limit" "$@"
+    fi
     local rc=$?
     echo "=== $name: rc=$rc, $(secs "$t0") s"
     [ $rc -ne 0 ] && FAILED+=("$name (rc $rc)")
@@ -110,18 +122,25 @@ env_info() {
     $GV info --device "$DEV"
 }
 
+if [ -n "$FN" ]; then  # bash device_check.sh --fn MODE FUNCTION: one step's function under `timeout`
+    "$@"
+    exit $?
+fi
+
+: > "$LOG"
+exec > >(tee -a "$LOG") 2>&1
 step "1 environment" 60 env_info
 step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
 if [ "$DEV" != cpu ]; then
-    step "3 pytest -m gpu" 150 $PY -m pytest -m gpu -q -p no:cacheprovider tests
+    step "3 pytest -m gpu" 120 $PY -m pytest -m gpu -q -p no:cacheprovider tests
 else
     echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
 fi
 step "4 selftest" 60 $GV selftest --device "$DEV"
-step "5a bench_e2e ${SIZES_SMALL}" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
+step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
     --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
 step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
-step "7 bench_archive" 90 $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
+step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
     --out /tmp/gv_archive_bench
 if [ -n "$SIZES_BIG" ]; then
     step "5b bench_e2e ${SIZES_BIG} (GPU only)" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
