@@ -133,6 +133,16 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _legend(ax):
+    """A legend whose markers stay visible however small and transparent the points are."""
+    leg = ax.legend(fontsize=8, loc="best")
+    for h in getattr(leg, "legend_handles", None) or getattr(leg, "legendHandles", []):
+        if hasattr(h, "set_sizes"):
+            h.set_sizes([24])
+        h.set_alpha(1)
+    return leg
+
+
 def _status_colors():
     return {"ok": "#1a7f37", "warnings": "#d4a72c", "not_measured": "#b42318"}
 
@@ -140,10 +150,12 @@ def _status_colors():
 def _scatter(ax, pts, colors, n):
     size = 14 if n < 500 else (5 if n < 5000 else 1.5)
     alpha = 0.85 if n < 500 else (0.5 if n < 5000 else 0.25)
+    import numpy as np
+
     for st, col in colors.items():
-        p = [(x, y) for x, y, s in pts if s == st]
-        if p:
-            ax.scatter([a for a, _ in p], [b for _, b in p], s=size, c=col, alpha=alpha, lw=0,
+        p = np.asarray([(x, y) for x, y, s in pts if s == st], dtype=np.float64).reshape(-1, 2)
+        if len(p):
+            ax.scatter(p[:, 0], p[:, 1], s=size, c=col, alpha=alpha, lw=0,
                        label=f"{STATUS_LABEL.get(st, st)} ({len(p)})", rasterized=True)
 
 
@@ -152,6 +164,7 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     try:
         from ..analyses.background import MAX_RATIO
@@ -177,7 +190,7 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
         ax.axhspan(B_MIN, B_MAX, color="#1a7f37", alpha=0.07, lw=0)
         ax.set_xlabel("reported resolution R (Å)")
         ax.set_ylabel("B-factor (Å²)")
-        ax.legend(fontsize=8, loc="best")
+        _legend(ax)
         ax.grid(alpha=0.3)
         out.append((title, _png(fig), f"{len(pts)} of {n_done} finished entries have a measured B-factor and "
                     f"a reported R; colour: 0.d status; shaded: the accepted range [{B_MIN:g}, {B_MAX:g}] Å²."))
@@ -195,7 +208,7 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", label="median = R")
         ax.set_xlabel("reported resolution R (Å)")
         ax.set_ylabel("median local resolution (Å)")
-        ax.legend(fontsize=8, loc="best")
+        _legend(ax)
         ax.grid(alpha=0.3)
         out.append((title, _png(fig), f"{len(pts)} of {n_done} finished entries; colour: 0.e status; dashed: "
                     "median equal to R."))
@@ -249,17 +262,17 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
                  "dpr_45_A": ("^", "#d4a72c"), "ssnr_1_A": ("v", "#8250df")}
         size = 14 if len(have) < 500 else (5 if len(have) < 5000 else 1.5)
         for key, label in LEVEL1_KEYS:
-            p = [(R, l1[key]) for R, l1 in have if key in l1]
-            if p:
+            p = np.asarray([(R, l1[key]) for R, l1 in have if key in l1], dtype=np.float64).reshape(-1, 2)
+            if len(p):
                 m, c = marks[key]
-                ax.scatter([a for a, _ in p], [b for _, b in p], s=size, marker=m, c=c, alpha=0.6, lw=0,
+                ax.scatter(p[:, 0], p[:, 1], s=size, marker=m, c=c, alpha=0.6, lw=0,
                            label=f"{label} ({len(p)})", rasterized=True)
         lo = min(R for R, _ in have)
         hi = max(R for R, _ in have)
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", label="estimate = R")
         ax.set_xlabel("reported resolution R (Å)")
         ax.set_ylabel("estimate (Å)")
-        ax.legend(fontsize=8)
+        _legend(ax)
         ax.grid(alpha=0.3)
         out.append((title, _png(fig), f"{len(have)} entries validated with half maps."))
     else:
@@ -584,7 +597,8 @@ JS = r"""
         '<td class="sd ' + esc(r[C.status]) + '">' + (r[C.status] === "done" ? "finished" : esc(r[C.status])) +
         "</td><td class=num>" + (r[C.evaluable] != null ? r[C.passed] + "/" + r[C.evaluable] : "") + "</td>" +
         ["R", "B", "locres", "outlier", "hand", "fsc"].map(function (k) {
-          return "<td class=num>" + fmt(r[C[k]]) + "</td>"; }).join("") +
+          var v = r[C[k]];  // the hand score is a probability: three decimals
+          return "<td class=num>" + (k === "hand" && v != null ? v.toFixed(3) : fmt(v)) + "</td>"; }).join("") +
         "<td>" + dots(r[C.sections] || "") + '</td><td class="w">' + cell(r) + "</td></tr>");
     }
     document.getElementById("tbody").innerHTML = h.join("");
@@ -602,5 +616,15 @@ JS = r"""
   document.getElementById("next").addEventListener("click", function () { page++; draw(); });
   draw();
   document.body.setAttribute("data-rendered-ms", Math.round(performance.now()));
+  if (location.hash === "#bench") {  // bench/bench_dashboard.py: a text filter, a sort of all entries, a
+    var t = [performance.now()], qi = document.getElementById("q");  // section filter, timed in the page
+    qi.value = "emd-1"; filter(); t.push(performance.now());
+    qi.value = ""; filter(); t.push(performance.now());
+    head.children[4].click(); t.push(performance.now());
+    fsec.value = D.sections[3] || ""; fsecst.value = "w"; filter(); t.push(performance.now());
+    document.body.setAttribute("data-bench", JSON.stringify({filter_ms: t[1] - t[0], sort_ms: t[3] - t[2],
+      section_filter_ms: t[4] - t[3], shown: view.length, rows: rows.length}));
+    document.getElementById("data").remove();  // keep the dumped DOM small
+  }
 })();
 """

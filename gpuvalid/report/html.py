@@ -135,7 +135,7 @@ def _figure(md: MarkdownIt, img: Token, caption_tok: Token | None, out_dir) -> T
     if uri is None:
         return _html_block(f'<figure class="missing"><p>Figure not available: <code>{_html.escape(src)}</code>'
                            f'</p><figcaption>{caption}</figcaption></figure>\n')
-    return _html_block(f'<figure><img src="{uri}" alt="{_html.escape(alt)}" loading="lazy">'
+    return _html_block(f'<figure><img src="{uri}" alt="{_html.escape(alt)}">'
                        f'<figcaption>{caption}</figcaption></figure>\n')
 
 
