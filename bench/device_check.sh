@@ -15,7 +15,9 @@
 #     on the GPU alone; Markdown and JSON under $OUT
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
 #   7 bench/bench_archive.py --device cuda:0 (8 entries)
-# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/). The steps share a budget of
+# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
+# e2e_{small,big}.{md,json} beside it: five files (the device tool brings back at most eight); reports of the
+# start-up runs go to /tmp. The steps share a budget of
 # 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; 5b (512³, 768³) comes last and takes the rest.
 # The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
 # into .whl/ (ignored) and this script installs it offline; the maps come from $GPUVALID_DATA, else .devdata/
@@ -97,20 +99,21 @@ step() {  # step NAME LIMIT_S COMMAND... (COMMAND may be one of this script's fu
 
 run_once() {  # run_once DEVICE OUT_NAME: wall seconds of one `gpuvalid run` in a fresh process
     local t0=$EPOCHREALTIME
-    $GV run "$MAP" --threshold 10 --resolution 6.6 --device "$1" --no-figures --out "$OUTDIR/$2" >/dev/null
+    $GV run "$MAP" --threshold 10 --resolution 6.6 --device "$1" --no-figures --out "/tmp/gv_device_check/$2" >/dev/null
     local rc=$?
     echo "gpuvalid run emd_5168 --device $1 ($2): $(secs "$t0") s wall, rc=$rc"
     return $rc
 }
 
 startup() {
+    mkdir -p /tmp/gv_device_check
     export CUPY_CACHE_DIR=/tmp/gv_cupy_cache_cold
     rm -rf "$CUPY_CACHE_DIR"
     run_once "$DEV" run_cold_cache
     run_once "$DEV" run_warm_cache
     run_once cpu run_cpu
-    $PY -X importtime -c "import gpuvalid.cli" 2> "$OUTDIR/importtime_cli.txt"
-    tail -1 "$OUTDIR/importtime_cli.txt"
+    $PY -X importtime -c "import gpuvalid.cli" 2> /tmp/gv_device_check/importtime_cli.txt
+    tail -1 /tmp/gv_device_check/importtime_cli.txt
     unset CUPY_CACHE_DIR
 }
 
