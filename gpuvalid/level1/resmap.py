@@ -228,12 +228,14 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
         FVh = FV * Hf
         del Hf
         T = xp.zeros(n, dtype=xp.float32)
+        wrap = [xp.asarray(np.arange(-r, r + 1) % n_ax) for n_ax in shape]   # kernel centre at the origin
+        where = xp.ix_(*wrap)
+        Kdev = be.asarray(K.astype(np.float32))
         for k in range(K.shape[0]):
-            pad = np.zeros(shape, dtype=np.float32)
-            w = 2 * r + 1
-            pad[:w, :w, :w] = K[k]
-            pad = np.roll(pad, (-r, -r, -r), axis=(0, 1, 2))   # kernel centre at the origin
-            Kf = be.rfftn(be.asarray(pad))
+            pad = xp.zeros(shape, dtype=xp.float32)
+            pad[where] = Kdev[k]
+            Kf = be.rfftn(pad)
+            del pad
             c = be.irfftn(FVh * xp.conj(Kf), s=shape).reshape(-1)[idx]   # correlation q_k ⋆ V
             T += c * c
             del Kf, c
