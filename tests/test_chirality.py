@@ -62,6 +62,21 @@ def test_right_handed_helix_is_negative(radius, sigma):
         assert f.sum() > 0 and (f > 0).sum() >= 6
 
 
+def test_blocks_sum_to_the_features_and_mirror(right):
+    """The block sums add up to the features' numerators and denominators; a mirror along an array axis
+    maps the centroid-centred block grid onto itself, so its block sums are the map's, numerators negated."""
+    V, mask = right
+    be = get_backend("cpu")
+    r = twist_features(be, V, mask, 1.0)
+    assert r["block_num"].shape[0] > 8
+    np.testing.assert_allclose(r["block_num"].sum(0) / r["block_den"].sum(0), r["features"], rtol=1e-9)
+    rm = twist_features(be, mirror(V), mirror(mask), 1.0)
+    key = lambda a: np.lexsort(np.round(a.T, 6))  # noqa: E731  (blocks in another order)
+    np.testing.assert_allclose(rm["block_den"][key(rm["block_den"])], r["block_den"][key(r["block_den"])],
+                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(np.sort(rm["block_num"].sum(1)), np.sort(-r["block_num"].sum(1)), rtol=1e-3, atol=1e-9)
+
+
 def test_voxel_cap_keeps_the_features(right, monkeypatch):
     """On large maps a fixed pseudo-random third of the mask gives the same means within sampling error."""
     import gpuvalid.models.chirality as C
@@ -106,6 +121,9 @@ def test_twist_features_gpu_equal_cpu(right, cpu, gpu):
     """CuPy/cupyx path of the features equals the NumPy/SciPy path: 1e-4 relative (float32 filters, float64
     sums; the features are ratios of sums over the mask)."""
     V, mask = right
-    a = np.array(twist_features(cpu, V, mask, 1.0)["features"])
-    b = np.array(twist_features(gpu, gpu.asarray(V), gpu.asarray(mask), 1.0)["features"])
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7)
+    ra = twist_features(cpu, V, mask, 1.0)
+    rb = twist_features(gpu, gpu.asarray(V), gpu.asarray(mask), 1.0)
+    np.testing.assert_allclose(np.array(rb["features"]), np.array(ra["features"]), rtol=1e-4, atol=1e-7)
+    for k in ("block_num", "block_den"):   # the same blocks, in the same order (the jackknife's input)
+        assert rb[k].shape == ra[k].shape
+        np.testing.assert_allclose(rb[k], ra[k], rtol=1e-3, atol=1e-6 * np.abs(ra[k]).max())

@@ -86,16 +86,18 @@ def test_without_torch_locres_falls_back_to_monogenic(sim, monkeypatch):
 
 @pytest.mark.skipif(not models.weights_path("hand").is_file(), reason="the shipped hand model is missing")
 def test_hand_needs_no_torch(sim, monkeypatch):
-    """The hand model is NumPy-only at inference; its score is a probability and the mirror's is 1 − it."""
+    """The hand model is NumPy-only at inference; its score is a probability and the mirror's is 1 − it.
+    (This random-walk chain has no helices: the section abstains for weak evidence, tests/test_hand_abstain.py.)"""
+    from gpuvalid.models.hand_model import hand_score
     from gpuvalid.simulate.filters import mirror
 
     _no_torch(monkeypatch)
     r = run_section("gpuvalid.analyses.hand", "0.h", "Hand", _ctx(sim[4.0], 4.0))
-    assert r.evaluable and 0.0 <= r.values["score"] <= 1.0
+    assert r.evaluable or (r.status == "not_measured" and "too weak" in r.reason)
     m = sim[4.0]
-    rm = run_section("gpuvalid.analyses.hand", "0.h", "Hand",
-                     MapContext(get_backend("cpu"), mirror(m.V), m.voxel_size, m.threshold, 4.0))
-    assert rm.values["score"] == pytest.approx(1.0 - r.values["score"], abs=1e-4)
+    s = hand_score(get_backend("cpu"), m.V, m.voxel_size, m.threshold)["score"]
+    sm = hand_score(get_backend("cpu"), mirror(m.V), m.voxel_size, m.threshold)["score"]
+    assert 0.0 <= s <= 1.0 and sm == pytest.approx(1.0 - s, abs=1e-4)
 
 
 def test_missing_weights(sim, monkeypatch, tmp_path):

@@ -4,7 +4,9 @@ Applies for R ≤ 5 Å and needs the contour threshold.  On the map resampled to
 contour mask, gpuvalid measures the helical twist of tube-like density (:mod:`gpuvalid.models.chirality`:
 rotation-invariant, and exactly sign-reversed by a mirror) at nine scale pairs; a linear classifier
 without bias, trained here on simulated maps (:mod:`gpuvalid.models.hand_model`), turns them into the
-probability that the map is mirrored.
+probability that the map is mirrored.  When the evidence is weak (the block-jackknife error of the
+log-odds is large against it: a small segment, little helical density) or nucleic acid dominates (strong
+coarse-scale twist of double helices), the section says "could not be measured" with that reason.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ EXPLANATION = (
     "right-handed groove and the other way for its mirror image. gpuvalid measures that twist inside the "
     "contour mask at several scales (each measure changes sign exactly under a mirror and not under a "
     "rotation) and a classifier trained here on simulated maps turns them into a score: the probability "
-    "that the map is mirrored (0: correct hand, 1: mirrored). The classifier was trained on proteins: "
-    "the double helices of nucleic acids score the other way in this measure, so a map dominated by RNA or "
-    "DNA can read as mirrored.")
+    "that the map is mirrored (0: correct hand, 1: mirrored). The call is only made when the evidence is "
+    "strong: the mask is cut into 12 Å blocks and the log-odds is recomputed leaving out one block at a time "
+    "(a jackknife); if the log-odds is small against this sampling error (a small or segmented map, little "
+    "helical density, mostly beta sheet) the hand is not called. Nor is it when nucleic acid dominates: the "
+    "double helices of RNA and DNA read as mirrored protein in this measure, and they are recognised by their "
+    "strong twist at a coarse scale (20 Å-wide helices).")
 
 CRITERIA = (f"Warn when the score is above {FLIPPED:g} (the map is probably mirrored) or above {UNCERTAIN:g} "
-            "(the hand is uncertain).")
+            "(the hand is uncertain). Not measured when the evidence is too weak (|log-odds| / jackknife error "
+            "below the calibrated z, or too few blocks) or nucleic acid dominates (docs/models.md).")
 
 DIFFERENCES = [
     "The reference runs DeepHand (two 3-D CNNs: helix voxels, then their hand), whose weights are downloaded "
@@ -54,12 +60,17 @@ def run(ctx) -> SectionResult:
         r = hand_score(ctx.be, ctx.host, ctx.voxel_size, ctx.threshold)
     except ValueError as exc:
         raise NotMeasurable(str(exc)) from None
+    if r["abstain"]:
+        raise NotMeasurable(r["abstain"])
     s = r["score"]
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA, differences=list(DIFFERENCES))
-    res.values = {"score": s, "logit": r["logit"], "twist_features": r["features"],
+    res.values = {"score": s, "logit": r["logit"], "logit_se": r["se"], "z": r["z"], "n_blocks": r["n_blocks"],
+                  "duplex_twist": r["duplex"], "twist_features": r["features"],
                   "mask_voxels_1A": r["n_voxels"], "tube_fraction": r["tube_fraction"]}
     rows = [["hand score (0 correct, 1 mirrored)", f"{s:.3f}"],
-            ["log-odds of 'mirrored'", f"{r['logit']:+.2f}"],
+            ["log-odds of 'mirrored' ± block-jackknife error", f"{r['logit']:+.2f} ± {r['se']:.2f}"],
+            ["evidence |z| = |log-odds| / error (blocks of 12 Å)", f"{abs(r['z']):.1f} ({r['n_blocks']} blocks)"],
+            ["coarse twist |T(2.5 Å, 6 Å)| (nucleic-acid indicator)", f"{r['duplex']:.4f}"],
             ["contour-mask voxels used (1 Å grid)", str(r["n_voxels"])],
             ["fraction of them in tube-like density", f"{r['tube_fraction']:.3f}"],
             ["twist features (×1000; < 0: right-handed)", ", ".join(f"{1000 * v:+.1f}" for v in r["features"])]]

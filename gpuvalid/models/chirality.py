@@ -32,6 +32,8 @@ FINE_SIGMAS_A = (0.8, 1.0, 1.2)
 AXIS_SIGMAS_A = (2.0, 2.5, 3.0)
 SCALES = tuple((sf, sl) for sf in FINE_SIGMAS_A for sl in AXIS_SIGMAS_A)
 MAX_VOXELS = 2_000_000   # mask voxels used at most (a fixed pseudo-random subset: the features are means)
+DUPLEX_SCALES = ((2.5, 6.0),)  # coarse twist of 20 Å-wide double helices (nucleic acid); protein hardly shows it
+BLOCK_A = 12.0           # Å: edge of the cubic blocks whose partial sums give the features' sampling error
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
@@ -66,9 +68,25 @@ def _subset(xp, idx, n: int):
     return idx[h < xp.uint64(int(n / int(idx.size) * (1 << 32)))]
 
 
-def twist_features(be, V, mask, voxel_size: float, scales=SCALES) -> dict:
+def _block_ids(xp, idx, shape, block_vox: float):
+    """Block of each flat index: cubes of ``block_vox`` voxels on a grid centred on the voxels' centroid,
+    so that a mirror along an array axis maps the partition onto itself (block k ↔ −1 − k)."""
+    zyx = xp.stack(xp.unravel_index(idx, shape)).astype(xp.float64)
+    c = zyx.mean(1, keepdims=True)
+    b = xp.floor((zyx - c) / block_vox).astype(xp.int64)
+    b -= b.min(1, keepdims=True)
+    key = (b[0] * (int(b[1].max()) + 1) + b[1]) * (int(b[2].max()) + 1) + b[2]
+    return xp.unique(key, return_inverse=True)[1].reshape(-1)
+
+
+def twist_features(be, V, mask, voxel_size: float, scales=SCALES, block_A: float | None = BLOCK_A) -> dict:
     """The features ``T(σ_f, σ_L)`` (one per scale pair, in the order of ``scales``) of the density ``V``
     (clipped at 0) over ``mask``, with the fraction of the mask voxels in tube-like density.
+
+    With ``block_A`` (Å), also the partial sums ``Σ τ·w`` (``block_num``) and ``Σ |g|²·w`` (``block_den``)
+    over cubic blocks of that edge, arrays ``(n_blocks, n_scales)``: the features are their column sums'
+    ratio, and resampling the blocks gives the features' sampling error (:mod:`gpuvalid.models.hand_model`).
+    Blocks are ordered by position, so the arrays of a mirrored map are those of the map, re-ordered.
 
     ``V``, ``mask``: host or device arrays of ``be``; ``voxel_size`` in Å (the σ are in Å).
     """
@@ -89,15 +107,25 @@ def twist_features(be, V, mask, voxel_size: float, scales=SCALES) -> dict:
     for sl in sorted({s[1] for s in scales}):
         lam, E = xp.linalg.eigh(_hessian(be, V, sl / voxel_size, idx))                      # ascending eigenvalues
         axis[sl] = (E[:, :, 2].T, xp.maximum(-lam[:, 1], 0))   # axis (3, n), tube strength (n,)
-    out = []
+    out, nums, dens = [], [], []
+    blk = _block_ids(xp, idx, V.shape, block_A / voxel_size) if block_A else None
+    nb = int(blk.max()) + 1 if blk is not None else 0
     for sf, sl in scales:
         g, H = fine[sf]
         d, w = axis[sl]
         Hd = xp.einsum("nij,jn->in", H, d)
         tau = (d[0] * (g[1] * Hd[2] - g[2] * Hd[1]) + d[1] * (g[2] * Hd[0] - g[0] * Hd[2])
                + d[2] * (g[0] * Hd[1] - g[1] * Hd[0]))
-        den = be.scalar(xp.sum((g * g).sum(0) * w, dtype=xp.float64))
+        gw = (g * g).sum(0) * w
+        den = be.scalar(xp.sum(gw, dtype=xp.float64))
         out.append(be.scalar(xp.sum(tau * w, dtype=xp.float64)) / den if den > 0 else 0.0)
+        if blk is not None:
+            nums.append(be.to_host(xp.bincount(blk, weights=(tau * w).astype(xp.float64), minlength=nb)))
+            dens.append(be.to_host(xp.bincount(blk, weights=gw.astype(xp.float64), minlength=nb)))
     tube = axis[scales[0][1]][1]
-    return {"features": [float(v) for v in out], "scales": [list(s) for s in scales], "n_voxels": int(idx.size),
-            "tube_fraction": be.scalar(xp.mean((tube > 0).astype(xp.float32)))}
+    res = {"features": [float(v) for v in out], "scales": [list(s) for s in scales], "n_voxels": int(idx.size),
+           "tube_fraction": be.scalar(xp.mean((tube > 0).astype(xp.float32)))}
+    if blk is not None:
+        res["block_num"] = np.stack(nums, 1)
+        res["block_den"] = np.stack(dens, 1)
+    return res

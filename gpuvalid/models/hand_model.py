@@ -1,10 +1,24 @@
-"""The hand model (0.h): a linear classifier without bias over the helical-twist features.
+"""The hand model (0.h): a linear classifier without bias over the helical-twist features, and the rules
+that make it abstain when the evidence is weak.
 
 ``logit = Σ_k w_k · T_k / s_k`` with ``T_k`` the mirror-odd twist features of
 :mod:`gpuvalid.models.chirality` at the scale pairs ``k``, ``s_k`` their RMS over the training maps and
 ``w_k`` learned (``python -m gpuvalid.models.train hand``); ``score = sigmoid(logit)`` is the probability
 that the map is mirrored (0: correct hand, 1: mirrored). With no bias and odd features,
 ``score(mirror(V)) = 1 − score(V)`` exactly. The weights are a small JSON file (no PyTorch needed to run).
+
+Evidence (all of it mirror-even, so a map and its mirror image abstain alike):
+
+- *sampling error*: the contour mask is cut into cubic blocks of ``block_A`` Å (12 Å, about one helix
+  across); each feature is a ratio of sums over the blocks, so the delete-one-block jackknife gives the
+  standard error ``se`` of the log-odds and ``z = logit / se``. A small map, a segment, or a map with little
+  helical density has few blocks that agree: ``|z|`` is small;
+- *nucleic acid*: the double helices of RNA/DNA (20 Å wide, right-handed) twist strongly at a coarse scale
+  (``|T(2.5 Å, 6 Å)|``, which protein density hardly shows) while their fine-scale twist reads as the
+  *mirror* of a protein's; a large coarse twist means nucleic acid dominates the density.
+
+The thresholds (``model["abstain"]``: ``z_min``, ``duplex_max``, ``min_blocks``) are calibrated on simulated
+protein, β-rich, segment and nucleic-acid maps (``train.calibrate_hand``; docs/models.md).
 """
 
 from __future__ import annotations
@@ -17,13 +31,13 @@ import numpy as np
 
 from .. import models
 from . import preprocess as P
-from .chirality import twist_features
+from .chirality import BLOCK_A, DUPLEX_SCALES, twist_features
 
 MIN_MASK_VOXELS = 50
 
 
 def load(path: str | Path | None = None) -> dict:
-    """The stored model: ``{"scales", "rms", "weights", "meta"}``."""
+    """The stored model: ``{"scales", "rms", "weights", "abstain", "meta"}`` (``abstain`` optional)."""
     p = Path(path) if path else models.weights_path("hand")
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
@@ -31,6 +45,10 @@ def load(path: str | Path | None = None) -> dict:
     if not (len(m["scales"]) == len(m["rms"]) == len(m["weights"])):
         raise ValueError(f"inconsistent hand model in {p}")
     return m
+
+
+def _coef(model: dict) -> np.ndarray:
+    return np.asarray(model["weights"], dtype=np.float64) / np.asarray(model["rms"], dtype=np.float64)
 
 
 def logit(model: dict, features) -> float:
@@ -42,8 +60,68 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
+def jackknife(model: dict, block_num: np.ndarray, block_den: np.ndarray) -> tuple[float, float, int]:
+    """``(logit, se, n_blocks)``: the log-odds from the block sums ``(n_blocks, n_scales)`` and its
+    delete-one-block jackknife standard error ``se² = (n−1)/n · Σ (L₍ᵢ₎ − L̄)²`` (blocks with no tube
+    density carry no evidence and are not counted)."""
+    c = _coef(model)
+    bn, bd = np.asarray(block_num, np.float64), np.asarray(block_den, np.float64)
+    keep = bd.sum(1) > 0
+    bn, bd = bn[keep], bd[keep]
+    N, D = bn.sum(0), bd.sum(0)
+    L = float(np.where(D > 0, N / np.where(D > 0, D, 1), 0.0) @ c)
+    n = len(bn)
+    if n < 2:
+        return L, float("inf"), n
+    Ni, Di = N - bn, D - bd
+    Li = np.where(Di > 0, Ni / np.where(Di > 0, Di, 1), 0.0) @ c
+    se = float(np.sqrt((n - 1) / n * np.sum((Li - Li.mean()) ** 2)))
+    return L, se, n
+
+
+def abstain_reason(model: dict, ev: dict) -> str | None:
+    """Why the hand cannot be called from the evidence ``ev`` (:func:`hand_score`), or None to call it."""
+    rule = model.get("abstain")
+    if not rule:
+        return None
+    if ev["duplex"] >= rule["duplex_max"]:
+        return (f"nucleic acid dominates the density (coarse-scale double-helix twist |T(2.5 Å, 6 Å)| = "
+                f"{ev['duplex']:.4f} ≥ {rule['duplex_max']:.4f}, the protein maps' limit): RNA and DNA read as "
+                "mirrored protein in this measure, so the hand cannot be judged")
+    if ev["n_blocks"] < rule["min_blocks"]:
+        return (f"the map is too small to judge the hand: its contour mask spans {ev['n_blocks']} blocks of "
+                f"{rule['block_A']:g} Å (at least {rule['min_blocks']} needed)")
+    if not abs(ev["z"]) >= rule["z_min"]:
+        return ("the evidence is too weak to call the hand (too little helical density, or a small or segmented "
+                f"map): log-odds {ev['logit']:+.1f} ± {ev['se']:.1f} (block jackknife over {ev['n_blocks']} blocks "
+                f"of {rule['block_A']:g} Å), |z| = {abs(ev['z']):.1f} below {rule['z_min']:.2f}")
+    return None
+
+
+def map_evidence(be, V1: np.ndarray, mask, ts1: float, model: dict) -> dict:
+    """Features, block sums and coarse (duplex) twist of the map ``V1`` (about 1 Å voxels of ``ts1`` Å)
+    over ``mask``."""
+    block_A = (model.get("abstain") or {}).get("block_A", BLOCK_A)
+    f = twist_features(be, V1, mask, ts1, tuple(tuple(s) for s in model["scales"]), block_A=block_A)
+    dup = twist_features(be, V1, mask, ts1, DUPLEX_SCALES, block_A=None)["features"][0]
+    return {"features": f["features"], "block_num": f["block_num"], "block_den": f["block_den"],
+            "n_voxels": f["n_voxels"], "tube_fraction": f["tube_fraction"], "duplex": abs(float(dup))}
+
+
+def evidence_from(model: dict, raw: dict) -> dict:
+    """Score, log-odds, jackknife error, z, duplex twist and the abstention reason (None: call it)."""
+    z0 = logit(model, raw["features"])
+    _, se, nb = jackknife(model, raw["block_num"], raw["block_den"])
+    ev = {"score": sigmoid(z0), "logit": z0, "se": se, "z": z0 / se if se > 0 else math.copysign(math.inf, z0),
+          "n_blocks": nb, "duplex": raw["duplex"], "features": raw["features"], "n_voxels": raw["n_voxels"],
+          "tube_fraction": raw["tube_fraction"]}
+    ev["abstain"] = abstain_reason(model, ev)
+    return ev
+
+
 def hand_score(be, V: np.ndarray, voxel_size: float, threshold: float, path: str | Path | None = None) -> dict:
-    """Hand score of the host map ``V`` (Å voxels) at contour ``threshold``, with its evidence.
+    """Hand score of the host map ``V`` (Å voxels) at contour ``threshold``, with its evidence and the
+    reason to abstain (``abstain``: None when the hand can be called).
 
     The map is resampled to about 1 Å/voxel (:func:`preprocess.to_working_grid`); the contour mask
     ``V ≥ t`` on that grid chooses the voxels; the features are computed on ``be``.
@@ -54,7 +132,4 @@ def hand_score(be, V: np.ndarray, voxel_size: float, threshold: float, path: str
     n = int(mask.sum())
     if n < MIN_MASK_VOXELS:
         raise ValueError(f"the contour mask holds only {n} voxels on the 1 Å grid (fewer than {MIN_MASK_VOXELS})")
-    f = twist_features(be, V1, mask, ts1, tuple(tuple(s) for s in model["scales"]))
-    z = logit(model, f["features"])
-    return {"score": sigmoid(z), "logit": z, "features": f["features"], "n_voxels": f["n_voxels"],
-            "tube_fraction": f["tube_fraction"]}
+    return evidence_from(model, map_evidence(be, V1, mask, ts1, model))
