@@ -136,7 +136,10 @@ def make_task(row: dict, opts: BatchOptions) -> EntryTask:
         h = h or (str(hh) if hh else None)
     problem = None
     if not opts.download:
-        if m is None or not Path(m).is_file():
+        if m is None and root is None:
+            problem = ("no map path in the manifest and no archive mirror given (--archive DIR or "
+                       "GPUVALID_ARCHIVE); or use --download")
+        elif m is None or not Path(m).is_file():
             problem = f"map file missing ({m or lay.map})"
         elif h is None or not Path(h).is_file():
             problem = f"EMDB header missing ({h or lay.header}): no contour level, resolution or voxel size"
@@ -490,6 +493,9 @@ def run_batch(rows: list[dict], opts: BatchOptions) -> BatchResult:
     """Validate the manifest ``rows`` of this shard into ``opts.out_dir`` (resumable)."""
     t0 = time.perf_counter()
     out = Path(opts.out_dir)
+    root = archive_root(opts.archive)
+    if root is not None and not root.is_dir():
+        raise InputError(f"archive mirror {root} is not a folder")
     prepare_out(out)
     rows = select_shard(rows, opts.shard)
     index_path = Path(opts.index_path or out / INDEX_NAME)
