@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gpuvalid.cli import app
 
-from .helpers import write_map
+from .fuzz.corpus import mrc_bytes
 
 runner = CliRunner()
 SPEC_KEYS = {
@@ -91,7 +91,7 @@ def test_errors_are_one_line(case, tmp_path, data_dir):
     elif case == "nan":
         d = np.zeros((16, 16, 16), np.float32)
         d[1, 1, 1] = np.nan
-        write_map(bad, d)
+        bad.write_bytes(mrc_bytes(d))
     elif case == "voxel":
         args = ["run", str(data_dir / "emd_3197.map"), "--voxel-size", "-2", "--out", str(tmp_path / "o")]
     elif case == "device":
@@ -114,7 +114,6 @@ def test_info_cpu():
 
 # ---- one-line usage errors, safe report folders, meaningless numbers ----
 
-from .fuzz.corpus import mrc_bytes  # noqa: E402
 
 
 def _small_map(path, box=16):
