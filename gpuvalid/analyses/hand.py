@@ -34,8 +34,9 @@ EXPLANATION = (
     "strong twist at a coarse scale (20 Å-wide helices).")
 
 CRITERIA = (f"Warn when the score is above {FLIPPED:g} (the map is probably mirrored) or above {UNCERTAIN:g} "
-            "(the hand is uncertain). Not measured when the evidence is too weak (|log-odds| / jackknife error "
-            "below the calibrated z, or too few blocks) or nucleic acid dominates (docs/models.md).")
+            "(the hand is uncertain). Not measured when the evidence is too weak (the log-odds within the "
+            "calibrated multiple of its jackknife error, or too few blocks) or nucleic acid dominates "
+            "(docs/models.md).")
 
 DIFFERENCES = [
     "The reference runs DeepHand (two 3-D CNNs: helix voxels, then their hand), whose weights are downloaded "
@@ -69,8 +70,8 @@ def run(ctx) -> SectionResult:
                   "mask_voxels_1A": r["n_voxels"], "tube_fraction": r["tube_fraction"]}
     rows = [["hand score (0 correct, 1 mirrored)", f"{s:.3f}"],
             ["log-odds of 'mirrored' ± block-jackknife error", f"{r['logit']:+.2f} ± {r['se']:.2f}"],
-            ["evidence |z| = |log-odds| / error (blocks of 12 Å)", f"{abs(r['z']):.1f} ({r['n_blocks']} blocks)"],
-            ["coarse twist |T(2.5 Å, 6 Å)| (nucleic-acid indicator)", f"{r['duplex']:.4f}"],
+            ["evidence z = log-odds / error (blocks of 12 Å)", f"{r['z']:+.1f} ({r['n_blocks']} blocks)"],
+            ["coarse twist T(2.5 Å, 6 Å), absolute value (nucleic-acid indicator)", f"{r['duplex']:.4f}"],
             ["contour-mask voxels used (1 Å grid)", str(r["n_voxels"])],
             ["fraction of them in tube-like density", f"{r['tube_fraction']:.3f}"],
             ["twist features (×1000; < 0: right-handed)", ", ".join(f"{1000 * v:+.1f}" for v in r["features"])]]

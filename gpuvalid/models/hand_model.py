@@ -85,16 +85,16 @@ def abstain_reason(model: dict, ev: dict) -> str | None:
     if not rule:
         return None
     if ev["duplex"] >= rule["duplex_max"]:
-        return (f"nucleic acid dominates the density (coarse-scale double-helix twist |T(2.5 Å, 6 Å)| = "
-                f"{ev['duplex']:.4f} ≥ {rule['duplex_max']:.4f}, the protein maps' limit): RNA and DNA read as "
-                "mirrored protein in this measure, so the hand cannot be judged")
+        return (f"nucleic acid dominates the density (coarse-scale double-helix twist T(2.5 Å, 6 Å) of size "
+                f"{ev['duplex']:.4f}, at or above {rule['duplex_max']:.4f}, the protein maps' limit): RNA and DNA "
+                "read as mirrored protein in this measure, so the hand cannot be judged")
     if ev["n_blocks"] < rule["min_blocks"]:
         return (f"the map is too small to judge the hand: its contour mask spans {ev['n_blocks']} blocks of "
                 f"{rule['block_A']:g} Å (at least {rule['min_blocks']} needed)")
     if not abs(ev["z"]) >= rule["z_min"]:
         return ("the evidence is too weak to call the hand (too little helical density, or a small or segmented "
                 f"map): log-odds {ev['logit']:+.1f} ± {ev['se']:.1f} (block jackknife over {ev['n_blocks']} blocks "
-                f"of {rule['block_A']:g} Å), |z| = {abs(ev['z']):.1f} below {rule['z_min']:.2f}")
+                f"of {rule['block_A']:g} Å), z = {ev['z']:+.1f}, not beyond ±{rule['z_min']:.2f}")
     return None
 
 
