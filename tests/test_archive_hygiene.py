@@ -464,3 +464,27 @@ def test_prefetch_refuses_gzip_bomb(tmp_path):
     pf = prefetch("EMD-2", str(bomb), str(spool))
     assert "inflates to more than the 56,320 bytes its MRC header declares" in pf.error
     assert list(spool.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm")
+def test_recorded_semaphores_of_a_dead_run_are_unlinked(tmp_path):
+    """Dask's processes use POSIX named semaphores: those a run had mapped are unlinked with its spool."""
+    import mmap
+    import uuid
+
+    name = f"sem.mp-gvtest{uuid.uuid4().hex[:10]}"  # a named semaphore is a small file in /dev/shm
+    sem = Path("/dev/shm") / name
+    sem.write_bytes(bytes(32))
+    try:
+        with open(sem, "r+b") as fh, mmap.mmap(fh.fileno(), 32):
+            sp = spool_mod.RunSpool(tmp_path / "spool")
+            sp.open()
+            assert spool_mod.record_semaphores(sp.path) >= 1
+            assert name in (sp.path / spool_mod.SEM_LIST).read_text().split()
+        os.close(sp._fd)  # the run dies: its lock is released but its folder is not removed
+        sp._fd = None
+        assert sem.exists()
+        spool_mod.clean_stale(tmp_path / "spool")
+        assert not sem.exists() and list((tmp_path / "spool").iterdir()) == []
+    finally:
+        sem.unlink(missing_ok=True)

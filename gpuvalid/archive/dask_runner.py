@@ -163,8 +163,13 @@ def run_dask(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
             while len(by_future) < window and submit_one():
                 pass
 
+        from .spool import record_semaphores
+        last_record = 0.0
         while True:
             top_up()
+            if opts.spool_dir and time.monotonic() - last_record > 5.0:  # cleaned after a SIGKILL
+                record_semaphores(opts.spool_dir)
+                last_record = time.monotonic()
             if not by_future:
                 if not disp:
                     break

@@ -6,6 +6,11 @@ absent).  The run holds an exclusive ``flock`` on the folder's ``.lock`` file fo
 kernel drops that lock when the process ends in any way (SIGKILL included).  Every run starts by
 removing the ``gpuvalid-run-*`` folders of ``<base>`` whose lock it can take (their run is gone), so
 files left by a killed run never accumulate, and ends by removing its own folder.
+
+The local runner's worker processes use no POSIX named semaphores (:mod:`.pool`), but Dask's
+(multiprocessing queues in its nannies and workers) do, and a process group killed with SIGKILL
+leaves them in ``/dev/shm``.  :func:`record_semaphores` writes the names the run's processes have
+mapped into the run folder; cleaning a dead run's folder unlinks those (and only those) names.
 """
 
 from __future__ import annotations
@@ -27,6 +32,78 @@ NEW_PREFIX = ".gpuvalid-new-"
 LOCK_NAME = ".lock"
 LEGACY = re.compile(r"^EMD-\d+-.*\.mrc$")  # spool files of versions without per-run folders
 STALE_S = 3600.0                           # age after which unlocked leftovers without a lock go
+SEM_LIST = "semaphores"                    # names of the POSIX semaphores mapped by the run's processes
+SEM_NAME = re.compile(r"^sem\.mp-[A-Za-z0-9_-]+$")
+SHM = Path("/dev/shm")
+
+
+def _descendants(pid: int) -> set[int]:
+    parent: dict[int, int] = {}
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return set()
+    for d in entries:
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, pp in parent.items() if pp == p} - out
+        todo.extend(kids)
+        out |= kids
+    return out
+
+
+def mapped_semaphores(pids) -> set[str]:
+    """Names (``sem.mp-…``) of the POSIX named semaphores that the processes ``pids`` have mapped."""
+    names: set[str] = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    if "/dev/shm/sem." in line:
+                        n = line.split()[-1].rsplit("/", 1)[-1]
+                        if SEM_NAME.match(n):
+                            names.add(n)
+        except OSError:
+            continue
+    return names
+
+
+def record_semaphores(run_dir: str | Path) -> int:
+    """Add the semaphores mapped by this process and its descendants to ``run_dir/semaphores``."""
+    run_dir = Path(run_dir)
+    f = run_dir / SEM_LIST
+    try:
+        known = set(f.read_text().split()) if f.exists() else set()
+    except OSError:
+        known = set()
+    names = mapped_semaphores({os.getpid()} | _descendants(os.getpid()))
+    if names - known:
+        try:
+            tmp = run_dir / (SEM_LIST + ".tmp")
+            tmp.write_text("\n".join(sorted(known | names)) + "\n")
+            os.replace(tmp, f)
+        except OSError:
+            pass
+    return len(known | names)
+
+
+def _unlink_semaphores(run_dir: Path) -> None:
+    try:
+        names = (run_dir / SEM_LIST).read_text().split()
+    except OSError:
+        return
+    for n in names:
+        if SEM_NAME.match(n):
+            try:
+                (SHM / n).unlink()
+            except OSError:
+                pass
 
 
 def default_base() -> Path:
@@ -76,6 +153,7 @@ def clean_stale(base: Path) -> list[Path]:
                     if fd is None:
                         continue  # a live run
                     try:
+                        _unlink_semaphores(p)
                         shutil.rmtree(p, ignore_errors=True)
                     finally:
                         os.close(fd)
