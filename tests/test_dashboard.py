@@ -98,3 +98,23 @@ def test_dashboard_without_entries_or_values():
     assert embedded(html)["rows"] == []
     assert "No finished entry" in html and "No failure." in html
     assert "<img" not in html
+
+
+def test_malformed_results_are_tolerated(tmp_path):
+    """A results.json that is not the expected mapping gives an entry without numbers, not a crash."""
+    from gpuvalid.archive.dashboard import collect_entries
+
+    rows = []
+    for i, text in enumerate(['[1, 2]', '{"sections": {"0.d": "x", "0.c": {"status": "ok", "values": [1]}}}',
+                              '{"sections": [], "input": 3, "score": "a"}', "not json"]):
+        d = tmp_path / f"EMD-{i:04d}"
+        d.mkdir()
+        (d / "results.json").write_text(text)
+        rows.append({"emdb_id": d.name, "status": "done", "out_dir": str(d)})
+    entries, level1 = collect_entries(rows, tmp_path)
+    for e in entries:
+        r = dict(zip(COLS, e))
+        assert (r["R"], r["B"], r["outlier"], r["warnings"], r["href"]) == (None, None, None, [], None)
+    assert dict(zip(COLS, entries[1]))["sections"] == {"0.c": "ok"}
+    assert level1 == [{}] * 4
+    render_dashboard(entries, level1)

@@ -63,22 +63,24 @@ def _median_of(percentiles):
 
 def entry_record(row: dict, results: dict | None, href: str | None) -> list:
     """One entry as the compact array of :data:`COLS`, from its index row and its ``results.json``."""
-    res = results or {}
-    secs = res.get("sections") or {}
-    inp = res.get("input") or {}
+    def mapping(v) -> dict:
+        return v if isinstance(v, dict) else {}
+    res = mapping(results)  # a hand-edited or foreign results.json: whatever is a mapping is used
+    secs = {sid: mapping(s) for sid, s in mapping(res.get("sections")).items()}
+    inp = mapping(res.get("input"))
 
     def val(sid, key):
         s = secs.get(sid) or {}
         if s.get("status") not in ("ok", "warnings"):
             return None  # a number from a section that was not measured is not a result
-        return (s.get("values") or {}).get(key)
+        return mapping(s.get("values")).get(key)
     fsc = None
     for key, _ in LEVEL1_KEYS[:1]:
         fsc = _num(val("1.a", key))
-    sections = {sid: (s or {}).get("status") for sid, s in secs.items()}
+    sections = {sid: s.get("status") for sid, s in secs.items() if isinstance(s.get("status"), str)}
     warnings = [f"{sid}: {w}" for sid, s in sorted(secs.items(), key=lambda kv: _sec_key(kv[0]))
-                for w in ((s or {}).get("warnings") or [])]
-    score = res.get("score") or {}
+                for w in (s.get("warnings") if isinstance(s.get("warnings"), list) else [])]
+    score = mapping(res.get("score"))
     return [row.get("emdb_id"), row.get("status"), row.get("reason") or None,
             score.get("passed", row.get("score_passed")), score.get("evaluable", row.get("score_evaluable")),
             _num(inp.get("resolution_A")), _num(val("0.d", "bfactor_A2")),
@@ -87,11 +89,11 @@ def entry_record(row: dict, results: dict | None, href: str | None) -> list:
 
 
 def _level1(results: dict | None) -> dict:
-    secs = (results or {}).get("sections") or {}
-    s = secs.get("1.a") or {}
-    if s.get("status") not in ("ok", "warnings"):
+    secs = results.get("sections") if isinstance(results, dict) else None
+    s = secs.get("1.a") if isinstance(secs, dict) else None
+    if not isinstance(s, dict) or s.get("status") not in ("ok", "warnings"):
         return {}
-    v = s.get("values") or {}
+    v = s.get("values") if isinstance(s.get("values"), dict) else {}
     return {k: _num(v.get(k)) for k, _ in LEVEL1_KEYS if _num(v.get(k)) is not None}
 
 
