@@ -359,11 +359,15 @@ def run_local(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
 
     def take_ready(task, pf):
         if pf is not None and pf.unchanged:
-            rec = unchanged_record(task, pf)
+            try:
+                rec = unchanged_record(task, pf)
+            except OSError:  # status.json cannot be refreshed
+                rec = None
             if rec is not None:
                 on_skip(rec)
                 disp.release(task)
                 return
+            task.known_sha256, pf = None, None  # validate it again (process_entry reads the map)
         ready.append((task, pf))
 
     def stage_inline(t):

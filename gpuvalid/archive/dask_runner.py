@@ -47,9 +47,13 @@ def dask_stage(task: EntryTask, opts: BatchOptions):
 def dask_compute(staged, eopts: EntryOptions):
     task, pf = staged
     if pf is not None and pf.unchanged:
-        rec = unchanged_record(task, pf)
+        try:
+            rec = unchanged_record(task, pf)
+        except OSError:
+            rec = None
         if rec is not None:
             return "skip", rec
+        pf = None  # the earlier record is gone: validate it again
     return "ran", process_entry(task, eopts, pf, worker=_worker_name())
 
 
