@@ -488,3 +488,20 @@ def test_recorded_semaphores_of_a_dead_run_are_unlinked(tmp_path):
         assert not sem.exists() and list((tmp_path / "spool").iterdir()) == []
     finally:
         sem.unlink(missing_ok=True)
+
+
+def test_manifest_tables_and_lists(tmp_path):
+    """A table needs an emdb_id column (quoted or not); anything else is a list of ids, one per line."""
+    q = tmp_path / "q.csv"
+    q.write_text('"emdb_id","map_path"\n"EMD-1234",""\nemd_1235,/x.map\n')
+    assert read_manifest(q) == [{"emdb_id": "EMD-1234", "map_path": None},
+                                {"emdb_id": "EMD-1235", "map_path": "/x.map"}]
+    lst = tmp_path / "ids.txt"
+    lst.write_text("# ids\nid\n1234\n\n" + "x" * 300000 + "\n")  # 'id' is not a header: a bad line
+    rows = read_manifest(lst)
+    assert rows[1]["emdb_id"] == "EMD-1234"
+    assert [r["invalid"].split(":")[0] for r in rows if r.get("invalid")] == ["ids.txt line 2", "ids.txt line 5"]
+    bin_ = tmp_path / "map.mrc"
+    bin_.write_bytes(b"\x00" * 2048)
+    with pytest.raises(Exception, match="binary file"):
+        read_manifest(bin_)

@@ -220,9 +220,13 @@ def read_manifest(path: str | Path) -> list[dict]:
                 raise InputError(f"manifest {path.name} is empty")
             first = lines[0][1] or ""
             delim = "\t" if "\t" in first else ","
-            header = [c.strip().lower() for c in first.split(delim)]
-            if "emdb_id" in header:
-                cols = [c.strip() for c in first.split(delim)]
+            def cells(text: str) -> list[str]:
+                try:
+                    return [c.strip() for c in next(csv.reader([text], delimiter=delim), [])]
+                except csv.Error:  # e.g. a field beyond the csv module's size limit
+                    return [c.strip() for c in text.split(delim)]
+            cols = cells(first)
+            if "emdb_id" in (c.lower() for c in cols):
                 cols = ["emdb_id" if c.lower() == "emdb_id" else c for c in cols]
                 body = lines[1:]
             else:
@@ -232,10 +236,9 @@ def read_manifest(path: str | Path) -> list[dict]:
                 if text is None:
                     rows.append(invalid_row(where, raw, f"not UTF-8 text ({short_repr(raw)})"))
                 elif cols is None:
-                    rows.append({"emdb_id": text.split(delim)[0].strip(), "_where": where})
+                    rows.append({"emdb_id": (cells(text) or [""])[0], "_where": where})
                 else:
-                    vals = next(csv.reader([text], delimiter=delim))
-                    rows.append(dict(zip(cols, vals), _where=where))
+                    rows.append(dict(zip(cols, cells(text)), _where=where))
     except OSError as exc:
         raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
     out, seen, n_valid = [], set(), 0
