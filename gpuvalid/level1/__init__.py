@@ -106,7 +106,7 @@ def estimates_sentence(R: float | None, level0: dict, estimates: dict) -> str:
     vals = list(est.values())
     mean = sum(vals) / len(vals)
     parts = ", ".join(f"{k} {v:.2f} Å" for k, v in est.items())
-    s = (f"The resolution estimates ({parts}) range from {min(vals):.2f} to {max(vals):.2f} Å, "
+    s = (f"Half maps (Level 1): the resolution estimates ({parts}) range from {min(vals):.2f} to {max(vals):.2f} Å, "
          f"mean {mean:.2f} Å.")
     if R is not None:
         if R < 0.8 * mean:

@@ -71,6 +71,7 @@ def run(ctx1) -> SectionResult:
 
     g_A, g_why = cross(gfsc[: kmax + 1])
     xyz = [cross(axes_fsc[:, i]) for i in range(3)]
+    half = [cross(gfsc[: kmax + 1], 0.5)] + [cross(axes_fsc[:, i], 0.5) for i in range(3)]
     dres = np.empty(N_DIRECTIONS)
     rad05 = np.empty(N_DIRECTIONS)
     never = np.zeros(N_DIRECTIONS, bool)
@@ -86,6 +87,7 @@ def run(ctx1) -> SectionResult:
     if g_A is not None:
         ctx1.estimates["1.h 3-D FSC global"] = g_A
     res.values = {"global_A": g_A, "x_A": xyz[0][0], "y_A": xyz[1][0], "z_A": xyz[2][0], "sphericity": sph,
+                  "global_05_A": half[0][0], "x_05_A": half[1][0], "y_05_A": half[2][0], "z_05_A": half[3][0],
                   "sphericity_threshold": SPHERICITY_THRESHOLD, "rmax_shell": kmax, "cone_half_angle_deg": CONE_DEG,
                   "reasons": {k: w for k, (_, w) in zip(("x_A", "y_A", "z_A"), xyz) if w} | ({"global_A": g_why} if g_why else {}),
                   "directional_resolution_A": {"min": float(dres.min()), "max": float(dres.max()),
@@ -100,11 +102,12 @@ def run(ctx1) -> SectionResult:
                       (("global_A", g_A), ("x_A", xyz[0][0]), ("y_A", xyz[1][0]), ("z_A", xyz[2][0]))}
     res.vrs_compat["axis_factor"] = fac
 
-    rows = [["global (soft-masked FSC)", fmt_A(g_A, f"— ({g_why})")]] + [
-        [f"along {n}", fmt_A(v, f"— ({w})")] for n, (v, w) in zip("XYZ", xyz)]
-    rows.append(["directional resolutions (500 cones)", f"{dres.min():.2f} – {dres.max():.2f} Å (mean {dres.mean():.2f} Å)"
-                 + (f"; {int(never.sum())} reach RMax without crossing" if never.any() else "")])
-    rows.append([f"sphericity (conical FSC ≥ {SPHERICITY_THRESHOLD:g})", f"{sph:.3f}"])
+    rows = [["global (soft-masked FSC)", fmt_A(g_A, f"— ({g_why})"), fmt_A(half[0][0], "—")]] + [
+        [f"cone along {n}", fmt_A(v, f"— ({w})"), fmt_A(h[0], "—")] for n, (v, w), h in zip("XYZ", xyz, half[1:])]
+    res.blocks.append(md_table(["FSC", "0.143 crossing", "0.5 crossing"], rows))
+    rows = [["directional resolutions (500 cones, 0.143)", f"{dres.min():.2f} – {dres.max():.2f} Å (mean {dres.mean():.2f} Å)"
+             + (f"; {int(never.sum())} reach RMax without crossing" if never.any() else "")],
+            [f"sphericity (conical FSC ≥ {SPHERICITY_THRESHOLD:g})", f"{sph:.3f}"]]
     res.blocks.append(md_table(["quantity", "value"], rows))
     res.blocks.append(f"Shells up to RMax = {kmax} ({1 / ff[-1]:.2f} Å: the global FSC's drop below 0.13 plus 4 "
                       f"shells); {CONE_DEG:g}° hard cones; halves multiplied by {mask_text}.")
@@ -144,6 +147,8 @@ def run(ctx1) -> SectionResult:
     res.key = f"global {fmt_A(g_A)}, sphericity {sph:.2f}"
     if R is None:
         return grade_without_R(res, res.key)
-    res.summary = (f"The 3-D FSC gives {fmt_A(g_A)} globally (X {fmt_A(xyz[0][0])}, Y {fmt_A(xyz[1][0])}, "
-                   f"Z {fmt_A(xyz[2][0])}), sphericity {sph:.2f}.")
+    res.summary = (f"The 3-D FSC gives {fmt_A(g_A)} globally (cones along X {fmt_A(xyz[0][0])}, Y {fmt_A(xyz[1][0])}, "
+                   f"Z {fmt_A(xyz[2][0])}; at FSC 0.5 X {fmt_A(half[1][0])}, Y {fmt_A(half[2][0])}, "
+                   f"Z {fmt_A(half[3][0])}), directional resolutions {dres.min():.2f}–{dres.max():.2f} Å, "
+                   f"sphericity {sph:.2f}.")
     return res

@@ -98,8 +98,8 @@ def run(ctx1) -> SectionResult:
         ["estimate", "unmasked halves", f"soft-masked halves"],
         [["FSC = 0.143", cell(u143, u143_why), cell(m143, m143_why)],
          ["FSC = 0.5", cell(u05, u05_why), cell(m05, m05_why)],
-         ["DPR = 45°", "" if soft else cell(d45, d45_why), cell(d45, d45_why) if soft else ""],
-         ["SSNR = 1", "" if soft else cell(s1, s1_why), cell(s1, s1_why) if soft else ""]]))
+         ["DPR = 45°", "—" if soft else cell(d45, d45_why), cell(d45, d45_why) if soft else "—"],
+         ["SSNR = 1", "—" if soft else cell(s1, s1_why), cell(s1, s1_why) if soft else "—"]]))
     res.blocks.append(f"Masked analyses use {mask_text}. Shells are 1/(N·Ts) = {f[1]:.4f} Å⁻¹ wide "
                       f"(N = {geo.n_edge}, Nyquist {ctx1.nyquist_A():.2f} Å). The graded FSC is the {label_g} one.")
 
