@@ -74,3 +74,25 @@ def test_cli_exit_codes(monkeypatch):
 def test_selftest_on_the_gpu_agrees():
     code, rows = st.selftest("cuda:0")
     assert code == 0, [(r.sid, r.detail) for r in rows if not r.agree]
+
+
+def test_device_branch_with_a_tiny_fake_device(monkeypatch, capsys):
+    """The device branch (warm-up, two runs, ratio column) on a fake GPU with no free memory: every section
+    falls back to the CPU, says so, and agrees with the CPU run."""
+    from rich.console import Console
+
+    import gpuvalid.backend as backend
+    from tests.test_memory import FakeGpu
+
+    class Fake(FakeGpu):
+        def synchronize(self):
+            pass
+
+    fake = Fake(free=0)
+    real = backend.get_backend
+    monkeypatch.setattr(backend, "get_backend", lambda d="auto": fake if d == "fake" else real(d))
+    code, rows = st.selftest("fake", only={"0.a", "0.b", "0.d"}, console=Console(width=250))
+    assert code == 0 and [r.sid for r in rows] == ["0.a", "0.b", "0.d"]
+    assert all(r.dev_s is not None and "cpu (fallback: needs" in r.detail for r in rows)
+    out = capsys.readouterr().out
+    assert "×" in out and "All 3 sections agree" in out
