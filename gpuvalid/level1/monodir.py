@@ -10,7 +10,8 @@ For each direction the MonoRes sweep of 1.e runs inside its cone: the signal ``V
 the cone; the amplitude is that of the analytic signal along ``d`` — ``v0 + i·v_d = IFFT(H·C·F·(1 + u·d))``,
 one inverse transform per map (the Riesz components across ``d`` are at most sin 15° of the field inside
 the cone and are left out).  The noise level is the exact 0.95 quantile of the noise amplitude over the
-mask; the two-failure rule of 1.e applies.  Resolutions go from ``start`` (``min(18, max(10, 5·R))`` Å) to
+mask; the two-failure rule of 1.e applies, and a direction's sweep ends when fewer than 2.5 % of the voxels are
+left in it (the reference's rule; those voxels keep their last pass).  Resolutions go from ``start`` (``min(18, max(10, 5·R))`` Å) to
 ``2·Ts`` in 1 Å steps above 8 Å and 0.5 Å steps below (the reference's "fast" rule).
 
 Per voxel: minimum, maximum and mean over the directions; the best direction is the one with the smallest
@@ -40,6 +41,7 @@ START_MAX_A = 18.0
 COARSE_STEP_A = 1.0
 FINE_STEP_A = 0.5
 COARSE_ABOVE_A = 8.0
+STOP_FRACTION = 0.025      # a direction's sweep ends when fewer than 2.5 % of the voxels are left (as MonoDir)
 
 
 def directions(n: int = N_DIR) -> np.ndarray:
@@ -54,7 +56,8 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
 
     Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``res`` ``[ndir, nmask]`` host float32 (Å);
     ``index`` (host flat indices of the mask voxels); ``min``, ``max``, ``mean`` per voxel; ``best``
-    (direction index per voxel, ties split at random); ``steps`` (resolutions scanned); ``seconds``.
+    (direction index per voxel, ties split at random); ``steps`` (resolutions of the sweep);
+    ``steps_per_direction`` (steps computed before each direction's sweep ended); ``seconds``.
     """
     t0 = time.perf_counter()
     xp = be.xp
@@ -69,11 +72,14 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
     ca = math.cos(math.radians(cone_deg))
     uz, uy, ux = eng.u
     res = np.empty((ndir, n), dtype=np.float32)
+    used: list[int] = []
     for k, (dx, dy, dz) in enumerate(dirs):
         ud = (ux * np.float32(dx) + uy * np.float32(dy) + uz * np.float32(dz)).astype(xp.float32)
         cone = (xp.abs(ud) >= ca).astype(xp.float32)
         sweep = TwoFailureSweep(xp, n, float(steps[0]))
+        used.append(0)
         for d in steps:
+            used[-1] += 1
             fd = voxel_size / d
             H = raised_cosine_up(eng.r, fd - TRANSITION, fd, xp) * cone
             AN = eng.lowpass(eng.directional_amplitude(eng.FN, H, ud), fd)
@@ -84,7 +90,7 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
             AV = eng.lowpass(eng.directional_amplitude(eng.FV, H, ud), fd)
             sweep.update(AV.reshape(-1)[idx] > thr, float(d))
             del AV, H
-            if not sweep.any_alive(be):
+            if alive_fraction(be, sweep) < STOP_FRACTION:
                 break
         res[k] = be.to_host(sweep.value)
         del ud, cone, sweep
@@ -94,7 +100,12 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
     pick = rng.random(res.shape) * ties
     best = np.argmax(pick, axis=0)
     return {"directions": dirs, "res": res, "index": be.to_host(idx), "min": rmin, "max": res.max(axis=0),
-            "mean": res.mean(axis=0), "best": best, "steps": steps, "seconds": time.perf_counter() - t0}
+            "mean": res.mean(axis=0), "best": best, "steps": steps, "steps_per_direction": used, "seconds": time.perf_counter() - t0}
+
+
+def alive_fraction(be, sweep) -> float:
+    """Fraction of the voxels still in the sweep."""
+    return float(be.to_host(be.xp.count_nonzero(sweep.alive))) / max(int(sweep.alive.size), 1)
 
 
 def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:
@@ -201,8 +212,11 @@ def run(ctx1):
         "uniformity_dof": uni["dof"], "uniformity_voxels": uni["n"], "uniformity_lattice_vox": spacing,
         "best_direction_counts": uni["counts"], "directions_xyz": out["directions"],
         "cone_half_angle_deg": CONE_DEG, "start_A": float(out["steps"][0]),
+        "steps_per_direction": out["steps_per_direction"],
         "lowest_percentiles_A": [float(x) for x in np.percentile(lo5, [2.5, 25, 50, 75, 97.5])],
         "highest_percentiles_A": [float(x) for x in np.percentile(hi95, [2.5, 25, 50, 75, 97.5])],
+        "strict_min_percentiles_A": [float(x) for x in np.percentile(out["min"], [2.5, 25, 50, 75, 97.5])],
+        "strict_max_percentiles_A": [float(x) for x in np.percentile(out["max"], [2.5, 25, 50, 75, 97.5])],
         "per_direction_median_A": np.median(res_dir, axis=1)})
     res.blocks.append(
         f"Mask: the hard mask. {res_dir.shape[0]} directions (Fibonacci hemisphere), cones of {CONE_DEG:g}°; "
@@ -213,7 +227,9 @@ def run(ctx1):
     res.blocks.append(md_table(
         ["per voxel", "2.5 %", "25 %", "50 %", "75 %", "97.5 %"],
         [["finest (5th pct over directions)"] + [f"{x:.2f}" for x in res.values["lowest_percentiles_A"]],
-         ["coarsest (95th pct over directions)"] + [f"{x:.2f}" for x in res.values["highest_percentiles_A"]]]))
+         ["coarsest (95th pct over directions)"] + [f"{x:.2f}" for x in res.values["highest_percentiles_A"]],
+         ["minimum over directions"] + [f"{x:.2f}" for x in res.values["strict_min_percentiles_A"]],
+         ["maximum over directions"] + [f"{x:.2f}" for x in res.values["strict_max_percentiles_A"]]]))
     if uni["p"] is None:
         res.blocks.append(f"Uniformity of the best directions could not be tested: only {uni['n']} voxels on the "
                           f"{spacing}-voxel lattice (fewer than 5 expected per direction).")
