@@ -288,7 +288,7 @@ def run(ctx1):
     floor_A = 2 * Ts / math.sqrt(3)
     n_sel = int(out["selected"].sum())
     how = (f"the FSC was computed at all {out['boxes']} voxels" if out["step"] == 1 else
-           f"the FSC was computed on a lattice of every {out['step']}th voxel along each axis ({out['boxes']} "
+           f"the FSC was computed on a lattice with a spacing of {out['step']} voxels along each axis ({out['boxes']} "
            f"boxes) and the {n_sel} voxels were filled by trilinear interpolation of that lattice (CPU "
            "subsampling; a GPU computes every voxel)")
     res.blocks.append(

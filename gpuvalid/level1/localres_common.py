@@ -103,8 +103,9 @@ def overlay_figure(ctx1, res: SectionResult) -> None:
         series = [(f"{sid} {lab}", v) for sid, (lab, v) in sorted(ctx1.cache.get(HIST_KEY, {}).items())]
         loc = ctx0.cache.get("local_maps", {}).get("0.e")
         if loc is not None:
-            from ..analyses.locbfactor import be_mask_host
-            v = np.asarray(loc["values"])[be_mask_host(ctx0)]
+            v = np.asarray(loc["values"])          # 0.e: its grid, NaN outside its mask
+            if v.shape == tuple(ctx0.shape):
+                v = v[ctx0.be.to_host(ctx0.hard_mask).astype(bool)]
             v = v[np.isfinite(v)]
             if v.size:
                 series.insert(0, ("0.e local resolution (Level 0)", v))

@@ -18,8 +18,10 @@ Per voxel: minimum, maximum and mean over the directions; the best direction is 
 (finest) resolution, ties split at random (seeded).  Uniformity of the best directions: under an
 isotropic map the 47 cones are exchangeable (same size, same statistics), so each is the best with
 probability 1/47; a χ² goodness-of-fit test (46 degrees of freedom) on voxels taken on a lattice whose
-spacing is the median mean-directional resolution in voxels (neighbouring voxels share their best
-direction; a lattice at the correlation length keeps the counts close to independent).
+spacing is the median mean-directional resolution in voxels (at least 2).  Neighbouring voxels share their
+best direction (the amplitudes are smooth on the scale of the resolution): on an isotropic simulated map
+(80³, 1 Å) lattices of 2, 3 and 4 voxels give p < 1e-16, 6 voxels p = 0.03 and 8 voxels (0.8 × the
+median) p = 0.17, so only a lattice at the resolution length gives counts close to independent.
 """
 
 from __future__ import annotations
