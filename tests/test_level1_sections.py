@@ -279,3 +279,25 @@ def test_sections_gpu_equal_cpu(cpu, gpu, aniso):
     np.testing.assert_allclose(ha.values["curves"]["z"], hb.values["curves"]["z"], atol=1e-3)
     fa, fb = fdr.run(a), fdr.run(b)
     assert abs(fa.values["last_significant_shell"] - fb.values["last_significant_shell"]) <= 1
+
+
+def test_halves_beside_archive_layout(tmp_path):
+    from gpuvalid.level1 import halves_beside
+    entry = tmp_path / "structures" / "EMD-1234"
+    (entry / "map").mkdir(parents=True)
+    (entry / "other").mkdir()
+    m = entry / "map" / "emd_1234.map.gz"
+    m.write_bytes(b"")
+    assert halves_beside(m) is None                      # no halves deposited
+    for i in (1, 2):
+        (entry / "other" / f"emd_1234_half_map_{i}.map.gz").write_bytes(b"")
+    assert [p.name for p in halves_beside(m)] == ["emd_1234_half_map_1.map.gz", "emd_1234_half_map_2.map.gz"]
+    assert halves_beside(tmp_path / "elsewhere.mrc") is None
+
+
+def test_estimates_sentence_flags_overestimate():
+    from gpuvalid.level1 import estimates_sentence
+    s = estimates_sentence(3.0, {}, {"1.a FSC 0.143": 4.0, "1.g FSO 0.5": 4.2})
+    assert "4.00 to 4.20 Å, mean 4.10 Å" in s and "may be overestimated" in s      # 3.0 < 0.8 × 4.1
+    assert "consistent" in estimates_sentence(3.5, {}, {"1.a FSC 0.143": 4.0})
+    assert "No resolution" in estimates_sentence(3.0, {}, {})
