@@ -84,13 +84,12 @@ def scale_kernels(alpha_A: float, voxel_size: float) -> tuple[np.ndarray, np.nda
     return K.reshape(16, w, w, w), np.clip(lam, 0.0, None), r
 
 
-def highpass(r, alpha_A: float, voxel_size: float):
+def highpass(r, alpha_A: float, voxel_size: float, xp=np):
     """The pre-filter of scale ``alpha_A`` on |f| in cycles/voxel ``r``: 0 below ``HP_LO/α``, raised cosine
     up to 1 at ``1/α`` (``f`` in Å⁻¹ = r/Ts), 1 above."""
-    f = r / voxel_size
-    lo, hi = HP_LO / alpha_A, 1.0 / alpha_A
-    t = np.clip((f - lo) / (hi - lo), 0.0, 1.0)
-    return 0.5 - 0.5 * np.cos(np.pi * t)
+    lo, hi = HP_LO / alpha_A * voxel_size, 1.0 / alpha_A * voxel_size
+    t = xp.clip((r - lo) / (hi - lo), 0.0, 1.0)
+    return 0.5 - 0.5 * xp.cos(np.pi * t)
 
 
 def null_weights(K: np.ndarray, alpha_A: float, voxel_size: float, grid: int = 64) -> np.ndarray:
@@ -211,10 +210,10 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
     del Nw, FN
     if not np.isfinite(sigma2) or sigma2 <= 0:
         raise NotMeasurable("the half-map difference has no noise inside the mask (identical halves?)")
-    fz = np.fft.fftfreq(shape[0])[:, None, None]
-    fy = np.fft.fftfreq(shape[1])[None, :, None]
-    fx = np.fft.rfftfreq(shape[2])[None, None, :]
-    r_host = np.sqrt(fz * fz + fy * fy + fx * fx).astype(np.float32)
+    fz = xp.asarray(np.fft.fftfreq(shape[0]).astype(np.float32))[:, None, None]
+    fy = xp.asarray(np.fft.fftfreq(shape[1]).astype(np.float32))[None, :, None]
+    fx = xp.asarray(np.fft.rfftfreq(shape[2]).astype(np.float32))[None, None, :]
+    r_half = xp.sqrt(fz * fz + fy * fy + fx * fx)          # |f| in cycles/voxel on the rfftn grid
     value = np.full(n, max_A, dtype=np.float32)
     todo = np.ones(n, dtype=bool)
     scales = []
@@ -224,7 +223,7 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
         if 2 * r + 1 > min(shape):
             break
         lam = null_weights(K, alpha, voxel_size)
-        Hf = xp.asarray(highpass(r_host, alpha, voxel_size).astype(np.float32))
+        Hf = highpass(r_half, alpha, voxel_size, xp).astype(xp.float32)
         FVh = FV * Hf
         del Hf
         T = xp.zeros(n, dtype=xp.float32)
