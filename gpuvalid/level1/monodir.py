@@ -244,7 +244,7 @@ def run(ctx1):
             res.warnings.append(f"the best directions are not uniform (χ² p = {uni['p']:.2g} < {UNIFORMITY_P:g}): "
                                 "the resolution does not seem to be the same in all directions")
     check_estimate(res, R, mean_dir, "mean directional resolution")
-    p = finish_local(ctx1, res, mean_map, "mean directional", "l1_monodir", "1.f mean directional", warn=False)
+    finish_local(ctx1, res, mean_map, "mean directional", "l1_monodir", "1.f mean directional", warn=False)
     ctx1.estimates["1.f mean directional"] = mean_dir
     rad, prof = radial_profile(out["index"], shape, {"finest (5th pct)": lo5, "coarsest (95th pct)": hi95,
                                                      "mean": mean})
@@ -286,5 +286,4 @@ def run(ctx1):
                    + ("" if uni["p"] is None else f", best directions uniform p = {uni['p']:.2g}")
                    + ("." if not res.warnings else f"; {res.warnings[0]}."))
     res.key = f"mean {mean_dir:.2f} Å"
-    del p
     return res
