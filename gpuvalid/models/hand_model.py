@@ -3,7 +3,8 @@ that make it abstain when the evidence is weak.
 
 ``logit = Σ_k w_k · T_k / s_k`` with ``T_k`` the mirror-odd twist features of
 :mod:`gpuvalid.models.chirality` at the scale pairs ``k``, ``s_k`` their RMS over the training maps and
-``w_k`` learned (``python -m gpuvalid.models.train hand``); ``score = sigmoid(logit)`` is the probability
+``w_k`` learned (``python -m gpuvalid.models.train hand``, then refit for evidence by
+``python -m gpuvalid.models.hand_calibrate --fit-weights``); ``score = sigmoid(logit)`` is the probability
 that the map is mirrored (0: correct hand, 1: mirrored). With no bias and odd features,
 ``score(mirror(V)) = 1 − score(V)`` exactly. The weights are a small JSON file (no PyTorch needed to run).
 
