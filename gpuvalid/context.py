@@ -11,6 +11,8 @@ import numpy as np
 from . import masks
 from .errors import NotMeasurable
 
+MIN_MASK_VOXELS = 64  # voxels at or above the contour needed before any mask-based number means something
+
 
 @dataclass
 class RunOptions:
@@ -56,12 +58,23 @@ class MapContext:
         return self.threshold is not None and self.threshold >= self.vmax
 
     def require_mask(self) -> None:
-        """Raise :class:`NotMeasurable` when no usable contour threshold exists."""
+        """Raise :class:`NotMeasurable` when no usable contour threshold exists: none given, at or above the
+        map maximum (empty mask), or so high that fewer than ``MIN_MASK_VOXELS`` voxels reach it (a handful
+        of voxels does not define a molecule)."""
         if self.threshold is None:
             raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
         if self.threshold_too_high:
             raise NotMeasurable(f"threshold too high: the contour level {self.threshold:g} is at or above "
                                 f"the map maximum {self.vmax:g}, so the mask is empty")
+        n = self.raw_mask_voxels
+        if n < MIN_MASK_VOXELS:
+            raise NotMeasurable(f"threshold too high: only {n} voxel(s) reach the contour level "
+                                f"{self.threshold:g}; at least {MIN_MASK_VOXELS} are needed to define the molecule")
+
+    @cached_property
+    def raw_mask_voxels(self) -> int:
+        """Number of voxels at or above the contour level."""
+        return int(self.be.scalar(self.be.xp.count_nonzero(self.raw_mask)))
 
     def require_resolution(self) -> None:
         if self.resolution is None:
@@ -117,7 +130,7 @@ class MapContext:
     def release(self) -> None:
         """Drop cached device arrays (batch mode, between maps)."""
         for k in ("V", "raw_mask", "hard_mask", "hard_mask_largest_only", "hard_mask_component_sizes",
-                  "soft_mask", "resized"):
+                  "raw_mask_voxels", "soft_mask", "resized"):
             self.__dict__.pop(k, None)
         self.cache.clear()
 

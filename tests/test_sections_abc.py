@@ -42,8 +42,17 @@ def test_center_of_mass_point_masses(cpu):
     V[10, 20, 30] = 3.0
     c = mass.center_of_mass(cpu, V)
     assert c == pytest.approx(((4 + 3 * 30) / 4, (3 + 3 * 20) / 4, (2 + 3 * 10) / 4))
-    res = mass.run(ctx_for(cpu, V, t=0.5))
+    # two voxels do not define a molecule: the mask-based section is not measured
+    res = run_section(mass.__name__, mass.SID, mass.TITLE, ctx_for(cpu, V, t=0.5))
+    assert res.status == "not_measured" and "only 2 voxel" in res.reason
+    # two 4³ blocks of those densities do: the molecule's centre weights them 1 : 3
+    W = np.zeros((20, 30, 40), np.float32)
+    W[2:6, 3:7, 4:8] = 1.0
+    W[10:14, 20:24, 30:34] = 3.0
+    res = mass.run(ctx_for(cpu, W, t=0.5))
+    c = ((5.5 + 3 * 31.5) / 4, (4.5 + 3 * 21.5) / 4, (3.5 + 3 * 11.5) / 4)
     n = (40, 30, 20)
+    assert res.values["center_of_mass_vox"] == pytest.approx(c)
     assert res.values["com_decentering_pct"] == pytest.approx([100 * abs(ci - ni / 2) / ni for ci, ni in zip(c, n)])
 
 

@@ -58,6 +58,9 @@ def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float, comp
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
         q = quantile_at(be, A, idx, MASK_QUANTILE)
+        if not np.isfinite(q):
+            raise NotMeasurable(f"the local amplitude inside the mask is not finite in the shell at "
+                                f"{1 / f0:.2f} Å")
         occ.add(A, q)
         shells.append((f0, q))
         if compat:
