@@ -140,8 +140,12 @@ def test_fdr_fsc_within_one_shell_of_band_limit(cpu):
 
 def _cone_expectation(S, N, k, vec, r, half_angle, kind, nsh):
     fx, fy, fz = vec
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return lambda d: _cone(S, N, k, np.abs(fx * d[0] + fy * d[1] + fz * d[2]) / r, half_angle, kind, nsh)
+
+    def f(d):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.abs(fx * d[0] + fy * d[1] + fz * d[2]) / r
+        return _cone(S, N, k, c, half_angle, kind, nsh)
+    return f
 
 
 def _cone(S, N, k, c, half_angle, kind, nsh):
