@@ -25,10 +25,11 @@ EXPLANATION = (
     "Along a tube of helical density the density gradient turns around the tube axis, one way for a "
     "right-handed groove and the other way for its mirror image. gpuvalid measures that twist inside the "
     "contour mask at several scales (each measure changes sign exactly under a mirror and not under a "
-    "rotation) and a classifier trained here on simulated maps turns them into a score: the probability "
-    "that the map is mirrored (0: correct hand, 1: mirrored). The call is only made when the evidence is "
-    "strong: the mask is cut into 12 Å blocks and the log-odds is recomputed leaving out one block at a time "
-    "(a jackknife); if the log-odds is small against this sampling error (a small or segmented map, little "
+    "rotation) and a classifier trained here on simulated maps turns them into log-odds that the map is "
+    "mirrored. The mask is cut into 12 Å blocks and the log-odds is recomputed leaving out one block at a "
+    "time (a jackknife), which gives its sampling error; the score is the probability, given that error, "
+    "that the evidence points to a mirror image (0: correct hand, 1: mirrored). The call is only made when "
+    "the evidence is strong: if the log-odds is small against its error (a small or segmented map, little "
     "helical density, mostly beta sheet) the hand is not called. Nor is it when nucleic acid dominates: the "
     "double helices of RNA and DNA read as mirrored protein in this measure, and they are recognised by their "
     "strong twist at a coarse scale (20 Å-wide helices).")
@@ -43,6 +44,8 @@ DIFFERENCES = [
     "from its model server and are not redistributable; gpuvalid uses its own model of helical-twist "
     "features, trained on simulated maps (docs/models.md gives the held-out accuracy), so the score is not "
     "the reference's. By construction the score of the mirrored map is 1 − score.",
+    "gpuvalid gives no score when the evidence is weak or nucleic acid dominates (calibrated rules, "
+    "docs/models.md): the section is then 'could not be measured' with the reason.",
 ]
 
 
@@ -68,7 +71,7 @@ def run(ctx) -> SectionResult:
     res.values = {"score": s, "logit": r["logit"], "logit_se": r["se"], "z": r["z"], "n_blocks": r["n_blocks"],
                   "duplex_twist": r["duplex"], "twist_features": r["features"],
                   "mask_voxels_1A": r["n_voxels"], "tube_fraction": r["tube_fraction"]}
-    rows = [["hand score (0 correct, 1 mirrored)", f"{s:.3f}"],
+    rows = [["hand score Φ(z) (0 correct, 1 mirrored)", f"{s:.3f}"],
             ["log-odds of 'mirrored' ± block-jackknife error", f"{r['logit']:+.2f} ± {r['se']:.2f}"],
             ["evidence z = log-odds / error (blocks of 12 Å)", f"{r['z']:+.1f} ({r['n_blocks']} blocks)"],
             ["coarse twist T(2.5 Å, 6 Å), absolute value (nucleic-acid indicator)", f"{r['duplex']:.4f}"],

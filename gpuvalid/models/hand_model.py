@@ -4,9 +4,13 @@ that make it abstain when the evidence is weak.
 ``logit = Σ_k w_k · T_k / s_k`` with ``T_k`` the mirror-odd twist features of
 :mod:`gpuvalid.models.chirality` at the scale pairs ``k``, ``s_k`` their RMS over the training maps and
 ``w_k`` learned (``python -m gpuvalid.models.train hand``, then refit for evidence by
-``python -m gpuvalid.models.hand_calibrate --fit-weights``); ``score = sigmoid(logit)`` is the probability
-that the map is mirrored (0: correct hand, 1: mirrored). With no bias and odd features,
-``score(mirror(V)) = 1 − score(V)`` exactly. The weights are a small JSON file (no PyTorch needed to run).
+``python -m gpuvalid.models.hand_calibrate --fit-weights``): ``logit > 0`` means mirrored. With no bias and
+odd features the log-odds of the mirror image is exactly ``−logit``. The weights are a small JSON file (no
+PyTorch needed to run).
+
+The score is ``Φ(z)``, ``z = logit / se`` (``Φ``: standard normal CDF; ``se``: below): the probability, given
+the sampling error of the evidence over the map, that the evidence points to a mirror image (0: correct
+hand, 1: mirrored). ``z`` of the mirror is ``−z``, so ``score(mirror(V)) = 1 − score(V)`` exactly.
 
 Evidence (all of it mirror-even, so a map and its mirror image abstain alike):
 
@@ -89,7 +93,7 @@ def abstain_reason(model: dict, ev: dict) -> str | None:
         return (f"nucleic acid dominates the density (coarse-scale double-helix twist T(2.5 Å, 6 Å) of size "
                 f"{ev['duplex']:.4f}, at or above {rule['duplex_max']:.4f}, the protein maps' limit): RNA and DNA "
                 "read as mirrored protein in this measure, so the hand cannot be judged")
-    if ev["n_blocks"] < rule["min_blocks"]:
+    if ev["n_blocks"] < rule["min_blocks"] or not (0 < ev["se"] < math.inf):
         return (f"the map is too small to judge the hand: its contour mask spans {ev['n_blocks']} blocks of "
                 f"{rule['block_A']:g} Å (at least {rule['min_blocks']} needed)")
     if not abs(ev["z"]) >= rule["z_min"]:
@@ -110,10 +114,11 @@ def map_evidence(be, V1: np.ndarray, mask, ts1: float, model: dict) -> dict:
 
 
 def evidence_from(model: dict, raw: dict) -> dict:
-    """Score, log-odds, jackknife error, z, duplex twist and the abstention reason (None: call it)."""
+    """Score ``Φ(z)``, log-odds, jackknife error, z, duplex twist and the abstention reason (None: call it)."""
     z0 = logit(model, raw["features"])
     _, se, nb = jackknife(model, raw["block_num"], raw["block_den"])
-    ev = {"score": sigmoid(z0), "logit": z0, "se": se, "z": z0 / se if se > 0 else math.copysign(math.inf, z0),
+    z = z0 / se if se > 0 else (0.0 if z0 == 0 else math.copysign(math.inf, z0))
+    ev = {"score": 0.5 * math.erfc(-z / math.sqrt(2.0)), "logit": z0, "se": se, "z": z,
           "n_blocks": nb, "duplex": raw["duplex"], "features": raw["features"], "n_voxels": raw["n_voxels"],
           "tube_fraction": raw["tube_fraction"]}
     ev["abstain"] = abstain_reason(model, ev)
