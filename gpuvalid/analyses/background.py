@@ -55,6 +55,11 @@ def background_stats(be, V, background) -> dict:
             "outlier_ratio": frac / GAUSSIAN_FRACTION}
 
 
+def format_p(p: float, digits: int = 2) -> str:
+    """A p-value for the text: below the smallest double (it underflowed to 0) it is a bound, not 0."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.{digits}g}"
+
+
 def run(ctx) -> SectionResult:
     ctx.require_mask()
     be = ctx.be
@@ -82,13 +87,13 @@ def run(ctx) -> SectionResult:
     res.blocks.append(md_table(
         ["quantity", "value"],
         [["background voxels", s["n"]], ["mean", f"{s['mean']:.6g}"], ["standard deviation σ", f"{s['std']:.6g}"],
-         ["t statistic (mean = 0)", f"{s['t_statistic']:.2f}"], ["p-value (two-sided)", f"{s['p_value']:.3g}"],
+         ["t statistic (mean = 0)", f"{s['t_statistic']:.2f}"], ["p-value (two-sided)", format_p(s['p_value'], 3)],
          [f"voxels with \\|v\\| > {N_SIGMA:g}σ", f"{s['n_beyond_5sigma']} ({100 * s['fraction_beyond_5sigma']:.4g} %)"],
          ["Gaussian expectation", f"{100 * GAUSSIAN_FRACTION:.4g} %"],
          ["ratio observed / expected", f"{s['outlier_ratio']:.2f}"]]))
     if s["p_value"] < MAX_P:
         res.warnings.append(f"the background mean {s['mean']:.3g} is significantly different from 0 "
-                            f"(t = {s['t_statistic']:.1f}, p = {s['p_value']:.2g})")
+                            f"(t = {s['t_statistic']:.1f}, p {'' if s['p_value'] < 1e-300 else '= '}{format_p(s['p_value'])})")
     if s["outlier_ratio"] > MAX_RATIO:
         res.warnings.append(f"{100 * s['fraction_beyond_5sigma']:.3g} % of the background lies beyond "
                             f"{N_SIGMA:g}σ, {s['outlier_ratio']:.0f} times the Gaussian expectation "
@@ -105,7 +110,7 @@ def run(ctx) -> SectionResult:
                                        symmetric=True)
         res.figures.append(Figure(path, f"Max-variance slices of the background voxels with |v| > {N_SIGMA:g}σ; "
                                         "all other voxels are shown as 0."))
-    res.key = f"ratio {s['outlier_ratio']:.1f}, p={s['p_value']:.2g}"
+    res.key = f"ratio {s['outlier_ratio']:.1f}, p {'' if s['p_value'] < 1e-300 else '= '}{format_p(s['p_value'])}"
     res.summary = ("The background behaves like zero-mean Gaussian noise." if not res.warnings else
                    "The background is not clean noise: " + res.warnings[0] + ".")
     return res
