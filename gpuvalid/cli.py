@@ -115,7 +115,7 @@ def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, 
     return resolve_entry(eid, archive=archive, download=download, base_url=base_url, cache_dir=cache_dir)
 
 
-def print_summary(report, out_dir: Path | None) -> None:
+def print_summary(report, out_dir: Path | None, formats=("md", "html", "json")) -> None:
     from rich.markup import escape
 
     from .errors import one_line
@@ -132,8 +132,9 @@ def print_summary(report, out_dir: Path | None) -> None:
     console.print(f"Score: [bold]{report.passed} out of {report.evaluable}[/] evaluable items passed "
                   f"({report.seconds:.1f} s on {report.backend.get('device')}).")
     if out_dir is not None:
-        console.print(escape(one_line(f"Report: {out_dir / 'report.md'}   Results: {out_dir / 'results.json'}")),
-                      highlight=False)
+        labels = {"md": "Report", "html": "HTML", "json": "Results"}
+        files = "; ".join(f"{labels[f]}: {out_dir / REPORT_FILES[f]}" for f in ("md", "html", "json") if f in formats)
+        console.print(escape(one_line(files)), highlight=False)
 
 
 @app.command()
@@ -210,7 +211,7 @@ def run(
         if debug:
             traceback.print_exc()
         fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback", 1)
-    print_summary(report, out_dir)
+    print_summary(report, out_dir, fmts)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
