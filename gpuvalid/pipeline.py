@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .analyses import SECTIONS
-from .analyses.base import Figure, SectionResult, meaningless, not_implemented, not_measured
+from .analyses.base import Figure, SectionResult, meaningless, not_applicable, not_implemented, not_measured
 from .context import MapContext, MapInput, RunOptions
 from .errors import NotMeasurable
 
@@ -154,6 +154,10 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
         from .level1 import run_level1
         level1, half_maps = run_level1(ctx, halves, progress, errors, level0=sections)
         sections.update(level1)
+    elif only is None:  # the spec: without half maps every Level 1 section "does not apply"
+        from .level1 import SECTIONS1
+        for sid, title, _module in SECTIONS1:
+            sections[sid] = not_applicable(sid, title, "no half maps were given (use --half1 and --half2)")
 
     if out_dir is not None and errors:
         from .report.files import atomic_write_text

@@ -33,7 +33,10 @@ def test_run_real_map_writes_report(data_dir, tmp_path):
     assert js["input"]["resolution_A"] == 6.6
     for sid, keys in SPEC_KEYS.items():
         assert keys <= set(js["sections"][sid]["values"]), sid
-    assert set(js["sections"]) == {"0.a", "0.b", "0.c", "0.d", "0.e", "0.f", "0.g", "0.h"}
+    level1 = {f"1.{c}" for c in "abcdefgh"}
+    assert set(js["sections"]) == {"0.a", "0.b", "0.c", "0.d", "0.e", "0.f", "0.g", "0.h"} | level1
+    for sid in level1:  # no half maps given: every Level 1 section does not apply (spec)
+        assert js["sections"][sid]["status"] == "not_applicable" and "half maps" in js["sections"][sid]["reason"]
     evaluable = [s for s in js["sections"].values() if s["status"] in ("ok", "warnings")]
     assert js["score"] == {"passed": sum(s["status"] == "ok" for s in evaluable), "evaluable": len(evaluable)}
     md = (out / "report.md").read_text()
