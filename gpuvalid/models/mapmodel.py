@@ -85,6 +85,55 @@ def placement(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resoluti
     return {"best": best, **out}
 
 
+def rotation_z(deg: float, flip: bool = False) -> np.ndarray:
+    """Rotation by ``deg`` about z, after a 180° turn about x when ``flip`` (turns a ring upside down)."""
+    t = np.radians(deg)
+    Rz = np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+    return Rz @ (np.diag([1.0, -1.0, -1.0]) if flip else np.eye(3))
+
+
+def fit_rigid(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float,
+              rotations: list) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Exhaustive rigid-body fit: for each rotation (about the model's centroid) the translation that
+    maximises the cross-correlation of the map with the model density low-passed to ``resolution_A``
+    (FFT, whole voxels).  Returns ``(cross-correlation, rotation, translation Å)`` per rotation, best first;
+    apply as ``atoms.transformed(rot, shift)``."""
+    c = atoms.xyz.mean(0)
+    FV = np.conj(scipy.fft.rfftn(V - V.mean()))
+    centre = np.asarray(origin_A, float) + (np.array(V.shape[::-1]) - 1) / 2.0 * voxel_size
+    out = []
+    for rot in rotations:
+        shift0 = centre - rot @ c                      # model centroid at the box centre
+        M = lowpass(model_density(atoms.transformed(rot, shift0), V.shape, voxel_size, origin_A), voxel_size,
+                    resolution_A)
+        cc = scipy.fft.irfftn(scipy.fft.rfftn(M) * FV, s=V.shape)
+        k = np.array(np.unravel_index(int(np.argmax(cc)), V.shape))
+        lag = np.where(k < np.array(V.shape) // 2, k, k - np.array(V.shape))   # z, y, x voxels
+        out.append((float(cc.max()), rot, shift0 - lag[::-1] * voxel_size))
+    return sorted(out, key=lambda r: -r[0])
+
+
+def concatenate(parts: list) -> Atoms:
+    return Atoms(*[np.concatenate([getattr(a, f) for a in parts]) for f in
+                   ("xyz", "element", "z", "name", "res_key", "res_name")])
+
+
+def fit_copies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float, rotations: list,
+               n_copies: int, min_separation_A: float) -> tuple[Atoms, list]:
+    """``n_copies`` placements of ``atoms`` (e.g. the rings of an oligomer when the model is one ring):
+    the best fits of :func:`fit_rigid` whose centroids are at least ``min_separation_A`` Å apart; returns
+    the combined atoms and the fits used."""
+    fits, used = fit_rigid(V, atoms, voxel_size, origin_A, resolution_A, rotations), []
+    c = atoms.xyz.mean(0)
+    for cc, rot, shift in fits:
+        cen = rot @ c + shift
+        if all(np.linalg.norm(cen - u[3]) >= min_separation_A for u in used):
+            used.append((cc, rot, shift, cen))
+        if len(used) == n_copies:
+            break
+    return concatenate([atoms.transformed(r, s) for _cc, r, s, _c in used]), used
+
+
 def window_size_A(resolution_A: float) -> float:
     """Window edge (Å): ``max(20, 6·R)``, so the 0.5 crossing near 1/R falls about 6 shells out."""
     return max(MIN_WINDOW_A, WINDOW_PER_R * resolution_A)
