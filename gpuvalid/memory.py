@@ -44,14 +44,16 @@ GIB = 2 ** 30
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
 #: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries; the GPU peaks
-#: measured by bench/bench_e2e.py replace them.  0.e: only the monogenic estimate and the network's tiles
-#: are on the device today (the working grid is prepared on the host): add a "work" term when it moves.
+#: measured by bench/bench_e2e.py replace them.  0.e: the monogenic estimate on the input grid, then the
+#: network's preparation on the working grid (complex64 spectrum + its inverse + cuFFT work area at the
+#: resampling, 24 B; then the normalised map, its padded copy, the tile cover and the output, ≈ 18 B); the
+#: batch of tiles' activations is bounded separately (a quarter of the budget, ≤ 2 GiB).
 BYTES_PER_VOXEL = {
     "0.a": {"input": 64},                  # labels int32, kept/dilated masks, float64 centre-of-mass weights
     "0.b": {"input": 64},                  # labels int32, component bincount, V ≥ t per mass step
     "0.c": {"input": 56},                  # soft mask float32, background values float64, outlier map
     "0.d": {"input": 48},                  # rfftn spectrum, shell index int64, sharpened map, cuFFT work area
-    "0.e": {"input": 96},                  # monogenic: spectra, quadrature filters, noise-region distances
+    "0.e": {"input": 96, "work": 32},      # monogenic (input grid); resampling, local RMS, network (1 Å grid)
     "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
     "0.g": {"input": 8, "resized": 96},    # spiral engine on the (cached) resized map
     "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid

@@ -64,16 +64,16 @@ def r_range() -> tuple[float, float]:
     return (FINE_R_RANGE[0] if _fine_model_shipped() else R_RANGE[0], R_RANGE[1])
 
 
-def _network_estimate(ctx, mask_h: np.ndarray) -> tuple[np.ndarray | None, str | None, tuple | None]:
-    """Network local resolution (host, NaN outside the mask), or (None, reason); and the network's
-    output range (Å)."""
+def _network_estimate(ctx) -> tuple:
+    """Network local resolution on the map's device (NaN outside the hard mask), or (None, reason); and
+    the network's output range (Å) and model kind."""
     if not models.torch_available():
         return None, "PyTorch is not installed", None
     if not models.weights_path("locres").is_file():
         return None, f"the model weights are missing ({models.weights_path('locres').name})", None
     from ..models.infer import load, locres_kind, predict_locres
     kind = locres_kind(ctx.resolution)
-    out = predict_locres(ctx.host, ctx.voxel_size, mask_h, _device(ctx.be), kind=kind)
+    out = predict_locres(ctx.V, ctx.voxel_size, ctx.hard_mask, _device(ctx.be), kind=kind, be=ctx.be)
     net = load("locres", None if kind == "locres" else str(models.weights_path("locres").with_name(f"{kind}.pt")),
                _device(ctx.be))
     return out, None, (net.LO, net.HI, kind)
@@ -94,8 +94,39 @@ def _bound_reason(values: np.ndarray, voxel_size: float, out_range: tuple) -> st
     return None
 
 
-def _percentile_of(values: np.ndarray, R: float) -> float:
-    return float(100.0 * np.count_nonzero(values < R) / max(values.size, 1))
+def _percentile_of(values: np.ndarray, R: float) -> float | None:
+    """Percentage of ``values`` finer than ``R`` (None for no values: not a percentage of anything)."""
+    if values.size == 0:
+        return None
+    return float(100.0 * np.count_nonzero(values < R) / values.size)
+
+
+def _nyquist_check(R: float, voxel_size: float) -> None:
+    """Raise :class:`NotMeasurable` when R is finer than the sampling's Nyquist limit 2·Ts (checked before
+    anything is allocated: such a map would be resampled to an absurd 1 Å working grid)."""
+    if R < 2.0 * voxel_size:
+        raise NotMeasurable(f"the reported resolution {R:g} Å is finer than the Nyquist limit 2·Ts = "
+                            f"{2.0 * voxel_size:.3g} Å of the map's sampling (Ts = {voxel_size:g} Å/voxel), which "
+                            "is impossible: R must be at least 2·Ts (check the voxel size and the resolution)")
+
+
+def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
+    """Voxel-wise agreement of the network and monogenic estimates (only finite numbers; the correlation is
+    left out when it is undefined) and its sentence."""
+    ok = np.isfinite(ni) & np.isfinite(mi)
+    a, b = ni[ok], mi[ok]
+    if a.size == 0:
+        return {}, "No voxel holds both estimates: their agreement is undefined."
+    agree = {"mean_abs_difference_A": float(np.mean(np.abs(a - b))), "median_difference_A": float(np.median(a - b))}
+    if a.size < 3:
+        corr_txt = "undefined (fewer than 3 voxels)"
+    elif np.ptp(a) == 0 or np.ptp(b) == 0:
+        corr_txt = "undefined (one estimate is constant)"
+    else:
+        agree["correlation"] = float(np.corrcoef(a, b)[0, 1])
+        corr_txt = f"{agree['correlation']:.2f}"
+    return agree, (f"Mean |network − monogenic| = {agree['mean_abs_difference_A']:.2f} Å, median difference "
+                   f"{agree['median_difference_A']:+.2f} Å, voxel-wise correlation {corr_txt}.")
 
 
 def run(ctx) -> SectionResult:
@@ -105,31 +136,35 @@ def run(ctx) -> SectionResult:
     lo_R, hi_R = r_range()
     if not (lo_R <= R <= hi_R):
         return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {lo_R:g}–{hi_R:g} Å", EXPLANATION)
+    _nyquist_check(R, ctx.voxel_size)
     ctx.require_mask()
     be = ctx.be
-    mask_h = be.to_host(ctx.hard_mask).astype(bool)
-    if not mask_h.any():
+    if int(be.scalar(be.xp.count_nonzero(ctx.hard_mask))) == 0:
         raise NotMeasurable("the hard mask is empty")
 
-    mono, mono_reason = None, None
+    mono, mono_reason = None, None       # host values at the hard-mask voxels (row-major order)
     try:
         from ..monores import monogenic_local_resolution
-        mono = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask, threshold=ctx.threshold)
+        mono_map = monogenic_local_resolution(be, ctx.V, ctx.voxel_size, ctx.hard_mask, threshold=ctx.threshold)
+        mono = mono_map[be.to_host(ctx.hard_mask).astype(bool)]
+        if not np.isfinite(mono).any():
+            mono, mono_reason = None, "it has no finite value in the hard mask"
     except NotMeasurable as exc:
-        mono_reason = str(exc)
-    net, net_reason, out_range = _network_estimate(ctx, mask_h)
-    if net is not None:
-        net_reason = _bound_reason(net[mask_h], ctx.voxel_size, out_range)
+        mono_map, mono_reason = None, str(exc)
+    net_map, net_reason, out_range = _network_estimate(ctx)   # net_map on the map's device
+    net = None
+    if net_map is not None:
+        net = be.to_host(net_map[ctx.hard_mask])                # the host sees the mask voxels only
+        net_reason = _bound_reason(net, ctx.voxel_size, out_range)
         if net_reason:
-            net = None
+            net, net_map = None, None
     if net is None and mono is None:
         raise NotMeasurable(f"{net_reason}, and the monogenic estimate could not be measured: {mono_reason}")
 
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA, differences=list(DIFFERENCES))
     primary = net if net is not None else mono
     method = "network" if net is not None else "monogenic"
-    inside = primary[mask_h]
-    inside = inside[np.isfinite(inside)]
+    inside = primary[np.isfinite(primary)]
     p, table = percentile_block(inside, "local resolution (Å)")
     P = _percentile_of(inside, R)
     res.values = {"percentiles_A": p, "resolution_percentile": P, "method": method, "mask_voxels": int(inside.size)}
@@ -142,24 +177,19 @@ def run(ctx) -> SectionResult:
                       f"resolution R = {R:g} Å falls at the {P:.1f} % percentile.\n\n" + table)
 
     if mono is not None:
-        mi = mono[mask_h]
-        pm = [float(v) for v in np.percentile(mi[np.isfinite(mi)], [2.5, 25, 50, 75, 97.5])]
+        mf = mono[np.isfinite(mono)]
+        pm = [float(v) for v in np.percentile(mf, [2.5, 25, 50, 75, 97.5])]
         res.values["monogenic_percentiles_A"] = pm
-        res.values["monogenic_resolution_percentile"] = _percentile_of(mi[np.isfinite(mi)], R)
+        res.values["monogenic_resolution_percentile"] = _percentile_of(mf, R)
         rows = [["monogenic"] + [f"{v:.2f}" for v in pm]]
         if net is not None:
-            ni = net[mask_h]
-            ok = np.isfinite(ni) & np.isfinite(mi)
-            agree = {"mean_abs_difference_A": float(np.mean(np.abs(ni[ok] - mi[ok]))),
-                     "median_difference_A": float(np.median(ni[ok] - mi[ok])),
-                     "correlation": float(np.corrcoef(ni[ok], mi[ok])[0, 1]) if ok.sum() > 2 else float("nan")}
-            res.values["agreement"] = agree
+            agree, sentence = _agreement(net, mono)
+            if agree:
+                res.values["agreement"] = agree
             rows.insert(0, ["network"] + [f"{v:.2f}" for v in p])
             res.blocks.append(
                 "Cross-check with the monogenic estimate (Å):\n\n" +
-                md_table(["estimate", "2.5 %", "25 %", "50 %", "75 %", "97.5 %"], rows) +
-                f"\n\nMean |network − monogenic| = {agree['mean_abs_difference_A']:.2f} Å, median difference "
-                f"{agree['median_difference_A']:+.2f} Å, voxel-wise correlation {agree['correlation']:.2f}.")
+                md_table(["estimate", "2.5 %", "25 %", "50 %", "75 %", "97.5 %"], rows) + "\n\n" + sentence)
     elif mono_reason:
         res.values["monogenic_reason"] = mono_reason
         res.blocks.append(f"The monogenic cross-check could not be measured: {mono_reason}.")
@@ -170,7 +200,7 @@ def run(ctx) -> SectionResult:
     if P < MIN_PERCENTILE:
         res.warnings.append(f"the reported resolution {R:g} Å is better than almost all local resolutions "
                             f"(percentile {P:.2f} % < {MIN_PERCENTILE:g} %)")
-    _publish(ctx, res, primary, p)
+    _publish(ctx, res, net_map if net is not None else mono_map, p)
     res.key = f"median {p[2]:.2f} Å"
     res.summary = (f"The local resolution ({method}) has median {p[2]:.2f} Å (2.5–97.5 %: {p[0]:.2f}–{p[4]:.2f} Å); "
                    f"R = {R:g} Å is at its {P:.1f} % percentile" +
@@ -178,10 +208,19 @@ def run(ctx) -> SectionResult:
     return res
 
 
-def _publish(ctx, res: SectionResult, values: np.ndarray, p: list[float]) -> None:
-    """Local map for the colour views, MRC on request, histogram and colour views (never raises)."""
+def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
+    """Local map for the colour views, MRC on request, histogram and colour views (never raises).
+
+    ``values`` is the map on the input grid (NaN outside the hard mask), on the map's device: it is copied
+    to the host only when figures or maps are written (the cache then holds the host copy, else the device
+    array)."""
+    wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
+    if wanted:
+        values = ctx.be.to_host(values)
     ctx.cache.setdefault("local_maps", {})[SID] = {"values": values, "lo": p[0], "hi": p[4],
                                                   "label": "local resolution (Å)"}
+    if not wanted:
+        return
     errors = ctx.cache.setdefault("figure_errors", [])
     if ctx.options.map_dir is not None:
         try:

@@ -1,7 +1,10 @@
 """Inference with the shipped networks over a whole map (tiles of the valid-convolution network).
 
 Needs torch (call only after :func:`gpuvalid.models.torch_available`).  ``device`` is a torch device
-string ('cpu' or 'cuda:N').  Inputs and outputs are host NumPy arrays ``[z, y, x]``.
+string ('cpu' or 'cuda:N').  With a GPU backend ``be`` every volume stays on the device: the
+preprocessing runs in CuPy (:mod:`.preprocess`), torch reads the CuPy arrays through DLPack and the
+tiles run in batches; without one (``be`` None or the CPU backend) inputs and outputs are host NumPy
+arrays ``[z, y, x]``.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.ndimage
 import torch
 
+from ..errors import NotMeasurable
 from . import preprocess as P
 from . import weights_path
 from .nets import build
 
-TILE = 48          # output voxels per tile edge
+TILE = 48          # output voxels per tile edge (CPU)
+GPU_TILE = 64      # output voxels per tile edge on a GPU (less halo per output voxel)
+BATCH_BYTES = 2 * 2 ** 30    # device memory for one batch of tiles' activations (cap)
 
 
 @lru_cache(maxsize=8)
@@ -35,28 +40,51 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     return net.to(device)
 
 
+def _tile_origins(shape: tuple, tile: int, where=None, be=None) -> list[tuple[int, int, int]]:
+    """Corners ``(z0, y0, x0)`` of the output tiles of edge ``tile`` covering ``shape`` (those holding a
+    ``where`` voxel), in z, y, x order; ``where`` may be a device array of ``be`` (one block reduction, one
+    small copy to the host)."""
+    nt = [-(-int(n) // tile) for n in shape]
+    if where is None:
+        occ = np.ones(nt, bool)
+    else:
+        be = P._be(be)
+        xp = be.xp
+        w = xp.zeros([k * tile for k in nt], bool)
+        w[:shape[0], :shape[1], :shape[2]] = where
+        occ = be.to_host(w.reshape(nt[0], tile, nt[1], tile, nt[2], tile).any(axis=(1, 3, 5)))
+    return [(int(z) * tile, int(y) * tile, int(x) * tile) for z, y, x in np.argwhere(occ)]
+
+
 def _tiles(shape: tuple, tile: int, where: np.ndarray | None) -> list[tuple[slice, slice, slice]]:
     """Output tiles of edge ``tile`` covering ``shape`` (those holding a ``where`` voxel)."""
-    out = []
-    for z0 in range(0, shape[0], tile):
-        for y0 in range(0, shape[1], tile):
-            for x0 in range(0, shape[2], tile):
-                sl = (slice(z0, min(z0 + tile, shape[0])), slice(y0, min(y0 + tile, shape[1])),
-                      slice(x0, min(x0 + tile, shape[2])))
-                if where is None or where[sl].any():
-                    out.append(sl)
-    return out
+    return [tuple(slice(o, min(o + tile, n)) for o, n in zip(org, shape))
+            for org in _tile_origins(shape, tile, where)]
 
 
-def apply_fcn(net, x: np.ndarray, where: np.ndarray | None = None, device: str = "cpu",
-              tile: int = TILE) -> np.ndarray:
+def activation_bytes_per_voxel(net) -> int:
+    """Device bytes per input voxel of a tile while the network runs (no gradients): three float32
+    activations of the widest layer alive at a time, and as much again for the convolution's work area."""
+    width = max(max(net.channels), getattr(net.head[0], "out_channels", 1))
+    return int(2 * 3 * 4 * width)
+
+
+def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be=None,
+              batch_bytes: int | None = None):
     """Network output for every voxel of ``x`` (same shape; the input is padded by reflection by half the
     receptive field).  Tiles without any ``where`` voxel are skipped (left NaN).
+
+    With a GPU backend ``be`` (``x``, ``where`` and the result on its device) the tiles (edge
+    ``GPU_TILE``) run in batches of at most ``batch_bytes`` of activations, or the whole map at once when it
+    fits; torch reads and writes CuPy memory through DLPack.
 
     On the CPU every tile runs single-threaded and the tiles run in parallel (as many as torch has
     threads): the numbers then do not depend on the thread count (a multi-threaded convolution splits
     its sums differently with 1, 2 or 16 threads), so archive runs on one machine agree bit for bit
     whatever their worker layout (shards, Dask workers, thread limits)."""
+    if be is not None and be.is_gpu:
+        return _apply_fcn_device(net, x, where, be, tile or GPU_TILE, batch_bytes)
+    tile = tile or TILE
     r = net.receptive_field // 2
     xp = np.pad(x.astype(np.float32), r, mode="reflect")
     out = np.full(x.shape, np.nan, dtype=np.float32)
@@ -82,6 +110,79 @@ def apply_fcn(net, x: np.ndarray, where: np.ndarray | None = None, device: str =
     return out
 
 
+def _batch_budget(be, batch_bytes: int | None) -> int:
+    """Bytes of activations one batch may use: ``batch_bytes``, else a quarter of the device budget
+    (:func:`gpuvalid.memory.available_bytes`) capped at ``BATCH_BYTES``, at least 256 MiB."""
+    if batch_bytes:
+        return int(batch_bytes)
+    from ..memory import available_bytes
+
+    avail = available_bytes(be)
+    return int(max(256 * 2 ** 20, min(BATCH_BYTES, (avail or 0) // 4)))
+
+
+def _run_net(net, blk, xp):
+    """``net`` on a device array ``blk`` (B, 1, D, H, W) through DLPack; output (B, d, h, w) as an array of
+    ``xp`` sharing torch's memory."""
+    with torch.no_grad():
+        y = net(torch.from_dlpack(blk))
+        if y.dtype != torch.float32:
+            y = y.float()
+    return xp.from_dlpack(y.contiguous())
+
+
+def _tile_cover(shape: tuple, tile: int, where, be):
+    """Device bool map of the voxels in the tiles of edge ``tile`` holding a ``where`` voxel (the voxels the
+    CPU path computes)."""
+    xp = be.xp
+    nt = [-(-int(n) // tile) for n in shape]
+    w = xp.zeros([k * tile for k in nt], bool)
+    w[:shape[0], :shape[1], :shape[2]] = be.asarray(where).astype(bool)
+    occ = w.reshape(nt[0], tile, nt[1], tile, nt[2], tile).any(axis=(1, 3, 5))
+    del w
+    full = xp.broadcast_to(occ[:, None, :, None, :, None], (nt[0], tile, nt[1], tile, nt[2], tile))
+    return xp.ascontiguousarray(full.reshape([k * tile for k in nt])[:shape[0], :shape[1], :shape[2]])
+
+
+def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None):
+    """:func:`apply_fcn` on a GPU backend: the same voxels as the CPU path (tiles of edge ``tile`` holding a
+    ``where`` voxel), computed in tiles of ``GPU_TILE`` batched, or in one call when the map fits."""
+    xp = be.xp
+    x = be.asarray(x, dtype=xp.float32)
+    shape = x.shape
+    r = net.receptive_field // 2
+    per_voxel = activation_bytes_per_voxel(net)
+    budget = _batch_budget(be, batch_bytes)
+    cover = None if where is None else _tile_cover(shape, tile, where, be)
+    xpad = xp.pad(x, r, mode="reflect")
+    if xpad.size * per_voxel <= budget:              # the whole map in one call
+        out = xp.ascontiguousarray(_run_net(net, xpad[None, None], xp)[0])
+        del xpad
+    else:
+        gt = GPU_TILE
+        origins = _tile_origins(shape, gt, cover, be)
+        nt = [-(-n // gt) for n in shape]
+        extra = [k * gt - n for k, n in zip(nt, shape)]
+        if any(extra):                                # whole tiles everywhere: the extra output is dropped
+            xpad = xp.pad(xpad, [(0, e) for e in extra], mode="constant")
+        out = xp.full(shape, xp.nan, dtype=xp.float32)
+        T = gt + 2 * r
+        nb = max(1, min(len(origins), budget // (T ** 3 * per_voxel)))
+        for i in range(0, len(origins), nb):
+            chunk = origins[i:i + nb]
+            blk = xp.stack([xpad[z:z + T, y:y + T, w:w + T] for z, y, w in chunk])[:, None]
+            y = _run_net(net, blk, xp)
+            del blk
+            for k, (z, yy, w) in enumerate(chunk):
+                dz, dy, dx = min(gt, shape[0] - z), min(gt, shape[1] - yy), min(gt, shape[2] - w)
+                out[z:z + dz, yy:yy + dy, w:w + dx] = y[k, :dz, :dy, :dx]
+            del y
+        del xpad
+    if cover is not None:
+        out[~cover] = xp.nan
+    return out
+
+
 FINE_KIND = "locres_fine"
 FINE_GRID_A = 0.5
 FINE_BELOW_A = 2.0      # R (Å) below which the fine model (0.5 Å grid, 1.5–6 Å) is used when shipped
@@ -98,37 +199,61 @@ def locres_kind(resolution: float | None) -> str:
     return "locres"
 
 
-def locres_on_working_grid(V1: np.ndarray, mask1: np.ndarray, device: str = "cpu", path: str | None = None,
-                           kind: str = "locres"):
-    """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere)."""
+def locres_on_working_grid(V1, mask1, device: str = "cpu", path: str | None = None, kind: str = "locres",
+                           be=None):
+    """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere); arrays on
+    ``be``'s device (host NumPy when ``be`` is None)."""
     if path is None and kind == FINE_KIND:
         path = str(fine_weights_path())
     net = load("locres", path, device)
-    return apply_fcn(net, P.locres_input(V1), mask1, device)
+    return apply_fcn(net, P.locres_input(V1, be), mask1, device, be=be)
 
 
-def predict_locres(V: np.ndarray, voxel_size: float, mask: np.ndarray, device: str = "cpu",
-                   path: str | None = None, kind: str = "locres") -> np.ndarray:
+def _backend_for(device: str):
+    from ..backend import get_backend
+
+    return get_backend("cpu" if str(device).startswith("cpu") else device)
+
+
+def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | None = None,
+                   kind: str = "locres", be=None):
     """Local resolution (Å) at the ``mask`` voxels of the input grid (NaN elsewhere).
 
     The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine'), the
-    network runs where the (resampled) mask is, and the result is interpolated back to the input voxels;
-    values are clamped to [max(lo, 2·Ts), hi] Å with [lo, hi] the network's output range.
+    network runs where the (resampled, dilated by ≥ 2 Å) mask is, and the result is interpolated back to
+    the input voxels; values are clamped to [max(lo, 2·Ts), hi] Å with [lo, hi] the network's output range.
+
+    With a backend ``be`` everything runs on its device (``V`` and ``mask`` host or device arrays) and the
+    result is a device array; without one, host NumPy in and out (on ``device``).  Raises
+    :class:`NotMeasurable` when the grid's Nyquist limit 2·Ts is at or beyond the network's upper bound (no
+    estimate could be other than that bound), before anything is allocated.
     """
+    host_io = be is None
+    if be is None:
+        be = _backend_for(device)
+    xp = be.xp
     grid = FINE_GRID_A if kind == FINE_KIND else P.WORK_VOXEL_A
     if path is None and kind == FINE_KIND:
         path = str(fine_weights_path())
     net = load("locres", path, device)
-    V1, ts1 = P.to_working_grid(V, voxel_size, grid)
-    idx = np.argwhere(mask)
-    pts = idx * (voxel_size / ts1)
-    m1 = np.zeros(V1.shape, bool)
-    q = np.clip(np.rint(pts).astype(int), 0, np.array(V1.shape) - 1)
-    m1[q[:, 0], q[:, 1], q[:, 2]] = True
-    m1 = scipy.ndimage.binary_dilation(m1, iterations=max(2, int(round(2.0 / grid))))
-    lr1 = apply_fcn(net, P.locres_input(V1), m1, device)
-    lr1 = np.where(np.isnan(lr1), np.nanmedian(lr1[m1]), lr1)
-    out = np.full(V.shape, np.nan, dtype=np.float32)
-    vals = P.sample_coords(lr1, pts)
-    out[mask] = np.clip(vals, max(net.LO, 2 * voxel_size), net.HI)
-    return out
+    lo = max(net.LO, 2 * voxel_size)
+    if lo >= net.HI:
+        raise NotMeasurable(f"the map's Nyquist limit 2·Ts = {2 * voxel_size:.3g} Å is at or beyond the network's "
+                            f"upper bound {net.HI:g} Å: no local resolution finer than that can be measured")
+    V1, ts1 = P.to_working_grid(V, voxel_size, grid, be)
+    m1, pts = P.mask_to_grid(mask, voxel_size, ts1, V1.shape, max(2, int(round(2.0 / grid))), be)
+    x = P.locres_input(V1, be)
+    del V1
+    lr1 = apply_fcn(net, x, m1, device, be=be)
+    del x
+    if be.is_gpu:                                     # in place on the device
+        med = xp.nanmedian(lr1[m1])
+        del m1
+        xp.copyto(lr1, med.astype(xp.float32), where=xp.isnan(lr1))
+    else:
+        lr1 = np.where(np.isnan(lr1), np.nanmedian(lr1[m1]), lr1)
+    vals = P.sample_coords(lr1, pts, be)
+    del lr1, pts
+    out = xp.full(V.shape, xp.nan, dtype=xp.float32)
+    out[be.asarray(mask).astype(bool)] = xp.clip(vals, lo, net.HI)
+    return be.to_host(out) if host_io else out

@@ -1,7 +1,11 @@
-"""Map preparation shared by training and inference (host NumPy/SciPy; the networks see only this).
+"""Map preparation shared by training and inference (the networks see only this), on any backend.
 
-- Working grid: 1 Å/voxel (``WORK_VOXEL_A``; 0.5 Å for the fine local-resolution model), reached by Fourier resampling (spectrum crop = low-pass when
-  downsampling, zero padding when upsampling).
+Every function takes an optional backend ``be`` (:mod:`gpuvalid.backend`): arrays stay on its device
+(NumPy/SciPy on the CPU, CuPy/cupyx on a GPU); ``be=None`` is the CPU backend with host NumPy arrays
+(training and the hand features call it so).
+
+- Working grid: 1 Å/voxel (``WORK_VOXEL_A``; 0.5 Å for the fine local-resolution model), reached by Fourier
+  resampling (spectrum crop = low-pass when downsampling, zero padding when upsampling).
 - Local-resolution input: the map divided by its local RMS (Gaussian window σ = 3 Å), which removes the
   arbitrary density scale as DeepRes's per-box L2 normalisation does, but stays convolutional.
 - Hand: the map on the working grid as it is (the twist features clip it at 0 and are scale-free; a
@@ -11,52 +15,107 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
-import scipy.ndimage
-
 
 WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
+
+
+def cpu_backend():
+    from ..backend import get_backend
+
+    return get_backend("cpu")
+
+
+def _be(be):
+    return cpu_backend() if be is None else be
 
 
 def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple:
     return tuple(max(4, int(round(n * voxel_size / new_voxel))) for n in shape)
 
 
-def resample(V: np.ndarray, new_shape: tuple) -> np.ndarray:
-    """Fourier resampling of a host map to ``new_shape`` (densities kept: same mean value)."""
-    V = np.asarray(V, dtype=np.float32)
-    if tuple(new_shape) == V.shape:
+def _kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
+    """(source, destination) slices of the unshifted spectra of lengths ``n`` → ``m`` holding the ``k =
+    min(n, m)`` kept frequencies −⌊k/2⌋ … k − ⌊k/2⌋ − 1 (those a centred crop/pad of the fftshift-ed
+    spectrum keeps): non-negative ones at the start, negative ones at the end of each axis."""
+    k = min(n, m)
+    pos, neg = k - k // 2, k // 2
+    out = [(slice(0, pos), slice(0, pos))]
+    if neg:
+        out.append((slice(n - neg, n), slice(m - neg, m)))
+    return out
+
+
+def resample(V, new_shape: tuple, be=None):
+    """Fourier resampling of a map to ``new_shape`` (densities kept: same mean value), on ``be``'s device.
+
+    The full complex spectrum is cropped (downsampling: low-pass) or zero-padded (upsampling) about
+    frequency 0; the same frequencies as a centred crop of the fftshift-ed spectrum, copied block-wise
+    without shifting."""
+    be = _be(be)
+    xp = be.xp
+    V = be.asarray(V, dtype=xp.float32)
+    new_shape = tuple(int(m) for m in new_shape)
+    if new_shape == V.shape:
         return V.copy()
-    F = np.fft.fftshift(scipy.fft.fftn(V))
-    out = np.zeros(new_shape, dtype=np.complex64)
-    src, dst = [], []
-    for n, m in zip(V.shape, new_shape):
-        k = min(n, m)
-        cs, cd = n // 2 - k // 2, m // 2 - k // 2
-        src.append(slice(cs, cs + k))
-        dst.append(slice(cd, cd + k))
-    out[tuple(dst)] = F[tuple(src)]
-    v = scipy.fft.ifftn(np.fft.ifftshift(out)).real
-    return (v * (np.prod(new_shape) / np.prod(V.shape))).astype(np.float32)
+    scale = np.prod(new_shape) / np.prod(V.shape)   # float64, as the result is scaled on the CPU
+    F = be.fftn(V)
+    out = xp.zeros(new_shape, dtype=xp.complex64)
+    blocks = [_kept_blocks(n, m) for n, m in zip(V.shape, new_shape)]
+    for bz in blocks[0]:
+        for by in blocks[1]:
+            for bx in blocks[2]:
+                out[bz[1], by[1], bx[1]] = F[bz[0], by[0], bx[0]]
+    del F
+    v = be.ifftn(out)
+    del out
+    if be.is_gpu:                                    # float32 product: no float64 working-grid copy
+        return xp.multiply(v.real, xp.float32(scale), dtype=xp.float32)
+    return (v.real * scale).astype(np.float32)
 
 
-def to_working_grid(V: np.ndarray, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple[np.ndarray, float]:
+def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=None) -> tuple:
     """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model);
-    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis)."""
+    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis); ``V1`` on ``be``'s device."""
     shape = working_shape(V.shape, voxel_size, new_voxel)
     ts1 = V.shape[0] * voxel_size / shape[0]
-    return resample(V, shape), float(ts1)
+    return resample(V, shape, be), float(ts1)
 
 
-def locres_input(V: np.ndarray) -> np.ndarray:
-    """Map divided by its local RMS (Gaussian window of σ = 3 voxels)."""
-    V = np.asarray(V, dtype=np.float32)
-    ms = scipy.ndimage.gaussian_filter(V * V, LOCAL_RMS_SIGMA_VOX, mode="reflect")
-    eps = 1e-6 * float(np.mean(V * V)) + 1e-30
+def locres_input(V, be=None):
+    """Map divided by its local RMS (Gaussian window of σ = 3 voxels), on ``be``'s device."""
+    be = _be(be)
+    xp = be.xp
+    V = be.asarray(V, dtype=xp.float32)
+    ms = be.ndimage.gaussian_filter(V * V, LOCAL_RMS_SIGMA_VOX, mode="reflect")
+    eps = 1e-6 * float(xp.mean(V * V)) + 1e-30
+    if be.is_gpu:                                    # in place: two working-grid arrays at a time
+        ms += xp.float32(eps)
+        xp.sqrt(ms, out=ms)
+        xp.divide(V, ms, out=ms)
+        return ms
     return (V / np.sqrt(ms + eps)).astype(np.float32)
 
 
-def sample_coords(V_at: np.ndarray, points: np.ndarray) -> np.ndarray:
+def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox: int, be=None):
+    """The ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) mapped to a grid of ``shape1`` at ``ts1``
+    Å/voxel (each to its nearest voxel), dilated ``dilate_vox`` times (6-connected); returns ``(mask1,
+    points)`` with ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates of the mask voxels on that grid
+    (row-major order of the mask voxels), both on ``be``'s device."""
+    be = _be(be)
+    xp = be.xp
+    mask = be.asarray(mask).astype(bool)
+    pts = xp.argwhere(mask) * (voxel_size / ts1)
+    m1 = xp.zeros(tuple(shape1), bool)
+    hi = xp.asarray(np.array(shape1) - 1)
+    q = xp.clip(xp.rint(pts).astype(np.int64), 0, hi)
+    m1[q[:, 0], q[:, 1], q[:, 2]] = True
+    del q
+    m1 = be.ndimage.binary_dilation(m1, iterations=int(dilate_vox))
+    return m1, pts
+
+
+def sample_coords(V_at, points, be=None):
     """Trilinear interpolation of ``V_at`` at fractional ``[z, y, x]`` voxel coordinates (n, 3)."""
-    return scipy.ndimage.map_coordinates(V_at, points.T, order=1, mode="nearest")
+    be = _be(be)
+    return be.ndimage.map_coordinates(V_at, points.T, order=1, mode="nearest")
