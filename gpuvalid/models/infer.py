@@ -10,6 +10,7 @@ arrays ``[z, y, x]``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
     its sums differently with 1, 2 or 16 threads), so archive runs on one machine agree bit for bit
     whatever their worker layout (shards, Dask workers, thread limits)."""
     if be is not None and be.is_gpu:
-        return _apply_fcn_device(net, x, where, be, tile or GPU_TILE, batch_bytes)
+        return _apply_fcn_device(net, x, where, be, tile or TILE, batch_bytes)
     tile = tile or TILE
     r = net.receptive_field // 2
     xp = np.pad(x.astype(np.float32), r, mode="reflect")
@@ -121,10 +122,29 @@ def _batch_budget(be, batch_bytes: int | None) -> int:
     return int(max(256 * 2 ** 20, min(BATCH_BYTES, (avail or 0) // 4)))
 
 
+@contextmanager
+def _full_fp32():
+    """cuDNN convolutions in full float32 (no TF32: the GPU numbers stay those of the CPU path)."""
+    cud = torch.backends.cudnn
+    try:
+        prev = cud.allow_tf32
+        cud.allow_tf32 = False
+    except Exception:
+        prev = None
+    try:
+        yield
+    finally:
+        if prev is not None:
+            try:
+                cud.allow_tf32 = prev
+            except Exception:
+                pass
+
+
 def _run_net(net, blk, xp):
     """``net`` on a device array ``blk`` (B, 1, D, H, W) through DLPack; output (B, d, h, w) as an array of
     ``xp`` sharing torch's memory."""
-    with torch.no_grad():
+    with torch.no_grad(), _full_fp32():
         y = net(torch.from_dlpack(blk))
         if y.dtype != torch.float32:
             y = y.float()
