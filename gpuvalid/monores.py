@@ -14,7 +14,7 @@ it early.  Voxels never above the noise get ``low_A``.
 The estimate is only as good as its noise reference, so it refuses (:class:`NotMeasurable`, with the
 reason) rather than return a number that cannot mean anything:
 
-- fewer than ``MIN_BACKGROUND`` background voxels;
+- an empty mask, or fewer than ``MIN_BACKGROUND`` background voxels;
 - a flat reference: ≥ ``MAX_FLAT_FRACTION`` of the reference voxels hold one and the same value (a deposit
   masked or zeroed outside the molecule: there is no noise to measure, and the amplitude there is only the
   molecule's own leakage through the shell filter, so every voxel would reach the grid limit 2·Ts);
@@ -114,6 +114,8 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
     mask = be.asarray(mask).astype(bool)
+    if int(be.scalar(xp.count_nonzero(mask))) == 0:
+        raise NotMeasurable("the mask is empty: there is no voxel to estimate a local resolution at")
     freqs, width = shell_frequencies(voxel_size, V.shape, low_A, n_shells)
     bg, margin = noise_region(be, mask, voxel_size, 1.0 / (np.pi * width))
     info = check_noise_reference(be, V, bg, threshold)

@@ -229,3 +229,11 @@ def test_section_with_a_constant_or_empty_monogenic_estimate(sim, monkeypatch):
                                                                          sim.threshold, 4.0))
     assert r.evaluable and meaningless(r) is None
     assert "monogenic_resolution_percentile" not in r.values and "no finite value" in r.values["monogenic_reason"]
+
+
+def test_monogenic_of_an_empty_mask_says_why():
+    from gpuvalid.monores import monogenic_local_resolution
+
+    V = np.random.default_rng(1).normal(size=(24, 24, 24)).astype(np.float32)
+    with pytest.raises(NotMeasurable, match="mask is empty"):
+        monogenic_local_resolution(get_backend("cpu"), V, 1.0, np.zeros(V.shape, bool))
