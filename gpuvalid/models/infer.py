@@ -176,7 +176,7 @@ def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None):
     cover = None if where is None else _tile_cover(shape, tile, where, be)
     xpad = xp.pad(x, r, mode="reflect")
     if xpad.size * per_voxel <= budget:              # the whole map in one call
-        out = xp.ascontiguousarray(_run_net(net, xpad[None, None], xp)[0])
+        out = xp.ascontiguousarray(_run_net(net, xpad.reshape((1, 1) + xpad.shape), xp)[0])
         del xpad
     else:
         gt = GPU_TILE
@@ -190,7 +190,7 @@ def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None):
         nb = max(1, min(len(origins), budget // (T ** 3 * per_voxel)))
         for i in range(0, len(origins), nb):
             chunk = origins[i:i + nb]
-            blk = xp.stack([xpad[z:z + T, y:y + T, w:w + T] for z, y, w in chunk])[:, None]
+            blk = xp.stack([xpad[z:z + T, y:y + T, w:w + T] for z, y, w in chunk]).reshape(len(chunk), 1, T, T, T)
             y = _run_net(net, blk, xp)
             del blk
             for k, (z, yy, w) in enumerate(chunk):
