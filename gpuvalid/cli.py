@@ -125,9 +125,18 @@ def print_summary(report, out_dir: Path | None, formats=("md", "html", "json")) 
     table.add_column("analysis")
     table.add_column("status")
     table.add_column("key result")
+    from .report.markdown import level1_absent
+
+    absent = level1_absent(report)
+    grouped = set(absent[0]) if absent else set()
     for sid, s in report.sections.items():
+        if sid in grouped:
+            continue
         key = s.key if s.evaluable else ("—" if s.status == "not_implemented" else (s.reason or "")[:80])
         table.add_row(sid, s.title, f"[{STATUS_STYLE.get(s.status, '')}]{s.status_text}[/]", escape(key))
+    if absent:  # one row instead of eight identical "does not apply" rows
+        table.add_row(f"{absent[0][0]}–{absent[0][-1]}", "Level 1 (half maps)",
+                      f"[{STATUS_STYLE['not_applicable']}]does not apply[/]", escape(absent[1][:80]))
     console.print(table)
     console.print(f"Score: [bold]{report.passed} out of {report.evaluable}[/] evaluable items passed "
                   f"({report.seconds:.1f} s on {report.backend.get('device')}).")

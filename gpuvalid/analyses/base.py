@@ -138,14 +138,20 @@ def meaningless(res: SectionResult) -> str | None:
     return None
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending with a full stop (reasons are clauses without one)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def not_applicable(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
     return SectionResult(id, title, status=NOT_APPLICABLE, reason=reason, explanation=explanation,
-                         summary=f"{title} does not apply: {reason}", key="n/a")
+                         summary=_sentence(f"{title} does not apply: {reason}"), key="n/a")
 
 
 def not_measured(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
     return SectionResult(id, title, status=NOT_MEASURED, reason=reason, explanation=explanation,
-                         summary=f"{title} could not be measured: {reason}", key="—")
+                         summary=_sentence(f"{title} could not be measured: {reason}"), key="—")
 
 
 def not_implemented(id: str, title: str) -> SectionResult:

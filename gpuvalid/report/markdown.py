@@ -24,6 +24,15 @@ def _figures(figs) -> list[str]:
     return out
 
 
+def level1_absent(report) -> tuple[list[str], str] | None:
+    """When every Level 1 section does not apply for one and the same reason (no half maps), their ids and
+    that reason: the summary then says it once instead of eight times."""
+    l1 = [(sid, s) for sid, s in report.sections.items() if sid.startswith("1.")]
+    if not l1 or any(s.status != "not_applicable" for _, s in l1) or len({s.reason for _, s in l1}) != 1:
+        return None
+    return [sid for sid, _ in l1], l1[0][1].reason or ""
+
+
 def render_summary(report) -> list[str]:
     lines = ["## Summary", ""]
     lines.append(f"**Overall score: {report.passed} out of {report.evaluable} evaluable items passed.** "
@@ -37,11 +46,19 @@ def render_summary(report) -> list[str]:
     warned = [(sid, w) for sid, s in report.sections.items() for w in s.warnings]
     if warned:
         lines += ["### Warnings", ""] + [f"- **{sid}**: {w}" for sid, w in warned] + [""]
-    unmeasured = [(sid, s) for sid, s in report.sections.items() if s.status in ("not_measured", "not_applicable")]
-    if unmeasured:
-        lines += ["### Not evaluated", ""] + [f"- **{sid}** {s.title} — {s.status_text}: {s.reason}"
-                                              for sid, s in unmeasured] + [""]
-    para = " ".join(s.summary for s in report.sections.values() if s.summary and s.status != "not_implemented")
+    absent = level1_absent(report)
+    grouped = set(absent[0]) if absent else set()
+    unmeasured = [(sid, s) for sid, s in report.sections.items()
+                  if s.status in ("not_measured", "not_applicable") and sid not in grouped]
+    items = [f"- **{sid}** {s.title} — {s.status_text}: {s.reason}" for sid, s in unmeasured]
+    if absent:
+        items.append(f"- **{absent[0][0]}–{absent[0][-1]}** Level 1 (half maps) — does not apply: {absent[1]}")
+    if items:
+        lines += ["### Not evaluated", ""] + items + [""]
+    para = " ".join(s.summary for sid, s in report.sections.items()
+                    if s.summary and s.status != "not_implemented" and sid not in grouped)
+    if absent:
+        para += f" Level 1 ({absent[0][0]}–{absent[0][-1]}) does not apply: {absent[1]}."
     lines += ["### Summarized overall quality", "", para, ""]
     return lines
 
