@@ -53,7 +53,9 @@ BYTES_PER_VOXEL = {
     "0.b": {"input": 64},                  # labels int32, component bincount, V ≥ t per mass step
     "0.c": {"input": 56},                  # soft mask float32, background values float64, outlier map
     "0.d": {"input": 48},                  # rfftn spectrum, shell index int64, sharpened map, cuFFT work area
-    "0.e": {"input": 96, "work": 32},      # monogenic (input grid); resampling, local RMS, network (1 Å grid)
+    # 0.e runs its two estimates one after the other: the monogenic one on the input grid, then the network's
+    # preparation on the 1 Å working grid (the map's own few bytes per voxel stay): the peak is the larger phase
+    "0.e": {"phases": ({"input": 96}, {"input": 8, "work": 32})},
     "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
     "0.g": {"input": 8, "resized": 96},    # spiral engine on the (cached) resized map
     "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid
@@ -85,14 +87,19 @@ def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float 
     """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at
     ``voxel_size`` Å with resolution ``resolution`` Å (None: not given)."""
     per = BYTES_PER_VOXEL.get(sid, {"input": 64})
-    total = FIXED_BYTES
+    phases = per.get("phases", (per,))  # sequential phases free their arrays: the peak is the largest one
+    return int(FIXED_BYTES + max(_phase_bytes(ph, shape, voxel_size, resolution) for ph in phases))
+
+
+def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float | None) -> int:
+    total = 0
     if per.get("input"):
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):
         total += per["work"] * working_voxels(shape, voxel_size)
     if per.get("resized"):
         total += per["resized"] * resized_voxels(shape, voxel_size, resolution)
-    return int(total)
+    return total
 
 
 def estimate_run(shape: tuple, voxel_size: float, resolution: float | None = None) -> dict[str, int]:
@@ -218,7 +225,7 @@ def _cpu_context(ctx):
 
 
 def _mark_fallback(res, why: str) -> None:
-    if res.status in ("not_applicable", "not_implemented"):  # nothing was computed: nothing to say
+    if res.status in ("not_applicable", "not_implemented", "not_measured"):  # no number to qualify
         return
     res.values = dict(res.values or {})
     res.values["device"] = f"cpu (fallback: {why})"

@@ -68,6 +68,15 @@ def test_working_grid_and_estimates_scale_with_voxels():
         per.get("input", 0) * 10**6 + per.get("resized", 0) * 53**3 + memory.FIXED_BYTES)
 
 
+def test_sequential_phases_peak_at_the_larger_one():
+    """0.e's monogenic estimate (input grid) and network (1 Å grid) run one after the other: the estimate is
+    the larger phase, not their sum (a 1.742 Å map's working grid holds 174³ voxels per 100³)."""
+    phases = memory.BYTES_PER_VOXEL["0.e"]["phases"]
+    by_phase = [ph.get("input", 0) * 10**6 + ph.get("work", 0) * 174**3 for ph in phases]
+    assert memory.estimate_bytes("0.e", (100, 100, 100), 1.742) == max(by_phase) + memory.FIXED_BYTES
+    assert max(by_phase) < sum(by_phase)
+
+
 def test_parse_bytes():
     assert memory.parse_bytes("8GiB") == 8 * 2**30
     assert memory.parse_bytes("512 MiB") == 512 * 2**20
