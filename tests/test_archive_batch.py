@@ -250,3 +250,39 @@ def test_batch_on_gpu_matches_cpu(manifest, tmp_path):
             for k, v in s["values"].items():
                 if isinstance(v, float):
                     assert cb["sections"][sid]["values"][k] == pytest.approx(v, rel=1e-3, abs=1e-6), (eid, sid, k)
+
+
+def test_batch_runs_level1_on_an_entry_with_half_maps(data_dir, tmp_path):
+    """An archive entry with both half maps gets Level 1 in batch mode; its halves are the archive files."""
+    import mrcfile
+    import numpy as np
+
+    with mrcfile.open(data_dir / "emd_5168.map", permissive=True) as f:
+        V = np.asarray(f.data, dtype=np.float32)[26:74, 26:74, 26:74].copy()  # a 48³ piece of the filament
+    rng = np.random.default_rng(5)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = []
+    for name, data in (("map", V), ("h1", V + rng.normal(0, 1.0, V.shape)), ("h2", V + rng.normal(0, 1.0, V.shape))):
+        p = src / f"{name}.mrc"
+        with mrcfile.new(p) as f:
+            f.set_data(data.astype(np.float32))
+            f.voxel_size = 1.742
+        paths.append(p)
+    root = tmp_path / "mirror"
+    add_entry(root, "EMD-9100", paths[0], box_zyx=V.shape, voxel_size=1.742, contour=10.0, resolution=6.6)
+    lay = layout("EMD-9100")
+    for i, p in ((1, paths[1]), (2, paths[2])):
+        dst = root / lay.half_map(i)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "rb") as s, gzip.open(dst, "wb") as d:
+            d.write(s.read())
+    rows = scan_archive(root)
+    assert rows[0]["half_maps"] == 2
+    out = tmp_path / "out"
+    res = run_batch(rows, BatchOptions(out_dir=out, prefetch=0))
+    assert res.done == 1, res
+    js = json.loads((out / "EMD-9100" / "results.json").read_text())
+    assert js["half_maps"]["files"] == ["emd_9100_half_map_1.map.gz", "emd_9100_half_map_2.map.gz"]
+    assert js["sections"]["1.a"]["status"] in ("ok", "warnings")
+    assert js["sections"]["0.a"]["status"] in ("ok", "warnings")  # Level 0 as before

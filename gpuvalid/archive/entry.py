@@ -90,7 +90,9 @@ def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = N
 
         t0 = time.perf_counter()
         be = get_backend(opts.device)
-        report = pipeline.validate(inp, be, out, figures=opts.figures, save_maps=opts.save_maps)
+        halves = entry_half_maps(task.map_path)
+        kw = {"halves": halves} if halves else {}
+        report = pipeline.validate(inp, be, out, figures=opts.figures, save_maps=opts.save_maps, **kw)
         seconds["compute"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -120,6 +122,20 @@ def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = N
     rec.finished = time.time()
     write_record(out, rec)
     return rec
+
+
+def entry_half_maps(map_path: str | None) -> list[str] | None:
+    """The entry's two half maps in the archive layout (``other/emd_N_half_map_{1,2}.map.gz``), or None.
+
+    They are read (and inflated, bounded by their headers) by Level 1's loader in the compute process, which
+    checks them against the primary map; an entry without both halves runs Level 0 only.
+    """
+    if not map_path:
+        return None
+    from ..level1 import halves_beside
+
+    found = halves_beside(Path(map_path))
+    return [str(p) for p in found] if found else None
 
 
 def _write_report(report, out: Path) -> None:
