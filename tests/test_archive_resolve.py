@@ -111,6 +111,11 @@ def test_download_from_local_server(mirror, server, tmp_path):
     assert m == cache / "structures/EMD-5170/map/emd_5170.map.gz"
     assert sha(m) == sha(mirror / "structures/EMD-5170/map/emd_5170.map.gz")
     assert h.read_bytes() == (mirror / "structures/EMD-5170/header/emd-5170-v30.xml").read_bytes()
+    # its half maps come along (Level 1 finds them beside the map in the archive layout)
+    from gpuvalid.level1 import halves_beside
+    halves = halves_beside(m)
+    assert halves and [sha(p) for p in halves] == [sha(mirror / f"structures/EMD-5170/other/emd_5170_half_map_{i}"
+                                                           ".map.gz") for i in (1, 2)]
     n = len(_Handler.log)
     assert resolve_entry("EMD-5170", download=True, base_url=server, cache_dir=cache) == (m, h)
     assert len(_Handler.log) == n  # served from the cache: no new request

@@ -64,6 +64,21 @@ def half_maps(root: Path, lay: EntryLayout) -> list[Path]:
     return [root / lay.half_map(i) for i in (1, 2) if (root / lay.half_map(i)).is_file()]
 
 
+def fetch_half_maps(dl: Downloader, cache: Path, lay: EntryLayout) -> list[Path]:
+    """Download the entry's two half maps into the cache (Level 1 runs when both exist); an entry without
+    them (not found) has none, and a half that fails to download leaves the entry at Level 0."""
+    got = []
+    for i in (1, 2):
+        try:
+            got.append(dl.fetch(lay.half_map(i), cache / lay.half_map(i)))
+        except NotFound:
+            return got
+        except Exception:  # a half that cannot be fetched: Level 0 still runs
+            (cache / lay.half_map(i)).unlink(missing_ok=True)
+            return got
+    return got
+
+
 def resolve_entry(emdb_id: str, archive: str | Path | None = None, download: bool = False,
                   base_url: str | None = None, cache_dir: str | Path | None = None,
                   downloader: Downloader | None = None) -> tuple[Path, Path | None]:
@@ -93,6 +108,7 @@ def resolve_entry(emdb_id: str, archive: str | Path | None = None, download: boo
                 m = dl.fetch(lay.map, cache / lay.map)
             except NotFound:
                 raise InputError(f"{lay.emdb_id}: no map at {dl.url(lay.map)}") from None
+            fetch_half_maps(dl, cache, lay)
         return m, h
     if root is None:
         raise InputError(f"{lay.emdb_id}: no archive mirror given (pass --archive DIR or set "
