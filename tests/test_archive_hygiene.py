@@ -26,7 +26,7 @@ from gpuvalid.archive.record import EntryRecord, atomic_write_text, write_record
 from gpuvalid.cli import app
 from gpuvalid.io.mrc import write_mrc
 
-N_ENTRIES = 8
+N_ENTRIES = 12
 
 
 def blob_map(path: Path, seed: int, n: int = 24) -> Path:
@@ -325,12 +325,14 @@ def test_kill9_and_two_processes_compute_each_entry_once(small_mirror, tmp_path)
     old_umask = os.umask(0o022)
     procs, killed = [], {}
     try:
-        b = subprocess.Popen(base + ["--prefetch", "1"], env=dict(env, GV_SLEEP="0.8"), stdout=subprocess.PIPE,
+        # paced so that work is left for the SIGTERM phase whatever the machine's speed: in the SIGKILL phase
+        # (≤ 6.3 s) B computes at most 3 entries (3 s each) and A at most 7 (1 s each), fewer than N_ENTRIES
+        b = subprocess.Popen(base + ["--prefetch", "1"], env=dict(env, GV_SLEEP="3.0"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
         procs.append(b)
         sems = []
         for sig in (signal.SIGKILL, signal.SIGTERM):
-            a = subprocess.Popen(base + ["--prefetch", "1"], env=env, stdout=subprocess.DEVNULL,
+            a = subprocess.Popen(base + ["--prefetch", "1"], env=dict(env, GV_SLEEP="1.0"), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
             procs.append(a)
             t_end = time.monotonic() + rng.uniform(2.0, 6.0)
@@ -348,6 +350,7 @@ def test_kill9_and_two_processes_compute_each_entry_once(small_mirror, tmp_path)
             a.send_signal(sig)  # the main process only: its workers must follow by themselves
             _, err = a.communicate(timeout=30)
             if sig == signal.SIGTERM:  # SLURM's time limit / scancel: a clean stop
+                assert f" {a.pid} " in log.read_text(), "no entry was left for the SIGTERM phase (pacing)"
                 assert a.returncode == 143 and err.strip().startswith("gpuvalid: error: terminated (SIGTERM)"), err
                 assert len(err.strip().splitlines()) == 1, err
                 assert not list(spool.glob(f"*-run-{a.pid}-*")), "spool folder left by a terminated run"
