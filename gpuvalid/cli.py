@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from . import __version__
-from .errors import GpuvalidError, InputError, print_error
+from .errors import GpuvalidError, InputError, fail, print_error
 
 
 def _exc_classes(name: str) -> tuple:
@@ -85,11 +85,6 @@ err_console = Console(stderr=True)
 STATUS_STYLE = {"ok": "green", "warnings": "yellow", "not_measured": "red", "not_applicable": "dim",
                 "not_implemented": "dim", "info": "cyan"}
 
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit with ``code``."""
-    print_error(message)
-    raise typer.Exit(code)
 
 
 def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, base_url: Optional[str],

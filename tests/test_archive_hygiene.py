@@ -22,7 +22,8 @@ from gpuvalid.archive.entry import EntryTask
 from gpuvalid.archive.index import ResultsIndex
 from gpuvalid.archive.manifest import read_manifest, scan_archive, write_manifest
 from gpuvalid.archive.mirror import add_entry
-from gpuvalid.archive.record import EntryRecord, atomic_write_text, write_record
+from gpuvalid.archive.record import EntryRecord, write_record
+from gpuvalid.report.files import atomic_write_text
 from gpuvalid.cli import app
 from gpuvalid.io.mrc import write_mrc
 

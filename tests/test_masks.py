@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from gpuvalid import masks
 
+from . import spec_reference
 from .helpers import cubes_map
 
 
@@ -92,32 +93,19 @@ def test_fourier_resample_band_limited_cosine(cpu):
     np.testing.assert_allclose(out[5, 7, :], expect, atol=1e-4)
 
 
-def _independent_resize(V, ts, R):
-    """Spec, written out directly: spectrum crop to M = round(N·Ts/Ts'), then a centred crop to the even box."""
-    tsp = R / 2
-    M = [int(math.floor(n * ts / tsp + 0.5)) for n in V.shape]
-    E = [2 * int(math.floor(n * ts / tsp / 2)) for n in V.shape]
-    F = np.fft.fftshift(np.fft.fftn(V.astype(np.float64)))
-    out = np.zeros(M, complex)
-    src = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(V.shape, M))
-    out[...] = F[src]
-    v = np.fft.ifftn(np.fft.ifftshift(out)).real * (np.prod(M) / np.prod(V.shape))
-    crop = tuple(slice((m - e) // 2, (m - e) // 2 + e) for m, e in zip(M, E))
-    return v[crop], [n * ts / m for n, m in zip(V.shape, M)]
-
-
 @pytest.mark.parametrize("shape, ts, R", [((100, 90, 80), 1.742, 6.6), ((100, 100, 100), 2.02, 7.0),
                                           ((35, 52, 47), 1.34, 3.2), ((70, 70, 70), 2.64, 5.8)])
 def test_resize_for_resolution(cpu, shape, ts, R):
     V = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     Vr, ts_eff = masks.resize_for_resolution(cpu, V, ts, R)
-    expect, ts_axes = _independent_resize(V, ts, R)
+    expect, ts_mean = spec_reference.resize(V, ts, R)  # the spec written out independently
+    ts_axes = [n * ts / int(math.floor(n * ts / (R / 2) + 0.5)) for n in shape]  # N·Ts/M per axis
     assert Vr.shape == expect.shape and all(s % 2 == 0 for s in Vr.shape)
     np.testing.assert_allclose(Vr, expect, atol=2e-4 * np.abs(expect).max())
     # the voxel is within half a resampled voxel of R/2 on every axis (Nyquist stays at about 1/R)
     for n, t in zip(shape, ts_axes):
         assert abs(t - R / 2) <= 0.5 * t / (n * ts / t) + 1e-9
-    assert ts_eff == pytest.approx(np.mean(ts_axes), rel=1e-9)
+    assert ts_eff == pytest.approx(ts_mean, rel=1e-9)
 
 
 def test_resize_never_upsamples(cpu):

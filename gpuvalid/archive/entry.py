@@ -20,7 +20,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import GpuvalidError
 from .prefetch import Prefetched, prefetch
-from .record import DONE, FAILED, STATUS_FILE, EntryRecord, atomic_write_text, file_mode, write_record
+from ..report.files import atomic_write_text, file_mode
+from .record import DONE, FAILED, STATUS_FILE, EntryRecord, write_record
 
 
 @dataclass

@@ -10,9 +10,7 @@ match, the recorded hash is trusted.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -50,44 +48,9 @@ class EntryRecord:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def umask() -> int:
-    """The process's file-creation mask (read without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    m = os.umask(0o022)  # pragma: no cover - not Linux
-    os.umask(m)
-    return m
-
-
-def file_mode() -> int:
-    """Permissions of a newly created ordinary file (0644 with the usual umask 022)."""
-    return 0o666 & ~umask()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``, with the
-    permissions of an ordinary new file (``mkstemp`` alone would leave 0600)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_record(out_dir: Path, rec: EntryRecord) -> Path:
+    from ..report.files import atomic_write_text  # the one atomic writer (0644); kept out of import time
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / STATUS_FILE

@@ -11,10 +11,24 @@ import tempfile
 from pathlib import Path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def umask() -> int:
+    """The process's file-creation mask, read without changing it where /proc allows (``os.umask`` has to
+    set it to read it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - not Linux
     os.umask(mask)
     return mask
+
+
+def file_mode() -> int:
+    """Permissions of a newly created ordinary file (0644 with the usual umask 022)."""
+    return 0o666 & ~umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -26,7 +40,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
