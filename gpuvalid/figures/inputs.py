@@ -27,8 +27,8 @@ def map_figures(ctx, fig_dir: Path) -> list[Figure]:
     if ctx.threshold is not None and not ctx.threshold_too_high:
         figs.append(Figure(max_variance_slices_png(be, ctx.hard_mask.astype(be.xp.float32),
                                                    fig_dir / "hard_mask_slices.png", "Hard mask"),
-                           "Max-variance slices of the hard mask (largest component at the contour level, "
-                           "dilated by 2 Å)."))
+                           "Max-variance slices of the hard mask (the components at the contour level with at least "
+                           "10 % of the largest one's voxels, dilated by 2 Å)."))
         figs.append(Figure(max_variance_slices_png(be, ctx.soft_mask, fig_dir / "soft_mask_slices.png",
                                                    "Soft mask"),
                            "Max-variance slices of the soft mask (hard mask blurred by a Gaussian of σ = 2 voxels)."))
