@@ -29,7 +29,8 @@ BATCH_BYTES = 2 * 2 ** 30    # device memory for one batch of tiles' activations
 
 @lru_cache(maxsize=8)
 def load(kind: str, path: str | None = None, device: str = "cpu"):
-    """The network stored for ``kind`` ('locres'), in eval mode on ``device``."""
+    """The network stored for ``kind`` ('locres'), or in the file ``path``, in eval mode on ``device``; its
+    ``kind`` attribute is the stored model's ('locres' or 'locres_fine': which working grid it needs)."""
     p = Path(path) if path else weights_path(kind)
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
@@ -38,6 +39,7 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     net.load_state_dict(blob["state_dict"])
     net.eval()
     net.meta = blob.get("meta", {})
+    net.kind = blob["kind"]
     return net.to(device)
 
 
@@ -239,7 +241,8 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
                    kind: str = "locres", be=None):
     """Local resolution (Å) at the ``mask`` voxels of the input grid (NaN elsewhere).
 
-    The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine'), the
+    The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine', also when the
+    weights file ``path`` holds a 'locres_fine' model), the
     network runs where the (resampled, dilated by ≥ 2 Å) mask is, and the result is interpolated back to
     the input voxels; values are clamped to [max(lo, 2·Ts), hi] Å with [lo, hi] the network's output range.
 
@@ -252,10 +255,10 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
     if be is None:
         be = _backend_for(device)
     xp = be.xp
-    grid = FINE_GRID_A if kind == FINE_KIND else P.WORK_VOXEL_A
     if path is None and kind == FINE_KIND:
         path = str(fine_weights_path())
     net = load("locres", path, device)
+    grid = FINE_GRID_A if FINE_KIND in (kind, getattr(net, "kind", None)) else P.WORK_VOXEL_A
     lo = max(net.LO, 2 * voxel_size)
     if lo >= net.HI:
         raise NotMeasurable(f"the map's Nyquist limit 2·Ts = {2 * voxel_size:.3g} Å is at or beyond the network's "

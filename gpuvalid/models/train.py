@@ -62,16 +62,17 @@ def _cut(a: np.ndarray, c, half: int, patch: int) -> np.ndarray:
 
 def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
                    rf: int = 13, grid_A: float = 1.0, res_range=(2.0, 13.0), deposit: bool = False,
-                   crop_radius_A: float = 30.0) -> dict:
+                   crop_radius_A: float = 30.0, sharpen: bool = False) -> dict:
     """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output,
     from maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``:
-    made to look like deposited maps, :func:`gpuvalid.simulate.maps.simulate_locres`)."""
+    made to look like deposited maps; ``sharpen``: atom envelope flattened up to the finest resolution;
+    :func:`gpuvalid.simulate.maps.simulate_locres`)."""
     X, Y, M = [], [], []
     r = rf // 2
     for _s, atoms in structs:
         for _ in range(maps_per_structure):
             m = simulate_locres(atoms, rng, voxel_size=grid_A, res_range=res_range, deposit=deposit,
-                                crop_radius_A=crop_radius_A)
+                                crop_radius_A=crop_radius_A, sharpen=sharpen)
             x = P.locres_input(m.V)
             for c in _patch_centres(m.mask, rng, patches_per_map, patch // 2):
                 X.append(_cut(x, c, patch // 2, patch))
@@ -221,16 +222,19 @@ def save(net, kind: str, out_dir: Path, meta: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------- test evaluation
-LOCRES_SETUPS = {  # kind: working grid (Å/voxel), training resolutions (Å), output range (Å), crop radius (Å)
+LOCRES_SETUPS = {  # kind: working grid (Å/voxel), training resolutions (Å), output range (Å), crop radius (Å),
+    # sharpen: atom envelope flattened up to the finest resolution (maps at ≤ 2.5 Å are deposited sharpened;
+    # unsharpened, a "1.5–2.5 Å" simulation holds nothing beyond ~2.7 Å: simulate_locres's sharpen_envelope)
     "locres": dict(grid_A=1.0, res_range=(2.0, 13.0), out_range=(2.0, 13.0), crop_radius_A=30.0),
-    "locres_fine": dict(grid_A=0.5, res_range=(1.5, 6.0), out_range=(1.0, 7.0), crop_radius_A=18.0),
+    "locres_fine": dict(grid_A=0.5, res_range=(1.5, 6.0), out_range=(1.0, 7.0), crop_radius_A=18.0, sharpen=True),
 }
 
 
 def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print, kind: str = "locres",
                 deposit: bool = False, weights: Path | None = None) -> dict:
     """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth
-    (maps simulated as in training for ``kind``; ``deposit``: deposited-looking maps)."""
+    (maps simulated as in training for ``kind``, sharpened where its setup is; ``deposit``: deposited-looking
+    maps)."""
     from gpuvalid.backend import get_backend
     from gpuvalid.masks import dilate
     from gpuvalid.errors import NotMeasurable
@@ -247,7 +251,7 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
         for _ in range(maps_per_structure):
             # 20 Å pad: room for a background (the monogenic noise level)
             m = simulate_locres(atoms, rng, voxel_size=su["grid_A"], res_range=su["res_range"], pad_A=20.0,
-                                deposit=deposit, crop_radius_A=su["crop_radius_A"])
+                                deposit=deposit, crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False))
             pred = locres_on_working_grid(m.V, m.mask, "cpu", str(weights))
             hard = dilate(be, m.mask, int(round(2.0 / su["grid_A"])))  # the hard mask's 2 Å dilation
             try:
@@ -271,6 +275,62 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
     agg["n_maps_mono_measured"] = int(sum(np.isfinite(r["median_mono"]) for r in rows))
     agg["n_maps"] = len(rows)
     return {"summary": agg, "maps": rows}
+
+
+def check_fine_range(seed: int, weights: Path, n_maps: int = 12, res_range=(1.5, 2.5), voxel_sizes=(0.5, 0.6),
+                     compare: Path | None = None, log=print) -> dict:
+    """The fine model where it is needed: held-out maps (test structures) simulated with best local resolution
+    in ``res_range`` Å at ``voxel_sizes`` Å/voxel (alternating), each twice from the same random state (same
+    rotation, crop, resolution field, B-factor), unsharpened and sharpened (:func:`simulate_locres`
+    ``sharpen``), run through the whole :func:`~.infer.predict_locres` path with the hard mask (as 0.e
+    does); per map the median truth and the median estimate over the hard mask.  ``compare``: another
+    weights file run on the same maps (e.g. the 1 Å model)."""
+    from gpuvalid.backend import get_backend
+    from gpuvalid.context import MapContext
+
+    from .infer import predict_locres
+
+    be = get_backend("cpu")
+    rng = np.random.default_rng(seed + 3000)
+    su = LOCRES_SETUPS["locres_fine"]
+    structs = load_structures("test")
+    rows = []
+    for i in range(n_maps):
+        s, atoms = structs[i % len(structs)]
+        ts = voxel_sizes[i % len(voxel_sizes)]
+        state = rng.bit_generator.state
+        for sharpen in (False, True):
+            rng.bit_generator.state = state
+            m = simulate_locres(atoms, rng, voxel_size=ts, res_range=res_range, pad_A=12.0,
+                                crop_radius_A=su["crop_radius_A"], sharpen=sharpen)
+            hard = be.to_host(MapContext(be, m.V, ts, m.threshold, float(np.median(m.local_res))).hard_mask)
+            hard = hard.astype(bool)
+            t = m.local_res[hard]
+            row = dict(structure=s.name, voxel_size=ts, sharpen=sharpen, lo=m.params["lo"], hi=m.params["hi"],
+                       bfactor=m.params["bfactor"], sharpen_fraction=m.params.get("sharpen_fraction", 0.0),
+                       n=int(hard.sum()), median_true=float(np.median(t)))
+            for key, w in (("fine", weights), ("compare", compare)):
+                if w is None:
+                    continue
+                p = predict_locres(m.V, ts, hard, "cpu", str(w))[hard]
+                row[f"median_{key}"] = float(np.median(p))
+                row[f"bias_{key}"] = row[f"median_{key}"] - row["median_true"]
+                row[f"mae_{key}"] = float(np.mean(np.abs(p - t)))
+            rows.append(row)
+            log(f"{s.name} Ts {ts} {'sharpened' if sharpen else 'plain'}: lo {row['lo']:.2f} hi {row['hi']:.2f} "
+                f"true {row['median_true']:.2f} fine {row['median_fine']:.2f} ({row['bias_fine']:+.2f})"
+                + (f" compare {row['median_compare']:.2f}" if compare is not None else ""))
+    summ = {}
+    for sharpen in (False, True):
+        sel = [r for r in rows if r["sharpen"] == sharpen]
+        b = np.array([r["bias_fine"] for r in sel])
+        key = "sharpened" if sharpen else "plain"
+        summ[key] = dict(n_maps=len(sel), median_bias_A=float(np.median(b)), min_bias_A=float(b.min()),
+                         max_bias_A=float(b.max()), n_within_0_5=int(np.sum(np.abs(b) <= 0.5)),
+                         mae_A=float(np.mean([r["mae_fine"] for r in sel])))
+        if compare is not None:
+            summ[key]["median_bias_compare_A"] = float(np.median([r["bias_compare"] for r in sel]))
+    return {"summary": summ, "maps": rows}
 
 
 def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius_A: float | None = HAND_CROP_A,
@@ -320,6 +380,10 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-test", action="store_true")
+    ap.add_argument("--check-fine", action="store_true",
+                    help="locres_fine: no training; run the weights in --out on held-out 1.5–2.5 Å maps "
+                         "(plain and sharpened, 0.5/0.6 Å voxels, whole predict_locres path with the hard mask) "
+                         "and write locres_fine_check.json there")
     ap.add_argument("--deposit", action="store_true",
                     help="local resolution: simulate deposited-looking maps (masks, sharpening, anisotropy, "
                          "map-shaped noise; not what the shipped weights were trained on)")
@@ -329,13 +393,19 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     sources.fetch()
+    if a.check_fine:
+        from . import weights_path
+        res = check_fine_range(a.seed, a.out / "locres_fine.pt", compare=weights_path("locres"))
+        (a.out / "locres_fine_check.json").write_text(json.dumps(res, indent=1, default=float))
+        print(json.dumps(res["summary"], indent=1))
+        return 0
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
     metrics: dict = {"seed": a.seed, "torch": torch.__version__}
     if a.kind in LOCRES_SETUPS:
         su = LOCRES_SETUPS[a.kind]
         kw = dict(grid_A=su["grid_A"], res_range=su["res_range"], deposit=a.deposit,
-                  crop_radius_A=su["crop_radius_A"])
+                  crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False))
         tr = locres_patches(load_structures("train"), rng, a.maps, a.patches, **kw)
         va = locres_patches(load_structures("val"), rng, 2, a.patches, **kw)
         metrics["data_seconds"] = time.perf_counter() - t0

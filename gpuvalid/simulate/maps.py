@@ -16,11 +16,13 @@ import numpy as np
 import scipy.ndimage
 
 from . import filters
-from .density import atom_density, random_rotation
+from .density import ATOM_SIGMA_A, atom_density, random_rotation
 from .helix import helix_voxels
 from .structure import Atoms
 
 VOLUME_PER_ATOM_A3 = 17.0
+ATOM_B_A2 = 8.0 * np.pi**2 * ATOM_SIGMA_A**2   # ≈ 28.4 Å²: the Gaussian atom as a B-factor, exp(−B s²/4)
+SHARPEN_FRACTION = (0.6, 1.0)                   # fraction of the envelope's B taken out by ``sharpen``
 
 
 @dataclass
@@ -103,15 +105,37 @@ def deposit_like(V: np.ndarray, signal: np.ndarray, rng: np.random.Generator, vo
     return V.astype(np.float32), p
 
 
+def sharpen_envelope(V0: np.ndarray, rng: np.random.Generator, voxel_size: float, bfactor_A2: float,
+                     finest_A: float) -> tuple[np.ndarray, float]:
+    """Atom density ``V0`` with its envelope flattened, as post-processing sharpening does, up to ``finest_A``.
+
+    The simulated atoms carry the envelope ``exp(−2π²σ²s² − B s²/4) = exp(−B_env s²/4)`` with
+    ``B_env = 8π²σ² + B`` (σ = 0.6 Å: 28.4 Å², plus the map's B of 0–40 Å²).  At s = 1/d it is
+    ``exp(−B_env/(4d²))``: 0.17·exp(−B/16) at 2 Å and 0.04·exp(−B/9) at 1.5 Å, so once noise is added
+    relative to the signal's σ (carried by the low frequencies) a map labelled 1.5–2.5 Å holds almost
+    nothing beyond ~2.7 Å, and its label overstates the detail it supports.  A deposited map at that
+    resolution has, by the FSC definition of d, signal above noise up to 1/d, and it is deposited
+    sharpened (its spectrum flattened up to about 1/d).  So the map changes, not the label: the envelope
+    is divided out by ``exp(+f·B_env s²/4)`` for s ≤ 1/``finest_A`` Å⁻¹ (frozen beyond, where the
+    resolution filter cuts), with ``f`` drawn in ``SHARPEN_FRACTION`` (under- to full compensation, as
+    sharpening B-factors vary).  Applied to the signal before the resolution filter and the noise, so the
+    noise level stays relative to the sharpened signal.  Returns ``(V, f)``."""
+    f = float(rng.uniform(*SHARPEN_FRACTION))
+    return filters.bfactor(V0, voxel_size, -f * (ATOM_B_A2 + bfactor_A2), limit_A=finest_A), f
+
+
 def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 1.0,
                     res_range=(2.0, 13.0), crop_radius_A: float | None = 30.0, pad_A: float = 8.0,
-                    deposit: bool = False) -> SimMap:
+                    deposit: bool = False, sharpen: bool = False) -> SimMap:
     """Map with spatially varying local resolution inside ``res_range`` Å (ground truth in ``local_res``).
 
     With ``deposit``, the map also looks like a deposited one: a softer resolution edge (10–30 % of 1/d),
     anisotropy (30 % of maps: resolution 1.1–1.5× worse along a random axis; the truth is then the
     geometric mean over directions, d·a^(1/3)), noise shaped like the map's own spectrum (half of the
-    maps) at 0.1–1.2 of the signal's σ, and :func:`deposit_like` post-processing.
+    maps) at 0.1–1.2 of the signal's σ, and :func:`deposit_like` post-processing.  With ``sharpen`` (the
+    fine model's data), the atoms' envelope is flattened up to the finest resolution before the filter and
+    the noise (:func:`sharpen_envelope`).  The recording voxel size is at most ``d_min/2.2`` (a map cannot
+    be finer than its Nyquist limit; this only bites below 1.76 Å, so maps from 2 Å on are unchanged).
     """
     a = crop_atoms(atoms.transformed(random_rotation(rng)), rng, crop_radius_A)
     if deposit:   # log-uniform best resolution, spread 5–80 % of it (as many maps at 3 Å as at 10 Å)
@@ -124,8 +148,10 @@ def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 
     V0, origin = atom_density(a, voxel_size, bfactor_A2=bfac, pad_A=pad_A)
     field = filters.local_resolution_field(V0.shape, rng, voxel_size, lo, hi)
     params = dict(lo=lo, hi=hi, bfactor=bfac)
-    rec_vox = rng.uniform(min(0.8, lo / 2.2), max(0.8, min(lo / 2.2, 3.5)))
+    rec_vox = min(rng.uniform(min(0.8, lo / 2.2), max(0.8, min(lo / 2.2, 3.5))), lo / 2.2)
     nyq = max(2 * rec_vox, 2 * voxel_size)
+    if sharpen:
+        V0, params["sharpen_fraction"] = sharpen_envelope(V0, rng, voxel_size, bfac, lo)
     if not deposit:
         V = filters.blend_resolutions(V0, voxel_size, field)
         noise_k, noise_b = rng.uniform(0.1, 0.7), rng.uniform(0.0, 50.0)
