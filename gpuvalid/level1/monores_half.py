@@ -72,6 +72,8 @@ class HalfMonogenic:
             units.append((f * inv).astype(xp.float32))
         self.u = tuple(units)                     # (uz, uy, ux), broadcastable
         self.r_half = self.r[:, :, : self.shape[2] // 2 + 1]
+        self._f = (fz, fy, fx[:, :, : self.shape[2] // 2 + 1])
+        self._lp = None                           # (fd, box, L on the box): the last low-pass filter
 
     def amplitude(self, F, H):
         """Monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with full spectrum ``F`` filtered by the real
@@ -94,10 +96,80 @@ class HalfMonogenic:
         return xp.abs(z).astype(xp.float32)
 
     def lowpass(self, A, fd: float):
-        """``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``."""
+        """``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``.
+
+        The filter is 0 for ``|f| ≥ fd + 0.02``, so only the box ``|f_j| ≤ fd + 0.02`` of the spectrum is
+        computed: the real FFT along x is cut to that box before the FFT along y, which is cut before the
+        FFT along z, and the inverse goes back in the opposite order (zeros outside the box).  The same
+        numbers as ``irfftn(rfftn(A)·L)`` up to float32 rounding, for about half the work at coarse steps; when
+        the box is more than half of an axis the full transforms are used (the axis-by-axis form gains nothing).
+        """
+        xp, be = self.be.xp, self.be
+        box, L = self._lowpass_filter(fd)
+        if box is None:
+            return be.irfftn(be.rfftn(A) * L, s=self.shape).astype(xp.float32, copy=False)
+        (nz, kz), (ny, ky), (nx, kx) = box
+        S = be.rfftn(A, axes=(2,))[:, :, : kx + 1]
+        S = _take(xp, be.fftn(S, axes=(1,)), 1, ny, ky)
+        S = _take(xp, be.fftn(S, axes=(0,)), 0, nz, kz)
+        S *= L
+        S = be.ifftn(_put(xp, S, 0, nz, kz), axes=(0,))
+        S = be.ifftn(_put(xp, S, 1, ny, ky), axes=(1,))
+        return be.irfftn(S, s=(nx,), axes=(2,)).astype(xp.float32, copy=False)
+
+    def _lowpass_filter(self, fd: float):
+        """``(box, L)``: per axis ``(n, k)`` (frequency indices ``|i| ≤ k`` kept; ``k = None``: all) and the
+        filter on that box; ``box`` None: the full half spectrum (cached for the last ``fd``)."""
+        if self._lp is not None and self._lp[0] == fd:
+            return self._lp[1], self._lp[2]
         xp = self.be.xp
-        L = 1.0 - raised_cosine_up(self.r_half, fd, fd + TRANSITION, xp)
-        return self.be.irfftn(self.be.rfftn(A) * L, s=self.shape).astype(xp.float32)
+        b = fd + TRANSITION
+        box = []
+        for n in self.shape:
+            k = int(np.floor(b * n)) + 1            # |i/n| < b  ⇒  |i| ≤ floor(b·n) (one more for rounding)
+            box.append((n, None if 2 * k + 1 >= n else k))
+        if any(k is None or 2 * k + 1 > n // 2 for n, k in box):
+            L = 1.0 - raised_cosine_up(self.r_half, fd, b, xp)
+            self._lp = (fd, None, L)
+            return None, L
+        (nz, kz), (ny, ky), (nx, kx) = box
+        kx = nx // 2 if kx is None else kx
+        box[2] = (nx, kx)
+        fz, fy, fx = self._f
+        fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
+        fx = fx[:, :, : kx + 1]
+        r = xp.sqrt(fz * fz + fy * fy + fx * fx)
+        L = 1.0 - raised_cosine_up(r, fd, b, xp)
+        self._lp = (fd, tuple(box), L)
+        return tuple(box), L
+
+
+def _take(xp, a, axis: int, n: int, k: int | None):
+    """The frequency indices ``0 … k`` and ``n − k … n − 1`` of ``a`` along ``axis`` (all when ``k`` is None)."""
+    if k is None:
+        return a
+    lo = [slice(None)] * a.ndim
+    hi = [slice(None)] * a.ndim
+    lo[axis], hi[axis] = slice(0, k + 1), slice(n - k, n)
+    return xp.concatenate([a[tuple(lo)], a[tuple(hi)]], axis=axis)
+
+
+def _put(xp, a, axis: int, n: int, k: int | None):
+    """Inverse of :func:`_take`: ``a`` back at its frequency indices on an axis of length ``n``, zeros elsewhere."""
+    if k is None:
+        return a
+    shape = list(a.shape)
+    shape[axis] = n
+    out = xp.zeros(shape, dtype=a.dtype)
+    dst_lo = [slice(None)] * a.ndim
+    dst_hi = [slice(None)] * a.ndim
+    src_lo = [slice(None)] * a.ndim
+    src_hi = [slice(None)] * a.ndim
+    dst_lo[axis], dst_hi[axis] = slice(0, k + 1), slice(n - k, n)
+    src_lo[axis], src_hi[axis] = slice(0, k + 1), slice(k + 1, 2 * k + 1)
+    out[tuple(dst_lo)] = a[tuple(src_lo)]
+    out[tuple(dst_hi)] = a[tuple(src_hi)]
+    return out
 
 
 def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
