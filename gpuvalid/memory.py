@@ -59,6 +59,23 @@ BYTES_PER_VOXEL = {
     "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
     "0.g": {"input": 8, "resized": 96},    # spiral engine on the (cached) resized map
     "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid
+    # Level 1 local resolution (issue 12); the half maps (8 B) are already held.  "mask": bytes per hard-mask
+    # voxel (the whole box when the mask is unknown); "fixed": bytes whatever the size.
+    # 1.c: soft-mask copy, selection and lattice masks, flat centres and their (z, y, x) int64 per selected
+    # voxel; the boxes go in chunks sized to a quarter of what is left (local_fsc.BYTES_PER_BOX = 3 MB per
+    # box, at least 64 boxes)
+    "1.c": {"input": 8, "mask": 40, "fixed": 64 * 3_000_000},
+    # 1.d: the whitened half spectra (rfftn grid: complex64 is 4 B per voxel each), |f|, the high-pass
+    # spectrum, one padded kernel, its spectrum, the product and the inverse with cuFFT's work area
+    "1.d": {"input": 48, "mask": 24},
+    # 1.e: the engine (full complex64 spectra of the half sum and difference, 16 B; |f| 4 B), per step the
+    # high-pass, the filtered spectrum and its two Riesz-packed products and inverses (8 B each), the amplitude
+    # and its low-pass (rfftn grid, cached filter)
+    "1.e": {"input": 80, "mask": 24},
+    # 1.f: the engine (20 B), the 47 cones as their coefficients (int32 index + float32 weight, 3.4 % of the
+    # grid each: 13 B), the spectrum grid, its inverse and cuFFT's work area (24 B), the amplitude and its
+    # low-pass (16 B); per mask voxel the 47 sweeps (value, misses, alive, passed: 7 B each) and gathers
+    "1.f": {"input": 96, "mask": 47 * 7 + 24},
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
@@ -83,16 +100,21 @@ def resized_voxels(shape: tuple, voxel_size: float, resolution: float | None) ->
     return int(math.prod(max(2, int(math.floor(n * voxel_size / (resolution / 2.0) + 0.5))) for n in shape))
 
 
-def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None) -> int:
+def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None,
+                   mask_voxels: int | None = None) -> int:
     """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at
-    ``voxel_size`` Å with resolution ``resolution`` Å (None: not given)."""
+    ``voxel_size`` Å with resolution ``resolution`` Å (None: not given); ``mask_voxels``: voxels of the hard
+    mask (None: the whole box, for the sections that keep per-mask-voxel arrays)."""
     per = BYTES_PER_VOXEL.get(sid, {"input": 64})
     phases = per.get("phases", (per,))  # sequential phases free their arrays: the peak is the largest one
-    return int(FIXED_BYTES + max(_phase_bytes(ph, shape, voxel_size, resolution) for ph in phases))
+    return int(FIXED_BYTES + max(_phase_bytes(ph, shape, voxel_size, resolution, mask_voxels) for ph in phases))
 
 
-def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float | None) -> int:
-    total = 0
+def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float | None,
+                 mask_voxels: int | None = None) -> int:
+    total = per.get("fixed", 0)
+    if per.get("mask"):
+        total += per["mask"] * (math.prod(int(n) for n in shape) if mask_voxels is None else int(mask_voxels))
     if per.get("input"):
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):
@@ -210,8 +232,21 @@ class PeakMeter:
         return False
 
 
+def _mask_voxels(ctx) -> int | None:
+    """Voxels of the hard mask of the map (Level 1: of the primary map), None when there is none."""
+    ctx0 = getattr(ctx, "ctx0", ctx)
+    try:
+        return int(ctx0.be.to_host(ctx0.be.xp.count_nonzero(ctx0.hard_mask)))
+    except Exception:
+        return None
+
+
 def _cpu_context(ctx):
-    """The same map on the CPU backend (one per map, cached; shares the host-side section cache)."""
+    """The same map on the CPU backend (one per map, cached; shares the host-side section cache).  For a
+    Level 1 context: the halves on the CPU with the primary map's CPU context; the resolution estimates and
+    the local-resolution histograms (host objects the report reads) are shared with the device context."""
+    if hasattr(ctx, "ctx0") and hasattr(ctx, "halves"):
+        return _cpu_level1_context(ctx)
     cpu_ctx = ctx.__dict__.get("_cpu_fallback_ctx")
     if cpu_ctx is None:
         from .backend import get_backend
@@ -222,6 +257,19 @@ def _cpu_context(ctx):
         cpu_ctx.cache = ctx.cache  # local maps and figure errors are host objects: keep them in one place
         ctx.__dict__["_cpu_fallback_ctx"] = cpu_ctx
     return cpu_ctx
+
+
+def _cpu_level1_context(ctx1):
+    cpu1 = ctx1.__dict__.get("_cpu_fallback_ctx")
+    if cpu1 is None:
+        from .level1.context import Level1Context
+        from .level1.localres_common import HIST_KEY
+
+        cpu1 = Level1Context(_cpu_context(ctx1.ctx0), ctx1.halves, seed=ctx1.seed)
+        cpu1.estimates = ctx1.estimates
+        cpu1.cache[HIST_KEY] = ctx1.cache.setdefault(HIST_KEY, {})
+        ctx1.__dict__["_cpu_fallback_ctx"] = cpu1
+    return cpu1
 
 
 def _mark_fallback(res, why: str) -> None:
@@ -240,7 +288,8 @@ def run_within_budget(run, sid: str, ctx):
     …)"`` and a line saying why.  A device out-of-memory error during the section also reruns it on the CPU.
     """
     be = ctx.be
-    need = estimate_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution)
+    mask_voxels = _mask_voxels(ctx) if (be.is_gpu and "mask" in BYTES_PER_VOXEL.get(sid, {})) else None
+    need = estimate_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution, mask_voxels)
     if not be.is_gpu:
         res = run(ctx)
         res.peak_device_bytes, res.estimated_device_bytes = None, need

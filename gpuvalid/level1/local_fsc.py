@@ -38,6 +38,7 @@ VRS_FLOOR_A = 2.0
 MASK_LEVEL = 0.5
 BYTES_PER_BOX = 3_000_000          # padded real boxes, two half spectra, products (float32/complex64)
 CPU_BUDGET = 256 * 2**20
+MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (gpuvalid.memory's 1.c estimate)
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
 
 
@@ -165,9 +166,11 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     freq = np.arange(nsh) / (PAD * voxel_size)
     win = be.asarray(hann_box(BOX))
     off = xp.arange(-half, BOX - half)
-    if budget_bytes is None:
-        free = be.free_memory_bytes()
-        budget_bytes = CPU_BUDGET if free is None else max(CPU_BUDGET, free // 4)
+    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves, ≥ 64 boxes
+        from ..memory import available_bytes
+
+        avail = available_bytes(be)
+        budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * BYTES_PER_BOX, avail // 4)
     chunk = int(max(8, min(nb, budget_bytes // BYTES_PER_BOX)))
     cz, cy, cx = (xp.asarray(a) for a in xp.unravel_index(centres, shape))
     first = np.empty(nb, dtype=np.float64)

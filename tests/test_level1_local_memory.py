@@ -1,0 +1,105 @@
+"""Device memory budget of the Level 1 local-resolution sections (1.c–1.f): their estimates, and the CPU
+fallback of a section that does not fit (a fake GPU backend with $GPUVALID_DEVICE_BUDGET, as
+tests/test_memory.py does for Level 0), said in the section, the report and results.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpuvalid import memory
+from gpuvalid.backend import get_backend
+from gpuvalid.context import MapContext
+from gpuvalid.level1.context import HalfMaps, Level1Context
+from gpuvalid.pipeline import run_section
+from tests.test_memory import FakeGpu, _flat, blob_map
+
+CPU = get_backend("cpu")
+LOCAL = [("1.c", "gpuvalid.level1.local_fsc"), ("1.d", "gpuvalid.level1.resmap"),
+         ("1.e", "gpuvalid.level1.monores_half"), ("1.f", "gpuvalid.level1.monodir")]
+
+
+def halves(n=40, seed=1):
+    """A blob map and two halves with independent noise (σ = 0.15 of the blobs' peak)."""
+    V = blob_map(n)
+    rng = np.random.default_rng(seed)
+    h1 = (V + 0.15 * rng.standard_normal(V.shape)).astype(np.float32)
+    h2 = (V + 0.15 * rng.standard_normal(V.shape)).astype(np.float32)
+    return V, h1, h2
+
+
+def level1_context(be, V, h1, h2):
+    ctx0 = MapContext(be, V, 1.5, 0.3, 6.0)
+    hm = HalfMaps(("h1.mrc", "h2.mrc"), (h1, h2), ("-", "-"), ((1.5,) * 3, (1.5,) * 3))
+    return Level1Context(ctx0, hm)
+
+
+def test_local_estimates_scale_with_voxels_and_mask():
+    """Each of 1.c–1.f has its own estimate: a·N + m·(mask voxels) + fixed, the whole box standing for an
+    unknown mask; 1.c's fixed part is the smallest chunk of boxes local_fsc uses on a device."""
+    from gpuvalid.level1 import local_fsc
+
+    n3 = 64 ** 3
+    for sid, _ in LOCAL:
+        per = memory.BYTES_PER_VOXEL[sid]
+        a, m, f = per.get("input", 0), per.get("mask", 0), per.get("fixed", 0)
+        assert a > 0 and m > 0
+        assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0, mask_voxels=1000) == (
+            memory.FIXED_BYTES + f + a * n3 + m * 1000)
+        assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0) == memory.FIXED_BYTES + f + (a + m) * n3
+    assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] == local_fsc.MIN_CHUNK_BOXES * local_fsc.BYTES_PER_BOX
+    # 1.f, the largest, at 256³ with a 10 % mask: about 2.9 GiB (fits any current GPU)
+    est = memory.estimate_bytes("1.f", (256,) * 3, 1.0, 3.0, mask_voxels=256 ** 3 // 10)
+    assert 2.0 * 2 ** 30 < est < 4.0 * 2 ** 30
+
+
+def test_local_sections_that_do_not_fit_run_on_the_cpu(monkeypatch):
+    """With a 1 MiB device budget every local section runs on the CPU, says so, and gives the CPU numbers;
+    the resolution estimates and histograms reach the device context (the summary and the overlay read
+    them there)."""
+    monkeypatch.setenv(memory.ENV_BUDGET, "1MiB")
+    V, h1, h2 = halves(36)
+    ref1 = level1_context(CPU, V, h1, h2)
+    got1 = level1_context(FakeGpu(free=2 ** 40), V, h1, h2)
+    mask_voxels = int(np.count_nonzero(ref1.ctx0.hard_mask))
+    for sid, module in LOCAL:
+        ref = run_section(module, sid, sid, ref1)
+        got = run_section(module, sid, sid, got1)
+        assert got.status == ref.status and got.status in ("ok", "warnings"), (sid, got.reason)
+        note = got.values.pop("device")
+        need = memory.estimate_bytes(sid, V.shape, 1.5, 6.0, mask_voxels)
+        assert note == f"cpu (fallback: needs {memory.gib(need)} of device memory (estimate), budget 0.00 GiB)"
+        assert "Computed on the CPU" in got.blocks[0]
+        a, b = dict(_flat(got.values)), dict(_flat(ref.values))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert np.array_equal(np.asarray(a[k]), np.asarray(b[k])), (sid, k)
+    assert got1.estimates == ref1.estimates and len(got1.estimates) >= 4
+    assert set(got1.cache["local_resolution_hists"]) == {"1.c", "1.d", "1.e", "1.f"}
+
+
+@pytest.mark.slow
+def test_whole_run_with_halves_on_a_tiny_device(tmp_path):
+    """`validate` with half maps on a device with no memory: every Level 1 section runs on the CPU and
+    results.json and report.md say so."""
+    from gpuvalid.context import MapInput
+    from gpuvalid.io.mrc import write_mrc
+    from gpuvalid.pipeline import validate
+    from gpuvalid.report import write_report
+
+    V, h1, h2 = halves(36)
+    paths = [tmp_path / "h1.mrc", tmp_path / "h2.mrc"]
+    for p, h in zip(paths, (h1, h2)):
+        write_mrc(p, h, 1.5)
+    inp = MapInput(path=tmp_path / "blobs.map", data=V, voxel_size=1.5, threshold=0.3, resolution=6.0,
+                   sha256="0" * 64)
+    rep = validate(inp, FakeGpu(free=0), tmp_path / "out", figures=False, only={"0.a"}, halves=paths)
+    write_report(rep, tmp_path / "out")
+    js = json.loads((tmp_path / "out" / "results.json").read_text())
+    for sid, _ in LOCAL:
+        assert rep.sections[sid].evaluable, (sid, rep.sections[sid].reason)
+        assert js["sections"][sid]["values"]["device"].startswith("cpu (fallback: needs"), sid
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.count("Computed on the CPU") >= 4
