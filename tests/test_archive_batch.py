@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gpuvalid.errors import InputError
 from gpuvalid.archive.batch import BatchOptions, parse_shard, run_batch, select_shard
 from gpuvalid.archive.ids import layout
 from gpuvalid.archive.manifest import read_manifest, scan_archive, size_stats, write_manifest
@@ -99,7 +100,7 @@ def test_shards_partition():
                                   "SLURM_ARRAY_TASK_MIN": "0"}) == (2, 3)
     assert parse_shard(None, env={}) == (0, 1)
     for bad in ("4/4", "x", "1/0"):
-        with pytest.raises(Exception, match="bad shard"):
+        with pytest.raises(InputError, match="bad shard"):
             parse_shard(bad)
 
 
@@ -200,7 +201,7 @@ def test_kill_and_resume(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "gpuvalid.cli", "batch", str(man), "--out", str(out), "--device", "cpu",
            "--prefetch", "1", "--quiet", "--spool", str(tmp_path / "spool")]
-    p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120:
         if len(list(out.glob("*/status.json"))) >= 3 or p.poll() is not None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from gpuvalid.errors import InputError
 from gpuvalid.archive import spool as spool_mod
 from gpuvalid.archive.batch import BatchOptions, Dispatcher, run_batch, worker_devices
 from gpuvalid.archive.entry import EntryTask
@@ -211,7 +212,6 @@ def test_dask_cuda_cluster_clamped_to_visible_gpus(monkeypatch):
     """dask-cuda refuses more workers than visible GPUs; the runner asks for at most that many."""
     from gpuvalid.archive import dask_runner
     from gpuvalid.archive.dask_runner import cuda_cluster_plan
-    from gpuvalid.errors import InputError
 
     assert cuda_cluster_plan("cuda", 2, ["0"])[:2] == (1, ["0"])
     assert "only 1 GPU(s) visible" in cuda_cluster_plan("cuda", 2, ["0"])[2]
@@ -405,7 +405,6 @@ def test_download_validates_header_before_caching(tmp_path, monkeypatch):
     from gpuvalid.archive import download as dl
     from gpuvalid.archive.ids import layout
     from gpuvalid.archive.resolve import resolve_entry
-    from gpuvalid.errors import InputError
 
     monkeypatch.setattr(dl._LIMITER, "interval", 0.0)
     srv = tmp_path / "server"
@@ -507,5 +506,5 @@ def test_manifest_tables_and_lists(tmp_path):
     assert [r["invalid"].split(":")[0] for r in rows if r.get("invalid")] == ["ids.txt line 2", "ids.txt line 5"]
     bin_ = tmp_path / "map.mrc"
     bin_.write_bytes(b"\x00" * 2048)
-    with pytest.raises(Exception, match="binary file"):
+    with pytest.raises(InputError, match="binary file"):
         read_manifest(bin_)
