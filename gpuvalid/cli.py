@@ -167,6 +167,9 @@ def run(
     half2: Optional[Path] = typer.Option(None, "--half2", help="Half map 2 (Level 1 runs with both halves)."),
     formats: str = typer.Option("md,html,json", "--format", help="Report files to write: comma-separated "
                                 "md (report.md), html (self-contained report.html), json (results.json)."),
+    local_fsc_step: Optional[int] = typer.Option(None, "--local-fsc-step", min=1, help="1.c: local FSC every "
+                                                 "K-th voxel, interpolated (default: every voxel on a GPU, "
+                                                 "an automatic step on the CPU)."),
 ) -> None:
     """Validate one map and write report.md, report.html, results.json and figures."""
     from .backend import get_backend
@@ -201,7 +204,7 @@ def run(
                 from .level1 import halves_beside
                 halves = halves_beside(map_path)
             report = validate(inp, be, out_dir, figures=figures, save_maps=save_maps, progress=step,
-                              halves=halves)
+                              halves=halves, local_fsc_step=local_fsc_step)
             prog.update(task, completed=len(SECTIONS) + 1)
         write_report(report, out_dir, fmts)
     except GpuvalidError as exc:

@@ -21,6 +21,7 @@ class RunOptions:
     figure_dir: Path | None = None   # write PNG figures here (None: no figures)
     map_dir: Path | None = None      # write derived maps (MRC) here when requested
     views: bool = True               # render 3-D views when a renderer is available
+    local_fsc_step: int | None = None  # 1.c: FSC every k-th voxel, interpolated (None: automatic)
 
 
 class MapContext:

@@ -106,11 +106,13 @@ def map_support(data: np.ndarray) -> tuple[int, float]:
 
 def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = True,
              save_maps: bool = False, progress: Callable[[str], None] | None = None,
-             only: set[str] | None = None, halves: list | None = None) -> Report:
+             only: set[str] | None = None, halves: list | None = None,
+             local_fsc_step: int | None = None) -> Report:
     """Validate ``inp`` on backend ``be``; write figures (and derived maps) under ``out_dir``.
 
     ``progress(label)`` is called before each step; ``only`` restricts the sections that run; ``halves``
-    (two half-map paths) adds Level 1 after Level 0.
+    (two half-map paths) adds Level 1 after Level 0; ``local_fsc_step`` k: 1.c's FSC every k-th voxel,
+    interpolated (None: automatic).
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -123,7 +125,7 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
         if save_maps:
             map_dir = out_dir / "maps"
             map_dir.mkdir(exist_ok=True)
-    opts = RunOptions(figure_dir=fig_dir, map_dir=map_dir)
+    opts = RunOptions(figure_dir=fig_dir, map_dir=map_dir, local_fsc_step=local_fsc_step)
     ctx = MapContext(be, inp.data, inp.voxel_size, inp.threshold, inp.resolution, opts, name=inp.path.name)
     errors: list[str] = []
 

@@ -290,17 +290,20 @@ def run(ctx1):
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA)
     floor_A = 2 * Ts / math.sqrt(3)
     n_sel = int(out["selected"].sum())
-    how = (f"the FSC was computed at all {out['boxes']} voxels" if out["step"] == 1 else
+    why = (f"as requested with --local-fsc-step {step}" if step is not None else
+           f"the CPU's automatic step, at most about {CPU_MAX_BOXES} boxes; a GPU computes every voxel")
+    how = (f"the FSC was computed at all {out['boxes']} voxels (step 1"
+           + (f", {why})" if step is not None else ")") if out["step"] == 1 else
            f"the FSC was computed on a lattice with a spacing of {out['step']} voxels along each axis ({out['boxes']} "
-           f"boxes) and the {n_sel} voxels were filled by trilinear interpolation of that lattice (CPU "
-           "subsampling; a GPU computes every voxel)")
+           f"boxes; {why}) and the {n_sel} voxels were filled by trilinear interpolation of that lattice")
     res.blocks.append(
         f"Voxels: soft mask ≥ {MASK_LEVEL:g} and at least {BOX // 2} voxels from the faces ({n_sel} voxels); {how}. "
         f"Resolution: first crossing of FSC = {CUTOFF:g} (shells 1/(40·Ts) = {1 / (PAD * Ts):.4f} Å⁻¹), "
         f"clamped to [{floor_A:.2f}, {LO_CAP_A:g}] Å. "
         f"{100 * out['never_below_fraction']:.1f} % of the boxes never fall below 0.5 (set to {floor_A:.2f} Å) and "
         f"{100 * out['below_first_fraction']:.1f} % are below 0.5 from the first shells (set to {LO_CAP_A:g} Å).")
-    res.values.update({"step": out["step"], "boxes": out["boxes"], "box": BOX, "padded_box": PAD,
+    res.values.update({"step": out["step"], "step_requested": step, "boxes": out["boxes"], "box": BOX,
+                       "padded_box": PAD,
                        "never_below_fraction": out["never_below_fraction"],
                        "below_first_fraction": out["below_first_fraction"], "floor_A": floor_A})
     p = finish_local(ctx1, res, out["map"], "local FSC", "l1_localfsc", "1.c local FSC median")
@@ -322,7 +325,7 @@ def run(ctx1):
         "on it); the taper is a separable Hann window.",
     ]
     if out["step"] > 1:
-        res.differences.append(f"On the CPU the FSC is computed every {out['step']} voxels and interpolated; the "
+        res.differences.append(f"The FSC is computed every {out['step']} voxels and interpolated; the "
                                "reference computes every voxel (hours on a CPU).")
     res.summary = (f"Local FSC: median local resolution {p[2]:.2f} Å (2.5–97.5 %: {p[0]:.2f}–{p[4]:.2f} Å)"
                    + ("." if not res.warnings else f"; {res.warnings[0]}."))
