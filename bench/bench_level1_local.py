@@ -1,19 +1,26 @@
 """Level 1 local resolution (issue 12): seconds of sections 1.c–1.f on simulated half maps.
 
-``python bench/bench_level1_local.py [--sizes 128,256] [--device cpu|cuda] [--append]``
+``python bench/bench_level1_local.py [--sizes 128,256] [--device cpu|cuda:0] [--append]``
+``python bench/bench_level1_local.py --jobs cuda:0:128,cuda:0:256,cpu:128,cuda:0:384 --md out.md --json out.json``
 
 Half maps of a real model (``shared/data/models/1oel.pdb``, Gaussian atoms, B = 60 Å², noise σ = the
 signal's σ, independent per half), R = 3 Å; the primary map is their mean and the contour keeps 6 % of the
 box.  Each section runs through its ``run(ctx1)`` (figures off); 1.e and 1.f share the half-map spectra,
 charged to 1.e.  Reference column for 1.c: the direct local FSC, one box at a time in NumPy (``numpy.fft``
 on the full 40³ grid, complex128), timed on ``--direct-boxes`` boxes and scaled to every selected voxel
-(marked "scaled").  ``--append`` adds the table to ``bench/RESULTS.md``.
+(marked "scaled"; 0 boxes: not timed).  ``--append`` adds the table to ``bench/RESULTS.md``.
+
+``--jobs`` lists ``device:box`` runs in order (the device check: the GPU at 128³ first, which also warms
+CuPy's kernels and cuFFT plans, then 256³, the CPU at 128³ for a same-machine ratio, then 384³); the
+table and JSON are rewritten after every section, so a run stopped by a time limit keeps what it measured.
+``--local-fsc-step K`` fixes 1.c's step (default: automatic, every voxel on a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import time
@@ -27,7 +34,10 @@ from gpuvalid.level1.context import HalfMaps, Level1Context
 from gpuvalid.level1.simhalves import simulate_halves
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO.parent / "shared" / "data" / "models" / "1oel.pdb"
+_DATA = Path(os.environ.get("GPUVALID_DATA", REPO.parent / "shared" / "data"))
+MODEL = next((m for m in (_DATA / "models" / "1oel.pdb", REPO / ".devdata" / "models" / "1oel.pdb",
+                          REPO.parent / "shared" / "data" / "models" / "1oel.pdb") if m.is_file()),
+             REPO.parent / "shared" / "data" / "models" / "1oel.pdb")
 SECTIONS = [("1.c", "local_fsc"), ("1.d", "resmap"), ("1.e", "monores_half"), ("1.f", "monodir")]
 
 
@@ -61,68 +71,125 @@ def direct_box_seconds(h1, h2, soft, n_boxes: int, seed: int = 0) -> tuple[float
     return (time.perf_counter() - t0) / max(len(pick), 1), len(sel)
 
 
-def run_size(be, box: int, direct_boxes: int) -> dict:
-    ts = 1.0 if box <= 128 else 128.0 / box
-    sim = simulate_halves(MODEL, ts, box, bfactor_A2=60.0, noise_rel=1.0, seed=0)
-    P = sim.primary
+_SIM: dict = {}
+
+
+def simulated(box: int):
+    """(voxel size, halves, primary) of the bench's 1oel simulation at ``box`` (cached per box)."""
+    if box not in _SIM:
+        ts = 1.0 if box <= 128 else 128.0 / box
+        t0 = time.perf_counter()
+        sim = simulate_halves(MODEL, ts, box, bfactor_A2=60.0, noise_rel=1.0, seed=0)
+        _SIM[box] = (ts, sim.h1, sim.h2, sim.primary, time.perf_counter() - t0)
+    return _SIM[box]
+
+
+def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_section=None) -> dict:
+    ts, h1, h2, P, sim_s = simulated(box)
     thr = float(np.quantile(P, 0.94))
-    ctx0 = MapContext(be, P, ts, thr, 3.0, RunOptions())
+    opts = RunOptions()
+    opts.local_fsc_step = step
+    ctx0 = MapContext(be, P, ts, thr, 3.0, opts)
     _ = ctx0.soft_mask, ctx0.hard_mask
-    hm = HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (sim.h1, sim.h2), ("-", "-"), ((ts,) * 3, (ts,) * 3))
+    hm = HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (h1, h2), ("-", "-"), ((ts,) * 3, (ts,) * 3))
     ctx1 = Level1Context(ctx0, hm)
     _ = ctx1.h1, ctx1.h2
-    row = {"box": box, "ts": ts}
+    be.synchronize()
+    row = {"box": box, "ts": ts, "device": be.device, "simulate_s": sim_s,
+           "mask_voxels": int(be.to_host(be.xp.count_nonzero(ctx0.hard_mask)))}
     for sid, mod in SECTIONS:
         t0, c0 = time.perf_counter(), time.process_time()
         res = importlib.import_module(f"gpuvalid.level1.{mod}").run(ctx1)
         be.synchronize()
         row[sid] = (time.perf_counter() - t0, time.process_time() - c0, res.values.get("percentiles_A"),
                     res.values.get("step"), res.values.get("boxes"))
-    soft = be.to_host(ctx0.soft_mask)
-    per_box, nsel = direct_box_seconds(sim.h1, sim.h2, soft, direct_boxes)
-    row["direct_1c"] = (per_box * nsel, nsel, direct_boxes)
+        if on_section:
+            on_section(row)
+    if direct_boxes > 0:
+        soft = be.to_host(ctx0.soft_mask)
+        per_box, nsel = direct_box_seconds(h1, h2, soft, direct_boxes)
+        row["direct_1c"] = (per_box * nsel, nsel, direct_boxes)
+    ctx1.release()
+    ctx0.release()
+    be.free_pool()
     return row
 
 
-def table(rows: list[dict], be) -> str:
-    dev = be.info().get("device_name", be.device)
-    mach = f"{platform.platform()}, {os.cpu_count()} CPU cores; device {be.device} ({dev})"
+def table(rows: list[dict], be=None) -> str:
+    devs = sorted({r.get("device", "cpu") for r in rows})
+    names = []
+    for d in devs:
+        info = get_backend(d).info()
+        names.append(f"{d} ({info.get('device_name', d)})")
+    mach = f"{platform.platform()}, {os.cpu_count()} CPU cores; " + ", ".join(names)
     out = [f"## Level 1 local resolution 1.c–1.f (issue 12) — `python bench/bench_level1_local.py`", "",
            f"Simulated half maps of 1oel (B = 60 Å², noise σ = signal σ), R = 3 Å, contour keeping 6 % of the box, "
            f"figures off; wall seconds (CPU seconds of this process in brackets). Machine: {mach}. The direct "
            "local FSC (one 40³ complex128 box at a time, NumPy) is timed on a sample of boxes and scaled to every "
-           "selected voxel.", "",
-           "| box (Ts) | 1.c local FSC | 1.c direct per-voxel (scaled) | 1.d ResMap-like | 1.e MonoRes | "
+           "selected voxel. GPU/CPU: the CPU row of the same box on this machine over the device row.", "",
+           "| box (Ts) | device | 1.c local FSC | 1.c direct per-voxel (scaled) | 1.d ResMap-like | 1.e MonoRes | "
            "1.f directional | 1.c–1.f total | medians 1.c / 1.d / 1.e / 1.f (Å) |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
+    cpu_rows = {r["box"]: r for r in rows if r.get("device", "cpu") == "cpu"}
     for r in rows:
         cells = []
         tot = 0.0
+        ref = cpu_rows.get(r["box"]) if r.get("device", "cpu") != "cpu" else None
         for sid, _m in SECTIONS:
+            if sid not in r:
+                cells.append("not run (time limit)")
+                continue
             w, c, p, step, boxes = r[sid]
             tot += w
             extra = f", step {step}, {boxes} boxes" if sid == "1.c" else ""
-            cells.append(f"{w:.1f} ({c:.1f}{extra})")
-        d, nsel, nb = r["direct_1c"]
-        meds = " / ".join(f"{r[s][2][2]:.2f}" if r[s][2] else "—" for s, _ in SECTIONS)
-        out.append(f"| {r['box']}³ ({r['ts']:.2f} Å) | {cells[0]} | {d:.0f} ({nsel} voxels, from {nb} boxes) | "
+            ratio = f"; {ref[sid][0] / w:.0f}× the CPU" if (ref and sid in ref and w > 0) else ""
+            cells.append(f"{w:.2f} ({c:.1f}{extra}{ratio})")
+        if "direct_1c" in r:
+            d, nsel, nb = r["direct_1c"]
+            direct = f"{d:.0f} ({nsel} voxels, from {nb} boxes)"
+        else:
+            direct = "—"
+        meds = " / ".join(f"{r[s][2][2]:.2f}" if (s in r and r[s][2]) else "—" for s, _ in SECTIONS)
+        out.append(f"| {r['box']}³ ({r['ts']:.2f} Å, {r.get('mask_voxels', 0)} mask voxels) | "
+                   f"{r.get('device', 'cpu')} | {cells[0]} | {direct} | "
                    f"{cells[1]} | {cells[2]} | {cells[3]} | {tot:.1f} | {meds} |")
     return "\n".join(out) + "\n"
+
+
+def write_outputs(rows: list[dict], md: str | None, js: str | None) -> None:
+    if md:
+        Path(md).write_text(table(rows))
+    if js:
+        Path(js).write_text(json.dumps(rows, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="128")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", default=None, help="device:box,... in order (overrides --sizes/--device)")
     ap.add_argument("--direct-boxes", type=int, default=200)
+    ap.add_argument("--local-fsc-step", type=int, default=None)
+    ap.add_argument("--md", default=None)
+    ap.add_argument("--json", default=None)
     ap.add_argument("--append", action="store_true")
     a = ap.parse_args()
-    be = get_backend(a.device)
-    rows = []
-    for n in [int(s) for s in a.sizes.split(",")]:
-        rows.append(run_size(be, n, a.direct_boxes))
-        print(table(rows, be), flush=True)
-    text = table(rows, be)
+    if a.jobs:
+        jobs = [(j.rsplit(":", 1)[0], int(j.rsplit(":", 1)[1])) for j in a.jobs.split(",") if j]
+    else:
+        jobs = [(a.device, int(s)) for s in a.sizes.split(",")]
+    rows: list[dict] = []
+    for dev, n in jobs:
+        be = get_backend(dev)
+        done = list(rows)
+
+        def partial(row, done=done):
+            write_outputs(done + [row], a.md, a.json)
+
+        rows.append(run_size(be, n, a.direct_boxes, a.local_fsc_step, partial))
+        write_outputs(rows, a.md, a.json)
+        print(table(rows), flush=True)
+    text = table(rows)
     if a.append:
         with open(REPO / "bench" / "RESULTS.md", "a") as fh:
             fh.write("\n\n" + text)

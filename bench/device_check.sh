@@ -15,8 +15,14 @@
 #     on the GPU alone; Markdown and JSON under $OUT
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
 #   7 bench/bench_archive.py --device cuda:0 (8 entries)
+#   8 bench/bench_level1_local.py: Level 1 local resolution 1.c–1.f on simulated half maps (1oel), the GPU at
+#     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; last, with its own
+#     limit (it only gets what the steps before it left); l1local.{md,json} beside the log
+#   --level1-local: steps 1 and 8 alone (300 s), to measure Level 1 local resolution when the full check
+#     leaves it no time
 # Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
-# e2e_{small,big}.{md,json} beside it: five files (the device tool brings back at most eight); reports of the
+# e2e_{small,big}.{md,json} and l1local.{md,json} beside it: seven files (the device tool brings back at most
+# eight); reports of the
 # start-up runs go to /tmp. The steps share a budget of
 # 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; 5b (512³, 768³) comes last and takes the rest.
 # The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
@@ -33,6 +39,8 @@ if [ "$MODE" = "--prepare" ]; then
         -d .whl mrcfile==1.5.4 || exit 1
     SRC=${GPUVALID_DATA:-$ROOT/../shared/data}
     mkdir -p .devdata
+    mkdir -p .devdata/models
+    [ -f "$SRC/models/1oel.pdb" ] && cp -p "$SRC/models/1oel.pdb" .devdata/models/   # step 8's model
     for f in MANIFEST.tsv emd_5168.map emd_5170.map emd_2566_crop_3j6b_chain9.mrc emd_3488.mrc emd_1997.map \
              emd_6824.mrc emd_3197.map emd_3001.map emd_0093_masked.mrc.gz emd_1997_header_v1.9.xml SHA256SUMS; do
         [ -f "$SRC/$f" ] && cp -p "$SRC/$f" .devdata/
@@ -49,8 +57,15 @@ SIZES_BIG="512 768"
 CPU_MAX=256
 SPIRAL_SIZES="128 256 384"
 ENTRIES=8
+L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
+L1_LIMIT=150
+ONLY_L1=""
+if [ "$MODE" = "--level1-local" ]; then
+    ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
+fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
+    L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=90; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
 TOTAL_S=${DEVICE_CHECK_SECONDS:-470}  # the whole script, every step's limit included (8 min on one H100)
@@ -133,6 +148,13 @@ fi
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
 step "1 environment" 60 env_info
+if [ -n "$ONLY_L1" ]; then
+    step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
+        --direct-boxes 0 --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+    echo; echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
+    [ ${#FAILED[@]} -gt 0 ] && { printf 'FAILED: %s\n' "${FAILED[@]}"; exit 1; }
+    exit 0
+fi
 step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
 if [ "$DEV" != cpu ]; then
     step "3 pytest -m gpu" 120 $PY -m pytest -m gpu -q -p no:cacheprovider tests
@@ -149,6 +171,8 @@ if [ -n "$SIZES_BIG" ]; then
     step "5b bench_e2e ${SIZES_BIG} (GPU only)" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
         --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
 fi
+step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
+    --direct-boxes 0 --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
 
 echo
 echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
