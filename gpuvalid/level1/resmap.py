@@ -113,7 +113,8 @@ def null_weights(K: np.ndarray, alpha_A: float, voxel_size: float, grid: int = 6
     if M % 2 == 0:
         wx[-1] = 1.0
     wt = (np.broadcast_to(wx, r.shape) * highpass(r, alpha_A, voxel_size) ** 2).ravel()
-    G = np.real((F * wt.astype(np.float32)) @ F.conj().T).astype(np.float64) / M ** 3
+    Fr, Fi = F.real.astype(np.float64), F.imag.astype(np.float64)   # float64: float32 products of the small
+    G = ((Fr * wt) @ Fr.T + (Fi * wt) @ Fi.T) / M ** 3               # coefficients went denormal (4 s per scale)
     return np.clip(np.linalg.eigvalsh(G), 0.0, None)
 
 
