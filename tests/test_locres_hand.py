@@ -54,7 +54,7 @@ def test_monogenic_orders_resolutions(sim):
     assert med[9.0] >= 6.0                 # 9 Å map: nothing much finer than the filter
 
 
-@pytest.mark.parametrize("R", [None, 1.5, 13.5, 20.0])
+@pytest.mark.parametrize("R", [None, 1.4, 13.5, 20.0])   # 0.e covers 1.5–13 Å (the fine model below 2 Å)
 def test_locres_does_not_apply(sim, R):
     r = run_section("gpuvalid.analyses.locres", "0.e", "Local resolution", _ctx(sim[4.0], R))
     assert r.status == "not_applicable"

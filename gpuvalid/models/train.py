@@ -62,7 +62,7 @@ def _cut(a: np.ndarray, c, half: int, patch: int) -> np.ndarray:
 
 def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
                    rf: int = 13, grid_A: float = 1.0, res_range=(2.0, 13.0), deposit: bool = False,
-                   crop_radius_A: float = 30.0, sharpen: bool = False) -> dict:
+                   crop_radius_A: float = 30.0, sharpen: bool = False, log_res: bool = False) -> dict:
     """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output,
     from maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``:
     made to look like deposited maps; ``sharpen``: atom envelope flattened up to the finest resolution;
@@ -72,7 +72,7 @@ def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map:
     for _s, atoms in structs:
         for _ in range(maps_per_structure):
             m = simulate_locres(atoms, rng, voxel_size=grid_A, res_range=res_range, deposit=deposit,
-                                crop_radius_A=crop_radius_A, sharpen=sharpen)
+                                crop_radius_A=crop_radius_A, sharpen=sharpen, log_res=log_res)
             x = P.locres_input(m.V)
             for c in _patch_centres(m.mask, rng, patches_per_map, patch // 2):
                 X.append(_cut(x, c, patch // 2, patch))
@@ -90,10 +90,11 @@ def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator):
 
 
 def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: int = 16,
-        lr: float = 3e-3, log=print, channels=None, log_every: int = 25, out_range=None) -> tuple:
+        lr: float = 3e-3, log=print, channels=None, log_every: int = 25, out_range=None,
+        relative: bool = False) -> tuple:
     """Train the local-resolution network (``kind`` 'locres') for ``steps`` AdamW steps with cosine
-    learning-rate decay and an L1 loss (Å) over the masked output voxels of rotated patches; returns
-    (net, history)."""
+    learning-rate decay and an L1 loss (Å; ``relative``: |error|/truth, so that 0.5 Å at 1.5 Å weighs as
+    2 Å at 6 Å) over the masked output voxels of rotated patches; returns (net, history)."""
     if kind not in ("locres", "locres_fine"):
         raise ValueError(f"fit() trains the local-resolution networks, not {kind!r} (the hand model: fit_hand)")
     torch.manual_seed(seed)
@@ -115,7 +116,8 @@ def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: i
             for g in opt.param_groups:  # cosine decay over the run
                 g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
             x, y, m = _augment(X[b], Y[b], M[b].float(), gen=gen)
-            loss = (torch.abs(net(x) - y) * m).sum() / m.sum().clamp(min=1)
+            err = torch.abs(net(x) - y) / y if relative else torch.abs(net(x) - y)
+            loss = (err * m).sum() / m.sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -226,7 +228,9 @@ LOCRES_SETUPS = {  # kind: working grid (Å/voxel), training resolutions (Å), o
     # sharpen: atom envelope flattened up to the finest resolution (maps at ≤ 2.5 Å are deposited sharpened;
     # unsharpened, a "1.5–2.5 Å" simulation holds nothing beyond ~2.7 Å: simulate_locres's sharpen_envelope)
     "locres": dict(grid_A=1.0, res_range=(2.0, 13.0), out_range=(2.0, 13.0), crop_radius_A=30.0),
-    "locres_fine": dict(grid_A=0.5, res_range=(1.5, 6.0), out_range=(1.0, 7.0), crop_radius_A=18.0, sharpen=True),
+    # log_res: best resolution log-uniform, spread 5–80 % of it; relative: L1 loss on |error|/truth
+    "locres_fine": dict(grid_A=0.5, res_range=(1.5, 6.0), out_range=(1.0, 7.0), crop_radius_A=18.0, sharpen=True,
+                        log_res=True, relative=True),
 }
 
 
@@ -251,7 +255,8 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
         for _ in range(maps_per_structure):
             # 20 Å pad: room for a background (the monogenic noise level)
             m = simulate_locres(atoms, rng, voxel_size=su["grid_A"], res_range=su["res_range"], pad_A=20.0,
-                                deposit=deposit, crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False))
+                                deposit=deposit, crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False),
+                                log_res=su.get("log_res", False))
             pred = locres_on_working_grid(m.V, m.mask, "cpu", str(weights))
             hard = dilate(be, m.mask, int(round(2.0 / su["grid_A"])))  # the hard mask's 2 Å dilation
             try:
@@ -380,6 +385,10 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-test", action="store_true")
+    ap.add_argument("--test-maps", type=int, default=2, help="held-out test maps per test structure")
+    ap.add_argument("--test-only", action="store_true",
+                    help="local resolution: no training; test the weights in --out and add the result to "
+                         "<kind>_metrics.json there")
     ap.add_argument("--check-fine", action="store_true",
                     help="locres_fine: no training; run the weights in --out on held-out 1.5–2.5 Å maps "
                          "(plain and sharpened, 0.5/0.6 Å voxels, whole predict_locres path with the hard mask) "
@@ -399,24 +408,34 @@ def main(argv=None) -> int:
         (a.out / "locres_fine_check.json").write_text(json.dumps(res, indent=1, default=float))
         print(json.dumps(res["summary"], indent=1))
         return 0
+    if a.test_only and a.kind in LOCRES_SETUPS:
+        mp = a.out / f"{a.kind}_metrics.json"
+        metrics = json.loads(mp.read_text()) if mp.is_file() else {"seed": a.seed}
+        t0 = time.perf_counter()
+        metrics["test"] = test_locres(a.seed, a.out, a.test_maps, kind=a.kind, deposit=a.deposit)
+        metrics["test_seconds"] = time.perf_counter() - t0
+        mp.write_text(json.dumps(metrics, indent=1, default=float))
+        print(json.dumps(metrics["test"]["summary"], indent=1))
+        return 0
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
     metrics: dict = {"seed": a.seed, "torch": torch.__version__}
     if a.kind in LOCRES_SETUPS:
         su = LOCRES_SETUPS[a.kind]
         kw = dict(grid_A=su["grid_A"], res_range=su["res_range"], deposit=a.deposit,
-                  crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False))
+                  crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False), log_res=su.get("log_res", False))
         tr = locres_patches(load_structures("train"), rng, a.maps, a.patches, **kw)
         va = locres_patches(load_structures("val"), rng, 2, a.patches, **kw)
         metrics["data_seconds"] = time.perf_counter() - t0
         metrics["setup"] = {**su, "deposit": a.deposit}
         print(f"data: {len(tr['x'])} train / {len(va['x'])} val patches in {metrics['data_seconds']:.0f} s")
-        net, hist = fit(a.kind, tr, va, a.seed, a.steps, batch=a.batch, out_range=su["out_range"])
+        net, hist = fit(a.kind, tr, va, a.seed, a.steps, batch=a.batch, out_range=su["out_range"],
+                        relative=su.get("relative", False))
         metrics.update(train_seconds=hist["seconds"], steps=hist["steps"], params=n_parameters(net),
                        val_mae_A=evaluate_patches(a.kind, net, va), history=hist)
         save(net, a.kind, a.out, {"seed": a.seed, "val_mae_A": metrics["val_mae_A"], **metrics["setup"]})
         if not a.no_test:
-            metrics["test"] = test_locres(a.seed, a.out, kind=a.kind, deposit=a.deposit)
+            metrics["test"] = test_locres(a.seed, a.out, a.test_maps, kind=a.kind, deposit=a.deposit)
     else:
         tr = hand_features(load_structures("train", protein_only=True), rng, a.maps)
         va = hand_features(load_structures("val", protein_only=True), rng, 2)

@@ -126,7 +126,7 @@ def sharpen_envelope(V0: np.ndarray, rng: np.random.Generator, voxel_size: float
 
 def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 1.0,
                     res_range=(2.0, 13.0), crop_radius_A: float | None = 30.0, pad_A: float = 8.0,
-                    deposit: bool = False, sharpen: bool = False) -> SimMap:
+                    deposit: bool = False, sharpen: bool = False, log_res: bool = False) -> SimMap:
     """Map with spatially varying local resolution inside ``res_range`` Å (ground truth in ``local_res``).
 
     With ``deposit``, the map also looks like a deposited one: a softer resolution edge (10–30 % of 1/d),
@@ -134,11 +134,12 @@ def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 
     geometric mean over directions, d·a^(1/3)), noise shaped like the map's own spectrum (half of the
     maps) at 0.1–1.2 of the signal's σ, and :func:`deposit_like` post-processing.  With ``sharpen`` (the
     fine model's data), the atoms' envelope is flattened up to the finest resolution before the filter and
-    the noise (:func:`sharpen_envelope`).  The recording voxel size is at most ``d_min/2.2`` (a map cannot
+    the noise (:func:`sharpen_envelope`).  ``log_res``: the best resolution log-uniform and the spread
+    5–80 % of it, as with ``deposit`` (more maps, and more voxels, at the fine end).  The recording voxel size is at most ``d_min/2.2`` (a map cannot
     be finer than its Nyquist limit; this only bites below 1.76 Å, so maps from 2 Å on are unchanged).
     """
     a = crop_atoms(atoms.transformed(random_rotation(rng)), rng, crop_radius_A)
-    if deposit:   # log-uniform best resolution, spread 5–80 % of it (as many maps at 3 Å as at 10 Å)
+    if deposit or log_res:   # log-uniform best resolution, spread 5–80 % of it (as many maps at 3 Å as at 10 Å)
         lo = float(np.exp(rng.uniform(np.log(res_range[0]), np.log(res_range[1] / 1.05))))
         hi = min(res_range[1], lo * rng.uniform(1.05, 1.8))
     else:
