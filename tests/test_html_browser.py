@@ -46,7 +46,8 @@ def shots_dir(tmp_path) -> Path:
 def colours(png: Path) -> set:
     from PIL import Image
 
-    im = Image.open(png).convert("RGB")
+    with Image.open(png) as src:
+        im = src.convert("RGB")
     return {c for _, c in im.getcolors(maxcolors=1 << 24)}
 
 
@@ -69,8 +70,10 @@ def test_report_html_in_chromium(data_dir, tmp_path):
     assert top.is_file() and tall.is_file() and pdf.is_file()
     from PIL import Image
 
-    assert Image.open(top).size == (1280, 2000)
-    Image.open(tall).crop((0, 3000, 1280, 5000)).save(deep)
+    with Image.open(top) as im:
+        assert im.size == (1280, 2000)
+    with Image.open(tall) as im:
+        im.crop((0, 3000, 1280, 5000)).save(deep)
     c = colours(top)
     # the summary's status cells are coloured (OK and warning backgrounds of the stylesheet) and the input
     # figures were drawn (grey-scale slices: many distinct greys)
@@ -121,7 +124,8 @@ def test_dashboard_in_chromium(data_dir, tmp_path):
     assert shot.is_file() and tall.is_file()
     from PIL import Image
 
-    Image.open(tall).crop((0, 2000, 1280, 4200)).save(table)
+    with Image.open(tall) as im:
+        im.crop((0, 2000, 1280, 4200)).save(table)
     assert len(colours(table)) > 200  # the entry table and the failures, not a blank page
     dom = browse(url, "--dump-dom")
     assert re.search(r'data-rendered-ms="\d+"', dom), "the page script did not finish"
