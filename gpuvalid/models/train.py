@@ -385,6 +385,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", type=int, default=10, help="patches per simulated map")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-test", action="store_true")
+    ap.add_argument("--no-sharpen", action="store_true",
+                    help="locres_fine: train on unsharpened simulations (the ablation of its sharpen setup)")
     ap.add_argument("--test-maps", type=int, default=2, help="held-out test maps per test structure")
     ap.add_argument("--test-only", action="store_true",
                     help="local resolution: no training; test the weights in --out and add the result to "
@@ -422,6 +424,8 @@ def main(argv=None) -> int:
     metrics: dict = {"seed": a.seed, "torch": torch.__version__}
     if a.kind in LOCRES_SETUPS:
         su = LOCRES_SETUPS[a.kind]
+        if a.no_sharpen:
+            su = {**su, "sharpen": False}
         kw = dict(grid_A=su["grid_A"], res_range=su["res_range"], deposit=a.deposit,
                   crop_radius_A=su["crop_radius_A"], sharpen=su.get("sharpen", False), log_res=su.get("log_res", False))
         tr = locres_patches(load_structures("train"), rng, a.maps, a.patches, **kw)
