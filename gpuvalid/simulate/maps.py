@@ -111,15 +111,16 @@ def sharpen_envelope(V0: np.ndarray, rng: np.random.Generator, voxel_size: float
 
     The simulated atoms carry the envelope ``exp(−2π²σ²s² − B s²/4) = exp(−B_env s²/4)`` with
     ``B_env = 8π²σ² + B`` (σ = 0.6 Å: 28.4 Å², plus the map's B of 0–40 Å²).  At s = 1/d it is
-    ``exp(−B_env/(4d²))``: 0.17·exp(−B/16) at 2 Å and 0.04·exp(−B/9) at 1.5 Å, so once noise is added
-    relative to the signal's σ (carried by the low frequencies) a map labelled 1.5–2.5 Å holds almost
-    nothing beyond ~2.7 Å, and its label overstates the detail it supports.  A deposited map at that
-    resolution has, by the FSC definition of d, signal above noise up to 1/d, and it is deposited
-    sharpened (its spectrum flattened up to about 1/d).  So the map changes, not the label: the envelope
-    is divided out by ``exp(+f·B_env s²/4)`` for s ≤ 1/``finest_A`` Å⁻¹ (frozen beyond, where the
-    resolution filter cuts), with ``f`` drawn in ``SHARPEN_FRACTION`` (under- to full compensation, as
-    sharpening B-factors vary).  Applied to the signal before the resolution filter and the noise, so the
-    noise level stays relative to the sharpened signal.  Returns ``(V, f)``."""
+    ``exp(−B_env/(4d²))``: 0.17·exp(−B/16) at 2 Å and 0.04·exp(−B/9) at 1.5 Å, so with noise added
+    relative to the signal's σ (carried by the low frequencies) the detail of a map labelled 1.5–2.5 Å
+    is weak.  A deposited map at that resolution has, by the FSC definition of d, signal above noise up
+    to 1/d, and it is usually deposited sharpened (its spectrum flattened up to about 1/d).  So the map
+    changes, not the label: the envelope is divided out by ``exp(+f·B_env s²/4)`` for
+    s ≤ 1/``finest_A`` Å⁻¹ (frozen beyond, where the resolution filter cuts), with ``f`` drawn in
+    ``SHARPEN_FRACTION`` (under- to full compensation, as sharpening B-factors vary).  Applied to the
+    signal before the resolution filter and the noise, so the noise level stays relative to the sharpened
+    signal.  Returns ``(V, f)``.  (Used to test sharpened inputs and as a training experiment: the
+    shipped fine model is trained unsharpened, which measured as well on sharpened held-out maps.)"""
     f = float(rng.uniform(*SHARPEN_FRACTION))
     return filters.bfactor(V0, voxel_size, -f * (ATOM_B_A2 + bfactor_A2), limit_A=finest_A), f
 
