@@ -234,10 +234,12 @@ class PeakMeter:
 
 def _mask_voxels(ctx) -> int | None:
     """Voxels of the hard mask of the map (Level 1: of the primary map), None when there is none."""
+    from .errors import GpuvalidError
+
     ctx0 = getattr(ctx, "ctx0", ctx)
     try:
         return int(ctx0.be.to_host(ctx0.be.xp.count_nonzero(ctx0.hard_mask)))
-    except Exception:
+    except (GpuvalidError, MemoryError):   # no threshold, or no room for the mask: estimate for the whole box
         return None
 
 
