@@ -90,6 +90,8 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
             ci, wi = cones[k]
             used[k] += 1
             Hw = raised_cosine_up(r[ci], fd - TRANSITION, fd, xp) * wi     # H·(1 + u·d) on the cone
+            # |IFFT(H·F·(1 + u·d))| = √(v0² + v_d²): the amplitude of the analytic signal along d (its Riesz
+            # component along d), one inverse transform per map
             Gf[ci] = FN[ci] * Hw
             AN = eng.lowpass(xp.abs(be.ifftn(G)), fd)
             thr = quantile_at(be, AN, idx, quantile)

@@ -88,13 +88,6 @@ class HalfMonogenic:
         A += z2.real * z2.real + z2.imag * z2.imag
         return xp.sqrt(A).astype(xp.float32)
 
-    def directional_amplitude(self, F, H, ud):
-        """Amplitude ``√(v0² + v_d²)`` of the analytic signal along a direction: ``v0 + i·v_d = IFFT(H·F·(1 +
-        u·d))`` with ``ud = u·d`` (the Riesz component along ``d``; one inverse transform)."""
-        xp = self.be.xp
-        z = self.be.ifftn(F * (H * (1.0 + ud)))
-        return xp.abs(z).astype(xp.float32)
-
     def lowpass(self, A, fd: float):
         """``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``.
 
