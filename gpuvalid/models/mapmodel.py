@@ -72,12 +72,18 @@ def soft_model_mask(atoms: Atoms, shape: tuple, voxel_size: float, origin_A, res
     return scipy.ndimage.gaussian_filter(fp.astype(np.float32), sigma_A / voxel_size)
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two float64 vectors (NaN when either is constant)."""
+    a = a - a.mean()
+    b = b - b.mean()
+    d = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / d) if d > 0 else float("nan")
+
+
 def correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    """Pearson correlation of ``a`` and ``b`` over ``where``."""
+    """Pearson correlation of ``a`` and ``b`` over ``where`` (NaN for fewer than 3 voxels)."""
     x, y = a[where].astype(np.float64), b[where].astype(np.float64)
-    if x.size < 3 or x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
+    return float("nan") if x.size < 3 else pearson(x, y)
 
 
 def placement(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float) -> dict:
@@ -301,13 +307,6 @@ class RigidBodyFit:
         return (xyz - self.centre_A) @ self.rot.T + self.centre_A + self.shift_A
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    d = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / d) if d > 0 else float("nan")
-
-
 def refine_rigid_bodies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float,
                         groups: np.ndarray | None = None, grid_deg: float = REFINE_GRID_DEG,
                         max_angle_deg: float = REFINE_MAX_ANGLE_DEG, max_shift_A: float = REFINE_MAX_SHIFT_A,
@@ -383,7 +382,7 @@ def refine_rigid_bodies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A
                 q = ((y - sub_org) / ts)[:, ::-1].T
                 v = scipy.ndimage.map_coordinates(Vc, q, order=3, mode="nearest", prefilter=False)
                 o = scipy.ndimage.map_coordinates(Oc, q, order=3, mode="nearest", prefilter=False)
-                return _pearson(v.astype(np.float64), m + o)
+                return pearson(v.astype(np.float64), m + o)
 
             if len(m) < 10:
                 continue
