@@ -1,6 +1,6 @@
 """Mirror of every shared map (EMDB archive layout + minimal v3.0 headers) and its manifest: the input of the
 committed dashboard (reports/dashboard). Usage: python bench/shared_mirror.py DIR/mirror (writes DIR/manifest.tsv)."""
-import gzip, shutil, sys, tempfile
+import sys
 from pathlib import Path
 from gpuvalid.archive.mirror import add_entry, shared_entries
 from gpuvalid.archive.manifest import scan_archive, write_manifest
@@ -9,15 +9,8 @@ data = Path("/work/shared/data"); root = Path(sys.argv[1]); root.mkdir(parents=T
 ents = shared_entries(data)
 ents.append({"file": data / "emd_3001.map", "emdb_id": "EMD-3001", "voxel_size": None,
              "contour": None, "resolution": None})
-tmp = Path(tempfile.mkdtemp())
 for e in ents:
     f = Path(e["file"])
-    if f.suffix == ".gz":  # add_entry gzips: give it the inflated map
-        g = tmp / f.stem
-        with gzip.open(f, "rb") as s, open(g, "wb") as d:
-            shutil.copyfileobj(s, d)
-        f = g
     add_entry(root, e["emdb_id"], f, voxel_size=e["voxel_size"], contour=e["contour"], resolution=e["resolution"])
     print(e["emdb_id"], f.name, e["voxel_size"], e["contour"], e["resolution"])
-shutil.rmtree(tmp)
 write_manifest(scan_archive(root), root.parent / "manifest.tsv")

@@ -2,7 +2,6 @@
 screenshots to PNG, print to PDF, and the dashboard's table drawn by its script.  Slow; skipped without
 Chromium.  Screenshots go to $GPUVALID_SCREENSHOTS when set (else the test's tmp folder)."""
 
-import gzip
 import os
 import re
 import shutil
@@ -86,20 +85,11 @@ def test_report_html_in_chromium(data_dir, tmp_path):
 
 def build_shared_mirror(root: Path, data_dir: Path) -> Path:
     """Every shared map with an isotropic voxel size in archive layout, plus one truncated entry."""
-    tmp = root / "_inflated"
-    tmp.mkdir(parents=True)
     for e in shared_entries(data_dir):
-        f = Path(e["file"])
-        if f.suffix == ".gz":  # add_entry compresses: give it the inflated map
-            g = tmp / f.stem
-            with gzip.open(f, "rb") as s, open(g, "wb") as dst:
-                shutil.copyfileobj(s, dst)
-            f = g
-        add_entry(root, e["emdb_id"], f, voxel_size=e["voxel_size"], contour=e["contour"],
+        add_entry(root, e["emdb_id"], Path(e["file"]), voxel_size=e["voxel_size"], contour=e["contour"],
                   resolution=e["resolution"])
     m, _ = add_entry(root, "EMD-9001", data_dir / "emd_5170.map", voxel_size=2.38, contour=0.61, resolution=15.0)
     m.write_bytes(m.read_bytes()[: m.stat().st_size // 2])
-    shutil.rmtree(tmp)
     return root
 
 

@@ -47,11 +47,13 @@ def header_xml(emdb_id: str, *, box_zyx=None, voxel_size=None, contour=None, res
 
 def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, half_maps: bool = False,
               compresslevel: int = 6, **meta) -> tuple[Path, Path | None]:
-    """Copy ``map_file`` gzip-compressed into ``root`` under ``emdb_id``'s layout, with a header."""
+    """Copy ``map_file`` gzip-compressed into ``root`` under ``emdb_id``'s layout, with a header (a
+    ``.gz`` ``map_file`` is read through gzip, so the entry holds the map compressed once)."""
     lay = layout(emdb_id)
     m = root / lay.map
     m.parent.mkdir(parents=True, exist_ok=True)
-    with open(map_file, "rb") as src, gzip.open(m, "wb", compresslevel=compresslevel) as dst:
+    opener = gzip.open if str(map_file).endswith(".gz") else open
+    with opener(map_file, "rb") as src, gzip.open(m, "wb", compresslevel=compresslevel) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     h = None
     if header:
