@@ -1,11 +1,24 @@
-"""Shared fixtures: the real maps in ../shared/data (override with GPUVALID_DATA) and the backends."""
+"""Shared fixtures: the real maps in ../shared/data (override with GPUVALID_DATA) and the backends.
+
+``GPUVALID_CUPY_STANDIN=1`` (on a machine without CUDA) runs the GPU tests on the CuPy stand-in of
+:mod:`tests.standin`: ``gpu`` and ``get_backend("cuda:0")`` give its backend, torch stays on the CPU.
+``python -m pytest -m gpu`` with it set rehearses every GPU code path before a GPU session.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
 
-from gpuvalid.backend import cuda_available, get_backend
+import gpuvalid.backend as _backend
+
+STANDIN = os.environ.get("GPUVALID_CUPY_STANDIN", "") not in ("", "0") and not _backend.cuda_available()
+if STANDIN:
+    from tests import standin as _standin
+
+    _standin.install()
+
+cuda_available, get_backend = _backend.cuda_available, _backend.get_backend
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GPUVALID_DATA", REPO.parent / "shared" / "data"))
@@ -28,6 +41,12 @@ def gpu():
     if not cuda_available():
         pytest.skip("no CUDA device / CuPy not installed")
     return get_backend("cuda:0")
+
+
+@pytest.fixture(scope="session")
+def torch_device(gpu) -> str:
+    """The torch device of the ``gpu`` backend (the CPU on the stand-in, whose arrays live in host memory)."""
+    return "cpu" if STANDIN else gpu.device
 
 
 requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA device / CuPy not installed")

@@ -109,7 +109,7 @@ def test_locres_preprocessing_gpu_equals_cpu(cpu, gpu, data_dir):
 
 
 @pytest.mark.parametrize("batch_bytes", [2 ** 40, 1])   # the whole map in one call; one 64³ tile per batch
-def test_locres_network_tiles_gpu_equal_cpu(cpu, gpu, batch_bytes):
+def test_locres_network_tiles_gpu_equal_cpu(cpu, gpu, torch_device, batch_bytes):
     torch = pytest.importorskip("torch")
     from gpuvalid.models import infer, nets
 
@@ -117,7 +117,7 @@ def test_locres_network_tiles_gpu_equal_cpu(cpu, gpu, batch_bytes):
     net_c = nets.build("locres").eval()
     net_g = nets.build("locres").eval()
     net_g.load_state_dict(net_c.state_dict())
-    net_g = net_g.to(gpu.device)
+    net_g = net_g.to(torch_device)
     x = np.random.default_rng(0).normal(size=(76, 70, 82)).astype(np.float32)
     where = np.zeros(x.shape, bool)
     where[3:9, 50:60, 70:75] = True

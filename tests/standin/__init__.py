@@ -1,0 +1,699 @@
+"""A CuPy stand-in on the CPU: gpuvalid's GPU code paths, run without a GPU.
+
+No session of this project is sure to get a GPU, and a GPU session has minutes, not hours: a GPU branch
+that fails on ``AttributeError`` or on a host array passed to a device function must fail here first.
+:func:`backend` returns a :class:`gpuvalid.backend.Backend` with ``is_gpu`` True whose ``xp``,
+``ndimage`` and FFT namespaces compute with NumPy/SciPy but behave like CuPy where CuPy differs:
+
+- only names and keyword arguments that CuPy 14 has exist (``cupy_api.json``, a snapshot of the real
+  package's API made by :mod:`tests.standin.snapshot`);
+- device arrays (:class:`ndarray`) refuse implicit conversion to NumPy (``np.asarray`` raises
+  ``TypeError``, as CuPy does), refuse NumPy arrays and lists as operands or arguments (no implicit host to
+  device copy), and reductions and scalar indexing give 0-d device arrays, not Python numbers;
+- raw CUDA modules are compiled with ``nvcc`` when it is on the PATH (sm_90; a compile error fails the
+  test) and their kernels check every argument's type against the ``extern "C"`` signature, then run a
+  NumPy transcription of the kernel (:mod:`tests.standin.kernels`);
+- a memory pool counts the bytes of live device buffers (the allocator hook of
+  ``cupy.cuda.set_allocator`` sees every new buffer), so :class:`gpuvalid.memory.PeakMeter` and the
+  memory budget run as on a device of :data:`DEVICE_BYTES`.
+
+What it cannot show: CUDA compile errors of CuPy's own generated kernels, cuFFT/cuDNN numerics, speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import weakref
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+
+from gpuvalid.backend import Backend
+
+API = json.loads((Path(__file__).with_name("cupy_api.json")).read_text())
+CUPY_VERSION = API["cupy_version"]
+DEVICE_BYTES = 80 * 2 ** 30          # the emulated device's memory (set smaller to test budgets)
+_CONVERTERS = {"asarray", "array", "asanyarray", "from_dlpack", "fromDlpack"}  # host -> device allowed
+
+
+_MISSING = object()
+
+
+class StandinError(TypeError):
+    """What real CuPy would refuse (a TypeError there too)."""
+
+
+# ---- memory ------------------------------------------------------------------------------------------
+class _Pool:
+    """CuPy's default memory pool, reduced to byte counts of live buffers (512-byte rounded like CuPy)."""
+
+    def __init__(self):
+        self._used = 0
+        self.limit = 0
+
+    def malloc(self, size: int):
+        size = -(-int(size) // 512) * 512
+        self._used += size
+        return _Mem(self, size)
+
+    def used_bytes(self) -> int:
+        return self._used
+
+    def total_bytes(self) -> int:
+        return self._used
+
+    def free_bytes(self) -> int:
+        return 0
+
+    def free_all_blocks(self) -> None:
+        pass
+
+    def set_limit(self, size=None, fraction=None):
+        self.limit = int(size or 0)
+
+    def get_limit(self) -> int:
+        return self.limit
+
+    def n_free_blocks(self) -> int:
+        return 0
+
+
+class _Mem:
+    __slots__ = ("pool", "size")
+
+    def __init__(self, pool, size):
+        self.pool, self.size = pool, size
+
+
+def _release(mem):
+    if isinstance(mem, _Mem):
+        mem.pool._used -= mem.size
+
+
+POOL = _Pool()
+_allocator = [POOL.malloc]
+_tracked: dict[int, object] = {}     # id(root buffer) -> its weakref.finalize
+_sites: dict[int, tuple] = {}        # id(root buffer) -> (bytes, allocation site), when tracing
+TRACE = {"on": False, "peak": 0, "live": []}
+
+
+def trace(on: bool = True) -> None:
+    """Record the live device buffers (bytes, gpuvalid file:line that made them) at the pool's high-water
+    mark: ``TRACE["live"]`` after the run, to see what a section holds at its peak."""
+    TRACE.update(on=on, peak=0, live=[])
+    _sites.clear()
+
+
+def _site() -> str:
+    import traceback
+
+    for fr in reversed(traceback.extract_stack(limit=40)):
+        if "/gpuvalid/" in fr.filename and "/tests/" not in fr.filename:
+            return f"{fr.filename.split('/gpuvalid/')[-1]}:{fr.lineno} {fr.line}"
+    return "?"
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _track(a: np.ndarray) -> None:
+    """Count ``a``'s buffer once, as a device allocation, until the last array on it is gone."""
+    r = _root(a)
+    k = id(r)
+    if k in _tracked or r.nbytes == 0:
+        return
+    mem = _allocator[0](r.nbytes)
+    fin = weakref.finalize(r, _untrack, k, mem)
+    _tracked[k] = fin
+    if TRACE["on"]:
+        _sites[k] = (r.nbytes, _site())
+        if POOL.used_bytes() > TRACE["peak"]:
+            TRACE["peak"] = POOL.used_bytes()
+            TRACE["live"] = sorted(_sites.values(), reverse=True)
+
+
+def _untrack(k, mem):
+    _tracked.pop(k, None)
+    _sites.pop(k, None)
+    _release(mem)
+
+
+# ---- arrays --------------------------------------------------------------------------------------------
+_ND_ATTRS = set(API["ndarray"])
+
+
+def _is_host(x) -> bool:
+    return isinstance(x, np.ndarray)
+
+
+def _check(obj, where: str, allow_lists: bool = True) -> None:
+    """Raise like CuPy when a host array (or a list, where CuPy wants an array) reaches device code."""
+    if _is_host(obj):
+        raise StandinError(f"cupy stand-in: {where} got a NumPy array {obj.shape} {obj.dtype} (host memory); "
+                           "CuPy does not copy to the device implicitly: use be.asarray")
+    if isinstance(obj, (list, tuple)):
+        if not allow_lists and isinstance(obj, list) and obj and not all(isinstance(v, ndarray) for v in obj):
+            raise StandinError(f"cupy stand-in: {where} got a Python list; CuPy needs a device array")
+        for v in obj:
+            _check(v, where, allow_lists)
+
+
+def _unwrap(obj):
+    if isinstance(obj, ndarray):
+        return obj._a
+    if isinstance(obj, (list, tuple)):
+        t = [_unwrap(v) for v in obj]
+        return t if isinstance(obj, list) else tuple(t)
+    if isinstance(obj, dict):
+        return {k: _unwrap(v) for k, v in obj.items()}
+    return obj
+
+
+def _wrap(obj):
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise StandinError("cupy stand-in: CuPy has no object arrays")
+        return ndarray(obj)
+    if isinstance(obj, np.generic):
+        return ndarray(np.asarray(obj))
+    if isinstance(obj, tuple):
+        return tuple(_wrap(v) for v in obj)
+    if isinstance(obj, list):
+        return [_wrap(v) for v in obj]
+    return obj
+
+
+class ndarray:
+    """A device array: a NumPy array that behaves like ``cupy.ndarray`` at the host/device boundary."""
+
+    __slots__ = ("_a", "__weakref__")
+    __array_priority__ = 100
+
+    def __init__(self, a: np.ndarray):
+        self._a = a
+        _track(a)
+
+    # what CuPy refuses or does differently
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
+                        "a NumPy array explicitly.")
+
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        return np.array(self._a, order=order)
+
+    def set(self, arr, stream=None):
+        if not _is_host(arr):
+            raise StandinError("cupy stand-in: ndarray.set needs a NumPy array")
+        self._a[...] = arr
+
+    def __repr__(self):
+        return "standin." + repr(self._a)
+
+    def __format__(self, spec):
+        return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __complex__(self):
+        return complex(self._a)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        for v in self._a:
+            yield _wrap(v)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._a.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+    def __getitem__(self, idx):
+        return _wrap(self._a[_unwrap(idx)])
+
+    def __setitem__(self, idx, value):
+        _check(value, "ndarray.__setitem__ (value)")
+        if isinstance(value, list):
+            raise StandinError("cupy stand-in: ndarray.__setitem__ got a Python list (CuPy: Unsupported type)")
+        self._a[_unwrap(idx)] = _unwrap(value)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = ufunc.__name__
+        if name not in API["modules"]["cupy"]:
+            return NotImplemented
+        _check(list(inputs) + list(kwargs.values()), f"cupy.{name}")
+        out = kwargs.get("out")
+        res = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
+        if out is not None:
+            return out[0] if isinstance(out, tuple) and len(out) == 1 else out
+        return _wrap(res)
+
+    def __array_function__(self, func, types, args, kwargs):
+        mod = func.__module__ or "numpy"
+        ns = {"numpy": "cupy", "numpy.fft": "cupy.fft", "numpy.linalg": "cupy.linalg"}.get(mod, "cupy")
+        if func.__name__ not in API["modules"].get(ns, {}):
+            return NotImplemented
+        _check(list(args) + list(kwargs.values()), f"numpy.{func.__name__} on a device array")
+        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+
+    def __getattr__(self, name):
+        if name not in _ND_ATTRS:
+            raise AttributeError(f"cupy.ndarray has no attribute {name!r} (cupy {CUPY_VERSION})")
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+
+        def method(*args, **kwargs):
+            _check(list(args) + list(kwargs.values()), f"ndarray.{name}")
+            res = attr(*_unwrap(args), **_unwrap(kwargs))
+            if kwargs.get("out") is not None:
+                return kwargs["out"]
+            return _wrap(res)
+
+        return method
+
+    # attributes that must not go through __getattr__ (slots, properties)
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    itemsize = property(lambda self: self._a.itemsize)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: _wrap(self._a.T))
+
+    @property
+    def real(self):
+        return _wrap(self._a.real)
+
+    @real.setter
+    def real(self, v):
+        _check(v, "ndarray.real =")
+        self._a.real = _unwrap(v)
+
+    @property
+    def imag(self):
+        return _wrap(self._a.imag)
+
+    @imag.setter
+    def imag(self, v):
+        _check(v, "ndarray.imag =")
+        self._a.imag = _unwrap(v)
+
+
+def _binary(dunder):
+    def op(self, other):
+        _check(other, f"ndarray.{dunder}")
+        if isinstance(other, list):
+            raise StandinError(f"cupy stand-in: ndarray.{dunder} got a Python list")
+        res = getattr(self._a, dunder)(_unwrap(other))
+        if res is NotImplemented:
+            return NotImplemented
+        if dunder.startswith("__i"):
+            self._a = res if res is self._a else res
+            return self
+        return _wrap(res)
+
+    op.__name__ = dunder
+    return op
+
+
+for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift",
+           "rshift"):
+    for _d in (f"__{_n}__", f"__r{_n}__", f"__i{_n}__"):
+        setattr(ndarray, _d, _binary(_d))
+for _d in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    setattr(ndarray, _d, _binary(_d))
+for _d in ("__neg__", "__pos__", "__abs__", "__invert__"):
+    setattr(ndarray, _d, (lambda d: lambda self: _wrap(getattr(self._a, d)()))(_d))
+ndarray.__hash__ = None
+
+
+# ---- namespaces ----------------------------------------------------------------------------------------
+def _signature(spec):
+    if not isinstance(spec, list):
+        return None
+    params = [inspect.Parameter(n, inspect._ParameterKind(k), default=None if d else inspect.Parameter.empty)
+              for n, k, d in spec]
+    try:
+        return inspect.Signature(params)
+    except ValueError:
+        return None
+
+
+class Namespace:
+    """A CuPy module: its names (from the snapshot) bound to the NumPy/SciPy functions of ``impl``."""
+
+    def __init__(self, key: str, impl, extra: dict | None = None):
+        self._key = key
+        self._impl = impl
+        self._names = API["modules"][key]
+        self._extra = extra or {}
+        self._cache: dict = {}
+
+    def __repr__(self):
+        return f"<cupy stand-in {self._key}>"
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name not in self._extra:
+            raise AttributeError(name)
+        if name in self._cache:
+            return self._cache[name]
+        if name in self._extra:
+            val = self._extra[name]
+        elif name not in self._names:
+            raise AttributeError(f"module '{self._key}' has no attribute {name!r} (cupy {CUPY_VERSION})")
+        else:
+            impl = getattr(self._impl, name, _MISSING)
+            if impl is _MISSING:
+                raise AttributeError(f"cupy stand-in: {self._key}.{name} exists in CuPy but has no NumPy/SciPy "
+                                     "twin here: add it to tests/standin")
+            spec = self._names[name]
+            val = impl if (isinstance(impl, type) or not callable(impl) or spec in ("class", "value")) \
+                else self._function(name, impl, spec)
+        self._cache[name] = val
+        return val
+
+    def _function(self, name, impl, spec):
+        where = f"{self._key}.{name}"
+        sig = _signature(spec)
+        ufunc_nin = spec.get("ufunc") if isinstance(spec, dict) else None
+        converter = name in _CONVERTERS
+
+        def call(*args, **kwargs):
+            if sig is not None:
+                try:
+                    sig.bind(*args, **kwargs)
+                except TypeError as exc:
+                    raise TypeError(f"{where}{sig}: {exc} (cupy {CUPY_VERSION})") from None
+            if ufunc_nin is not None and len(args) > ufunc_nin + spec.get("nout", 1):
+                raise TypeError(f"{where}: too many arguments")
+            if not converter:
+                _check(list(args) + list(kwargs.values()), where)
+            res = impl(*_unwrap(args), **_unwrap(kwargs))
+            if kwargs.get("out") is not None:
+                return kwargs["out"]
+            if converter and isinstance(res, np.ndarray) and any(
+                    isinstance(a, np.ndarray) and np.shares_memory(a, res) for a in args):
+                res = res.copy()            # host -> device is a copy, never a view of host memory
+            return _wrap(res)
+
+        call.__name__ = name
+        call.__qualname__ = where
+        return call
+
+
+# ---- cupy.cuda -------------------------------------------------------------------------------------------
+class _Device:
+    def __init__(self, device=0):
+        self.id = int(device)
+
+    def use(self):
+        return None
+
+    def synchronize(self):
+        return None
+
+    @property
+    def mem_info(self):
+        return max(0, DEVICE_BYTES - POOL.used_bytes()), DEVICE_BYTES
+
+    compute_capability = "90"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        return 1
+
+    @staticmethod
+    def getDeviceProperties(i):
+        return {"name": b"cupy stand-in (CPU)", "major": 9, "minor": 0, "totalGlobalMem": DEVICE_BYTES,
+                "multiProcessorCount": 1}
+
+    @staticmethod
+    def runtimeGetVersion():
+        return 13000
+
+    @staticmethod
+    def driverGetVersion():
+        return 13000
+
+    def __getattr__(self, name):
+        raise AttributeError(f"cupy stand-in: cupy.cuda.runtime.{name} is not emulated")
+
+
+def _set_allocator(fn=None):
+    _allocator[0] = fn if fn is not None else POOL.malloc
+
+
+def _get_allocator():
+    return _allocator[0]
+
+
+class _Event:
+    def __init__(self, *a, **k):
+        import time
+        self._time = time.perf_counter
+        self.t = None
+
+    def record(self, stream=None):
+        self.t = self._time()
+
+    def synchronize(self):
+        pass
+
+
+def _elapsed(a, b):
+    return (b.t - a.t) * 1e3
+
+
+class _PlanCache:
+    def clear(self):
+        pass
+
+    def set_size(self, n):
+        pass
+
+    def get_size(self):
+        return 16
+
+    def set_memsize(self, n):
+        pass
+
+
+class _FftConfig:
+    @staticmethod
+    def get_plan_cache():
+        return _PlanCache()
+
+
+# ---- raw modules -----------------------------------------------------------------------------------------
+_SIG = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+_COMPILED: set = set()
+
+
+def _compile_check(code: str, options: tuple) -> None:
+    """Compile ``code`` with nvcc for sm_90 when nvcc is on the PATH (an error fails like NVRTC would)."""
+    nvcc = shutil.which("nvcc")
+    key = hashlib.sha256((code + repr(options)).encode()).hexdigest()
+    if nvcc is None or key in _COMPILED:
+        return
+    opts = [o.replace("--fmad=", "-fmad=") for o in options]
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "k.cu"
+        src.write_text(code)
+        r = subprocess.run([nvcc, "-arch=sm_90", *opts, "-c", "-o", str(Path(d) / "k.o"), str(src)],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"nvcc could not compile the raw module:\n{r.stderr[-3000:]}")
+    _COMPILED.add(key)
+
+
+def _param_type(decl: str) -> str:
+    d = decl.replace("__restrict__", "").replace("const", "").strip()
+    if "*" in d:
+        return d.split("*")[0].split()[-1] + "*"
+    return " ".join(d.split()[:-1])
+
+
+_SCALARS = {"int": np.int32, "unsigned int": np.uint32, "long long": np.int64, "float": np.float32,
+            "double": np.float64, "bool": np.bool_}
+_POINTERS = {"float*": np.float32, "double*": np.float64, "float2*": np.complex64, "double2*": np.complex128,
+             "int*": np.int32, "long long*": np.int64, "unsigned char*": np.uint8, "bool*": np.bool_}
+
+
+class _RawKernel:
+    def __init__(self, name: str, params: list[str]):
+        from . import kernels
+
+        self.name = name
+        self.types = [_param_type(p) for p in params]
+        self.emulate = getattr(kernels, name, None)
+        if self.emulate is None:
+            raise AttributeError(f"cupy stand-in: no NumPy transcription of kernel {name!r} in tests/standin/kernels.py")
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        if not (isinstance(grid, tuple) and isinstance(block, tuple)):
+            raise TypeError(f"{self.name}: grid and block must be tuples")
+        if int(np.prod(block)) > 1024:
+            raise ValueError(f"{self.name}: {np.prod(block)} threads per block (CUDA allows 1024)")
+        if len(args) != len(self.types):
+            raise TypeError(f"kernel {self.name} takes {len(self.types)} arguments, got {len(args)}")
+        for i, (a, t) in enumerate(zip(args, self.types)):
+            if t.endswith("*"):
+                if not isinstance(a, ndarray):
+                    raise StandinError(f"kernel {self.name} argument {i} ({t}) must be a device array, got {type(a)}")
+                want = _POINTERS[t]
+                if a.dtype != want:
+                    raise StandinError(f"kernel {self.name} argument {i} ({t}) has dtype {a.dtype}, needs {np.dtype(want)}")
+                if not a.flags.c_contiguous:
+                    raise StandinError(f"kernel {self.name} argument {i} ({t}) is not C-contiguous")
+            else:
+                want = _SCALARS[t]
+                if not isinstance(a, want):
+                    raise StandinError(f"kernel {self.name} argument {i} ({t}) must be {want.__name__}, got "
+                                       f"{type(a).__name__} (CuPy passes Python numbers as 64-bit)")
+        self.emulate(grid, block, *[a._a if isinstance(a, ndarray) else a for a in args])
+
+
+class _RawModule:
+    def __init__(self, code: str = None, path: str = None, options=(), **kwargs):
+        if code is None:
+            code = Path(path).read_text()
+        _compile_check(code, tuple(options))
+        self._params = {m.group(1): [p for p in m.group(2).split(",") if p.strip()]
+                        for m in _SIG.finditer(code)}
+
+    def get_function(self, name: str):
+        if name not in self._params:
+            raise AttributeError(f"raw module has no extern \"C\" __global__ function {name!r}")
+        return _RawKernel(name, self._params[name])
+
+
+class _RandomState:
+    """``cupy.random.RandomState``: NumPy's generator with CuPy's ``dtype`` keyword, results on the device."""
+
+    def __init__(self, seed=None, method=None):
+        self._rs = np.random.RandomState(None if seed is None else int(seed) % 2 ** 32)
+
+    def __getattr__(self, name):
+        f = getattr(self._rs, name)
+
+        def call(*args, dtype=None, **kwargs):
+            _check(list(args) + list(kwargs.values()), f"cupy.random.RandomState.{name}")
+            res = f(*_unwrap(args), **_unwrap(kwargs))
+            if dtype is not None:
+                res = np.asarray(res).astype(dtype)
+            return _wrap(res)
+
+        return call
+
+
+# ---- the cupy module -------------------------------------------------------------------------------------
+def _asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    return a.get() if isinstance(a, ndarray) else np.asarray(a)
+
+
+def _not_emulated(name):
+    def f(*a, **k):
+        raise StandinError(f"cupy stand-in: {name} is not emulated")
+    return f
+
+
+_cuda_extra = {
+    "Device": _Device, "runtime": _Runtime(), "set_allocator": _set_allocator, "get_allocator": _get_allocator,
+    "Event": _Event, "get_elapsed_time": _elapsed, "is_available": lambda: True,
+    "get_device_id": lambda: 0, "get_current_stream": lambda: None,
+}
+
+
+class _Cuda(Namespace):
+    pass
+
+
+fft = Namespace("cupy.fft", scipy.fft, {"config": _FftConfig()})   # CuPy keeps single precision like scipy.fft
+linalg = Namespace("cupy.linalg", np.linalg)
+random = Namespace("cupy.random", np.random, {"RandomState": _RandomState})
+cuda = _Cuda("cupy.cuda", None, _cuda_extra)
+
+
+class _Lib:
+    stride_tricks = Namespace("cupy.lib.stride_tricks", np.lib.stride_tricks)
+
+
+cupy = Namespace("cupy", np, {
+    "ndarray": ndarray, "asnumpy": _asnumpy, "fft": fft, "linalg": linalg, "random": random, "cuda": cuda,
+    "lib": _Lib(), "get_default_memory_pool": lambda: POOL, "get_default_pinned_memory_pool": lambda: POOL,
+    "RawModule": _RawModule, "RawKernel": _not_emulated("RawKernel"),
+    "ElementwiseKernel": _not_emulated("ElementwiseKernel"), "ReductionKernel": _not_emulated("ReductionKernel"),
+    "fuse": _not_emulated("fuse"), "get_array_module": lambda *a: cupy,
+    "from_dlpack": None,   # set below (needs the Namespace wrapper for its checks)
+    "__version__": CUPY_VERSION,
+})
+cupy._extra["from_dlpack"] = cupy._function("from_dlpack", np.from_dlpack, API["modules"]["cupy"]["from_dlpack"])
+ndimage = Namespace("cupyx.scipy.ndimage", scipy.ndimage)
+fft_scipy = Namespace("cupyx.scipy.fft", scipy.fft, {"config": _FftConfig()})
+
+
+def backend(device_bytes: int | None = None) -> Backend:
+    """A CUDA-flavoured :class:`Backend` on the stand-in (``is_gpu`` True, device ``cuda:0``)."""
+    global DEVICE_BYTES
+    if device_bytes is not None:
+        DEVICE_BYTES = int(device_bytes)
+    return Backend("cupy", "cuda:0", cupy, ndimage, fft_scipy, device_id=0)
+
+
+def install(device_bytes: int | None = None) -> Backend:
+    """Make this process's gpuvalid see the stand-in as its CUDA device: ``get_backend("cuda:N")`` and
+    ``"auto"`` return :func:`backend`, ``cuda_available()`` is True, and the networks load on torch's CPU
+    (the stand-in's arrays live in host memory).  For tests (``GPUVALID_CUPY_STANDIN=1``) and rehearsal
+    scripts; modules that bound ``get_backend`` before this call keep the real one."""
+    import gpuvalid.backend as gb
+    import gpuvalid.models.infer as infer
+
+    be = backend(device_bytes)
+    if getattr(gb.get_backend, "standin", False):
+        return be
+    orig_get, orig_load = gb.get_backend, infer.load
+
+    def get_backend(device: str = "auto"):
+        dev = (device or "auto").strip().lower()
+        if dev == "auto" or dev.startswith(("cuda", "gpu")):
+            return be
+        return orig_get(device)
+
+    def load(kind, path=None, device="cpu"):
+        return orig_load(kind, path, "cpu")
+
+    get_backend.cache_clear, get_backend.standin = orig_get.cache_clear, True
+    load.cache_clear = orig_load.cache_clear
+    gb.get_backend, gb.cuda_available, infer.load = get_backend, (lambda: True), load
+    return be

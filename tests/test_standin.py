@@ -1,0 +1,99 @@
+"""The CuPy stand-in refuses what CuPy refuses (checked against CuPy's documented behaviour: no implicit
+device/host conversion, no host arrays or lists in device functions, only CuPy's names and keywords),
+counts device memory like CuPy's pool, and runs raw kernels only with the argument types of their
+signatures.  These rules are what makes a pass of ``GPUVALID_CUPY_STANDIN=1 pytest -m gpu`` mean something."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpuvalid.memory import PeakMeter
+from tests import standin
+
+
+@pytest.fixture()
+def be():
+    return standin.backend()
+
+
+def test_no_implicit_conversion_either_way(be):
+    xp = be.xp
+    a = be.asarray(np.arange(6, dtype=np.float32))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="NumPy array"):
+        a + np.ones(6, np.float32)
+    with pytest.raises(TypeError, match="NumPy array"):
+        np.ones(6, np.float32) * a
+    with pytest.raises(TypeError, match="NumPy array"):
+        xp.sum(np.ones(3))
+    with pytest.raises(TypeError, match="NumPy array"):
+        be.ndimage.gaussian_filter(np.ones((4, 4)), 1.0)
+    with pytest.raises(TypeError):
+        a[:3] = np.zeros(3, np.float32)
+    with pytest.raises(TypeError):
+        a[:2] = [1.0, 2.0]
+    np.testing.assert_array_equal(a.get(), np.arange(6))          # explicit copies are fine
+    assert isinstance(be.to_host(a), np.ndarray) and float(xp.sum(a)) == 15.0
+
+
+def test_reductions_and_indexing_give_device_scalars(be):
+    xp = be.xp
+    a = be.asarray(np.arange(8, dtype=np.float32).reshape(2, 4))
+    s = xp.sum(a)
+    assert isinstance(s, xp.ndarray) and s.shape == ()
+    assert isinstance(a[1, 2], xp.ndarray) and float(a[1, 2]) == 6.0
+    assert isinstance(np.mean(a), xp.ndarray)                      # __array_function__, as in CuPy
+    with pytest.raises(TypeError):
+        range(xp.int32(3) + a[0, 1].astype(xp.int32))             # CuPy arrays have no __index__
+
+
+def test_only_cupys_names_and_keywords(be):
+    xp = be.xp
+    a = be.asarray(np.ones(4, np.float32))
+    with pytest.raises(AttributeError):
+        xp.this_is_not_in_cupy
+    with pytest.raises(AttributeError):
+        be.ndimage.watershed_ift                                   # SciPy has it, cupyx does not
+    with pytest.raises(TypeError, match="initial"):
+        xp.sum(a, initial=0.0)                                     # NumPy's keyword, not CuPy's
+    with pytest.raises(AttributeError):
+        a.resize                                                   # numpy.ndarray method CuPy lacks
+
+
+def test_pool_counts_live_buffers_and_peak_meter_sees_them(be):
+    xp = be.xp
+    base = standin.POOL.used_bytes()
+    with PeakMeter(be) as m:
+        a = xp.zeros((64, 64, 64), xp.float32)                     # 1 MiB
+        v = a[::2]                                                 # a view allocates nothing
+        b = a + 1                                                  # 1 MiB more
+        del a, v, b
+    assert m.added == 2 * 2 ** 20
+    assert standin.POOL.used_bytes() == base
+
+
+def test_device_budget_follows_the_emulated_memory(be):
+    small = standin.backend(device_bytes=64 * 2 ** 20)
+    try:
+        assert small.free_memory_bytes() <= 64 * 2 ** 20
+    finally:
+        standin.backend(device_bytes=80 * 2 ** 30)
+
+
+def test_raw_kernels_check_their_arguments(be):
+    k = be.kernel("spiral.cu", "occupancy_accumulate")
+    A = be.asarray(np.array([0.1, 0.5, 0.9], np.float32))
+    count = be.xp.zeros(3, be.xp.float32)
+    k((1,), (32,), (A, np.float32(0.4), count, np.int64(3)))
+    np.testing.assert_array_equal(count.get(), [0, 1, 1])
+    with pytest.raises(TypeError, match="float32"):
+        k((1,), (32,), (A, 0.4, count, np.int64(3)))                # a Python float is a double in CuPy
+    with pytest.raises(TypeError, match="dtype"):
+        k((1,), (32,), (A.astype(be.xp.float64), np.float32(0.4), count, np.int64(3)))
+    with pytest.raises(TypeError, match="arguments"):
+        k((1,), (32,), (A, np.float32(0.4), count))
+    count[...] = 0
+    k((1,), (2,), (A, np.float32(0.4), count, np.int64(3)))         # a launch too small leaves work undone
+    np.testing.assert_array_equal(count.get(), [0, 1, 0])
