@@ -89,11 +89,14 @@ class Backend:
     def _kw(self):
         return {} if self.is_gpu else {"workers": -1}
 
-    def fftn(self, a, s=None, axes=None):
-        return self._fft.fftn(a, s=s, axes=axes, **self._kw())
+    def fftn(self, a, s=None, axes=None, overwrite_x: bool = False):
+        """Complex FFT; ``overwrite_x`` lets the transform reuse ``a``'s memory (cuFFT runs a C2C transform of
+        a contiguous array in place: no second array of the same size on the device)."""
+        return self._fft.fftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
-    def ifftn(self, a, s=None, axes=None):
-        return self._fft.ifftn(a, s=s, axes=axes, **self._kw())
+    def ifftn(self, a, s=None, axes=None, overwrite_x: bool = False):
+        """Inverse of :meth:`fftn` (same ``overwrite_x`` rule)."""
+        return self._fft.ifftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def rfftn(self, a, s=None, axes=None):
         return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
@@ -135,6 +138,12 @@ class Backend:
         """Return cached device blocks (between maps in batch runs)."""
         if self.is_gpu:
             self.xp.get_default_memory_pool().free_all_blocks()
+            self.xp.fft.config.get_plan_cache().clear()
+
+    def release_fft_plans(self) -> None:
+        """Drop CuPy's cached cuFFT plans (after a section): each holds its work area, up to the size of its
+        transform, in the memory pool, where the next section would count it as used."""
+        if self.is_gpu:
             self.xp.fft.config.get_plan_cache().clear()
 
     def info(self) -> dict:

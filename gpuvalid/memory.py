@@ -41,13 +41,16 @@ __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels"
            "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
 
 GIB = 2 ** 30
+NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activations (models.infer)
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
-#: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries; the GPU peaks
-#: measured by bench/bench_e2e.py replace them.  0.e: the monogenic estimate on the input grid, then the
-#: network's preparation on the working grid (complex64 spectrum + its inverse + cuFFT work area at the
-#: resampling, 24 B; then the normalised map, its padded copy, the tile cover and the output, ≈ 18 B); the
-#: batch of tiles' activations is bounded separately (a quarter of the budget, ≤ 2 GiB).
+#: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries, checked as upper
+#: bounds (and growth rates) of the device peaks by tests/test_memory_estimates.py (on the CuPy stand-in:
+#: 0.a–0.h add 5–31 B per input voxel, 0.e 16.5 B per working-grid voxel); the GPU peaks measured by
+#: bench/bench_e2e.py replace them.  0.e: the monogenic estimate on the input grid, then the network's
+#: preparation on the working grid (complex64 spectrum transformed in place + cuFFT work area at the
+#: resampling, 16 B; then the normalised map, its padded copy, the tile cover and the output, ≈ 16 B) and
+#: the smallest batch of tiles' activations (a larger batch takes at most a quarter of what is free).
 BYTES_PER_VOXEL = {
     "0.a": {"input": 64},                  # labels int32, kept/dilated masks, float64 centre-of-mass weights
     "0.b": {"input": 64},                  # labels int32, component bincount, V ≥ t per mass step
@@ -55,9 +58,9 @@ BYTES_PER_VOXEL = {
     "0.d": {"input": 48},                  # rfftn spectrum, shell index int64, sharpened map, cuFFT work area
     # 0.e runs its two estimates one after the other: the monogenic one on the input grid, then the network's
     # preparation on the 1 Å working grid (the map's own few bytes per voxel stay): the peak is the larger phase
-    "0.e": {"phases": ({"input": 96}, {"input": 8, "work": 32})},
+    "0.e": {"phases": ({"input": 96}, {"input": 8, "work": 32, "fixed": NETWORK_BATCH_MIN_BYTES})},
     "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
-    "0.g": {"input": 8, "resized": 96},    # spiral engine on the (cached) resized map
+    "0.g": {"input": 32, "resized": 96},   # Fourier resampling when 0.f has not cached it, spiral engine
     "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid
     # Level 1 local resolution (issue 12); the half maps (8 B) are already held.  "mask": bytes per hard-mask
     # voxel (the whole box when the mask is unknown); "fixed": bytes whatever the size.
@@ -316,6 +319,7 @@ def run_within_budget(run, sid: str, ctx):
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
+    be.release_fft_plans()
     _release_torch_cache()
     return res
 

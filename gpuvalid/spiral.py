@@ -42,6 +42,8 @@ KERNELS = "spiral.cu"
 _TINY_A = 1e-30   # amplitude floor before the log
 _TINY_Y = 1e-37   # floor of A²/(A + noise) (float32 normal range)
 _BLOCK = 256
+BATCH_VOXELS = 2 ** 24         # voxels of all the shells of one GPU launch (128³: 8 shells, 256³: 1)
+BYTES_PER_SHELL_VOXEL = 20     # device bytes per voxel and shell of a launch (complex64 × 2 in place + A)
 
 
 def frequency_axes(shape: tuple, voxel_size: float) -> list[np.ndarray]:
@@ -151,14 +153,17 @@ class SpiralEngine:
             del A
 
     def batch_size(self, n_shells: int) -> int:
-        """Shells per GPU launch: what fits in half of the free memory (≈ 36 bytes per voxel and shell)."""
+        """Shells per GPU launch: at most 8, at most ``BATCH_VOXELS`` voxels in all (a launch that large
+        already fills the GPU: more shells per launch buy no speed, only memory) and what fits in half of
+        the free memory (``BYTES_PER_SHELL_VOXEL`` per voxel and shell: the packed spectra, transformed in
+        place, and the amplitude)."""
         if self._batch:
             return max(1, min(self._batch, n_shells))
         free = self.be.free_memory_bytes()
         if free is None:
             return 1
-        per_shell = 36 * self.nvox
-        return int(max(1, min(8, n_shells, (free // 2) // per_shell)))
+        per_shell = BYTES_PER_SHELL_VOXEL * self.nvox
+        return int(max(1, min(8, n_shells, BATCH_VOXELS // self.nvox, (free // 2) // per_shell)))
 
     # ---- CPU path ----------------------------------------------------------------------------
     def _amplitude_cpu(self, f0: float, width: float):
@@ -225,8 +230,8 @@ class SpiralEngine:
             np.int32(nz), np.int32(ny), np.int32(nx),
             np.float32(1.0 / (nz * ts)), np.float32(1.0 / (ny * ts)), np.float32(1.0 / (nx * ts)),
             norms))
-        Z = self.be.ifftn(P, axes=(-3, -2, -1))   # 2·nb batched complex transforms, cuFFT plan cached
-        Z = xp.ascontiguousarray(Z)
+        # 2·nb batched complex transforms in place (cuFFT plan cached): no second nb × 16 B per voxel
+        Z = xp.ascontiguousarray(self.be.ifftn(P, axes=(-3, -2, -1), overwrite_x=True))
         del P
         A = xp.empty((nb,) + self.shape, dtype=xp.float32)
         self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))

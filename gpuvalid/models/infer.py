@@ -118,10 +118,10 @@ def _batch_budget(be, batch_bytes: int | None) -> int:
     (:func:`gpuvalid.memory.available_bytes`) capped at ``BATCH_BYTES``, at least 256 MiB."""
     if batch_bytes:
         return int(batch_bytes)
-    from ..memory import available_bytes
+    from ..memory import NETWORK_BATCH_MIN_BYTES, available_bytes
 
     avail = available_bytes(be)
-    return int(max(256 * 2 ** 20, min(BATCH_BYTES, (avail or 0) // 4)))
+    return int(max(NETWORK_BATCH_MIN_BYTES, min(BATCH_BYTES, (avail or 0) // 4)))
 
 
 @contextmanager

@@ -67,7 +67,7 @@ def resample(V, new_shape: tuple, be=None):
             for bx in blocks[2]:
                 out[bz[1], by[1], bx[1]] = F[bz[0], by[0], bx[0]]
     del F
-    v = be.ifftn(out)
+    v = be.ifftn(out, overwrite_x=be.is_gpu)        # in place on the device: one working-grid spectrum
     del out
     if be.is_gpu:                                    # float32 product: no float64 working-grid copy
         return xp.multiply(v.real, xp.float32(scale), dtype=xp.float32)

@@ -663,6 +663,27 @@ ndimage = Namespace("cupyx.scipy.ndimage", scipy.ndimage)
 fft_scipy = Namespace("cupyx.scipy.fft", scipy.fft, {"config": _FftConfig()})
 
 
+def _in_place(name: str):
+    """cupyx.scipy.fft's C2C transform with ``overwrite_x=True`` on a contiguous complex array of the
+    output's dtype writes the result into that array (cuFFT in place): emulated, so the pool sees no second
+    array."""
+    f = fft_scipy._function(name, getattr(scipy.fft, name), API["modules"]["cupyx.scipy.fft"][name])
+
+    def call(x, *args, **kwargs):
+        res = f(x, *args, **kwargs)
+        if (kwargs.get("overwrite_x") and isinstance(x, ndarray) and x.dtype.kind == "c" and res.dtype == x.dtype
+                and res.shape == x.shape and x.flags.c_contiguous and res is not x):
+            x._a[...] = res._a
+            return x
+        return res
+
+    return call
+
+
+for _n in ("fft", "ifft", "fftn", "ifftn", "fft2", "ifft2"):
+    fft_scipy._extra[_n] = _in_place(_n)
+
+
 def backend(device_bytes: int | None = None) -> Backend:
     """A CUDA-flavoured :class:`Backend` on the stand-in (``is_gpu`` True, device ``cuda:0``)."""
     global DEVICE_BYTES
