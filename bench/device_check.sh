@@ -4,6 +4,8 @@
 #   bash bench/device_check.sh --prepare     # here, with network: wheels for the GPU node, the test maps
 #   bash bench/device_check.sh               # on the GPU node (or the `device` tool: carry .whl and .devdata)
 #   bash bench/device_check.sh --rehearse    # anywhere: the same steps on the CPU, small sizes (a dry run)
+#   bash bench/device_check.sh --standin     # anywhere: the same steps on cuda:0 = the CuPy stand-in of
+#                                            # tests/standin (GPU code paths on the CPU, small sizes)
 #
 # Steps (each with its own time limit; a failing step does not stop the others):
 #   1 environment (nvidia-smi, versions, gpuvalid info)
@@ -62,6 +64,12 @@ L1_LIMIT=150
 ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
     ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
+fi
+PYTEST_LIMIT=120
+if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
+    export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
+    SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
+    L1_JOBS="$DEV:48,cpu:48"; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
@@ -157,7 +165,7 @@ if [ -n "$ONLY_L1" ]; then
 fi
 step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
 if [ "$DEV" != cpu ]; then
-    step "3 pytest -m gpu" 120 $PY -m pytest -m gpu -q -p no:cacheprovider tests
+    step "3 pytest -m gpu" $PYTEST_LIMIT $PY -m pytest -m gpu -q -p no:cacheprovider tests
 else
     echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
 fi

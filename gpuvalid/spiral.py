@@ -42,7 +42,7 @@ KERNELS = "spiral.cu"
 _TINY_A = 1e-30   # amplitude floor before the log
 _TINY_Y = 1e-37   # floor of A²/(A + noise) (float32 normal range)
 _BLOCK = 256
-BATCH_VOXELS = 2 ** 24         # voxels of all the shells of one GPU launch (128³: 8 shells, 256³: 1)
+BATCH_VOXELS = 2 ** 23         # voxels of all the shells of one GPU launch (100³: 8 shells, 128³: 4, 203³: 1)
 BYTES_PER_SHELL_VOXEL = 20     # device bytes per voxel and shell of a launch (complex64 × 2 in place + A)
 
 

@@ -12,11 +12,16 @@ import pytest
 
 import gpuvalid.backend as _backend
 
-STANDIN = os.environ.get("GPUVALID_CUPY_STANDIN", "") not in ("", "0") and not _backend.cuda_available()
+STANDIN = os.environ.get("GPUVALID_CUPY_STANDIN", "") not in ("", "0") and (
+    getattr(_backend.get_backend, "standin", False) or not _backend.cuda_available())  # (sitecustomize: installed)
 if STANDIN:
     from tests import standin as _standin
 
     _standin.install()
+    # worker processes (batch mode) and CLI subprocesses load the stand-in through tests/standin/site
+    _root = Path(__file__).resolve().parents[1]
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(_root / "tests" / "standin" / "site"), str(_root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 cuda_available, get_backend = _backend.cuda_available, _backend.get_backend
 

@@ -237,9 +237,6 @@ def test_batch_on_gpu_matches_cpu(manifest, tmp_path):
     from gpuvalid.backend import cuda_available
     if not cuda_available():
         pytest.skip("no CUDA device / CuPy not installed")
-    from tests.conftest import STANDIN
-    if STANDIN:
-        pytest.skip("worker processes cannot use the in-process CuPy stand-in")
     rows = [r for r in read_manifest(manifest) if r["emdb_id"] in GOOD]
     a, b = tmp_path / "cpu", tmp_path / "gpu"
     run_batch(rows, opts(a))

@@ -695,15 +695,18 @@ def backend(device_bytes: int | None = None) -> Backend:
 def install(device_bytes: int | None = None) -> Backend:
     """Make this process's gpuvalid see the stand-in as its CUDA device: ``get_backend("cuda:N")`` and
     ``"auto"`` return :func:`backend`, ``cuda_available()`` is True, and the networks load on torch's CPU
-    (the stand-in's arrays live in host memory).  For tests (``GPUVALID_CUPY_STANDIN=1``) and rehearsal
-    scripts; modules that bound ``get_backend`` before this call keep the real one."""
+    (the stand-in's arrays live in host memory; patched when :mod:`gpuvalid.models.infer` is imported, so
+    a process that never runs a network never imports torch).  For tests (``GPUVALID_CUPY_STANDIN=1``),
+    rehearsal scripts and ``tests/standin/site`` (every Python process of ``bench/device_check.sh
+    --standin``); modules that bound ``get_backend`` before this call keep the real one."""
+    import sys
+
     import gpuvalid.backend as gb
-    import gpuvalid.models.infer as infer
 
     be = backend(device_bytes)
     if getattr(gb.get_backend, "standin", False):
         return be
-    orig_get, orig_load = gb.get_backend, infer.load
+    orig_get = gb.get_backend
 
     def get_backend(device: str = "auto"):
         dev = (device or "auto").strip().lower()
@@ -711,10 +714,45 @@ def install(device_bytes: int | None = None) -> Backend:
             return be
         return orig_get(device)
 
+    get_backend.cache_clear, get_backend.standin = orig_get.cache_clear, True
+    gb.get_backend, gb.cuda_available = get_backend, (lambda: True)
+    if "gpuvalid.models.infer" in sys.modules:
+        _patch_infer(sys.modules["gpuvalid.models.infer"])
+    else:
+        sys.meta_path.insert(0, _PatchOnImport("gpuvalid.models.infer", _patch_infer))
+    return be
+
+
+def _patch_infer(infer) -> None:
+    """Networks load on torch's CPU whatever device they are asked for."""
+    orig_load = infer.load
+
     def load(kind, path=None, device="cpu"):
         return orig_load(kind, path, "cpu")
 
-    get_backend.cache_clear, get_backend.standin = orig_get.cache_clear, True
     load.cache_clear = orig_load.cache_clear
-    gb.get_backend, gb.cuda_available, infer.load = get_backend, (lambda: True), load
-    return be
+    infer.load = load
+
+
+class _PatchOnImport:
+    """A meta-path finder that runs ``patch(module)`` right after ``name`` is first imported."""
+
+    def __init__(self, name: str, patch):
+        self.name, self.patch = name, patch
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+        import sys
+
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module, patch = spec.loader.exec_module, self.patch
+
+        def run(module):
+            exec_module(module)
+            patch(module)
+
+        spec.loader.exec_module = run
+        return spec
