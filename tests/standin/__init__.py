@@ -102,21 +102,29 @@ POOL = _Pool()
 _allocator = [POOL.malloc]
 _tracked: dict[int, object] = {}     # id(root buffer) -> its weakref.finalize
 _sites: dict[int, tuple] = {}        # id(root buffer) -> (bytes, allocation site), when tracing
-TRACE = {"on": False, "peak": 0, "live": []}
+TRACE = {"on": False, "peak": 0, "live": [], "copies": {}}
 
 
 def trace(on: bool = True) -> None:
     """Record the live device buffers (bytes, gpuvalid file:line that made them) at the pool's high-water
-    mark: ``TRACE["live"]`` after the run, to see what a section holds at its peak."""
-    TRACE.update(on=on, peak=0, live=[])
+    mark: ``TRACE["live"]`` after the run, to see what a section holds at its peak; and the host/device
+    copies, ``TRACE["copies"][(direction, site)] = [count, bytes]`` (direction "d2h" or "h2d")."""
+    TRACE.update(on=on, peak=0, live=[], copies={})
     _sites.clear()
+
+
+def _copy(direction: str, nbytes: int) -> None:
+    if TRACE["on"]:
+        c = TRACE["copies"].setdefault((direction, _site()), [0, 0])
+        c[0] += 1
+        c[1] += int(nbytes)
 
 
 def _site() -> str:
     import traceback
 
     for fr in reversed(traceback.extract_stack(limit=40)):
-        if "/gpuvalid/" in fr.filename and "/tests/" not in fr.filename:
+        if "/gpuvalid/" in fr.filename and "/tests/" not in fr.filename and not fr.filename.endswith("backend.py"):
             return f"{fr.filename.split('/gpuvalid/')[-1]}:{fr.lineno} {fr.line}"
     return "?"
 
@@ -210,6 +218,7 @@ class ndarray:
                         "a NumPy array explicitly.")
 
     def get(self, stream=None, order="C", out=None, blocking=True):
+        _copy("d2h", self._a.nbytes)
         return np.array(self._a, order=order)
 
     def set(self, arr, stream=None):
@@ -414,6 +423,8 @@ class Namespace:
             res = impl(*_unwrap(args), **_unwrap(kwargs))
             if kwargs.get("out") is not None:
                 return kwargs["out"]
+            if converter and args and isinstance(args[0], np.ndarray):
+                _copy("h2d", args[0].nbytes)
             if converter and isinstance(res, np.ndarray) and any(
                     isinstance(a, np.ndarray) and np.shares_memory(a, res) for a in args):
                 res = res.copy()            # host -> device is a copy, never a view of host memory
