@@ -65,7 +65,7 @@ ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
     ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
 fi
-PYTEST_LIMIT=120
+PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (33 tests; end-to-end runs and memory estimates included)
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
