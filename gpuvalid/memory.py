@@ -42,6 +42,9 @@ __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels"
 
 GIB = 2 ** 30
 NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activations (models.infer)
+L1_PERM_CHUNK = 40_000_000     # 1.b: permuted coefficients per device launch (gpuvalid.level1.fdr.PERM_CHUNK)
+L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (float32 key and its copy, int64
+                               # index and segment key, the sort's buffers; then the gather and product)
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
 #: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries, checked as upper
@@ -62,23 +65,46 @@ BYTES_PER_VOXEL = {
     "0.f": {"input": 40, "resized": 96},   # Fourier resampling (complex64 on the input grid), spiral engine
     "0.g": {"input": 32, "resized": 96},   # Fourier resampling when 0.f has not cached it, spiral engine
     "0.h": {"work": 56},                   # twist features: Gaussian derivatives on the 1 Å working grid
-    # Level 1 local resolution (issue 12); the half maps (8 B) are already held.  "mask": bytes per hard-mask
-    # voxel (the whole box when the mask is unknown); "fixed": bytes whatever the size.
-    # 1.c: soft-mask copy, selection and lattice masks, flat centres and their (z, y, x) int64 per selected
-    # voxel; the boxes go in chunks sized to a quarter of what is left (local_fsc.BYTES_PER_BOX = 3 MB per
-    # box, at least 64 boxes)
-    "1.c": {"input": 8, "mask": 40, "fixed": 64 * 3_000_000},
-    # 1.d: the whitened half spectra (rfftn grid: complex64 is 4 B per voxel each), |f|, the high-pass
-    # spectrum, one padded kernel, its spectrum, the product and the inverse with cuFFT's work area
-    "1.d": {"input": 48, "mask": 24},
-    # 1.e: the engine (full complex64 spectra of the half sum and difference, 16 B; |f| 4 B), per step the
-    # high-pass, the filtered spectrum and its two Riesz-packed products and inverses (8 B each), the amplitude
-    # and its low-pass (rfftn grid, cached filter)
-    "1.e": {"input": 80, "mask": 24},
-    # 1.f: the engine (20 B), the 47 cones as their coefficients (int32 index + float32 weight, 3.4 % of the
-    # grid each: 13 B), the spectrum grid, its inverse and cuFFT's work area (24 B), the amplitude and its
-    # low-pass (16 B); per mask voxel the 47 sweeps (value, misses, alive, passed: 7 B each) and gathers
-    "1.f": {"input": 96, "mask": 47 * 7 + 24},
+    # Level 1 (the half maps, 8 B, are already held).  Upper bounds of the device peaks measured on the CuPy
+    # stand-in (tests/test_memory_estimates.py, simulated halves at 48³ and 64³: each section on a fresh Level 1
+    # context, so that it builds the cached spectra it needs) plus what the stand-in cannot see: cuFFT's work
+    # area (about the largest complex transform alive: 4 B per map voxel for an rfftn grid, 8 B for a full
+    # complex grid), CuPy's copy of a C2R input and the int64 scan of a nonzero() over the whole grid.
+    # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "fixed": bytes whatever the
+    # size.  Stand-in peaks at 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation
+    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 67, 1.f 109, 1.g 42, 1.h 49.
+    # 1.a: the cached spectra of the halves and of the masked halves (rfftn, 4 B each), the mask copy, the shell
+    # geometry (int32 shell, float32 weight) and the FSC/DPR/SSNR sums' half-grid temporaries
+    "1.a": {"input": 56},
+    # 1.b: the masked spectra and geometry if not cached, the shell order (int64) and the spectra gathered in
+    # it, the sphere-masked spectra of the second test; the permutation chunk: up to L1_PERM_CHUNK coefficients
+    # of random keys, their argsort (index, segment keys and sort buffers) and the gathered products
+    "1.b": {"input": 64, "fixed": L1_PERM_CHUNK * L1_PERM_BYTES},
+    # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), the centres and
+    # their (z, y, x) int64 (32 B per selected voxel, soft mask ≥ 0.5 ≈ the hard mask); the boxes go in chunks
+    # of at most local_fsc.MAX_CHUNK_BOXES × BYTES_PER_BOX (stand-in: 0.83 MB per box, + its padded copy and
+    # cuFFT's work area on a device: ≈ 1.4 MB; the shell matrix, 4.7 MB, fits in the rest)
+    "1.c": {"input": 20, "mask": 40, "fixed": 256 * 3_000_000},
+    # 1.d: the whitened half spectra (rfftn, filtered in place: 8 B), the shell index and filter, then per
+    # kernel the high-passed spectrum, the padded kernel, its spectrum (conjugated and multiplied in place)
+    # and the inverse (+ C2R input copy and work area); per mask voxel the index, the gathered correlations
+    # and the statistic
+    "1.d": {"input": 36, "mask": 24},
+    # 1.e: the engine (full complex64 spectra of the half sum and difference 16 B, |f| and the three unit
+    # components 16 B), per step the high-pass (4 B), the filtered spectrum turned into v0 + i·vx by an
+    # in-place inverse, the Riesz-packed spectrum and its in-place inverse (8 B each), the amplitude and a
+    # temporary (8 B), cuFFT's work area (8 B), the amplitude low-pass (rfftn grid); per mask voxel the
+    # index, the sweep (3 B), its update, the gathered amplitudes and the quantile's sort
+    "1.e": {"input": 72, "mask": 40},
+    # 1.f: the engine (32 B), the 47 cones as their coefficients (int32 index + float32 weight, 3.4 % of the
+    # grid each: 13 B), the spectrum grid and its in-place inverse (8 B) with cuFFT's work area (8 B), the
+    # amplitude and its low-pass (≈ 12 B); per mask voxel the 47 sweeps (3 B each) and what 1.e needs
+    "1.f": {"input": 88, "mask": 47 * 3 + 40},
+    # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (unit vectors, cube-map face
+    # and cell, int32 index: half-grid temporaries), the cross and power terms; fixed: the direction-binned
+    # float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at N = 1024)
+    "1.g": {"input": 56, "fixed": 2 ** 26},
+    "1.h": {"input": 56, "fixed": 2 ** 26},
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)

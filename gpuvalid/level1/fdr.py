@@ -27,6 +27,7 @@ SID, TITLE = "1.b", "FSC permutation (FDR-FSC)"
 FRACTION = 0.7
 MAX_SAMPLES = 200_000
 BATCH = 200
+PERM_CHUNK = 40_000_000   # GPU: permuted coefficients per launch (rows × samples; gpuvalid.memory's 1.b estimate)
 MAX_PERMUTATIONS = 1000
 FDR = 0.01
 DECIDED_Z = 6.0     # FSC / σ of permuted correlations (1/√(2m)) beyond which no draw can exceed it
@@ -100,7 +101,7 @@ def permutation_pvalues(be, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_per
             nb = min(batch, max_perm - done)
             if be.is_gpu:
                 cnt = 0
-                chunk = max(1, min(nb, int(4e7 // max(m, 1))))
+                chunk = max(1, min(nb, PERM_CHUNK // max(m, 1)))
                 for c0 in range(0, nb, chunk):
                     c = min(chunk, nb - c0)
                     perm = xp.argsort(rs.random_sample((c, m), dtype=xp.float32), axis=1)

@@ -16,7 +16,8 @@ come from the same FSC curves (``vrs_compat``).
 All boxes of a chunk are extracted with one gather and transformed with one batched ``rfftn`` over the
 last three axes (``be.rfftn(..., s=(40, 40, 40), axes=(1, 2, 3))``: one cuFFT plan over many boxes on
 the GPU); the shell sums are one matrix product with a ``[coefficients × shells]`` weight matrix.  Chunks
-are sized to a memory budget.  On the CPU an optional ``step`` computes the FSC on a lattice of every
+are sized to a memory budget: on a device a quarter of what is free, at most ``MAX_CHUNK_BOXES`` boxes (a
+few hundred 40³ boxes already fill a GPU's batched FFT: more would only cost memory).  On the CPU an optional ``step`` computes the FSC on a lattice of every
 ``step``-th voxel (those within ``step`` voxels of the selection) and fills the selected voxels by
 trilinear interpolation of that lattice (missing lattice points take the nearest computed value).
 """
@@ -36,9 +37,11 @@ CUTOFF = 0.5
 LO_CAP_A = 200.0
 VRS_FLOOR_A = 2.0
 MASK_LEVEL = 0.5
-BYTES_PER_BOX = 3_000_000          # padded real boxes, two half spectra, products (float32/complex64)
+BYTES_PER_BOX = 3_000_000          # upper bound per box of a chunk: gathered box, its padded copy, two half
+                                   # spectra (269 kB each), one product and its temporary, cuFFT work area
 CPU_BUDGET = 256 * 2**20
-MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (gpuvalid.memory's 1.c estimate)
+MIN_CHUNK_BOXES = 64               # the smallest chunk on a device
+MAX_CHUNK_BOXES = 256              # the largest (16.4 M voxels per batched FFT); gpuvalid.memory's 1.c estimate
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
 
 
@@ -166,11 +169,12 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     freq = np.arange(nsh) / (PAD * voxel_size)
     win = be.asarray(hann_box(BOX))
     off = xp.arange(-half, BOX - half)
-    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves, ≥ 64 boxes
+    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves, 64–256 boxes
         from ..memory import available_bytes
 
         avail = available_bytes(be)
-        budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * BYTES_PER_BOX, avail // 4)
+        budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * BYTES_PER_BOX,
+                                                            min(avail // 4, MAX_CHUNK_BOXES * BYTES_PER_BOX))
     chunk = int(max(8, min(nb, budget_bytes // BYTES_PER_BOX)))
     cz, cy, cx = (xp.asarray(a) for a in xp.unravel_index(centres, shape))
     first = np.empty(nb, dtype=np.float64)
@@ -194,11 +198,12 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
             del b
         F1, F2 = F
         del F
-        prods = (F1.real * F2.real + F1.imag * F2.imag, F1.real * F1.real + F1.imag * F1.imag,
-                 F2.real * F2.real + F2.imag * F2.imag)
-        del F1, F2
-        sums = [p @ S for p in prods]          # Hermitian-weighted shell sums, one matrix product
-        del prods
+        # Hermitian-weighted shell sums of Re(F1·F2*), |F1|², |F2|², one matrix product each; one product
+        # array (and its temporary) alive at a time
+        sums = [_shell_sums(F1, F2, S), _shell_sums(F1, F1, S)]
+        del F1
+        sums.append(_shell_sums(F2, F2, S))
+        del F2
         c, p1, p2 = (be.to_host(a).astype(np.float64) for a in sums)
         den = np.sqrt(p1 * p2)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -226,6 +231,14 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     out["vrs_map"] = _fill(vres, cen_host, shape, step, tgt_host) if vres is not None else None
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _shell_sums(Fa, Fb, S):
+    """``Re(Fa·Fb*) @ S`` for rows of spectra ``Fa``, ``Fb`` (the product formed in place: the same numbers as
+    ``(Fa.real·Fb.real + Fa.imag·Fb.imag) @ S``)."""
+    p = Fa.real * Fb.real
+    p += Fa.imag * Fb.imag
+    return p @ S
 
 
 def _box_spectra(be, b):

@@ -93,15 +93,16 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
             # |IFFT(H·F·(1 + u·d))| = √(v0² + v_d²): the amplitude of the analytic signal along d (its Riesz
             # component along d), one inverse transform per map
             Gf[ci] = FN[ci] * Hw
-            AN = eng.lowpass(xp.abs(be.ifftn(G)), fd)
+            AN = eng.lowpass(_cone_amplitude(be, G), fd)
             thr = quantile_at(be, AN, idx, quantile)
             del AN
             if not np.isfinite(thr) or thr <= 0:
                 raise NotMeasurable(f"the directional noise amplitude is {thr:g} at {d:.2f} Å")
             Gf[ci] = FV[ci] * Hw
-            AV = eng.lowpass(xp.abs(be.ifftn(G)), fd)
+            AV = eng.lowpass(_cone_amplitude(be, G), fd)
             sweeps[k].update(AV.reshape(-1)[idx] > thr, float(d))
-            Gf[ci] = 0
+            if not be.is_gpu:
+                Gf[ci] = 0
             del AV, Hw
         going = [k for k in going if alive_fraction(be, sweeps[k]) >= STOP_FRACTION]
         if not going:
@@ -116,6 +117,20 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
     return {"directions": dirs, "res": res, "index": be.to_host(idx), "min": rmin, "max": res.max(axis=0),
             "mean": res.mean(axis=0), "best": best, "steps": steps, "steps_per_direction": used,
             "seconds": time.perf_counter() - t0}
+
+
+def _cone_amplitude(be, G):
+    """``|IFFT(G)|`` (float32), ``G`` zero outside the cone's coefficients.  On the device the inverse transform
+    runs in place (no second complex grid) and ``G`` is zeroed afterwards; on the CPU ``G`` is left as it was
+    (the caller zeroes the cone's coefficients)."""
+    xp = be.xp
+    if not be.is_gpu:
+        return xp.abs(be.ifftn(G))
+    Z = be.ifftn(G, overwrite_x=True)
+    A = xp.abs(Z)
+    del Z
+    G.fill(0)
+    return A
 
 
 def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:

@@ -39,9 +39,22 @@ START_MIN_A = 10.0
 
 
 def raised_cosine_up(r, lo: float, hi: float, xp):
-    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32)."""
-    t = xp.clip((r - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-    return (0.5 - 0.5 * xp.cos(np.pi * t)).astype(xp.float32)
+    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32 ``r``: float32).
+
+    Computed in one array (each step in place: no temporaries of ``r``'s size)."""
+    t = r - lo
+    t /= max(hi - lo, 1e-9)
+    xp.clip(t, 0.0, 1.0, out=t)
+    t *= np.pi
+    xp.cos(t, out=t)
+    t *= 0.5
+    xp.subtract(0.5, t, out=t)
+    return t.astype(xp.float32, copy=False)
+
+
+def _one_minus(a, xp):
+    """``1 − a`` in place."""
+    return xp.subtract(1.0, a, out=a)
 
 
 class HalfMonogenic:
@@ -57,8 +70,8 @@ class HalfMonogenic:
         h1 = be.asarray(h1, dtype=xp.float32)
         h2 = be.asarray(h2, dtype=xp.float32)
         self.shape = tuple(int(s) for s in h1.shape)
-        self.FV = hermitian_full(xp, be.rfftn(0.5 * (h1 + h2)).astype(xp.complex64), self.shape)
-        self.FN = hermitian_full(xp, be.rfftn(0.5 * (h1 - h2)).astype(xp.complex64), self.shape)
+        self.FV = hermitian_full(xp, be.rfftn(0.5 * (h1 + h2)).astype(xp.complex64, copy=False), self.shape)
+        self.FN = hermitian_full(xp, be.rfftn(0.5 * (h1 - h2)).astype(xp.complex64, copy=False), self.shape)
         fz, fy, fx = (xp.asarray(a.astype(np.float32)) for a in frequency_axes(self.shape, 1.0))
         fz, fy, fx = fz[:, None, None], fy[None, :, None], fx[None, None, :]
         self.r = xp.sqrt(fz * fz + fy * fy + fx * fx)
@@ -78,15 +91,31 @@ class HalfMonogenic:
     def amplitude(self, F, H):
         """Monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with full spectrum ``F`` filtered by the real
         radial-or-not filter ``H`` (full grid)."""
-        xp = self.be.xp
+        xp, be = self.be.xp, self.be
         uz, uy, ux = self.u
         G = F * H
-        z1 = self.be.ifftn(G * (1.0 + ux))
-        z2 = self.be.ifftn(G * (uz - 1j * uy).astype(xp.complex64))
-        del G
-        A = z1.real * z1.real + z1.imag * z1.imag
-        A += z2.real * z2.real + z2.imag * z2.imag
-        return xp.sqrt(A).astype(xp.float32)
+        if be.is_gpu:   # two spectra alive at most: products formed in place, inverses in place (cuFFT)
+            z2 = xp.empty_like(G)           # u_z − i·u_y, then G·(u_z − i·u_y)
+            z2.real[...] = uz
+            xp.negative(uy, out=z2.imag)
+            z2 *= G
+            G *= 1.0 + ux
+            z1 = be.ifftn(G, overwrite_x=True)
+            del G
+            z2 = be.ifftn(z2, overwrite_x=True)
+        else:           # as it was: NumPy's complex products can round differently with the operands' alignment
+            z1 = be.ifftn(G * (1.0 + ux))
+            z2 = be.ifftn(G * (uz - 1j * uy).astype(xp.complex64))
+            del G
+        A = z1.real * z1.real               # |z1|² + |z2|², summed as (a + b) + (c + d), in place
+        A += z1.imag * z1.imag
+        del z1
+        B = z2.real * z2.real
+        B += z2.imag * z2.imag
+        del z2
+        A += B
+        del B
+        return xp.sqrt(A, out=A)
 
     def lowpass(self, A, fd: float):
         """``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``.
@@ -100,7 +129,12 @@ class HalfMonogenic:
         xp, be = self.be.xp, self.be
         box, L = self._lowpass_filter(fd)
         if box is None:
-            return be.irfftn(be.rfftn(A) * L, s=self.shape).astype(xp.float32, copy=False)
+            S = be.rfftn(A)
+            if be.is_gpu:
+                S *= L
+            else:
+                S = S * L
+            return be.irfftn(S, s=self.shape).astype(xp.float32, copy=False)
         (nz, kz), (ny, ky), (nx, kx) = box
         S = be.rfftn(A, axes=(2,))[:, :, : kx + 1]
         S = _take(xp, be.fftn(S, axes=(1,)), 1, ny, ky)
@@ -122,7 +156,7 @@ class HalfMonogenic:
             k = int(np.floor(b * n)) + 1            # |i/n| < b  ⇒  |i| ≤ floor(b·n) (one more for rounding)
             box.append((n, None if 2 * k + 1 >= n else k))
         if any(k is None or 2 * k + 1 > n // 2 for n, k in box):
-            L = 1.0 - raised_cosine_up(self.r_half, fd, b, xp)
+            L = _one_minus(raised_cosine_up(self.r_half, fd, b, xp), xp)
             self._lp = (fd, None, L)
             return None, L
         (nz, kz), (ny, ky), (nx, kx) = box
@@ -132,7 +166,7 @@ class HalfMonogenic:
         fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
         fx = fx[:, :, : kx + 1]
         r = xp.sqrt(fz * fz + fy * fy + fx * fx)
-        L = 1.0 - raised_cosine_up(r, fd, b, xp)
+        L = _one_minus(raised_cosine_up(r, fd, b, xp), xp)
         self._lp = (fd, tuple(box), L)
         return tuple(box), L
 
@@ -180,22 +214,46 @@ def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
 
 class TwoFailureSweep:
     """Per-voxel state of a coarse-to-fine sweep: the resolution of the last pass; a voxel leaves after
-    two consecutive failures.  ``value`` starts at ``cap`` (never passed)."""
+    two consecutive failures.  ``value`` starts at ``cap`` (never passed).
+
+    Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
+    (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
+    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand."""
 
     def __init__(self, xp, n: int, cap: float):
         self.xp = xp
-        self.value = xp.full(n, cap, dtype=xp.float32)
+        self.cap = float(cap)
+        self.step = xp.full(n, -1, dtype=xp.int16)
         self.miss = xp.zeros(n, dtype=xp.int8)
-        self.alive = xp.ones(n, dtype=bool)
-        self.passed = xp.zeros(n, dtype=bool)
+        self._d: list[float] = []        # resolution (Å) of each update
+
+    @property
+    def alive(self):
+        return self.miss < 2
+
+    @property
+    def passed(self):
+        return self.step >= 0
+
+    @property
+    def value(self):
+        """Resolution (Å, float32) of each voxel's last pass, ``cap`` where it never passed."""
+        xp = self.xp
+        if not self._d:
+            return xp.full(self.step.shape, self.cap, dtype=xp.float32)
+        table = xp.asarray(np.asarray(self._d, dtype=np.float32))
+        return xp.where(self.step >= 0, table[xp.maximum(self.step, 0)], xp.float32(self.cap))
 
     def update(self, passes, d: float) -> None:
         xp = self.xp
-        hit = self.alive & passes
-        self.value = xp.where(hit, xp.float32(d), self.value)
-        self.passed |= hit
-        self.miss = xp.where(hit, 0, self.miss + (self.alive & ~passes).astype(xp.int8)).astype(xp.int8)
-        self.alive &= self.miss < 2
+        if len(self._d) >= np.iinfo(np.int16).max:
+            raise ValueError("a sweep of more than 32767 steps")
+        alive = self.miss < 2
+        hit = alive & passes
+        self.step = xp.where(hit, xp.int16(len(self._d)), self.step)
+        self._d.append(float(np.float32(d)))
+        alive &= ~passes                   # the misses: alive and not passing
+        self.miss = xp.where(hit, 0, self.miss + alive.astype(xp.int8)).astype(xp.int8)
 
     def any_alive(self, be) -> bool:
         return bool(be.to_host(self.alive.any()))

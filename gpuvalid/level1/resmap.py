@@ -169,12 +169,17 @@ def by_threshold(p: np.ndarray, q: float = P_VALUE) -> float:
     return float(ps[ok[-1]]) if ok.size else -1.0
 
 
-def _whiten(be, V, N):
-    """``V`` and ``N`` divided in Fourier space by ``√P_N`` (shell-averaged power of ``N``; shells of one
-    Fourier voxel), returned as spectra (``rfftn``) on the device."""
+def _whiten(be, h1, h2):
+    """``V = (h1 + h2)/2`` and ``N = (h1 − h2)/2`` divided in Fourier space by ``√P_N`` (shell-averaged power of
+    ``N``; shells of one Fourier voxel), returned as spectra (``rfftn``) on the device."""
     xp = be.xp
-    shape = V.shape
-    FV, FN = be.rfftn(V), be.rfftn(N)
+    shape = h1.shape
+    V = 0.5 * (h1 + h2)
+    FV = be.rfftn(V)
+    del V
+    N = 0.5 * (h1 - h2)
+    FN = be.rfftn(N)
+    del N
     fz = xp.asarray(np.fft.fftfreq(shape[0]).astype(np.float32))[:, None, None]
     fy = xp.asarray(np.fft.fftfreq(shape[1]).astype(np.float32))[None, :, None]
     fx = xp.asarray(np.fft.rfftfreq(shape[2]).astype(np.float32))[None, None, :]
@@ -187,7 +192,12 @@ def _whiten(be, V, N):
     pw = xp.maximum(pw, floor)
     filt = (1.0 / xp.sqrt(pw / pw[1:].mean() if kmax > 1 else pw))[k].astype(xp.float32)
     filt[0, 0, 0] = 0.0          # the map mean is the null model's constant
-    return FV * filt, FN * filt
+    del k
+    if not be.is_gpu:
+        return FV * filt, FN * filt
+    FV *= filt                   # in place on the device: the spectra are this function's own
+    FN *= filt
+    return FV, FN
 
 
 def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = STEP_A,
@@ -207,7 +217,7 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
     n = int(idx.size)
     if n == 0:
         raise NotMeasurable("the mask is empty")
-    FV, FN = _whiten(be, 0.5 * (h1 + h2), 0.5 * (h1 - h2))
+    FV, FN = _whiten(be, h1, h2)
     Nw = be.irfftn(FN, s=shape).reshape(-1)[idx]
     sigma2 = float(be.to_host(xp.var(Nw.astype(xp.float64))))
     del Nw, FN
@@ -238,7 +248,12 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
             pad[where] = Kdev[k]
             Kf = be.rfftn(pad)
             del pad
-            c = be.irfftn(FVh * xp.conj(Kf), s=shape).reshape(-1)[idx]   # correlation q_k ⋆ V
+            if be.is_gpu:            # FVh·conj(Kf) formed in Kf (no two temporaries of the spectrum's size)
+                xp.conjugate(Kf, out=Kf)
+                Kf *= FVh
+                c = be.irfftn(Kf, s=shape).reshape(-1)[idx]
+            else:
+                c = be.irfftn(FVh * xp.conj(Kf), s=shape).reshape(-1)[idx]   # correlation q_k ⋆ V
             T += c * c
             del Kf, c
         del FVh
