@@ -42,6 +42,10 @@ __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels"
 
 GIB = 2 ** 30
 NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activations (models.infer)
+#: a device section estimated at this or more drops CuPy's cached cuFFT plans when it ends (each plan holds a
+#: work area up to its transform's size in the pool); below it the plans stay, so the next section of a
+#: small map does not plan its transforms again
+RELEASE_PLANS_ABOVE = 2 * GIB
 L1_PERM_CHUNK = 40_000_000     # 1.b: permuted coefficients per device launch (gpuvalid.level1.fdr.PERM_CHUNK)
 L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (float32 key and its copy, int64
                                # index and segment key, the sort's buffers; then the gather and product)
@@ -345,7 +349,8 @@ def run_within_budget(run, sid: str, ctx):
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
-    be.release_fft_plans()
+    if need >= RELEASE_PLANS_ABOVE:   # large maps: the cached plans' work areas would crowd the next section
+        be.release_fft_plans()
     _release_torch_cache()
     return res
 
