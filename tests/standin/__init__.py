@@ -423,6 +423,8 @@ class Namespace:
             res = impl(*_unwrap(args), **_unwrap(kwargs))
             if kwargs.get("out") is not None:
                 return kwargs["out"]
+            if isinstance(res, int) and not isinstance(res, bool) and name == "count_nonzero":
+                res = np.asarray(res, dtype=np.intp)      # CuPy gives a 0-d device array, NumPy a Python int
             if converter and args and isinstance(args[0], np.ndarray):
                 _copy("h2d", args[0].nbytes)
             if converter and isinstance(res, np.ndarray) and any(
