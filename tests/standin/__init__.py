@@ -9,7 +9,8 @@ that fails on ``AttributeError`` or on a host array passed to a device function 
   package's API made by :mod:`tests.standin.snapshot`);
 - device arrays (:class:`ndarray`) refuse implicit conversion to NumPy (``np.asarray`` raises
   ``TypeError``, as CuPy does), refuse NumPy arrays and lists as operands or arguments (no implicit host to
-  device copy), and reductions and scalar indexing give 0-d device arrays, not Python numbers;
+  device copy; a NumPy array assigned to a slice is copied, as in CuPy, a list is refused), and reductions
+  and scalar indexing give 0-d device arrays, not Python numbers;
 - raw CUDA modules are compiled with ``nvcc`` when it is on the PATH (sm_90; a compile error fails the
   test) and their kernels check every argument's type against the ``extern "C"`` signature, then run a
   NumPy transcription of the kernel (:mod:`tests.standin.kernels`);
@@ -261,9 +262,10 @@ class ndarray:
         return _wrap(self._a[_unwrap(idx)])
 
     def __setitem__(self, idx, value):
-        _check(value, "ndarray.__setitem__ (value)")
         if isinstance(value, list):
             raise StandinError("cupy stand-in: ndarray.__setitem__ got a Python list (CuPy: Unsupported type)")
+        if _is_host(value):           # CuPy copies a NumPy array assigned to a slice (cupy/cupy#2079)
+            _copy("h2d", value.nbytes)
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
