@@ -42,7 +42,9 @@ if [ "$MODE" = "--prepare" ]; then
     SRC=${GPUVALID_DATA:-$ROOT/../shared/data}
     mkdir -p .devdata
     mkdir -p .devdata/models
-    [ -f "$SRC/models/1oel.pdb" ] && cp -p "$SRC/models/1oel.pdb" .devdata/models/   # step 8's model
+    for m in 1oel 1akea 1a5t; do   # step 8 (1oel) and the -m gpu tests (1akea, 1a5t, 1oel)
+        [ -f "$SRC/models/$m.pdb" ] && cp -p "$SRC/models/$m.pdb" .devdata/models/
+    done
     for f in MANIFEST.tsv emd_5168.map emd_5170.map emd_2566_crop_3j6b_chain9.mrc emd_3488.mrc emd_1997.map \
              emd_6824.mrc emd_3197.map emd_3001.map emd_0093_masked.mrc.gz emd_1997_header_v1.9.xml SHA256SUMS; do
         [ -f "$SRC/$f" ] && cp -p "$SRC/$f" .devdata/

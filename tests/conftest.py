@@ -25,8 +25,9 @@ if STANDIN:
 
 cuda_available, get_backend = _backend.cuda_available, _backend.get_backend
 
+from tests.helpers import DATA  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("GPUVALID_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,13 @@
-"""Synthetic maps with known answers, shared by the tests."""
+"""Synthetic maps with known answers, shared by the tests; ``DATA``, the real maps and models."""
 
+import os
 from pathlib import Path
 
 import mrcfile
 import numpy as np
+
+#: ../shared/data (the real maps, MANIFEST.tsv, models/), or $GPUVALID_DATA (e.g. .devdata on a GPU node)
+DATA = Path(os.environ.get("GPUVALID_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def write_map(path: Path, data: np.ndarray, voxel_size=1.0, **header) -> Path:

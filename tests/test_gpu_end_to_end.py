@@ -17,10 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuvalid.cli import app
+from tests.helpers import DATA
 
 pytestmark = pytest.mark.gpu
 
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "1akea.pdb"
+MODEL = DATA / "models" / "1akea.pdb"
 runner = CliRunner()
 
 

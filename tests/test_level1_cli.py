@@ -2,7 +2,6 @@
 missing or bad half gives a one-line reason in the Half maps section while the Level 0 report comes out."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from gpuvalid.io.mrc import write_mrc
 from gpuvalid.level1.simhalves import simulate_halves
 from gpuvalid.pipeline import validate
 from gpuvalid.report import results_dict
+from tests.helpers import DATA
 
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "1akea.pdb"
+MODEL = DATA / "models" / "1akea.pdb"
 runner = CliRunner()
 
 

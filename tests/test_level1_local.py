@@ -11,17 +11,15 @@ checked against direct computations (Monte Carlo, explicit formulas, one box at 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
 from gpuvalid.backend import get_backend
+from tests.helpers import DATA
 
-MODEL = Path("/work/shared/data/models/1a5t.pdb")
-if not MODEL.is_file():
-    MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "1a5t.pdb"
+MODEL = DATA / "models" / "1a5t.pdb"
 
 RES_A, RES_B = 3.5, 7.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ from typer.testing import CliRunner
 from gpuvalid.cli import app
 from gpuvalid.io.mrc import write_mrc
 from gpuvalid.level1.simhalves import simulate_halves
+from tests.helpers import DATA
 
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "1akea.pdb"
+MODEL = DATA / "models" / "1akea.pdb"
 
 
 @pytest.fixture()

@@ -21,8 +21,9 @@ from gpuvalid.io.mrc import write_mrc
 from gpuvalid.level1 import fdr, fsc3d, fso, global_res, run_level1, shells
 from gpuvalid.level1.context import HalfMaps, Level1Context, load_halves
 from gpuvalid.level1.simhalves import simulate_halves
+from tests.helpers import DATA
 
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "1akea.pdb"
+MODEL = DATA / "models" / "1akea.pdb"
 TS, BOX = 1.2, 64
 
 
