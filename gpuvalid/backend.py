@@ -138,7 +138,7 @@ class Backend:
         """Return cached device blocks (between maps in batch runs)."""
         if self.is_gpu:
             self.xp.get_default_memory_pool().free_all_blocks()
-            self.xp.fft.config.get_plan_cache().clear()
+            self.release_fft_plans()
 
     def release_fft_plans(self) -> None:
         """Drop CuPy's cached cuFFT plans (after a section): each holds its work area, up to the size of its

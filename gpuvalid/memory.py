@@ -46,9 +46,12 @@ NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activ
 #: work area up to its transform's size in the pool); below it the plans stay, so the next section of a
 #: small map does not plan its transforms again
 RELEASE_PLANS_ABOVE = 2 * GIB
-L1_PERM_CHUNK = 40_000_000     # 1.b: permuted coefficients per device launch (gpuvalid.level1.fdr.PERM_CHUNK)
+L1_PERM_CHUNK = 40_000_000     # 1.b: permuted coefficients per device launch (gpuvalid.level1.fdr uses it)
 L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (float32 key and its copy, int64
                                # index and segment key, the sort's buffers; then the gather and product)
+L1_BOX_BYTES = 3_000_000       # 1.c: upper bound per box of a chunk: gathered box, its padded copy, two half
+                               # spectra (269 kB each), one product and its temporary, cuFFT work area
+L1_MAX_CHUNK_BOXES = 256       # 1.c: the largest chunk on a device (16.4 M voxels per batched FFT)
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
 #: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries, checked as upper
@@ -86,9 +89,9 @@ BYTES_PER_VOXEL = {
     "1.b": {"input": 64, "fixed": L1_PERM_CHUNK * L1_PERM_BYTES},
     # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), the centres and
     # their (z, y, x) int64 (32 B per selected voxel, soft mask ≥ 0.5 ≈ the hard mask); the boxes go in chunks
-    # of at most local_fsc.MAX_CHUNK_BOXES × BYTES_PER_BOX (stand-in: 0.83 MB per box, + its padded copy and
+    # of at most L1_MAX_CHUNK_BOXES × L1_BOX_BYTES (stand-in: 0.83 MB per box, + its padded copy and
     # cuFFT's work area on a device: ≈ 1.4 MB; the shell matrix, 4.7 MB, fits in the rest)
-    "1.c": {"input": 20, "mask": 40, "fixed": 256 * 3_000_000},
+    "1.c": {"input": 20, "mask": 40, "fixed": L1_MAX_CHUNK_BOXES * L1_BOX_BYTES},
     # 1.d: the whitened half spectra (rfftn, filtered in place: 8 B), the shell index and filter, then per
     # kernel the high-passed spectrum, the padded kernel, its spectrum (conjugated and multiplied in place)
     # and the inverse (+ C2R input copy and work area); per mask voxel the index, the gathered correlations

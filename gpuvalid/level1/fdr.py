@@ -21,13 +21,13 @@ import numpy as np
 
 from ..analyses.base import SectionResult, md_table
 from ..errors import NotMeasurable
+from ..memory import L1_PERM_CHUNK as PERM_CHUNK   # GPU: permuted coefficients per launch (rows × samples)
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
 
 SID, TITLE = "1.b", "FSC permutation (FDR-FSC)"
 FRACTION = 0.7
 MAX_SAMPLES = 200_000
 BATCH = 200
-PERM_CHUNK = 40_000_000   # GPU: permuted coefficients per launch (rows × samples; gpuvalid.memory's 1.b estimate)
 MAX_PERMUTATIONS = 1000
 FDR = 0.01
 DECIDED_Z = 6.0     # FSC / σ of permuted correlations (1/√(2m)) beyond which no draw can exceed it

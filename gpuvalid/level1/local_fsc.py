@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
+from ..memory import L1_BOX_BYTES as BYTES_PER_BOX, L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES, available_bytes
 
 BOX = 20
 PAD = 40
@@ -37,11 +38,9 @@ CUTOFF = 0.5
 LO_CAP_A = 200.0
 VRS_FLOOR_A = 2.0
 MASK_LEVEL = 0.5
-BYTES_PER_BOX = 3_000_000          # upper bound per box of a chunk: gathered box, its padded copy, two half
-                                   # spectra (269 kB each), one product and its temporary, cuFFT work area
 CPU_BUDGET = 256 * 2**20
-MIN_CHUNK_BOXES = 64               # the smallest chunk on a device
-MAX_CHUNK_BOXES = 256              # the largest (16.4 M voxels per batched FFT); gpuvalid.memory's 1.c estimate
+MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (the largest, MAX_CHUNK_BOXES, and the bytes
+                                   # per box, BYTES_PER_BOX, are gpuvalid.memory's, which its 1.c estimate uses)
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
 
 
@@ -170,8 +169,6 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     win = be.asarray(hann_box(BOX))
     off = xp.arange(-half, BOX - half)
     if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves, 64–256 boxes
-        from ..memory import available_bytes
-
         avail = available_bytes(be)
         budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * BYTES_PER_BOX,
                                                             min(avail // 4, MAX_CHUNK_BOXES * BYTES_PER_BOX))

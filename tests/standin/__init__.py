@@ -58,7 +58,6 @@ class _Pool:
 
     def __init__(self):
         self._used = 0
-        self.limit = 0
 
     def malloc(self, size: int):
         size = -(-int(size) // 512) * 512
@@ -68,23 +67,11 @@ class _Pool:
     def used_bytes(self) -> int:
         return self._used
 
-    def total_bytes(self) -> int:
-        return self._used
-
     def free_bytes(self) -> int:
         return 0
 
     def free_all_blocks(self) -> None:
         pass
-
-    def set_limit(self, size=None, fraction=None):
-        self.limit = int(size or 0)
-
-    def get_limit(self) -> int:
-        return self.limit
-
-    def n_free_blocks(self) -> int:
-        return 0
 
 
 class _Mem:
@@ -166,16 +153,14 @@ def _is_host(x) -> bool:
     return isinstance(x, np.ndarray)
 
 
-def _check(obj, where: str, allow_lists: bool = True) -> None:
-    """Raise like CuPy when a host array (or a list, where CuPy wants an array) reaches device code."""
+def _check(obj, where: str) -> None:
+    """Raise like CuPy when a host array reaches device code (also inside lists and tuples)."""
     if _is_host(obj):
         raise StandinError(f"cupy stand-in: {where} got a NumPy array {obj.shape} {obj.dtype} (host memory); "
                            "CuPy does not copy to the device implicitly: use be.asarray")
     if isinstance(obj, (list, tuple)):
-        if not allow_lists and isinstance(obj, list) and obj and not all(isinstance(v, ndarray) for v in obj):
-            raise StandinError(f"cupy stand-in: {where} got a Python list; CuPy needs a device array")
         for v in obj:
-            _check(v, where, allow_lists)
+            _check(v, where)
 
 
 def _unwrap(obj):
@@ -341,8 +326,7 @@ def _binary(dunder):
         res = getattr(self._a, dunder)(_unwrap(other))
         if res is NotImplemented:
             return NotImplemented
-        if dunder.startswith("__i"):
-            self._a = res if res is self._a else res
+        if dunder.startswith("__i"):           # NumPy's in-place operator returns the same array
             return self
         return _wrap(res)
 
@@ -454,14 +438,6 @@ class _Device:
     def mem_info(self):
         return max(0, DEVICE_BYTES - POOL.used_bytes()), DEVICE_BYTES
 
-    compute_capability = "90"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
 
 class _Runtime:
     @staticmethod
@@ -489,38 +465,8 @@ def _set_allocator(fn=None):
     _allocator[0] = fn if fn is not None else POOL.malloc
 
 
-def _get_allocator():
-    return _allocator[0]
-
-
-class _Event:
-    def __init__(self, *a, **k):
-        import time
-        self._time = time.perf_counter
-        self.t = None
-
-    def record(self, stream=None):
-        self.t = self._time()
-
-    def synchronize(self):
-        pass
-
-
-def _elapsed(a, b):
-    return (b.t - a.t) * 1e3
-
-
 class _PlanCache:
     def clear(self):
-        pass
-
-    def set_size(self, n):
-        pass
-
-    def get_size(self):
-        return 16
-
-    def set_memsize(self, n):
         pass
 
 
@@ -632,32 +578,11 @@ class _RandomState:
         return call
 
 
-# ---- the cupy module -------------------------------------------------------------------------------------
-def _asnumpy(a, stream=None, order="C", out=None, blocking=True):
-    return a.get() if isinstance(a, ndarray) else np.asarray(a)
-
-
-def _not_emulated(name):
-    def f(*a, **k):
-        raise StandinError(f"cupy stand-in: {name} is not emulated")
-    return f
-
-
-_cuda_extra = {
-    "Device": _Device, "runtime": _Runtime(), "set_allocator": _set_allocator, "get_allocator": _get_allocator,
-    "Event": _Event, "get_elapsed_time": _elapsed, "is_available": lambda: True,
-    "get_device_id": lambda: 0, "get_current_stream": lambda: None,
-}
-
-
-class _Cuda(Namespace):
-    pass
-
-
+# ---- the cupy module (what gpuvalid uses of CuPy; any other CuPy name fails with "no NumPy/SciPy twin") --
 fft = Namespace("cupy.fft", scipy.fft, {"config": _FftConfig()})   # CuPy keeps single precision like scipy.fft
 linalg = Namespace("cupy.linalg", np.linalg)
 random = Namespace("cupy.random", np.random, {"RandomState": _RandomState})
-cuda = _Cuda("cupy.cuda", None, _cuda_extra)
+cuda = Namespace("cupy.cuda", None, {"Device": _Device, "runtime": _Runtime(), "set_allocator": _set_allocator})
 
 
 class _Lib:
@@ -665,15 +590,9 @@ class _Lib:
 
 
 cupy = Namespace("cupy", np, {
-    "ndarray": ndarray, "asnumpy": _asnumpy, "fft": fft, "linalg": linalg, "random": random, "cuda": cuda,
-    "lib": _Lib(), "get_default_memory_pool": lambda: POOL, "get_default_pinned_memory_pool": lambda: POOL,
-    "RawModule": _RawModule, "RawKernel": _not_emulated("RawKernel"),
-    "ElementwiseKernel": _not_emulated("ElementwiseKernel"), "ReductionKernel": _not_emulated("ReductionKernel"),
-    "fuse": _not_emulated("fuse"), "get_array_module": lambda *a: cupy,
-    "from_dlpack": None,   # set below (needs the Namespace wrapper for its checks)
-    "__version__": CUPY_VERSION,
+    "ndarray": ndarray, "fft": fft, "linalg": linalg, "random": random, "cuda": cuda, "lib": _Lib(),
+    "get_default_memory_pool": lambda: POOL, "RawModule": _RawModule, "__version__": CUPY_VERSION,
 })
-cupy._extra["from_dlpack"] = cupy._function("from_dlpack", np.from_dlpack, API["modules"]["cupy"]["from_dlpack"])
 ndimage = Namespace("cupyx.scipy.ndimage", scipy.ndimage)
 fft_scipy = Namespace("cupyx.scipy.fft", scipy.fft, {"config": _FftConfig()})
 
