@@ -299,23 +299,14 @@ class ndarray:
     flags = property(lambda self: self._a.flags)
     T = property(lambda self: _wrap(self._a.T))
 
-    @property
-    def real(self):
-        return _wrap(self._a.real)
+    real = property(lambda self: _wrap(self._a.real), lambda self, v: _set_part(self, "real", v))
+    imag = property(lambda self: _wrap(self._a.imag), lambda self, v: _set_part(self, "imag", v))
 
-    @real.setter
-    def real(self, v):
-        _check(v, "ndarray.real =")
-        self._a.real = _unwrap(v)
 
-    @property
-    def imag(self):
-        return _wrap(self._a.imag)
-
-    @imag.setter
-    def imag(self, v):
-        _check(v, "ndarray.imag =")
-        self._a.imag = _unwrap(v)
+def _set_part(a: ndarray, part: str, v) -> None:
+    """``a.real = v`` / ``a.imag = v`` (device values only, as in CuPy)."""
+    _check(v, f"ndarray.{part} =")
+    setattr(a._a, part, _unwrap(v))
 
 
 def _binary(dunder):
