@@ -135,10 +135,11 @@ class Backend:
         return int(free + pool.free_bytes())
 
     def free_pool(self) -> None:
-        """Return cached device blocks (between maps in batch runs)."""
+        """Return cached device blocks (between maps in batch runs).  The cuFFT plans go first: their work
+        areas are pool blocks, which only become free once the plans are dropped."""
         if self.is_gpu:
-            self.xp.get_default_memory_pool().free_all_blocks()
             self.release_fft_plans()
+            self.xp.get_default_memory_pool().free_all_blocks()
 
     def release_fft_plans(self) -> None:
         """Drop CuPy's cached cuFFT plans (after a section): each holds its work area, up to the size of its
