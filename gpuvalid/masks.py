@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from .resample import fourier_resample
+
 DILATION_A = 2.0
 SOFT_SIGMA_VOX = 2.0
 KEEP_FRACTION = 0.10  # keep components with ≥ 10 % of the largest one's voxels
@@ -153,27 +155,6 @@ def centred_crop(V, shape: tuple):
     """Crop ``V`` to ``shape`` (each edge ≤ V's), dropping ``(n − m) // 2`` voxels at the start of each axis."""
     sl = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(V.shape, shape))
     return V[sl]
-
-
-def fourier_resample(be, V, new_shape: tuple):
-    """Band-limited resampling of ``V`` to ``new_shape`` by cropping (or zero-padding) its spectrum.
-
-    Densities are preserved (mean value unchanged): the inverse transform is scaled by
-    ``prod(new_shape) / prod(V.shape)``.
-    """
-    xp = be.xp
-    F = xp.fft.fftshift(be.fftn(V.astype(xp.complex64)))
-    src, dst = V.shape, tuple(new_shape)
-    out = xp.zeros(dst, dtype=F.dtype)
-    sl_src, sl_dst = [], []
-    for n, m in zip(src, dst):
-        k = min(n, m)
-        cs, cd = n // 2 - k // 2, m // 2 - k // 2
-        sl_src.append(slice(cs, cs + k))
-        sl_dst.append(slice(cd, cd + k))
-    out[tuple(sl_dst)] = F[tuple(sl_src)]
-    v = be.ifftn(xp.fft.ifftshift(out)).real
-    return (v * (np.prod(dst) / np.prod(src))).astype(xp.float32)
 
 
 def resize_for_resolution(be, V, voxel_size: float, resolution: float):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..resample import fourier_resample
+
 WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
 
@@ -34,44 +36,10 @@ def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL
     return tuple(max(4, int(round(n * voxel_size / new_voxel))) for n in shape)
 
 
-def _kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
-    """(source, destination) slices of the unshifted spectra of lengths ``n`` → ``m`` holding the ``k =
-    min(n, m)`` kept frequencies −⌊k/2⌋ … k − ⌊k/2⌋ − 1 (those a centred crop/pad of the fftshift-ed
-    spectrum keeps): non-negative ones at the start, negative ones at the end of each axis."""
-    k = min(n, m)
-    pos, neg = k - k // 2, k // 2
-    out = [(slice(0, pos), slice(0, pos))]
-    if neg:
-        out.append((slice(n - neg, n), slice(m - neg, m)))
-    return out
-
-
 def resample(V, new_shape: tuple, be=None):
-    """Fourier resampling of a map to ``new_shape`` (densities kept: same mean value), on ``be``'s device.
-
-    The full complex spectrum is cropped (downsampling: low-pass) or zero-padded (upsampling) about
-    frequency 0; the same frequencies as a centred crop of the fftshift-ed spectrum, copied block-wise
-    without shifting."""
-    be = _be(be)
-    xp = be.xp
-    V = be.asarray(V, dtype=xp.float32)
-    new_shape = tuple(int(m) for m in new_shape)
-    if new_shape == V.shape:
-        return V.copy()
-    scale = np.prod(new_shape) / np.prod(V.shape)   # float64, as the result is scaled on the CPU
-    F = be.fftn(V)
-    out = xp.zeros(new_shape, dtype=xp.complex64)
-    blocks = [_kept_blocks(n, m) for n, m in zip(V.shape, new_shape)]
-    for bz in blocks[0]:
-        for by in blocks[1]:
-            for bx in blocks[2]:
-                out[bz[1], by[1], bx[1]] = F[bz[0], by[0], bx[0]]
-    del F
-    v = be.ifftn(out, overwrite_x=be.is_gpu)        # in place on the device: one working-grid spectrum
-    del out
-    if be.is_gpu:                                    # float32 product: no float64 working-grid copy
-        return xp.multiply(v.real, xp.float32(scale), dtype=xp.float32)
-    return (v.real * scale).astype(np.float32)
+    """Fourier resampling of a map to ``new_shape`` (same mean value) on ``be``'s device: an alias of
+    :func:`gpuvalid.resample.fourier_resample` with the argument order of this module."""
+    return fourier_resample(_be(be), V, new_shape)
 
 
 def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=None) -> tuple:
@@ -79,7 +47,7 @@ def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=No
     returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis); ``V1`` on ``be``'s device."""
     shape = working_shape(V.shape, voxel_size, new_voxel)
     ts1 = V.shape[0] * voxel_size / shape[0]
-    return resample(V, shape, be), float(ts1)
+    return fourier_resample(_be(be), V, shape), float(ts1)
 
 
 def locres_input(V, be=None):
