@@ -68,8 +68,6 @@ def _sigma_for_correlation(rho: float) -> float:
 
 def embedded_map(n: int, seed: int = 0):
     """EMD-5168 centred in an ``n³`` box of its own background noise: ``(V, Ts, t, R, name)``."""
-    from scipy import ndimage
-
     from gpuvalid.io import load_map_input
 
     f, t, R = EMD5168
@@ -77,6 +75,14 @@ def embedded_map(n: int, seed: int = 0):
     V0 = inp.data
     if n <= max(V0.shape):
         return V0, inp.voxel_size, t, R, f"{f} ({'×'.join(map(str, V0.shape))})"
+    return embed_in_noise(V0, t, n, seed), inp.voxel_size, t, R, f"EMD-5168 in {n}³ noise"
+
+
+def embed_in_noise(V0: np.ndarray, t: float, n: int, seed: int = 0) -> np.ndarray:
+    """``V0`` centred in an ``n³`` box (``n`` ≥ its largest edge) of Gaussian noise with the mean, SD and
+    nearest-neighbour correlation of its background (:func:`background_model` at contour ``t``)."""
+    from scipy import ndimage
+
     mu, sd, rho = background_model(V0, t)
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((n, n, n), dtype=np.float32)
@@ -89,7 +95,7 @@ def embedded_map(n: int, seed: int = 0):
     V += np.float32(mu)
     o = [(n - m) // 2 for m in V0.shape]
     V[o[0]:o[0] + V0.shape[0], o[1]:o[1] + V0.shape[1], o[2]:o[2] + V0.shape[2]] = V0
-    return V, inp.voxel_size, t, R, f"EMD-5168 in {n}³ noise"
+    return V
 
 
 def real_maps():

@@ -13,8 +13,11 @@
 #     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
 #   3 pytest -m gpu (every GPU-vs-CPU test)
 #   4 gpuvalid selftest --device cuda:0
-#   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³), then 512³ and 768³
-#     on the GPU alone; Markdown and JSON under $OUT
+#   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³) (5a), then 512³ and
+#     768³ on the GPU alone (5b, after step 7); Markdown and JSON under $OUT
+#   5c bench/profile_run.py right after 5a: the 384³ map once more, every section under cProfile with
+#     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
+#     profile_384.txt under $OUT: where the time goes inside each section, without another device run
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
 #   7 bench/bench_archive.py --device cuda:0 (8 entries)
 #   8 bench/bench_level1_local.py: Level 1 local resolution 1.c–1.f on simulated half maps (1oel), the GPU at
@@ -23,10 +26,10 @@
 #   --level1-local: steps 1 and 8 alone (300 s), to measure Level 1 local resolution when the full check
 #     leaves it no time
 # Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
-# e2e_{small,big}.{md,json} and l1local.{md,json} beside it: seven files (the device tool brings back at most
-# eight); reports of the
-# start-up runs go to /tmp. The steps share a budget of
-# 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; 5b (512³, 768³) comes last and takes the rest.
+# e2e_{small,big}.{md,json}, l1local.{md,json} and the profile profile_<N>.txt beside it: eight files, all the
+# device tool brings back (add none without removing one); reports of the start-up runs go to /tmp. The steps
+# share a budget of 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; step 8 comes last and
+# gets what the others left.
 # The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
 # into .whl/ (ignored) and this script installs it offline; the maps come from $GPUVALID_DATA, else .devdata/
 # (filled by --prepare from ../shared/data), else ../shared/data.
@@ -60,6 +63,8 @@ SIZES_SMALL="128 256 384"
 SIZES_BIG="512 768"
 CPU_MAX=256
 SPIRAL_SIZES="128 256 384"
+PROFILE_SIZE=384   # step 5c
+PROFILE_LIMIT=60
 ENTRIES=8
 L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
 L1_LIMIT=150
@@ -70,14 +75,14 @@ fi
 PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (33 tests; end-to-end runs and memory estimates included)
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
-    SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
+    SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
     L1_JOBS="$DEV:48,cpu:48"; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
-    DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2
+    DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
-ARCHIVE_LIMIT=90; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
+ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
 TOTAL_S=${DEVICE_CHECK_SECONDS:-470}  # the whole script, every step's limit included (8 min on one H100)
 [ "$DEV" = cpu ] && TOTAL_S=${DEVICE_CHECK_SECONDS:-900}
 
@@ -174,11 +179,13 @@ fi
 step "4 selftest" 60 $GV selftest --device "$DEV"
 step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
     --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
+step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \
+    --out "$OUTDIR"
 step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
 step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
     --out /tmp/gv_archive_bench
 if [ -n "$SIZES_BIG" ]; then
-    step "5b bench_e2e ${SIZES_BIG} (GPU only)" 150 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
+    step "5b bench_e2e ${SIZES_BIG} (GPU only)" 120 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
         --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
 fi
 step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
