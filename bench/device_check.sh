@@ -21,8 +21,9 @@
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
 #   7 bench/bench_archive.py --device cuda:0 (8 entries)
 #   8 bench/bench_level1_local.py: Level 1 local resolution 1.c–1.f on simulated half maps (1oel), the GPU at
-#     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; last, with its own
-#     limit (it only gets what the steps before it left); l1local.{md,json} beside the log
+#     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; at 128³ and 256³ 1.c
+#     is also timed with each device engine (raw kernels, batched cuFFT); last, with its own limit (it only
+#     gets what the steps before it left); l1local.{md,json} beside the log
 #   --level1-local: steps 1 and 8 alone (300 s), to measure Level 1 local resolution when the full check
 #     leaves it no time
 # Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
@@ -67,6 +68,7 @@ PROFILE_SIZE=384   # step 5c
 PROFILE_LIMIT=60
 ENTRIES=8
 L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
+L1_COMPARE="128,256"                            # step 8: boxes where 1.c's two device engines are also timed
 L1_LIMIT=150
 ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
@@ -76,7 +78,7 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (33 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
-    L1_JOBS="$DEV:48,cpu:48"; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
+    L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
@@ -165,7 +167,7 @@ exec > >(tee -a "$LOG") 2>&1
 step "1 environment" 60 env_info
 if [ -n "$ONLY_L1" ]; then
     step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
-        --direct-boxes 0 --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+        --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
     echo; echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
     [ ${#FAILED[@]} -gt 0 ] && { printf 'FAILED: %s\n' "${FAILED[@]}"; exit 1; }
     exit 0
@@ -189,7 +191,7 @@ if [ -n "$SIZES_BIG" ]; then
         --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
 fi
 step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
-    --direct-boxes 0 --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+    --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
 
 echo
 echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"

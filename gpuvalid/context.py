@@ -22,6 +22,7 @@ class RunOptions:
     map_dir: Path | None = None      # write derived maps (MRC) here when requested
     views: bool = True               # render 3-D views when a renderer is available
     local_fsc_step: int | None = None  # 1.c: FSC every k-th voxel, interpolated (None: automatic)
+    local_fsc_engine: str = "kernel"   # 1.c on a device: "kernel" (raw CUDA kernels) or "cufft" (benchmarks)
 
 
 class MapContext:

@@ -52,6 +52,14 @@ L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (flo
 L1_BOX_BYTES = 3_000_000       # 1.c: upper bound per box of a chunk: gathered box, its padded copy, two half
                                # spectra (269 kB each), one product and its temporary, cuFFT work area
 L1_MAX_CHUNK_BOXES = 256       # 1.c: the largest chunk on a device (16.4 M voxels per batched FFT)
+L1_KERNEL_BOX_BYTES = 269_640  # 1.c, raw-kernel engine: per box of a chunk, the two halves' plane transforms
+                               # (2 × 20 × 40 × 21 complex64) and its three float64 shell sums (35 shells)
+L1_KERNEL_MAX_CHUNK = 4096     # 1.c, raw-kernel engine: the largest chunk (about four waves of resident blocks
+                               # on an H100; 1.1 GB of plane transforms)
+L1_FSC_GROUP_ROWS = 32_768     # 1.c: boxes whose shell sums are kept on the device before one pass of the
+                               # FSC and its crossings
+L1_FSC_ROW_BYTES = 3_000       # 1.c: per box of such a group: its shell sums (840 B), the FSC and the
+                               # crossings' temporaries (35-shell float64 and bool rows)
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
 #: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries, checked as upper
@@ -87,11 +95,15 @@ BYTES_PER_VOXEL = {
     # it, the sphere-masked spectra of the second test; the permutation chunk: up to L1_PERM_CHUNK coefficients
     # of random keys, their argsort (index, segment keys and sort buffers) and the gathered products
     "1.b": {"input": 64, "fixed": L1_PERM_CHUNK * L1_PERM_BYTES},
-    # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), the centres and
-    # their (z, y, x) int64 (32 B per selected voxel, soft mask ≥ 0.5 ≈ the hard mask); the boxes go in chunks
-    # of at most L1_MAX_CHUNK_BOXES × L1_BOX_BYTES (stand-in: 0.83 MB per box, + its padded copy and
-    # cuFFT's work area on a device: ≈ 1.4 MB; the shell matrix, 4.7 MB, fits in the rest)
-    "1.c": {"input": 20, "mask": 40, "fixed": L1_MAX_CHUNK_BOXES * L1_BOX_BYTES},
+    # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), per selected
+    # voxel (soft mask ≥ 0.5 ≈ the hard mask) the centre (int64), its (z, y, x) for the cuFFT engine (24 B) and
+    # the crossings (two float64, two int8); the boxes go in chunks: the raw-kernel engine (the default on a
+    # device) at most L1_KERNEL_MAX_CHUNK × L1_KERNEL_BOX_BYTES (1.1 GB) plus a group of L1_FSC_GROUP_ROWS
+    # FSCs and their crossings (98 MB), more than the cuFFT engine's L1_MAX_CHUNK_BOXES × L1_BOX_BYTES
+    # (stand-in: 0.83 MB per box, + its padded copy and cuFFT's work area on a device: ≈ 1.4 MB)
+    "1.c": {"input": 20, "mask": 52,
+            "fixed": max(L1_KERNEL_MAX_CHUNK * L1_KERNEL_BOX_BYTES + L1_FSC_GROUP_ROWS * L1_FSC_ROW_BYTES,
+                         L1_MAX_CHUNK_BOXES * L1_BOX_BYTES)},
     # 1.d: the whitened half spectra (rfftn, filtered in place: 8 B), the shell index and filter, then per
     # kernel the high-passed spectrum, the padded kernel, its spectrum (conjugated and multiplied in place)
     # and the inverse (+ C2R input copy and work area); per mask voxel the index, the gathered correlations

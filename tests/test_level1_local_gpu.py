@@ -24,29 +24,43 @@ def sim():
     return two_region_halves()
 
 
+@pytest.fixture(scope="module")
+def cpu_local_fsc(sim, cpu):
+    """1.c on the CPU at every voxel (the reference of both device engines)."""
+    from gpuvalid.level1.local_fsc import local_fsc
+
+    h1, h2, hard, soft, truth = sim
+    return local_fsc(cpu, h1, h2, soft, 1.0, step=1)
+
+
 def _frac_close(a, b, tol):
     ok = np.isfinite(a) & np.isfinite(b)
     assert np.array_equal(np.isfinite(a), np.isfinite(b))
     return float(np.mean(np.abs(a[ok] - b[ok]) <= tol))
 
 
-def test_local_fsc_gpu_equals_cpu(sim, cpu, gpu):
-    from gpuvalid.level1.local_fsc import local_fsc
+@pytest.mark.parametrize("engine", ["kernel", "cufft"])
+def test_local_fsc_gpu_equals_cpu(sim, cpu_local_fsc, gpu, engine, monkeypatch):
+    from gpuvalid.level1 import local_fsc as lf
 
     h1, h2, hard, soft, truth = sim
-    a = local_fsc(cpu, h1, h2, soft, 1.0, step=1)
-    b = local_fsc(gpu, h1, h2, soft, 1.0, step=1, budget_bytes=200 * 2**20)   # several chunks
-    assert a["boxes"] == b["boxes"]
+    a = cpu_local_fsc
+    monkeypatch.setattr(lf, "GROUP_ROWS", 5000)                                # several FSC groups
+    budget = (1000 if engine == "kernel" else 69) * (lf.KERNEL_BOX_BYTES if engine == "kernel" else lf.BYTES_PER_BOX)
+    b = lf.local_fsc(gpu, h1, h2, soft, 1.0, step=1, budget_bytes=budget, engine=engine)   # several chunks
+    assert b["engine"] == engine and a["engine"] == "fft"
+    assert a["boxes"] == b["boxes"] > 5000
     assert _frac_close(a["map"], b["map"], 0.02) >= 0.99
     assert _frac_close(a["vrs_map"], b["vrs_map"], 0.02) >= 0.99
 
 
-def test_local_fsc_gpu_step_equals_cpu_step(sim, cpu, gpu):
+@pytest.mark.parametrize("engine", ["kernel", "cufft"])
+def test_local_fsc_gpu_step_equals_cpu_step(sim, cpu, gpu, engine):
     from gpuvalid.level1.local_fsc import local_fsc
 
     h1, h2, hard, soft, truth = sim
     a = local_fsc(cpu, h1, h2, soft, 1.0, step=2)
-    b = local_fsc(gpu, h1, h2, soft, 1.0, step=2)
+    b = local_fsc(gpu, h1, h2, soft, 1.0, step=2, engine=engine)
     assert _frac_close(a["map"], b["map"], 0.02) >= 0.99
 
 

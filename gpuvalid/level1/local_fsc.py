@@ -13,13 +13,19 @@ FSC is already below 0.5 at shell 1 gets 200 Å, one that never falls below 0.5 
 The reference (Bsoft ``blocres``) takes the *last* crossing and floors at ``max(2 Å, 2·Ts/√3)``; both
 come from the same FSC curves (``vrs_compat``).
 
-All boxes of a chunk are extracted with one gather and transformed with one batched ``rfftn`` over the
-last three axes (``be.rfftn(..., s=(40, 40, 40), axes=(1, 2, 3))``: one cuFFT plan over many boxes on
-the GPU); the shell sums are one matrix product with a ``[coefficients × shells]`` weight matrix.  Chunks
-are sized to a memory budget: on a device a quarter of what is free, at most ``MAX_CHUNK_BOXES`` boxes (a
-few hundred 40³ boxes already fill a GPU's batched FFT: more would only cost memory).  On the CPU an optional ``step`` computes the FSC on a lattice of every
-``step``-th voxel (those within ``step`` voxels of the selection) and fills the selected voxels by
-trilinear interpolation of that lattice (missing lattice points take the nearest computed value).
+Two engines compute the same shell sums.  ``"fft"`` (the CPU, and ``engine="cufft"`` on a device): all
+boxes of a chunk are extracted with one gather and transformed with one batched ``rfftn`` (on the CPU
+axis by axis over the lines that hold data; on a device one cuFFT plan over many padded boxes); the shell
+sums are one matrix product with a ``[coefficients × shells]`` weight matrix.  ``"kernel"`` (the default
+on a device): the two raw kernels of ``kernels/local_fsc.cu`` never form a padded box: one block per box
+removes the mean, tapers, and transforms each z-plane (x, then y), the second transforms along z and
+reduces straight to the shell sums, so a box costs 269 kB of device traffic instead of several MB.  The
+FSC curves and their crossings are computed on the backend's device, a group of boxes at a time.  Chunks
+are sized to a memory budget: on a device a quarter of what is free, at most ``L1_KERNEL_MAX_CHUNK`` boxes
+(``MAX_CHUNK_BOXES`` for cuFFT: a few hundred 40³ boxes already fill its batched FFT).  On the CPU an
+optional ``step`` computes the FSC on a lattice of every ``step``-th voxel (those within ``step`` voxels of
+the selection) and fills the selected voxels by trilinear interpolation of that lattice (missing lattice
+points take the nearest computed value).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import L1_BOX_BYTES as BYTES_PER_BOX, L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES, available_bytes
+from ..memory import (L1_BOX_BYTES as BYTES_PER_BOX, L1_FSC_GROUP_ROWS as GROUP_ROWS,
+                      L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES, L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK,
+                      L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES, available_bytes)
 
 BOX = 20
 PAD = 40
@@ -42,6 +50,10 @@ CPU_BUDGET = 256 * 2**20
 MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (the largest, MAX_CHUNK_BOXES, and the bytes
                                    # per box, BYTES_PER_BOX, are gpuvalid.memory's, which its 1.c estimate uses)
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
+KERNELS = "local_fsc.cu"           # the raw-kernel engine (kernels/local_fsc.cu)
+PLANES_THREADS = 256               # lfsc_planes' block (its LPLANES_THREADS: a power of two)
+SHELLS_THREADS = 210               # lfsc_shells' block: 840 (ky, kx) columns, four per thread
+ENGINES = ("kernel", "cufft")      # device engines; the CPU always uses the FFT engine
 
 
 def hann_box(n: int = BOX) -> np.ndarray:
@@ -58,7 +70,7 @@ def shell_matrix(pad: int = PAD) -> tuple[np.ndarray, int]:
     fy = np.fft.fftfreq(pad)[None, :, None]
     fx = np.fft.rfftfreq(pad)[None, None, :]
     k = np.rint(np.sqrt(fz * fz + fy * fy + fx * fx) * pad).astype(np.int64)
-    nsh = int(math.floor(pad * math.sqrt(3.0) / 2.0)) + 1
+    nsh = shell_matrix_size(pad)
     wx = np.full(pad // 2 + 1, 2.0)
     wx[0] = 1.0
     if pad % 2 == 0:
@@ -71,8 +83,9 @@ def shell_matrix(pad: int = PAD) -> tuple[np.ndarray, int]:
     return S, nsh
 
 
-def crossings(fsc: np.ndarray, freq: np.ndarray, cutoff: float = CUTOFF):
-    """First and last 0.5 crossings of each row of ``fsc`` ``[n, nshell]`` (``freq`` Å⁻¹ per shell).
+def crossings(fsc, freq, cutoff: float = CUTOFF, xp=np):
+    """First and last 0.5 crossings of each row of ``fsc`` ``[n, nshell]`` (``freq`` Å⁻¹ per shell), with
+    the array module ``xp`` of both (NumPy, or CuPy for device arrays).
 
     Returns ``(first_f, last_f, code)``: the interpolated crossing frequencies (Å⁻¹; ``last_f`` NaN when
     no shell goes from ≥ cutoff to < cutoff) and per row a code for the first crossing: 0 crossed, 1
@@ -80,31 +93,31 @@ def crossings(fsc: np.ndarray, freq: np.ndarray, cutoff: float = CUTOFF):
     Shells 0 and 1 are ignored as crossing points (the first crossing is searched from shell 2).
     """
     n, ns = fsc.shape
-    y = np.nan_to_num(fsc, nan=-1.0)
+    y = xp.nan_to_num(fsc, nan=-1.0)
     below = y < cutoff
     below[:, :2] = False
     has = below.any(axis=1)
-    i_first = np.where(has, np.argmax(below, axis=1), ns - 1)
+    i_first = xp.where(has, xp.argmax(below, axis=1), ns - 1)
     trans = (y[:, :-1] >= cutoff) & (y[:, 1:] < cutoff)        # trans[:, j]: ≥ cutoff at j, < at j + 1
     trans[:, :1] = False                                          # crossing shell j + 1 ≥ 2
     has_t = trans.any(axis=1)
-    i_last = np.where(has_t, (ns - 2) - np.argmax(trans[:, ::-1], axis=1) + 1, ns - 1)
+    i_last = xp.where(has_t, (ns - 2) - xp.argmax(trans[:, ::-1], axis=1) + 1, ns - 1)
 
     def interp(i):
-        i = np.clip(i, 1, ns - 1)
-        r = np.arange(n)
+        i = xp.clip(i, 1, ns - 1)
+        r = xp.arange(n)
         y0, y1 = y[r, i - 1], y[r, i]
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(y0 != y1, (y0 - cutoff) / (y0 - y1), 0.0)
-        t = np.clip(t, 0.0, 1.0)
+            t = xp.where(y0 != y1, (y0 - cutoff) / (y0 - y1), 0.0)
+        t = xp.clip(t, 0.0, 1.0)
         return freq[i - 1] + t * (freq[i] - freq[i - 1])
 
     first = interp(i_first)
     last = interp(i_last)
-    code = np.zeros(n, dtype=np.int8)
+    code = xp.zeros(n, dtype=xp.int8)
     code[has & (y[:, 1] < cutoff) & (i_first == 2)] = 1
     code[~has] = 2
-    last = np.where(has_t, last, np.nan)
+    last = xp.where(has_t, last, xp.nan)
     return first, last, code
 
 
@@ -131,15 +144,24 @@ def auto_step(n_voxels: int, is_gpu: bool, max_boxes: int = CPU_MAX_BOXES) -> in
 
 
 def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
-              budget_bytes: int | None = None, compat: bool = True) -> dict:
+              budget_bytes: int | None = None, compat: bool = True, engine: str = "kernel") -> dict:
     """Local-FSC resolution map (Å) of two half maps.
 
     ``h1``, ``h2``, ``soft_mask``: host or device arrays ``[z, y, x]`` of one shape; ``voxel_size`` Ts in Å;
-    ``step``: lattice spacing in voxels (None: automatic, see :func:`auto_step`).  Returns a dict with
+    ``step``: lattice spacing in voxels (None: automatic, see :func:`auto_step`); ``engine``: on a device
+    ``"kernel"`` (raw kernels) or ``"cufft"`` (batched cuFFT), ignored on the CPU.  Returns a dict with
     ``map`` (host float32, NaN outside the selected voxels), ``vrs_map`` (the reference's last-crossing
     rule and 2 Å floor, or None), ``selected`` (host bool), ``step``, ``boxes`` (FSCs computed),
     ``below_first_fraction`` and ``never_below_fraction`` (voxels at the 200 Å cap / the 2·Ts/√3 floor),
-    ``seconds``.  Raises :class:`NotMeasurable` when no voxel can be selected.
+    ``seconds``, ``engine``.
+
+    Raises
+    ------
+    NotMeasurable
+        When no voxel can be selected (the box is smaller than 21 voxels, or the soft mask has no voxel
+        ≥ 0.5 at least 10 voxels from every face).
+    ValueError
+        For an unknown ``engine``.
     """
     t0 = time.perf_counter()
     xp = be.xp
@@ -163,24 +185,75 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     step = max(1, int(step))
     centres = _selected(be, sm, shape, step) if step > 1 else xp.flatnonzero(target.ravel())
     nb = int(centres.size)
-    S_host, nsh = shell_matrix(PAD)
-    S = be.asarray(S_host)
+    nsh = shell_matrix_size()
     freq = np.arange(nsh) / (PAD * voxel_size)
-    win = be.asarray(hann_box(BOX))
-    off = xp.arange(-half, BOX - half)
-    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves, 64–256 boxes
-        avail = available_bytes(be)
-        budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * BYTES_PER_BOX,
-                                                            min(avail // 4, MAX_CHUNK_BOXES * BYTES_PER_BOX))
-    chunk = int(max(8, min(nb, budget_bytes // BYTES_PER_BOX)))
-    cz, cy, cx = (xp.asarray(a) for a in xp.unravel_index(centres, shape))
-    first = np.empty(nb, dtype=np.float64)
-    last = np.full(nb, np.nan, dtype=np.float64)
-    code = np.empty(nb, dtype=np.int8)
-    vcode = np.zeros(nb, dtype=np.int8)
     floor_A = 2.0 * voxel_size / math.sqrt(3.0)
     vfloor = max(VRS_FLOOR_A, floor_A)
     kv = int(min(nsh - 1, math.floor(2 + PAD * voxel_size / vfloor)))   # the reference's last shell
+    engine = engine if be.is_gpu else "fft"
+    if engine not in ENGINES + ("fft",):
+        raise ValueError(f"unknown local-FSC engine {engine!r} (one of {', '.join(ENGINES)})")
+    box_bytes = KERNEL_BOX_BYTES if engine == "kernel" else BYTES_PER_BOX
+    max_chunk = KERNEL_MAX_CHUNK if engine == "kernel" else MAX_CHUNK_BOXES
+    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves
+        avail = available_bytes(be)
+        budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * box_bytes,
+                                                            min(avail // 4, max_chunk * box_bytes))
+    chunk = int(max(8, min(nb, budget_bytes // box_bytes)))
+    rows = (_kernel_rows(be, h1, h2, centres, shape, chunk) if engine == "kernel" else
+            _fft_rows(be, h1, h2, centres, shape, chunk))
+    # crossings where the FSCs are (the device's arrays on a GPU: no host round trip per group)
+    first = xp.empty(nb, dtype=xp.float64)
+    last = xp.full(nb, xp.nan, dtype=xp.float64)
+    code = xp.empty(nb, dtype=xp.int8)
+    vcode = xp.zeros(nb, dtype=xp.int8)
+    freq_x = be.asarray(freq)
+    for s, e, fsc in rows:
+        first[s:e], _, code[s:e] = crossings(fsc, freq_x, xp=xp)
+        if compat:
+            _, last[s:e], vcode[s:e] = crossings(fsc[:, :kv + 1], freq_x[:kv + 1], xp=xp)
+        del fsc
+    first, last, code, vcode = (be.to_host(a) for a in (first, last, code, vcode))
+    with np.errstate(divide="ignore"):
+        res = np.where(code == 0, 1.0 / np.maximum(first, 1e-12), 0.0)
+    res = np.where(code == 1, LO_CAP_A, res)
+    res = np.where(code == 2, floor_A, res)
+    res = np.clip(res, floor_A, LO_CAP_A)
+    vres = None
+    if compat:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vres = np.where(np.isfinite(last), 1.0 / np.maximum(np.nan_to_num(last), 1e-12),
+                            np.where(vcode == 2, vfloor, LO_CAP_A))
+        vres = np.clip(vres, vfloor, LO_CAP_A)
+    tgt_host = be.to_host(target).astype(bool)
+    cen_host = be.to_host(centres)
+    out = {"step": step, "boxes": nb, "selected": tgt_host, "engine": engine,
+           "below_first_fraction": float(np.mean(code == 1)) if nb else 0.0,
+           "never_below_fraction": float(np.mean(code == 2)) if nb else 0.0}
+    out["map"] = _fill(res, cen_host, shape, step, tgt_host)
+    out["vrs_map"] = _fill(vres, cen_host, shape, step, tgt_host) if vres is not None else None
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _fsc(be, c, p1, p2):
+    """FSC per row and shell from the shell sums ``Σ Re(F1·F2*)``, ``Σ|F1|²``, ``Σ|F2|²`` (float64;
+    NaN where a half has no power)."""
+    xp = be.xp
+    den = xp.sqrt(p1 * p2)
+    return xp.where(den > 0, c / xp.where(den > 0, den, 1.0), xp.nan)
+
+
+def _fft_rows(be, h1, h2, centres, shape, chunk):
+    """FFT engine: yields ``(s, e, fsc)`` for the boxes ``s … e − 1``, one chunk at a time (``fsc``
+    float64 ``[e − s, nshell]`` on the backend's device)."""
+    xp = be.xp
+    half = BOX // 2
+    nb = int(centres.size)
+    S = be.asarray(shell_matrix(PAD)[0])
+    win = be.asarray(hann_box(BOX))
+    off = xp.arange(-half, BOX - half)
+    cz, cy, cx = (xp.asarray(a) for a in xp.unravel_index(centres, shape))
     for s in range(0, nb, chunk):
         e = min(nb, s + chunk)
         iz = cz[s:e, None, None, None] + off[None, :, None, None]
@@ -201,33 +274,39 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
         del F1
         sums.append(_shell_sums(F2, F2, S))
         del F2
-        c, p1, p2 = (be.to_host(a).astype(np.float64) for a in sums)
-        den = np.sqrt(p1 * p2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fsc = np.where(den > 0, c / np.where(den > 0, den, 1.0), np.nan)
-        first[s:e], _, code[s:e] = crossings(fsc, freq)
-        if compat:
-            _, last[s:e], vcode[s:e] = crossings(fsc[:, :kv + 1], freq[:kv + 1])
-    with np.errstate(divide="ignore"):
-        res = np.where(code == 0, 1.0 / np.maximum(first, 1e-12), 0.0)
-    res = np.where(code == 1, LO_CAP_A, res)
-    res = np.where(code == 2, floor_A, res)
-    res = np.clip(res, floor_A, LO_CAP_A)
-    vres = None
-    if compat:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vres = np.where(np.isfinite(last), 1.0 / np.maximum(np.nan_to_num(last), 1e-12),
-                            np.where(vcode == 2, vfloor, LO_CAP_A))
-        vres = np.clip(vres, vfloor, LO_CAP_A)
-    tgt_host = be.to_host(target).astype(bool)
-    cen_host = be.to_host(centres)
-    out = {"step": step, "boxes": nb, "selected": tgt_host,
-           "below_first_fraction": float(np.mean(code == 1)) if nb else 0.0,
-           "never_below_fraction": float(np.mean(code == 2)) if nb else 0.0}
-    out["map"] = _fill(res, cen_host, shape, step, tgt_host)
-    out["vrs_map"] = _fill(vres, cen_host, shape, step, tgt_host) if vres is not None else None
-    out["seconds"] = time.perf_counter() - t0
-    return out
+        yield s, e, _fsc(be, *(a.astype(xp.float64) for a in sums))
+
+
+def _kernel_rows(be, h1, h2, centres, shape, chunk):
+    """Raw-kernel engine (a device): yields ``(s, e, fsc)`` for groups of up to ``GROUP_ROWS`` boxes, whose
+    shell sums ``lfsc_planes`` and ``lfsc_shells`` compute a chunk at a time."""
+    xp = be.xp
+    nb = int(centres.size)
+    nsh = shell_matrix_size()
+    k_planes = be.kernel(KERNELS, "lfsc_planes")
+    k_shells = be.kernel(KERNELS, "lfsc_shells")
+    h1, h2 = xp.ascontiguousarray(h1), xp.ascontiguousarray(h2)
+    centres = xp.ascontiguousarray(centres.astype(xp.int64, copy=False))
+    win = be.asarray(hann_box(BOX).ravel())
+    dims = tuple(np.int32(n) for n in shape)
+    group = max(chunk, GROUP_ROWS)
+    Y = xp.empty((chunk, 2, BOX, PAD, PAD // 2 + 1), dtype=xp.complex64)
+    sums = xp.empty((min(nb, group), 3, nsh), dtype=xp.float64)
+    for g0 in range(0, nb, group):
+        g1 = min(nb, g0 + group)
+        for s in range(g0, g1, chunk):
+            e = min(g1, s + chunk)
+            n = np.int32(e - s)
+            k_planes((int(n),), (PLANES_THREADS,), (h1, h2, centres[s:e], n, *dims, win, Y))
+            k_shells((int(n),), (SHELLS_THREADS,), (Y, n, sums[s - g0:e - g0]))
+        part = sums[:g1 - g0]
+        yield g0, g1, _fsc(be, part[:, 0], part[:, 1], part[:, 2])
+    del Y, sums
+
+
+def shell_matrix_size(pad: int = PAD) -> int:
+    """Number of shells ``k = round(|f|·pad)`` up to the box corner: ``floor(pad·√3/2) + 1``."""
+    return int(math.floor(pad * math.sqrt(3.0) / 2.0)) + 1
 
 
 def _shell_sums(Fa, Fb, S):
@@ -296,7 +375,8 @@ def run(ctx1):
     be = ctx1.be
     Ts = ctx1.voxel_size
     step = getattr(ctx1.options, "local_fsc_step", None)
-    out = local_fsc(be, ctx1.h1, ctx1.h2, ctx0.soft_mask, Ts, step=step)
+    out = local_fsc(be, ctx1.h1, ctx1.h2, ctx0.soft_mask, Ts, step=step,
+                    engine=getattr(ctx1.options, "local_fsc_engine", "kernel"))
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA)
     floor_A = 2 * Ts / math.sqrt(3)
     n_sel = int(out["selected"].sum())
@@ -313,7 +393,7 @@ def run(ctx1):
         f"{100 * out['never_below_fraction']:.1f} % of the boxes never fall below 0.5 (set to {floor_A:.2f} Å) and "
         f"{100 * out['below_first_fraction']:.1f} % are below 0.5 from the first shells (set to {LO_CAP_A:g} Å).")
     res.values.update({"step": out["step"], "step_requested": step, "boxes": out["boxes"], "box": BOX,
-                       "padded_box": PAD,
+                       "padded_box": PAD, "engine": out["engine"],
                        "never_below_fraction": out["never_below_fraction"],
                        "below_first_fraction": out["below_first_fraction"], "floor_A": floor_A})
     p = finish_local(ctx1, res, out["map"], "local FSC", "l1_localfsc", "1.c local FSC median")

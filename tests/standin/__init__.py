@@ -492,7 +492,7 @@ def _compile_check(code: str, options: tuple) -> None:
 def _param_type(decl: str) -> str:
     d = decl.replace("__restrict__", "").replace("const", "").strip()
     if "*" in d:
-        return d.split("*")[0].split()[-1] + "*"
+        return " ".join(d.split("*")[0].split()) + "*"
     return " ".join(d.split()[:-1])
 
 

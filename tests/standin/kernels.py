@@ -9,6 +9,7 @@ the kernel uses float, float64 where it uses double.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft as sfft
 
 f32 = np.float32
 
@@ -110,3 +111,46 @@ def first_crossing(grid, block, W, D, H, Wd, rows, cols, nr, nc, t, depth):
         if done.all():
             break
     depth.reshape(nr, nc)[:ni, :nj] = out
+
+
+# ---- kernels/local_fsc.cu ------------------------------------------------------------------------------------
+
+_LB, _LP = 20, 40
+
+
+def lfsc_planes(grid, block, h1, h2, centres, nbox, nz, ny, nx, win, Y):
+    """Per covered box: (b − mean)·win, then the x (real → 21) and y (40) transforms of its 20 z-planes."""
+    nb = min(int(nbox), int(grid[0]))
+    shape = (int(nz), int(ny), int(nx))
+    W = win.reshape(_LB, _LB, _LB)
+    out = Y.reshape(-1, 2, _LB, _LP, _LP // 2 + 1)
+    off = np.arange(_LB) - _LB // 2
+    for s in range(0, nb, 256):
+        e = min(nb, s + 256)
+        cz, cy, cx = np.unravel_index(centres[s:e].astype(np.int64), shape)
+        idx = (cz[:, None, None, None] + off[None, :, None, None], cy[:, None, None, None] + off[None, None, :, None],
+               cx[:, None, None, None] + off[None, None, None, :])
+        for h, V in enumerate((h1, h2)):
+            b = V.reshape(shape)[idx]
+            m = (b.sum(axis=(1, 2, 3), dtype=np.float64) / b[0].size).astype(f32)
+            p = (b - m[:, None, None, None]) * W
+            X = sfft.rfft(p.astype(f32), n=_LP, axis=3)             # float32 transforms, as the kernel's sums
+            out[s:e, h] = sfft.fft(X, n=_LP, axis=2)
+
+
+def lfsc_shells(grid, block, Y, nbox, sums):
+    """Per covered box: the z transform of both halves' planes and the Hermitian-weighted shell sums."""
+    nb = min(int(nbox), int(grid[0]))
+    Yv = Y.reshape(-1, 2, _LB, _LP, _LP // 2 + 1)
+    S = sums.reshape(-1, 3, 35)
+    f = np.fft.fftfreq(_LP) * _LP
+    kx = np.arange(_LP // 2 + 1)
+    k = np.rint(np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + kx[None, None, :] ** 2)).astype(int).ravel()
+    w = np.broadcast_to(np.where((kx == 0) | (kx == _LP // 2), 1.0, 2.0), (_LP, _LP, kx.size)).ravel()
+    M = np.zeros((k.size, 35), dtype=f32)
+    M[np.flatnonzero(k < 35), k[k < 35]] = w[k < 35]
+    for s in range(0, nb, 256):
+        e = min(nb, s + 256)
+        F1, F2 = (sfft.fft(Yv[s:e, h], n=_LP, axis=1).reshape(e - s, -1) for h in range(2))  # complex64
+        for j, (a, b) in enumerate(((F1, F2), (F1, F1), (F2, F2))):
+            S[s:e, j] = (a.real * b.real + a.imag * b.imag) @ M

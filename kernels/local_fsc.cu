@@ -1,0 +1,178 @@
+// Local FSC of 20³ boxes zero-padded to 40³ (section 1.c; see gpuvalid/level1/local_fsc.py), in two
+// kernels that never form the padded boxes.  The padded transform F(kz, ky, kx) of a box b(z, y, x)
+// (z, y, x < 20, zero beyond) is separable:
+//   lfsc_planes:  Y(z, ky, kx) = Σ_y e^{-2πi·ky·y/40} Σ_x e^{-2πi·kx·x/40} b(z, y, x)   (20 planes, 40 × 21)
+//   lfsc_shells:  F(kz, ky, kx) = Σ_z e^{-2πi·kz·z/40} Y(z, ky, kx), reduced at once to shell sums.
+// Only the x ≥ 0 half (kx = 0 … 20, numpy.fft.rfftn's half grid) is formed; the shell sums carry the
+// Hermitian weights (1 on the kx = 0 and kx = 20 planes, 2 elsewhere).  A thread block handles one box.
+// Arrays are C-ordered [z][y][x]; complex64 is float2 (re, im).  No shuffles or warp-synchronous code:
+// tests/cuda_emul runs these sources on the CPU with one thread per CUDA thread.
+
+#define LB 20                  // box edge (voxels)
+#define LP 40                  // padded edge
+#define LKX 21                 // LP / 2 + 1 coefficients along x
+#define LCOL (LP * LKX)        // 840 (ky, kx) columns per plane
+#define LNSH 35                // shells k = round(|k|) = 0 … floor(LP·√3/2)
+#define LPLANES_THREADS 256    // lfsc_planes' block size (a power of two: its block reduction)
+
+// e^{-2πi·j/40}, j = 0 … 39
+__device__ __forceinline__ void lfsc_twiddles(float2* tw) {
+    for (int j = threadIdx.x; j < LP; j += blockDim.x) {
+        float s, c;
+        sincospif(j / 20.0f, &s, &c);
+        tw[j] = make_float2(c, -s);
+    }
+}
+
+// For each box n < nbox centred on the flat voxel centres[n] (voxels c − 10 … c + 9 along each axis, all
+// inside the map): both half maps' boxes minus their own mean, times the taper win[20·20·20], and the 2-D
+// transform of each z-plane: Y[n][h][z][ky][kx] (h = 0, 1 for h1, h2; 2·20·840 complex64 per box).
+// Launch with LPLANES_THREADS threads per block and at least nbox blocks.
+extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float* __restrict__ h2,
+                                       const long long* __restrict__ centres, const int nbox,
+                                       const int nz, const int ny, const int nx,
+                                       const float* __restrict__ win, float2* __restrict__ Y) {
+    __shared__ float2 tw[LP];
+    __shared__ double red[2][LPLANES_THREADS];
+    __shared__ float plane[LB * LB];
+    __shared__ float2 X[LB * LKX];
+    const int n = blockIdx.x;
+    if (n >= nbox) return;                     // the whole block
+    const int t = threadIdx.x, nt = blockDim.x;
+    const long long c = centres[n];
+    const long long nyx = (long long)ny * nx;
+    const int cz = (int)(c / nyx);
+    const int cy = (int)((c - cz * nyx) / nx);
+    const int cx = (int)(c - cz * nyx - (long long)cy * nx);
+    const long long origin = ((long long)(cz - LB / 2) * ny + (cy - LB / 2)) * nx + (cx - LB / 2);
+    lfsc_twiddles(tw);
+
+    // box means, accumulated in double
+    double s1 = 0.0, s2 = 0.0;
+    for (int i = t; i < LB * LB * LB; i += nt) {
+        const int z = i / (LB * LB), y = (i / LB) % LB, x = i % LB;
+        const long long v = origin + ((long long)z * ny + y) * nx + x;
+        s1 += h1[v];
+        s2 += h2[v];
+    }
+    red[0][t] = s1;
+    red[1][t] = s2;
+    __syncthreads();
+    for (int s = nt / 2; s > 0; s >>= 1) {
+        if (t < s) {
+            red[0][t] += red[0][t + s];
+            red[1][t] += red[1][t + s];
+        }
+        __syncthreads();
+    }
+    const float mean[2] = {(float)(red[0][0] / (LB * LB * LB)), (float)(red[1][0] / (LB * LB * LB))};
+
+    for (int hz = 0; hz < 2 * LB; ++hz) {
+        const int h = hz / LB, z = hz % LB;
+        const float* __restrict__ src = h ? h2 : h1;
+        for (int i = t; i < LB * LB; i += nt) {          // tapered plane z
+            const int y = i / LB, x = i % LB;
+            plane[i] = (src[origin + ((long long)z * ny + y) * nx + x] - mean[h]) * win[z * LB * LB + i];
+        }
+        __syncthreads();
+        for (int i = t; i < LB * LKX; i += nt) {         // X[y][kx] = Σ_x plane[y][x]·e^{-2πi·kx·x/40}
+            const int y = i / LKX, kx = i % LKX;
+            float re = 0.0f, im = 0.0f;
+            int j = 0;
+            for (int x = 0; x < LB; ++x) {
+                const float p = plane[y * LB + x];
+                const float2 e = tw[j];
+                re = fmaf(p, e.x, re);
+                im = fmaf(p, e.y, im);
+                j += kx;
+                if (j >= LP) j -= LP;
+            }
+            X[i] = make_float2(re, im);
+        }
+        __syncthreads();
+        // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}.  The next plane's writes to `plane` and `X` come after
+        // the next __syncthreads, which every thread reaches only when it is done reading X here.
+        float2* __restrict__ out = Y + ((long long)(2 * n + h) * LB + z) * LCOL;
+        for (int i = t; i < LCOL; i += nt) {
+            const int ky = i / LKX, kx = i % LKX;
+            float re = 0.0f, im = 0.0f;
+            int j = 0;
+            for (int y = 0; y < LB; ++y) {
+                const float2 a = X[y * LKX + kx];
+                const float2 e = tw[j];
+                re = fmaf(a.x, e.x, fmaf(-a.y, e.y, re));
+                im = fmaf(a.x, e.y, fmaf(a.y, e.x, im));
+                j += ky;
+                if (j >= LP) j -= LP;
+            }
+            out[i] = make_float2(re, im);
+        }
+    }
+}
+
+// Adds w·(sc, s1, s2) to shell k's three sums (shells ≥ LNSH, beyond the box corner's, are dropped).
+__device__ __forceinline__ void lfsc_flush(double* acc, int k, float w, float sc, float s1, float s2) {
+    if (k >= 0 && k < LNSH) {
+        atomicAdd(&acc[k], (double)(w * sc));
+        atomicAdd(&acc[LNSH + k], (double)(w * s1));
+        atomicAdd(&acc[2 * LNSH + k], (double)(w * s2));
+    }
+}
+
+// From lfsc_planes' Y: F1, F2 = the z-transforms of both halves, and per box the Hermitian-weighted shell
+// sums sums[n][0][k] = Σ Re(F1·F2*), sums[n][1][k] = Σ |F1|², sums[n][2][k] = Σ |F2|² over the
+// coefficients with round(√(kz² + ky² + kx²)) = k (signed kz, ky as numpy.fft.fftfreq·40), k < 35.
+// Any block size; at least nbox blocks.
+extern "C" __global__ void lfsc_shells(const float2* __restrict__ Y, const int nbox, double* __restrict__ sums) {
+    __shared__ float2 tw[LP];
+    __shared__ double acc[3 * LNSH];
+    const int n = blockIdx.x;
+    if (n >= nbox) return;                     // the whole block
+    const int t = threadIdx.x, nt = blockDim.x;
+    lfsc_twiddles(tw);
+    for (int i = t; i < 3 * LNSH; i += nt) acc[i] = 0.0;
+    __syncthreads();
+    const float2* __restrict__ y1 = Y + (long long)(2 * n) * LB * LCOL;
+    const float2* __restrict__ y2 = y1 + LB * LCOL;
+    for (int col = t; col < LCOL; col += nt) {
+        const int ky = col / LKX, kx = col % LKX;
+        const int sy = ky < LP / 2 ? ky : ky - LP;
+        const int r2 = sy * sy + kx * kx;
+        const float w = (kx == 0 || kx == LP / 2) ? 1.0f : 2.0f;
+        float2 a[LB], b[LB];
+#pragma unroll
+        for (int z = 0; z < LB; ++z) {
+            a[z] = y1[z * LCOL + col];
+            b[z] = y2[z * LCOL + col];
+        }
+        int cur = -1;
+        float sc = 0.0f, s1 = 0.0f, s2 = 0.0f;
+        for (int kz = 0; kz < LP; ++kz) {
+            float ar = 0.0f, ai = 0.0f, br = 0.0f, bi = 0.0f;
+            int j = 0;
+#pragma unroll
+            for (int z = 0; z < LB; ++z) {
+                const float2 e = tw[j];
+                ar = fmaf(a[z].x, e.x, fmaf(-a[z].y, e.y, ar));
+                ai = fmaf(a[z].x, e.y, fmaf(a[z].y, e.x, ai));
+                br = fmaf(b[z].x, e.x, fmaf(-b[z].y, e.y, br));
+                bi = fmaf(b[z].x, e.y, fmaf(b[z].y, e.x, bi));
+                j += kz;
+                if (j >= LP) j -= LP;
+            }
+            const int sz = kz < LP / 2 ? kz : kz - LP;
+            const int k = (int)rintf(sqrtf((float)(sz * sz + r2)));
+            if (k != cur) {                    // shells change rarely along kz: few atomics per column
+                lfsc_flush(acc, cur, w, sc, s1, s2);
+                cur = k;
+                sc = s1 = s2 = 0.0f;
+            }
+            sc = fmaf(ar, br, fmaf(ai, bi, sc));
+            s1 = fmaf(ar, ar, fmaf(ai, ai, s1));
+            s2 = fmaf(br, br, fmaf(bi, bi, s2));
+        }
+        lfsc_flush(acc, cur, w, sc, s1, s2);
+    }
+    __syncthreads();
+    for (int i = t; i < 3 * LNSH; i += nt) sums[(long long)n * 3 * LNSH + i] = acc[i];
+}
