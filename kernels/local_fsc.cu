@@ -24,6 +24,27 @@ __device__ __forceinline__ void lfsc_twiddles(float2* tw) {
     }
 }
 
+// One term of a DFT sum: acc + p·e for a real sample, acc + a·e for a complex one.
+__device__ __forceinline__ float2 lfsc_term(float p, float2 e, float2 acc) {
+    return make_float2(fmaf(p, e.x, acc.x), fmaf(p, e.y, acc.y));
+}
+__device__ __forceinline__ float2 lfsc_term(float2 a, float2 e, float2 acc) {
+    return make_float2(fmaf(a.x, e.x, fmaf(-a.y, e.y, acc.x)), fmaf(a.x, e.y, fmaf(a.y, e.x, acc.y)));
+}
+
+// Σ_{n<20} in[n·stride]·e^{-2πi·k·n/40}: coefficient k of 20 samples zero-padded to 40.
+template <class T>
+__device__ __forceinline__ float2 lfsc_dft(const T* in, int stride, int k, const float2* tw) {
+    float2 acc = make_float2(0.0f, 0.0f);
+    int j = 0;
+    for (int n = 0; n < LB; ++n) {
+        acc = lfsc_term(in[n * stride], tw[j], acc);
+        j += k;
+        if (j >= LP) j -= LP;
+    }
+    return acc;
+}
+
 // For each box n < nbox centred on the flat voxel centres[n] (voxels c − 10 … c + 9 along each axis, all
 // inside the map): both half maps' boxes minus their own mean, times the taper win[20·20·20], and the 2-D
 // transform of each z-plane: Y[n][h][z][ky][kx] (h = 0, 1 for h1, h2; 2·20·840 complex64 per box).
@@ -77,17 +98,7 @@ extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float
         __syncthreads();
         for (int i = t; i < LB * LKX; i += nt) {         // X[y][kx] = Σ_x plane[y][x]·e^{-2πi·kx·x/40}
             const int y = i / LKX, kx = i % LKX;
-            float re = 0.0f, im = 0.0f;
-            int j = 0;
-            for (int x = 0; x < LB; ++x) {
-                const float p = plane[y * LB + x];
-                const float2 e = tw[j];
-                re = fmaf(p, e.x, re);
-                im = fmaf(p, e.y, im);
-                j += kx;
-                if (j >= LP) j -= LP;
-            }
-            X[i] = make_float2(re, im);
+            X[i] = lfsc_dft(plane + y * LB, 1, kx, tw);
         }
         __syncthreads();
         // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}.  The next plane's writes to `plane` and `X` come after
@@ -95,17 +106,7 @@ extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float
         float2* __restrict__ out = Y + ((long long)(2 * n + h) * LB + z) * LCOL;
         for (int i = t; i < LCOL; i += nt) {
             const int ky = i / LKX, kx = i % LKX;
-            float re = 0.0f, im = 0.0f;
-            int j = 0;
-            for (int y = 0; y < LB; ++y) {
-                const float2 a = X[y * LKX + kx];
-                const float2 e = tw[j];
-                re = fmaf(a.x, e.x, fmaf(-a.y, e.y, re));
-                im = fmaf(a.x, e.y, fmaf(a.y, e.x, im));
-                j += ky;
-                if (j >= LP) j -= LP;
-            }
-            out[i] = make_float2(re, im);
+            out[i] = lfsc_dft(X + kx, LKX, ky, tw);
         }
     }
 }

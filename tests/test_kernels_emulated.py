@@ -49,13 +49,18 @@ def _direct(h, c):
     return P
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+def _load(tmp_path_factory, kernel: str, launcher: str):
+    """ctypes library of ``kernels/<kernel>`` built for the CPU (skips without a C++20 compiler)."""
     try:
-        path = cuda_emul.build("local_fsc.cu", "local_fsc_launch.cpp", tmp_path_factory.mktemp("emul"))
+        path = cuda_emul.build(kernel, launcher, tmp_path_factory.mktemp(kernel.replace(".", "_")))
     except cuda_emul.Unavailable as e:
         pytest.skip(f"no C++20 compiler to run CUDA sources on the CPU: {e}")
     return ctypes.CDLL(str(path))
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return _load(tmp_path_factory, "local_fsc.cu", "local_fsc_launch.cpp")
 
 
 def _run(lib, h1, h2, centres, grid=None):
@@ -139,11 +144,7 @@ def test_no_shared_memory_race(tmp_path, kernel):
 
 @pytest.fixture(scope="module")
 def raylib(tmp_path_factory):
-    try:
-        path = cuda_emul.build("raycast.cu", "raycast_launch.cpp", tmp_path_factory.mktemp("emul_ray"))
-    except cuda_emul.Unavailable as e:
-        pytest.skip(f"no C++20 compiler to run CUDA sources on the CPU: {e}")
-    return ctypes.CDLL(str(path))
+    return _load(tmp_path_factory, "raycast.cu", "raycast_launch.cpp")
 
 
 def test_first_crossing_kernel_equals_the_numpy_path(raylib):
@@ -176,11 +177,7 @@ def test_first_crossing_kernel_equals_the_numpy_path(raylib):
 
 @pytest.fixture(scope="module")
 def spirallib(tmp_path_factory):
-    try:
-        path = cuda_emul.build("spiral.cu", "spiral_launch.cpp", tmp_path_factory.mktemp("emul_spiral"))
-    except cuda_emul.Unavailable as e:
-        pytest.skip(f"no C++20 compiler to run CUDA sources on the CPU: {e}")
-    return ctypes.CDLL(str(path))
+    return _load(tmp_path_factory, "spiral.cu", "spiral_launch.cpp")
 
 
 def _spiral_once(lib, block):
