@@ -45,6 +45,14 @@ def find_kernel_source(filename: str) -> Path:
     raise BackendError(f"CUDA kernel source {filename!r} not found (searched {[str(d) for d in kernel_dirs()]})")
 
 
+#: CuPy plans cuFFT transforms with 32-bit sizes and distances: it cannot transform 2³¹ elements or more at once
+#: (cupy/cupy#4406), and a plan's work area can be as large as the transform.  On a device, a complex 3-D
+#: transform of at least this many elements (a 1 Å working grid of 1,024³: a 588³ map at 1.742 Å) runs as
+#: 2-D transforms of z-slabs and 1-D transforms of y-slabs of at most FFT_SLAB_ELEMENTS each.
+FFT_SLABS_ABOVE = 2 ** 30
+FFT_SLAB_ELEMENTS = 2 ** 27
+
+
 class Backend:
     """Namespace of array functions for one device.
 
@@ -62,6 +70,8 @@ class Backend:
         self.device_id = device_id
         self.is_gpu = name == "cupy"
         self._kernels: dict = {}
+        #: complex 3-D transforms of at least this many elements go by slabs (:meth:`_fftn_slabs`)
+        self.fft_slabs_above = FFT_SLABS_ABOVE if self.is_gpu else None
 
     def __repr__(self) -> str:
         return f"Backend({self.device})"
@@ -92,11 +102,45 @@ class Backend:
     def fftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Complex FFT; ``overwrite_x`` lets the transform reuse ``a``'s memory (cuFFT runs a C2C transform of
         a contiguous array in place: no second array of the same size on the device)."""
+        if self._by_slabs(a, s, axes):
+            return self._fftn_slabs(a, False, overwrite_x)
         return self._fft.fftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def ifftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Inverse of :meth:`fftn` (same ``overwrite_x`` rule)."""
+        if self._by_slabs(a, s, axes):
+            return self._fftn_slabs(a, True, overwrite_x)
         return self._fft.ifftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
+
+    def _by_slabs(self, a, s, axes) -> bool:
+        return (self.fft_slabs_above is not None and s is None and axes in (None, (0, 1, 2))
+                and a.ndim == 3 and a.size >= self.fft_slabs_above)
+
+    def _fftn_slabs(self, a, inverse: bool, overwrite_x: bool):
+        """The 3-D complex (inverse) FFT of ``a`` as 2-D transforms over (y, x) of z-slabs, then 1-D
+        transforms over z of y-slabs (each copied to a contiguous block and back), every plan at most
+        ``FFT_SLAB_ELEMENTS``: the same transform and normalisation as :meth:`fftn`/:meth:`ifftn`, for arrays
+        that cuFFT cannot plan at once.  In place on a complex64/complex128 C-contiguous ``a`` with
+        ``overwrite_x``, else on a complex copy."""
+        xp = self.xp
+        ctype = xp.complex128 if a.dtype in (xp.float64, xp.complex128) else xp.complex64
+        if not (overwrite_x and a.dtype == ctype and a.flags.c_contiguous):
+            a = xp.array(a, dtype=ctype, order="C")
+        f = self._fft.ifftn if inverse else self._fft.fftn
+        nz, ny, nx = a.shape
+        step = max(1, FFT_SLAB_ELEMENTS // (ny * nx))
+        for z0 in range(0, nz, step):
+            blk = a[z0:z0 + step]                       # contiguous
+            r = f(blk, axes=(1, 2), overwrite_x=True, **self._kw())
+            if r is not blk:
+                blk[...] = r
+            del r
+        step = max(1, FFT_SLAB_ELEMENTS // (nz * nx))
+        for y0 in range(0, ny, step):
+            blk = xp.ascontiguousarray(a[:, y0:y0 + step])
+            a[:, y0:y0 + step] = f(blk, axes=(0,), overwrite_x=True, **self._kw())
+            del blk
+        return a
 
     def rfftn(self, a, s=None, axes=None):
         return self._fft.rfftn(a, s=s, axes=axes, **self._kw())

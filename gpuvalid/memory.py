@@ -37,6 +37,8 @@ import os
 import re
 import sys
 
+from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
+
 __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
            "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
 
@@ -126,6 +128,11 @@ BYTES_PER_VOXEL = {
     "1.h": {"input": 56, "fixed": 2 ** 26},
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
+#: of a "work" factor, the cuFFT work area of the working grid's transform (up to a complex64 grid, 8 B), which a
+#: grid of FFT_SLABS_ABOVE voxels or more does not have: it is transformed by slabs, whose contiguous copy and
+#: plan work area take at most SLAB_FFT_BYTES
+CUFFT_AREA_PER_WORK_VOXEL = 8
+SLAB_FFT_BYTES = 3 * 8 * FFT_SLAB_ELEMENTS
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
 WORK_VOXEL_A = 1.0             # 0.e/0.h working grid (gpuvalid.models.preprocess.WORK_VOXEL_A)
 ENV_BUDGET = "GPUVALID_DEVICE_BUDGET"
@@ -166,7 +173,11 @@ def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float |
     if per.get("input"):
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):
-        total += per["work"] * working_voxels(shape, voxel_size)
+        nw = working_voxels(shape, voxel_size)
+        if nw >= FFT_SLABS_ABOVE:   # transformed by slabs (Backend._fftn_slabs): no working-grid-sized cuFFT
+            total += (per["work"] - CUFFT_AREA_PER_WORK_VOXEL) * nw + SLAB_FFT_BYTES   # work area
+        else:
+            total += per["work"] * nw
     if per.get("resized"):
         total += per["resized"] * resized_voxels(shape, voxel_size, resolution)
     return total

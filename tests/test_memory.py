@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -166,3 +167,21 @@ def test_whole_run_on_a_tiny_device_keeps_every_section(tmp_path):
         assert rep.sections[sid].status == ref.sections[sid].status
         assert js["sections"][sid]["values"]["device"].startswith("cpu (fallback: needs")
     assert "Computed on the CPU" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_working_grids_transformed_by_slabs_need_no_grid_sized_cufft_area():
+    """A working grid of FFT_SLABS_ABOVE voxels or more is transformed by slabs (gpuvalid.backend): its 0.e
+    estimate drops the cuFFT work area (8 B per working voxel) and adds the slabs' fixed part instead; a 768³
+    map at 1.742 Å (1,338³ working voxels) then fits an 80 GB device."""
+    from gpuvalid.backend import FFT_SLABS_ABOVE
+
+    small, big = (256,) * 3, (768,) * 3
+    nw_small, nw_big = memory.working_voxels(small, 1.742), memory.working_voxels(big, 1.742)
+    assert nw_small < FFT_SLABS_ABOVE <= nw_big
+    phase = memory.BYTES_PER_VOXEL["0.e"]["phases"][1]
+    full = lambda shape, nw, work, extra: (memory.FIXED_BYTES + phase["fixed"] + phase["input"] * math.prod(shape)  # noqa: E731
+                                           + work * nw + extra)
+    assert memory.estimate_bytes("0.e", small, 1.742, 6.6) == full(small, nw_small, phase["work"], 0)
+    assert memory.estimate_bytes("0.e", big, 1.742, 6.6) == full(
+        big, nw_big, phase["work"] - memory.CUFFT_AREA_PER_WORK_VOXEL, memory.SLAB_FFT_BYTES)
+    assert memory.estimate_bytes("0.e", big, 1.742, 6.6) < 75e9
