@@ -97,11 +97,12 @@ def crossings(fsc, freq, cutoff: float = CUTOFF, xp=np):
     below = y < cutoff
     below[:, :2] = False
     has = below.any(axis=1)
-    i_first = xp.where(has, xp.argmax(below, axis=1), ns - 1)
+    # argmax of int8 rows (the first True): CuPy's argmax is not documented for bool
+    i_first = xp.where(has, xp.argmax(below.astype(xp.int8), axis=1), ns - 1)
     trans = (y[:, :-1] >= cutoff) & (y[:, 1:] < cutoff)        # trans[:, j]: ≥ cutoff at j, < at j + 1
     trans[:, :1] = False                                          # crossing shell j + 1 ≥ 2
     has_t = trans.any(axis=1)
-    i_last = xp.where(has_t, (ns - 2) - xp.argmax(trans[:, ::-1], axis=1) + 1, ns - 1)
+    i_last = xp.where(has_t, (ns - 2) - xp.argmax(trans[:, ::-1].astype(xp.int8), axis=1) + 1, ns - 1)
 
     def interp(i):
         i = xp.clip(i, 1, ns - 1)
