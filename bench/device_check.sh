@@ -12,7 +12,7 @@
 #   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
 #     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
 #   3 pytest -m gpu (every GPU-vs-CPU test)
-#   4 gpuvalid selftest --device cuda:0
+#   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
 #   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³) (5a), then 512³ and
 #     768³ on the GPU alone (5b, after step 7); Markdown and JSON under $OUT
 #   5c bench/profile_run.py right after 5a: the 384³ map once more, every section under cProfile with
@@ -178,7 +178,7 @@ if [ "$DEV" != cpu ]; then
 else
     echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
 fi
-step "4 selftest" 60 $GV selftest --device "$DEV"
+step "4 selftest" 90 $GV selftest --device "$DEV"
 step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
     --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
 step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \

@@ -1,11 +1,13 @@
 """``gpuvalid selftest [--device cuda:0]``: check a new GPU node against the CPU path.
 
 A deterministic synthetic map (a right-handed four-helix bundle of Gaussian atoms, :mod:`gpuvalid.simulate`,
-low-passed to 4 Å, with coloured noise; no files needed) goes through every section on the chosen device
-and on the CPU; the numbers are compared within the tolerances of the GPU-vs-CPU tests and a table shows,
-per section, the CPU and device seconds, their ratio, the device's peak memory and the agreement.  The exit
-code is 1 when any section disagrees (status, warnings count or a number out of tolerance), 2 on errors.
-With ``--device cpu`` the CPU is compared with itself (one run, trivially in agreement).
+low-passed to 4 Å, with coloured noise; no files needed) goes through every Level 0 section, and two half maps
+made of it (independent coloured noise added to each, their mean the primary map) through every Level 1
+section, on the chosen device and on the CPU; the numbers are compared within the tolerances of the
+GPU-vs-CPU tests and a table shows, per section, the CPU and device seconds, their ratio, the device's peak
+memory and the agreement.  The exit code is 1 when any section disagrees (status, warnings count or a number
+out of tolerance), 2 on errors.  With ``--device cpu`` the CPU is compared with itself (one run, trivially in
+agreement).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ TOLERANCE = {
     "0.a": (1e-5, 1e-9), "0.b": (1e-5, 1e-9), "0.c": (1e-5, 1e-9), "0.d": (1e-5, 1e-6),
     "0.e": (1e-3, 1e-3), "0.f": (1e-3, 0.5), "0.g": (1e-3, 1e-3), "0.h": (1e-3, 1e-4),
 }
+# Level 1: every number within rel 1e-3 / abs 1e-6 (the end-to-end GPU test's); 1.b draws its permutations from
+# the device's generator (Monte-Carlo p-values, equal in distribution, not in bits): only its status, warnings
+# and FDR-FSC resolution (within 5 %) are compared
+TOLERANCE.update({sid: (1e-3, 1e-6) for sid in ("1.a", "1.c", "1.d", "1.e", "1.f", "1.g", "1.h")})
+TOLERANCE["1.b"] = (5e-2, 1e-6)
+COMPARED_KEYS = {"1.b": ("fdr_fsc_A",)}
+HOW = ("device", "engine")   # values that say how a section ran (device, fallback, 1.c's engine), not what it found
 SEED = 20240601
+HALF_NOISE = 0.7       # σ of each half map's added noise, × the σ of the synthetic map
 
 
 def _helix_atoms(n_res: int, axis_xy: tuple, z0: float, up: bool):
@@ -71,6 +81,19 @@ def synthetic_map(voxel_size: float = 1.2, resolution: float = 4.0, seed: int = 
     return np.ascontiguousarray(V, dtype=np.float32), float(voxel_size), float(t), float(resolution)
 
 
+def synthetic_halves(V, voxel_size: float, seed: int = SEED):
+    """``(h1, h2, primary)``: ``V`` plus independent coloured noise per half (σ = ``HALF_NOISE``·σ(V)), and
+    their mean; the same for a given ``seed``."""
+    import numpy as np
+
+    from .level1.simhalves import noise_pair
+
+    n1, n2 = noise_pair(V.shape, voxel_size, np.random.default_rng(seed + 1), HALF_NOISE * float(V.std()))
+    h1 = np.ascontiguousarray(V + n1, dtype=np.float32)
+    h2 = np.ascontiguousarray(V + n2, dtype=np.float32)
+    return h1, h2, (0.5 * (h1 + h2)).astype(np.float32)
+
+
 @dataclass
 class Row:
     sid: str
@@ -96,7 +119,8 @@ def _flat(v, key=""):
 
 def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
     """Whether two :class:`SectionResult` agree: same status and warning count, equal non-float values,
-    floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree)."""
+    floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree); the values in ``HOW``
+    (where and how the section ran) are not compared."""
     import numpy as np
 
     if a.status != b.status:
@@ -105,8 +129,8 @@ def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
         return False, f"{len(a.warnings)} vs {len(b.warnings)} warnings"
     from .analyses.base import jsonable
 
-    va = {k: v for k, v in _flat(jsonable(a.values)) if k != "device"}   # arrays → lists, NaN → None
-    vb = {k: v for k, v in _flat(jsonable(b.values)) if k != "device"}
+    va = {k: v for k, v in _flat(jsonable(a.values)) if k not in HOW}   # arrays → lists, NaN → None
+    vb = {k: v for k, v in _flat(jsonable(b.values)) if k not in HOW}
     if set(va) != set(vb):
         return False, f"different values: {sorted(set(va) ^ set(vb))[:3]}"
     worst, worst_key = 0.0, ""
@@ -129,6 +153,40 @@ def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
         elif x != y:
             return False, f"{k}: {x!r} vs {y!r}"
     return True, (f"max rel. diff {worst:.1e} ({worst_key})" if worst_key else "identical")
+
+
+def _only_keys(res, keys):
+    """A copy of ``res`` whose values keep only ``keys`` (for the sections compared on a few numbers)."""
+    import copy
+
+    out = copy.copy(res)
+    out.values = {k: v for k, v in res.values.items() if k in keys}
+    return out
+
+
+def _run_level1(be, halves, ts, t, R, only=None):
+    """Every Level 1 section on ``halves`` = ``(h1, h2, primary)``: ``{sid: (result, seconds)}``."""
+    from pathlib import Path
+
+    from .context import MapContext
+    from .level1 import SECTIONS1
+    from .level1.context import HalfMaps, Level1Context
+    from .pipeline import run_section
+
+    h1, h2, P = halves
+    ctx0 = MapContext(be, P, ts, t, R, name="selftest halves")
+    ctx1 = Level1Context(ctx0, HalfMaps((Path("half1"), Path("half2")), (h1, h2), ("-", "-"), ((ts,) * 3,) * 2))
+    out = {}
+    for sid, title, module in SECTIONS1:
+        if module is None or (only and sid not in only):
+            continue
+        t0 = time.perf_counter()
+        res = run_section(module, sid, title, ctx1)
+        be.synchronize()
+        out[sid] = (res, time.perf_counter() - t0)
+    ctx1.release()
+    ctx0.release()
+    return out
 
 
 def _run_all(be, V, ts, t, R, only=None):
@@ -157,15 +215,20 @@ def selftest(device: str = "auto", *, voxel_size: float = 1.2, only: set[str] | 
     be = get_backend(device)
     cpu = get_backend("cpu")
     V, ts, t, R = synthetic_map(voxel_size)
+    halves = synthetic_halves(V, ts)
     if be.is_gpu:  # warm-up: CUDA context, cuFFT plans, kernel compilation are not the sections' time
         _run_all(be, V[:24, :24, :24].copy(), ts, t, R, only={"0.a", "0.d"})
-    ref = _run_all(cpu, V, ts, t, R, only)
-    got = _run_all(be, V, ts, t, R, only) if be.is_gpu else ref
+        _run_level1(be, halves, ts, t, R, only)
+    ref = {**_run_all(cpu, V, ts, t, R, only), **_run_level1(cpu, halves, ts, t, R, only)}
+    got = {**_run_all(be, V, ts, t, R, only), **_run_level1(be, halves, ts, t, R, only)} if be.is_gpu else ref
     rows = []
     for sid, (a, ta) in ref.items():
         b, tb = got[sid]
         rel, abs_ = TOLERANCE.get(sid, (1e-5, 1e-9))
-        ok, detail = compare(a, b, rel, abs_)
+        if sid in COMPARED_KEYS:
+            ok, detail = compare(_only_keys(a, COMPARED_KEYS[sid]), _only_keys(b, COMPARED_KEYS[sid]), rel, abs_)
+        else:
+            ok, detail = compare(a, b, rel, abs_)
         if "device" in b.values:
             detail += f"; {b.values['device']}"
         rows.append(Row(sid, a.title, b.status, ta, tb if be.is_gpu else None,
@@ -181,7 +244,7 @@ def _print(console, rows, be, shape, ts, R) -> None:
 
     dev = be.info().get("device_name", be.device) if be.is_gpu else "cpu"
     table = Table(title=f"gpuvalid selftest: {be.device} ({dev}) vs cpu, synthetic helix bundle "
-                        f"{shape[2]}×{shape[1]}×{shape[0]} at {ts:g} Å, R = {R:g} Å")
+                        f"{shape[2]}×{shape[1]}×{shape[0]} at {ts:g} Å, R = {R:g} Å (Level 1: two half maps of it)")
     for c in ("section", "status", "CPU s", f"{be.device} s", "ratio", "peak device MiB", "agreement"):
         table.add_column(c, justify="right" if c.endswith(("s", "MiB", "ratio")) else "left")
     for r in rows:
@@ -209,7 +272,7 @@ def register(app) -> None:
         voxel_size: float = typer.Option(1.2, "--voxel-size", help="Voxel size (Å) of the synthetic map "
                                          "(smaller: a larger map)."),
     ) -> None:
-        """Run every section on a synthetic map on DEVICE and on the CPU and compare the numbers."""
+        """Run every section on a synthetic map (and its half maps) on DEVICE and on the CPU and compare."""
         from rich.console import Console
 
         from .errors import GpuvalidError

@@ -30,12 +30,25 @@ def test_synthetic_map_is_deterministic_and_sensible():
 def test_selftest_on_the_cpu_measures_every_section(capsys):
     from rich.console import Console
 
+    from gpuvalid.level1 import SECTIONS1
+
     code, rows = st.selftest("cpu", console=Console(width=200))
     assert code == 0
-    assert [r.sid for r in rows] == [sid for sid, _, _ in SECTIONS]
+    assert [r.sid for r in rows] == [sid for sid, _, _ in SECTIONS] + [sid for sid, _, m in SECTIONS1 if m]
     assert all(r.status in ("ok", "warnings") for r in rows), [(r.sid, r.status, r.detail) for r in rows]
     out = capsys.readouterr().out
-    assert "compared with themselves and trivially agree" in out and "All 8 sections agree" in out
+    assert "compared with themselves and trivially agree" in out and "All 16 sections agree" in out
+
+
+def test_synthetic_halves_are_deterministic_halves_of_the_map():
+    """Two independent noisy copies of the bundle: their mean is the primary map, their difference has the
+    noise's σ (√2 · HALF_NOISE · σ(V)), the same arrays for the same seed."""
+    V, ts, _, _ = st.synthetic_map()
+    h1, h2, P = st.synthetic_halves(V, ts)
+    np.testing.assert_array_equal(h1, st.synthetic_halves(V, ts)[0])
+    np.testing.assert_allclose(P, 0.5 * (h1 + h2), rtol=0, atol=1e-6)
+    assert float((h1 - h2).std()) == pytest.approx(np.sqrt(2) * st.HALF_NOISE * float(V.std()), rel=0.05)
+    assert np.corrcoef(h1.ravel(), h2.ravel())[0, 1] > 0.5
 
 
 def _res(values, status="ok", warnings=()):
@@ -51,8 +64,14 @@ def test_compare_tolerances():
     assert not st.compare(a, _res({"v": 1.0, "n": 4, "p": [2.0, float("nan")], "m": "network"}), 1, 1)[0]
     assert not st.compare(a, _res({"v": 1.0, "n": 3, "p": [2.0, 1.0], "m": "network"}), 1, 1)[0]
     assert not st.compare(a, _res(a.values, status="warnings", warnings=["w"]), 1, 1)[0]
-    # absolute tolerance for numbers near zero; the fallback note is not a number to compare
+    # absolute tolerance for numbers near zero; the fallback note and 1.c's engine say how, not what
     assert st.compare(_res({"b": 0.0}), _res({"b": 0.3, "device": "cpu (fallback: …)"}), 1e-3, 0.5)[0]
+    assert st.compare(_res({"b": 1.0, "engine": "fft"}), _res({"b": 1.0, "engine": "kernel"}), 1e-3, 0)[0]
+    # 1.b is compared on its FDR resolution alone (Monte-Carlo p-values differ between generators)
+    a, b = _res({"fdr_fsc_A": 4.0, "p": [0.01]}), _res({"fdr_fsc_A": 4.1, "p": [0.02]})
+    keys = st.COMPARED_KEYS["1.b"]
+    assert st.compare(st._only_keys(a, keys), st._only_keys(b, keys), *st.TOLERANCE["1.b"])[0]
+    assert not st.compare(a, b, *st.TOLERANCE["1.b"])[0] and a.values["p"] == [0.01]
 
 
 def test_cli_exit_codes(monkeypatch):
