@@ -24,9 +24,10 @@ TOLERANCE = {
 }
 # Level 1: every number within rel 1e-3 / abs 1e-6 (the end-to-end GPU test's); 1.b draws its permutations from
 # the device's generator (Monte-Carlo p-values, equal in distribution, not in bits): only its status, warnings
-# and FDR-FSC resolution (within 5 %) are compared
+# and FDR-FSC resolution are compared, the latter within one shell, as the GPU test's (shell 13 of the
+# bundle's halves, 3.3 Å: a shell is 8 % of the resolution)
 TOLERANCE.update({sid: (1e-3, 1e-6) for sid in ("1.a", "1.c", "1.d", "1.e", "1.f", "1.g", "1.h")})
-TOLERANCE["1.b"] = (5e-2, 1e-6)
+TOLERANCE["1.b"] = (0.1, 1e-6)
 COMPARED_KEYS = {"1.b": ("fdr_fsc_A",)}
 HOW = ("device", "engine")   # values that say how a section ran (device, fallback, 1.c's engine), not what it found
 SEED = 20240601
