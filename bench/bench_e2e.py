@@ -35,8 +35,7 @@ from gpuvalid import memory  # noqa: E402
 from gpuvalid.analyses import SECTIONS  # noqa: E402
 from gpuvalid.backend import cuda_available, get_backend  # noqa: E402
 from gpuvalid.context import MapContext  # noqa: E402
-from gpuvalid.pipeline import run_section  # noqa: E402
-from gpuvalid.selftest import TOLERANCE, compare  # noqa: E402
+from gpuvalid.selftest import TOLERANCE, compare, run_timed  # noqa: E402
 
 DATA = Path(os.environ.get("GPUVALID_DATA", ROOT.parent / "shared" / "data"))
 EMD5168 = ("emd_5168.map", 10.0, 6.6)
@@ -118,14 +117,7 @@ def real_maps():
 def run_sections(be, V, ts, t, R, only=None):
     """``{sid: (SectionResult, seconds)}`` for one map on one backend (figures off)."""
     ctx = MapContext(be, V, ts, t, R, name="bench")
-    out = {}
-    for sid, title, module in SECTIONS:
-        if only and sid not in only:
-            continue
-        t0 = time.perf_counter()
-        res = run_section(module, sid, title, ctx)
-        be.synchronize()
-        out[sid] = (res, time.perf_counter() - t0)
+    out = run_timed(be, ctx, SECTIONS, only)
     ctx.release()
     be.free_pool()
     return out

@@ -172,38 +172,38 @@ def _run_level1(be, halves, ts, t, R, only=None):
     from .context import MapContext
     from .level1 import SECTIONS1
     from .level1.context import HalfMaps, Level1Context
-    from .pipeline import run_section
 
     h1, h2, P = halves
     ctx0 = MapContext(be, P, ts, t, R, name="selftest halves")
     ctx1 = Level1Context(ctx0, HalfMaps((Path("half1"), Path("half2")), (h1, h2), ("-", "-"), ((ts,) * 3,) * 2))
+    out = run_timed(be, ctx1, SECTIONS1, only)
+    ctx1.release()
+    ctx0.release()
+    return out
+
+
+def run_timed(be, ctx, sections, only=None) -> dict:
+    """``{sid: (SectionResult, seconds)}``: each of ``sections`` (``(sid, title, module)``; module None: not
+    implemented, skipped) run on ``ctx`` in turn, timed until the device is done."""
+    from .pipeline import run_section
+
     out = {}
-    for sid, title, module in SECTIONS1:
+    for sid, title, module in sections:
         if module is None or (only and sid not in only):
             continue
         t0 = time.perf_counter()
-        res = run_section(module, sid, title, ctx1)
+        res = run_section(module, sid, title, ctx)
         be.synchronize()
         out[sid] = (res, time.perf_counter() - t0)
-    ctx1.release()
-    ctx0.release()
     return out
 
 
 def _run_all(be, V, ts, t, R, only=None):
     from .analyses import SECTIONS
     from .context import MapContext
-    from .pipeline import run_section
 
     ctx = MapContext(be, V, ts, t, R, name="selftest")
-    out = {}
-    for sid, title, module in SECTIONS:
-        if only and sid not in only:
-            continue
-        t0 = time.perf_counter()
-        res = run_section(module, sid, title, ctx)
-        be.synchronize()
-        out[sid] = (res, time.perf_counter() - t0)
+    out = run_timed(be, ctx, SECTIONS, only)
     ctx.release()
     return out
 
