@@ -39,6 +39,7 @@ from ..errors import NotMeasurable
 from ..memory import (L1_BOX_BYTES as BYTES_PER_BOX, L1_FSC_GROUP_ROWS as GROUP_ROWS,
                       L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES, L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK,
                       L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES, available_bytes)
+from .shells import fsc_ratio
 
 BOX = 20
 PAD = 40
@@ -150,7 +151,8 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
 
     ``h1``, ``h2``, ``soft_mask``: host or device arrays ``[z, y, x]`` of one shape; ``voxel_size`` Ts in Å;
     ``step``: lattice spacing in voxels (None: automatic, see :func:`auto_step`); ``engine``: on a device
-    ``"kernel"`` (raw kernels) or ``"cufft"`` (batched cuFFT), ignored on the CPU.  Returns a dict with
+    ``"kernel"`` (raw kernels) or ``"cufft"`` (batched cuFFT); the CPU always runs its FFT engine ("fft").
+    Returns a dict with
     ``map`` (host float32, NaN outside the selected voxels), ``vrs_map`` (the reference's last-crossing
     rule and 2 Å floor, or None), ``selected`` (host bool), ``step``, ``boxes`` (FSCs computed),
     ``below_first_fraction`` and ``never_below_fraction`` (voxels at the 200 Å cap / the 2·Ts/√3 floor),
@@ -191,9 +193,9 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     floor_A = 2.0 * voxel_size / math.sqrt(3.0)
     vfloor = max(VRS_FLOOR_A, floor_A)
     kv = int(min(nsh - 1, math.floor(2 + PAD * voxel_size / vfloor)))   # the reference's last shell
-    engine = engine if be.is_gpu else "fft"
-    if engine not in ENGINES + ("fft",):
+    if engine not in ENGINES:
         raise ValueError(f"unknown local-FSC engine {engine!r} (one of {', '.join(ENGINES)})")
+    engine = engine if be.is_gpu else "fft"
     box_bytes = KERNEL_BOX_BYTES if engine == "kernel" else BYTES_PER_BOX
     max_chunk = KERNEL_MAX_CHUNK if engine == "kernel" else MAX_CHUNK_BOXES
     if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves
@@ -237,14 +239,6 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     return out
 
 
-def _fsc(be, c, p1, p2):
-    """FSC per row and shell from the shell sums ``Σ Re(F1·F2*)``, ``Σ|F1|²``, ``Σ|F2|²`` (float64;
-    NaN where a half has no power)."""
-    xp = be.xp
-    den = xp.sqrt(p1 * p2)
-    return xp.where(den > 0, c / xp.where(den > 0, den, 1.0), xp.nan)
-
-
 def _fft_rows(be, h1, h2, centres, shape, chunk):
     """FFT engine: yields ``(s, e, fsc)`` for the boxes ``s … e − 1``, one chunk at a time (``fsc``
     float64 ``[e − s, nshell]`` on the backend's device)."""
@@ -275,7 +269,7 @@ def _fft_rows(be, h1, h2, centres, shape, chunk):
         del F1
         sums.append(_shell_sums(F2, F2, S))
         del F2
-        yield s, e, _fsc(be, *(a.astype(xp.float64) for a in sums))
+        yield s, e, fsc_ratio(*(a.astype(xp.float64) for a in sums), xp=xp)
 
 
 def _kernel_rows(be, h1, h2, centres, shape, chunk):
@@ -301,7 +295,7 @@ def _kernel_rows(be, h1, h2, centres, shape, chunk):
             k_planes((int(n),), (PLANES_THREADS,), (h1, h2, centres[s:e], n, *dims, win, Y))
             k_shells((int(n),), (SHELLS_THREADS,), (Y, n, sums[s - g0:e - g0]))
         part = sums[:g1 - g0]
-        yield g0, g1, _fsc(be, part[:, 0], part[:, 1], part[:, 2])
+        yield g0, g1, fsc_ratio(part[:, 0], part[:, 1], part[:, 2], xp=xp)
     del Y, sums
 
 

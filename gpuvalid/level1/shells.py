@@ -117,9 +117,15 @@ class FscTerms:
 
     @property
     def fsc(self) -> np.ndarray:
-        den = np.sqrt(self.p1 * self.p2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, self.cross / np.where(den > 0, den, 1.0), np.nan)
+        return fsc_ratio(self.cross, self.p1, self.p2)
+
+
+def fsc_ratio(cross, p1, p2, xp=np):
+    """FSC ``Σ Re(F1·F2*) / √(Σ|F1|²·Σ|F2|²)`` from shell sums (NaN where a half has no power); ``xp``: the
+    arrays' module (NumPy, or CuPy for device arrays)."""
+    den = xp.sqrt(p1 * p2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return xp.where(den > 0, cross / xp.where(den > 0, den, 1.0), xp.nan)
 
 
 def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
@@ -319,6 +325,4 @@ def directional_fsc(binned: np.ndarray, W: np.ndarray) -> np.ndarray:
     Wt = scipy.sparse.csr_matrix(np.ascontiguousarray(W.T))
     prod = np.asarray(Wt @ binned.reshape(3 * nsh, nb).T).T.reshape(3, nsh, -1)
     cross, p1, p2 = prod
-    den = np.sqrt(p1 * p2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, cross / np.where(den > 0, den, 1.0), np.nan)
+    return fsc_ratio(cross, p1, p2)
