@@ -74,7 +74,7 @@ ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
     ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
 fi
-PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (33 tests; end-to-end runs and memory estimates included)
+PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs and memory estimates included)
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
@@ -157,6 +157,11 @@ env_info() {
     $GV info --device "$DEV"
 }
 
+level1_local() {  # step 8 (also the whole of --level1-local)
+    step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
+        --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+}
+
 if [ -n "$FN" ]; then  # bash device_check.sh --fn MODE FUNCTION: one step's function under `timeout`
     "$@"
     exit $?
@@ -166,8 +171,7 @@ fi
 exec > >(tee -a "$LOG") 2>&1
 step "1 environment" 60 env_info
 if [ -n "$ONLY_L1" ]; then
-    step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
-        --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+    level1_local
     echo; echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
     [ ${#FAILED[@]} -gt 0 ] && { printf 'FAILED: %s\n' "${FAILED[@]}"; exit 1; }
     exit 0
@@ -190,8 +194,7 @@ if [ -n "$SIZES_BIG" ]; then
     step "5b bench_e2e ${SIZES_BIG} (GPU only)" 120 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
         --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
 fi
-step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
-    --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+level1_local
 
 echo
 echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
