@@ -19,6 +19,7 @@ import numpy as np
 
 KERNEL_FILE = "raycast.cu"
 KERNEL_OPTIONS = ("--std=c++17", "--fmad=false")
+BLOCK = (16, 16, 1)                     # first_crossing's thread block: 16 × 16 rays
 
 
 def pixel_centres(n_pixels: int, n_voxels: int, px_per_voxel: float) -> np.ndarray:
@@ -113,8 +114,7 @@ def _first_crossing_cuda(be, W, rows, cols, t: float):
     nr, nc = len(rows), len(cols)
     depth = xp.empty((nr, nc), dtype=xp.float32)
     kern = be.kernel(KERNEL_FILE, "first_crossing", KERNEL_OPTIONS)
-    block = (16, 16, 1)
-    grid = ((nc + 15) // 16, (nr + 15) // 16, 1)
-    kern(grid, block, (W, np.int32(D), np.int32(H), np.int32(Wd), r, c, np.int32(nr), np.int32(nc),
+    grid = ((nc + BLOCK[0] - 1) // BLOCK[0], (nr + BLOCK[1] - 1) // BLOCK[1], 1)
+    kern(grid, BLOCK, (W, np.int32(D), np.int32(H), np.int32(Wd), r, c, np.int32(nr), np.int32(nc),
                        np.float32(t), depth))
     return depth

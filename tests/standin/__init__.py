@@ -11,9 +11,11 @@ that fails on ``AttributeError`` or on a host array passed to a device function 
   ``TypeError``, as CuPy does), refuse NumPy arrays and lists as operands or arguments (no implicit host to
   device copy; a NumPy array assigned to a slice is copied, as in CuPy, a list is refused), and reductions
   and scalar indexing give 0-d device arrays, not Python numbers;
-- raw CUDA modules are compiled with ``nvcc`` when it is on the PATH (sm_90; a compile error fails the
-  test) and their kernels check every argument's type against the ``extern "C"`` signature, then run a
-  NumPy transcription of the kernel (:mod:`tests.standin.kernels`);
+- raw CUDA modules are compiled with NVRTC, CuPy's compiler, when ``libnvrtc`` is installed (the ``dev``
+  extra; :mod:`tests.nvrtc`; sm_90, a compile error fails the test), each launch checks its block against
+  the registers and shared memory ``ptxas`` reports (CUDA's "too many resources requested for launch"), and
+  every argument's type against the ``extern "C"`` signature, then runs a NumPy transcription of the kernel
+  (:mod:`tests.standin.kernels`);
 - a memory pool counts the bytes of live device buffers (the allocator hook of
   ``cupy.cuda.set_allocator`` sees every new buffer), so :class:`gpuvalid.memory.PeakMeter` and the
   memory budget run as on a device of :data:`DEVICE_BYTES`.
@@ -23,13 +25,9 @@ What it cannot show: CUDA compile errors of CuPy's own generated kernels, cuFFT/
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import re
-import shutil
-import subprocess
-import tempfile
 import weakref
 from pathlib import Path
 
@@ -469,24 +467,20 @@ class _FftConfig:
 
 # ---- raw modules -----------------------------------------------------------------------------------------
 _SIG = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
-_COMPILED: set = set()
 
 
-def _compile_check(code: str, options: tuple) -> None:
-    """Compile ``code`` with nvcc for sm_90 when nvcc is on the PATH (an error fails like NVRTC would)."""
-    nvcc = shutil.which("nvcc")
-    key = hashlib.sha256((code + repr(options)).encode()).hexdigest()
-    if nvcc is None or key in _COMPILED:
-        return
-    opts = [o.replace("--fmad=", "-fmad=") for o in options]
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "k.cu"
-        src.write_text(code)
-        r = subprocess.run([nvcc, "-arch=sm_90", *opts, "-c", "-o", str(Path(d) / "k.o"), str(src)],
-                           capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"nvcc could not compile the raw module:\n{r.stderr[-3000:]}")
-    _COMPILED.add(key)
+def _compile_check(code: str, options: tuple) -> dict:
+    """Compile ``code`` with NVRTC (CuPy's compiler, :mod:`tests.nvrtc`) for sm_90, the H100/H200, when
+    ``libnvrtc`` is installed: a compile error fails the test as it would fail on the device.  Returns
+    ``ptxas``'s resources per kernel (empty without NVRTC), which each launch checks."""
+    from .. import nvrtc
+
+    if nvrtc.library() is None:
+        return {}
+    try:
+        return nvrtc.compile_source(code, tuple(options), "sm_90").resources
+    except nvrtc.NvrtcError as e:
+        raise RuntimeError(f"cupy stand-in: NVRTC could not compile the raw module: {e}") from None
 
 
 def _param_type(decl: str) -> str:
@@ -503,10 +497,11 @@ _POINTERS = {"float*": np.float32, "double*": np.float64, "float2*": np.complex6
 
 
 class _RawKernel:
-    def __init__(self, name: str, params: list[str]):
+    def __init__(self, name: str, params: list[str], resources=None):
         from . import kernels
 
         self.name = name
+        self.resources = resources          # ptxas's registers and shared memory (None without NVRTC)
         self.types = [_param_type(p) for p in params]
         self.emulate = getattr(kernels, name, None)
         if self.emulate is None:
@@ -517,6 +512,10 @@ class _RawKernel:
             raise TypeError(f"{self.name}: grid and block must be tuples")
         if int(np.prod(block)) > 1024:
             raise ValueError(f"{self.name}: {np.prod(block)} threads per block (CUDA allows 1024)")
+        if self.resources is not None:
+            why = self.resources.launch_error(int(np.prod(block)), int(shared_mem))
+            if why:
+                raise RuntimeError(f"{self.name}: too many resources requested for launch: {why}")
         if len(args) != len(self.types):
             raise TypeError(f"kernel {self.name} takes {len(self.types)} arguments, got {len(args)}")
         for i, (a, t) in enumerate(zip(args, self.types)):
@@ -540,14 +539,14 @@ class _RawModule:
     def __init__(self, code: str = None, path: str = None, options=(), **kwargs):
         if code is None:
             code = Path(path).read_text()
-        _compile_check(code, tuple(options))
+        self._resources = _compile_check(code, tuple(options))
         self._params = {m.group(1): [p for p in m.group(2).split(",") if p.strip()]
                         for m in _SIG.finditer(code)}
 
     def get_function(self, name: str):
         if name not in self._params:
             raise AttributeError(f"raw module has no extern \"C\" __global__ function {name!r}")
-        return _RawKernel(name, self._params[name])
+        return _RawKernel(name, self._params[name], self._resources.get(name))
 
 
 class _RandomState:
