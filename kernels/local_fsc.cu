@@ -5,6 +5,10 @@
 //   lfsc_shells:  F(kz, ky, kx) = Σ_z e^{-2πi·kz·z/40} Y(z, ky, kx), reduced at once to shell sums.
 // Only the x ≥ 0 half (kx = 0 … 20, numpy.fft.rfftn's half grid) is formed; the shell sums carry the
 // Hermitian weights (1 on the kx = 0 and kx = 20 planes, 2 elsewhere).  A thread block handles one box.
+// Every 40-point transform of 20 samples is split into its even- and odd-sample sums E_k, O_k (10 terms
+// each), which give two coefficients at once, since e^{-2πi·(k+20)·n/40} = (−1)^n·e^{-2πi·k·n/40}:
+//   F(k) = E_k + O_k,  F(k + 20) = E_k − O_k,  and for real samples F(20 − k) = conj(E_k − O_k),
+// half the multiply-adds of the direct sums (about 4.6 million per box instead of 8.9).
 // Arrays are C-ordered [z][y][x]; complex64 is float2 (re, im).  No shuffles or warp-synchronous code:
 // tests/cuda_emul runs these sources on the CPU with one thread per CUDA thread.
 
@@ -32,17 +36,21 @@ __device__ __forceinline__ float2 lfsc_term(float2 a, float2 e, float2 acc) {
     return make_float2(fmaf(a.x, e.x, fmaf(-a.y, e.y, acc.x)), fmaf(a.x, e.y, fmaf(a.y, e.x, acc.y)));
 }
 
-// Σ_{n<20} in[n·stride]·e^{-2πi·k·n/40}: coefficient k of 20 samples zero-padded to 40.
+// Even- and odd-sample halves of coefficient k of 20 samples zero-padded to 40:
+// E = Σ_{n even} in[n·stride]·e^{-2πi·k·n/40}, O = Σ_{n odd} (F(k) = E + O, F(k + 20) = E − O).
 template <class T>
-__device__ __forceinline__ float2 lfsc_dft(const T* in, int stride, int k, const float2* tw) {
-    float2 acc = make_float2(0.0f, 0.0f);
+__device__ __forceinline__ void lfsc_dft_eo(const T* in, int stride, int k, const float2* tw, float2& E, float2& O) {
+    E = make_float2(0.0f, 0.0f);
+    O = make_float2(0.0f, 0.0f);
     int j = 0;
-    for (int n = 0; n < LB; ++n) {
-        acc = lfsc_term(in[n * stride], tw[j], acc);
+    for (int n = 0; n < LB; n += 2) {
+        E = lfsc_term(in[n * stride], tw[j], E);
+        j += k;
+        if (j >= LP) j -= LP;
+        O = lfsc_term(in[(n + 1) * stride], tw[j], O);
         j += k;
         if (j >= LP) j -= LP;
     }
-    return acc;
 }
 
 // For each box n < nbox centred on the flat voxel centres[n] (voxels c − 10 … c + 9 along each axis, all
@@ -96,17 +104,25 @@ extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float
             plane[i] = (src[origin + ((long long)z * ny + y) * nx + x] - mean[h]) * win[z * LB * LB + i];
         }
         __syncthreads();
-        for (int i = t; i < LB * LKX; i += nt) {         // X[y][kx] = Σ_x plane[y][x]·e^{-2πi·kx·x/40}
-            const int y = i / LKX, kx = i % LKX;
-            X[i] = lfsc_dft(plane + y * LB, 1, kx, tw);
+        // X[y][kx] = Σ_x plane[y][x]·e^{-2πi·kx·x/40}: kx = k and kx = 20 − k (k = 0 … 10) from one E, O
+        for (int i = t; i < LB * (LB / 2 + 1); i += nt) {
+            const int y = i / (LB / 2 + 1), k = i % (LB / 2 + 1);
+            float2 E, O;
+            lfsc_dft_eo(plane + y * LB, 1, k, tw, E, O);
+            X[y * LKX + k] = make_float2(E.x + O.x, E.y + O.y);
+            if (k < LB / 2) X[y * LKX + LB - k] = make_float2(E.x - O.x, O.y - E.y);
         }
         __syncthreads();
-        // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}.  The next plane's writes to `plane` and `X` come after
-        // the next __syncthreads, which every thread reaches only when it is done reading X here.
+        // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}: ky = k and ky = k + 20 (k = 0 … 19) from one E, O.  The
+        // next plane's writes to `plane` and `X` come after the next __syncthreads, which every thread reaches
+        // only when it is done reading X here.
         float2* __restrict__ out = Y + ((long long)(2 * n + h) * LB + z) * LCOL;
-        for (int i = t; i < LCOL; i += nt) {
-            const int ky = i / LKX, kx = i % LKX;
-            out[i] = lfsc_dft(X + kx, LKX, ky, tw);
+        for (int i = t; i < LB * LKX; i += nt) {
+            const int k = i / LKX, kx = i % LKX;
+            float2 E, O;
+            lfsc_dft_eo(X + kx, LKX, k, tw, E, O);
+            out[k * LKX + kx] = make_float2(E.x + O.x, E.y + O.y);
+            out[(k + LB) * LKX + kx] = make_float2(E.x - O.x, E.y - O.y);
         }
     }
 }
@@ -146,33 +162,49 @@ extern "C" __global__ void lfsc_shells(const float2* __restrict__ Y, const int n
             a[z] = y1[z * LCOL + col];
             b[z] = y2[z * LCOL + col];
         }
-        int cur = -1;
-        float sc = 0.0f, s1 = 0.0f, s2 = 0.0f;
-        for (int kz = 0; kz < LP; ++kz) {
-            float ar = 0.0f, ai = 0.0f, br = 0.0f, bi = 0.0f;
+        // kz = k and kz = k + 20 (signed k − 20) from the even and odd sums; one running shell per sequence
+        int cur[2] = {-1, -1};
+        float sc[2] = {0.0f, 0.0f}, s1[2] = {0.0f, 0.0f}, s2[2] = {0.0f, 0.0f};
+        for (int k = 0; k < LP / 2; ++k) {
+            float aer = 0.0f, aei = 0.0f, aor = 0.0f, aoi = 0.0f;
+            float ber = 0.0f, bei = 0.0f, bor = 0.0f, boi = 0.0f;
             int j = 0;
 #pragma unroll
-            for (int z = 0; z < LB; ++z) {
-                const float2 e = tw[j];
-                ar = fmaf(a[z].x, e.x, fmaf(-a[z].y, e.y, ar));
-                ai = fmaf(a[z].x, e.y, fmaf(a[z].y, e.x, ai));
-                br = fmaf(b[z].x, e.x, fmaf(-b[z].y, e.y, br));
-                bi = fmaf(b[z].x, e.y, fmaf(b[z].y, e.x, bi));
-                j += kz;
+            for (int z = 0; z < LB; z += 2) {
+                float2 e = tw[j];
+                aer = fmaf(a[z].x, e.x, fmaf(-a[z].y, e.y, aer));
+                aei = fmaf(a[z].x, e.y, fmaf(a[z].y, e.x, aei));
+                ber = fmaf(b[z].x, e.x, fmaf(-b[z].y, e.y, ber));
+                bei = fmaf(b[z].x, e.y, fmaf(b[z].y, e.x, bei));
+                j += k;
+                if (j >= LP) j -= LP;
+                e = tw[j];
+                aor = fmaf(a[z + 1].x, e.x, fmaf(-a[z + 1].y, e.y, aor));
+                aoi = fmaf(a[z + 1].x, e.y, fmaf(a[z + 1].y, e.x, aoi));
+                bor = fmaf(b[z + 1].x, e.x, fmaf(-b[z + 1].y, e.y, bor));
+                boi = fmaf(b[z + 1].x, e.y, fmaf(b[z + 1].y, e.x, boi));
+                j += k;
                 if (j >= LP) j -= LP;
             }
-            const int sz = kz < LP / 2 ? kz : kz - LP;
-            const int k = (int)rintf(sqrtf((float)(sz * sz + r2)));
-            if (k != cur) {                    // shells change rarely along kz: few atomics per column
-                lfsc_flush(acc, cur, w, sc, s1, s2);
-                cur = k;
-                sc = s1 = s2 = 0.0f;
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {      // q = 0: kz = k (F = E + O); q = 1: kz = k + 20 (F = E − O)
+                const float sg = q ? -1.0f : 1.0f;
+                const float ar = fmaf(sg, aor, aer), ai = fmaf(sg, aoi, aei);
+                const float br = fmaf(sg, bor, ber), bi = fmaf(sg, boi, bei);
+                const int sz = q ? k - LB : k;
+                const int sh = (int)rintf(sqrtf((float)(sz * sz + r2)));
+                if (sh != cur[q]) {            // shells change rarely along kz: few atomics per column
+                    lfsc_flush(acc, cur[q], w, sc[q], s1[q], s2[q]);
+                    cur[q] = sh;
+                    sc[q] = s1[q] = s2[q] = 0.0f;
+                }
+                sc[q] = fmaf(ar, br, fmaf(ai, bi, sc[q]));
+                s1[q] = fmaf(ar, ar, fmaf(ai, ai, s1[q]));
+                s2[q] = fmaf(br, br, fmaf(bi, bi, s2[q]));
             }
-            sc = fmaf(ar, br, fmaf(ai, bi, sc));
-            s1 = fmaf(ar, ar, fmaf(ai, ai, s1));
-            s2 = fmaf(br, br, fmaf(bi, bi, s2));
         }
-        lfsc_flush(acc, cur, w, sc, s1, s2);
+        lfsc_flush(acc, cur[0], w, sc[0], s1[0], s2[0]);
+        lfsc_flush(acc, cur[1], w, sc[1], s1[1], s2[1]);
     }
     __syncthreads();
     for (int i = t; i < 3 * LNSH; i += nt) sums[(long long)n * 3 * LNSH + i] = acc[i];
