@@ -17,7 +17,8 @@
 #define LKX 21                 // LP / 2 + 1 coefficients along x
 #define LCOL (LP * LKX)        // 840 (ky, kx) columns per plane
 #define LNSH 35                // shells k = round(|k|) = 0 … floor(LP·√3/2)
-#define LPLANES_THREADS 256    // lfsc_planes' block size (a power of two: its block reduction)
+#define LPLANES_THREADS 256    // lfsc_planes' block size (a power of two: its block reduction); its launch
+                               // bounds ask ptxas for 5 such blocks per SM (≤ 48 registers, no spill on sm_80–100)
 
 // e^{-2πi·j/40}, j = 0 … 39
 __device__ __forceinline__ void lfsc_twiddles(float2* tw) {
@@ -57,7 +58,7 @@ __device__ __forceinline__ void lfsc_dft_eo(const T* in, int stride, int k, cons
 // inside the map): both half maps' boxes minus their own mean, times the taper win[20·20·20], and the 2-D
 // transform of each z-plane: Y[n][h][z][ky][kx] (h = 0, 1 for h1, h2; 2·20·840 complex64 per box).
 // Launch with LPLANES_THREADS threads per block and at least nbox blocks.
-extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float* __restrict__ h2,
+extern "C" __global__ void __launch_bounds__(LPLANES_THREADS, 5) lfsc_planes(const float* __restrict__ h1, const float* __restrict__ h2,
                                        const long long* __restrict__ centres, const int nbox,
                                        const int nz, const int ny, const int nx,
                                        const float* __restrict__ win, float2* __restrict__ Y) {
@@ -94,14 +95,15 @@ extern "C" __global__ void lfsc_planes(const float* __restrict__ h1, const float
         }
         __syncthreads();
     }
-    const float mean[2] = {(float)(red[0][0] / (LB * LB * LB)), (float)(red[1][0] / (LB * LB * LB))};
+    const float mean1 = (float)(red[0][0] / (LB * LB * LB)), mean2 = (float)(red[1][0] / (LB * LB * LB));
 
     for (int hz = 0; hz < 2 * LB; ++hz) {
         const int h = hz / LB, z = hz % LB;
         const float* __restrict__ src = h ? h2 : h1;
+        const float mean = h ? mean2 : mean1;     // (a mean[h] array indexed at run time would live in local memory)
         for (int i = t; i < LB * LB; i += nt) {          // tapered plane z
             const int y = i / LB, x = i % LB;
-            plane[i] = (src[origin + ((long long)z * ny + y) * nx + x] - mean[h]) * win[z * LB * LB + i];
+            plane[i] = (src[origin + ((long long)z * ny + y) * nx + x] - mean) * win[z * LB * LB + i];
         }
         __syncthreads();
         // X[y][kx] = Σ_x plane[y][x]·e^{-2πi·kx·x/40}: kx = k and kx = 20 − k (k = 0 … 10) from one E, O

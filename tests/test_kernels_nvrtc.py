@@ -6,7 +6,7 @@ sm_80 (A100), sm_90 (H100, H200) and sm_100 (B200).  It checks what only the rea
 device run: the source compiles without a warning, the compiled parameter list (PTX ABI) is the one the CuPy
 stand-in checks the Python launches against, every kernel the Python code asks for exists (and none is dead),
 and ``ptxas``'s registers and shared memory let each kernel launch with the block the Python code uses
-(CUDA's "too many resources requested for launch" otherwise), without register spills.
+(CUDA's "too many resources requested for launch" otherwise), without register spills or a stack frame.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def test_kernels_launch_with_their_blocks_without_spills(filename, arch):
     for name, r in res.items():
         assert r.launch_error(BLOCKS[name]) is None, (name, arch, r, r.launch_error(BLOCKS[name]))
         assert r.spill_stores == 0 and r.spill_loads == 0, (name, arch, r)
+        assert r.stack == 0, (name, arch, r, "a stack frame: an array indexed at run time lives in local memory")
 
 
 def test_launch_limits_arithmetic():

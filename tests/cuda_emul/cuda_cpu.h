@@ -38,6 +38,7 @@ inline std::vector<std::uint64_t> cuda_emul_exchange;           // one slot per 
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 
 inline void __syncthreads() { cuda_emul_barrier->arrive_and_wait(); }

@@ -466,7 +466,8 @@ class _FftConfig:
 
 
 # ---- raw modules -----------------------------------------------------------------------------------------
-_SIG = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+_SIG = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)',
+                  re.S)
 
 
 def _compile_check(code: str, options: tuple) -> dict:
