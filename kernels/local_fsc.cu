@@ -129,31 +129,34 @@ extern "C" __global__ void __launch_bounds__(LPLANES_THREADS, 5) lfsc_planes(con
     }
 }
 
-// Adds w·(sc, s1, s2) to shell k's three sums (shells ≥ LNSH, beyond the box corner's, are dropped).
-__device__ __forceinline__ void lfsc_flush(double* acc, int k, float w, float sc, float s1, float s2) {
-    if (k >= 0 && k < LNSH) {
-        atomicAdd(&acc[k], (double)(w * sc));
-        atomicAdd(&acc[LNSH + k], (double)(w * s1));
-        atomicAdd(&acc[2 * LNSH + k], (double)(w * s2));
-    }
-}
-
 // From lfsc_planes' Y: F1, F2 = the z-transforms of both halves, and per box the Hermitian-weighted shell
 // sums sums[n][0][k] = Σ Re(F1·F2*), sums[n][1][k] = Σ |F1|², sums[n][2][k] = Σ |F2|² over the
 // coefficients with round(√(kz² + ky² + kx²)) = k (signed kz, ky as numpy.fft.fftfreq·40), k < 35.
-// Any block size; at least nbox blocks.
-extern "C" __global__ void lfsc_shells(const float2* __restrict__ Y, const int nbox, double* __restrict__ sums) {
+// Launch with exactly LSHELLS_THREADS threads per block and at least nbox blocks.
+//
+// Each thread transforms its (ky, kx) columns along z, the coefficients kz = k and kz = −k (k = 0 … 20)
+// together: with e = e^{-2πi·k·z/40} and a = x + iy,  a·e = (x·e.x − y·e.y) + i(x·e.y + y·e.x)  and
+// a·conj(e) = (x·e.x + y·e.y) + i(y·e.x − x·e.y),  so four running products give both (as many
+// multiply-adds as one coefficient of the direct sum).  Both lie on the same shell, so the thread adds them
+// into one running shell sum, which it writes to its own slots of `part` (float) when the shell changes:
+// no atomics (in shared memory they compile to compare-and-swap loops) and a fixed summation order.  The
+// block then adds the slots of each shell in float64.
+#define LSHELLS_THREADS 96     // lfsc_shells' block: 840 columns, 8 or 9 per thread
+#define LPART (LSHELLS_THREADS + 1)   // one padding slot: a shell's slots start in different banks
+extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const float2* __restrict__ Y,
+                                                                        const int nbox,
+                                                                        double* __restrict__ sums) {
     __shared__ float2 tw[LP];
-    __shared__ double acc[3 * LNSH];
+    __shared__ float part[3 * LNSH * LPART];   // part[(j·35 + shell)·97 + thread], j = 0 (cross), 1, 2
     const int n = blockIdx.x;
     if (n >= nbox) return;                     // the whole block
-    const int t = threadIdx.x, nt = blockDim.x;
+    const int t = threadIdx.x;
     lfsc_twiddles(tw);
-    for (int i = t; i < 3 * LNSH; i += nt) acc[i] = 0.0;
+    for (int i = 0; i < 3 * LNSH; ++i) part[i * LPART + t] = 0.0f;
     __syncthreads();
     const float2* __restrict__ y1 = Y + (long long)(2 * n) * LB * LCOL;
     const float2* __restrict__ y2 = y1 + LB * LCOL;
-    for (int col = t; col < LCOL; col += nt) {
+    for (int col = t; col < LCOL; col += LSHELLS_THREADS) {
         const int ky = col / LKX, kx = col % LKX;
         const int sy = ky < LP / 2 ? ky : ky - LP;
         const int r2 = sy * sy + kx * kx;
@@ -164,50 +167,59 @@ extern "C" __global__ void lfsc_shells(const float2* __restrict__ Y, const int n
             a[z] = y1[z * LCOL + col];
             b[z] = y2[z * LCOL + col];
         }
-        // kz = k and kz = k + 20 (signed k − 20) from the even and odd sums; one running shell per sequence
-        int cur[2] = {-1, -1};
-        float sc[2] = {0.0f, 0.0f}, s1[2] = {0.0f, 0.0f}, s2[2] = {0.0f, 0.0f};
-        for (int k = 0; k < LP / 2; ++k) {
-            float aer = 0.0f, aei = 0.0f, aor = 0.0f, aoi = 0.0f;
-            float ber = 0.0f, bei = 0.0f, bor = 0.0f, boi = 0.0f;
+        int cur = -1;
+        float sc = 0.0f, s1 = 0.0f, s2 = 0.0f;
+        for (int k = 0; k <= LP / 2; ++k) {
+            float au = 0.0f, av = 0.0f, ar = 0.0f, ap = 0.0f;
+            float bu = 0.0f, bv = 0.0f, br = 0.0f, bp = 0.0f;
             int j = 0;
 #pragma unroll
-            for (int z = 0; z < LB; z += 2) {
-                float2 e = tw[j];
-                aer = fmaf(a[z].x, e.x, fmaf(-a[z].y, e.y, aer));
-                aei = fmaf(a[z].x, e.y, fmaf(a[z].y, e.x, aei));
-                ber = fmaf(b[z].x, e.x, fmaf(-b[z].y, e.y, ber));
-                bei = fmaf(b[z].x, e.y, fmaf(b[z].y, e.x, bei));
-                j += k;
-                if (j >= LP) j -= LP;
-                e = tw[j];
-                aor = fmaf(a[z + 1].x, e.x, fmaf(-a[z + 1].y, e.y, aor));
-                aoi = fmaf(a[z + 1].x, e.y, fmaf(a[z + 1].y, e.x, aoi));
-                bor = fmaf(b[z + 1].x, e.x, fmaf(-b[z + 1].y, e.y, bor));
-                boi = fmaf(b[z + 1].x, e.y, fmaf(b[z + 1].y, e.x, boi));
+            for (int z = 0; z < LB; ++z) {
+                const float2 e = tw[j];
+                au = fmaf(a[z].x, e.x, au);
+                av = fmaf(a[z].y, e.y, av);
+                ar = fmaf(a[z].y, e.x, ar);
+                ap = fmaf(a[z].x, e.y, ap);
+                bu = fmaf(b[z].x, e.x, bu);
+                bv = fmaf(b[z].y, e.y, bv);
+                br = fmaf(b[z].y, e.x, br);
+                bp = fmaf(b[z].x, e.y, bp);
                 j += k;
                 if (j >= LP) j -= LP;
             }
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {      // q = 0: kz = k (F = E + O); q = 1: kz = k + 20 (F = E − O)
-                const float sg = q ? -1.0f : 1.0f;
-                const float ar = fmaf(sg, aor, aer), ai = fmaf(sg, aoi, aei);
-                const float br = fmaf(sg, bor, ber), bi = fmaf(sg, boi, bei);
-                const int sz = q ? k - LB : k;
-                const int sh = (int)rintf(sqrtf((float)(sz * sz + r2)));
-                if (sh != cur[q]) {            // shells change rarely along kz: few atomics per column
-                    lfsc_flush(acc, cur[q], w, sc[q], s1[q], s2[q]);
-                    cur[q] = sh;
-                    sc[q] = s1[q] = s2[q] = 0.0f;
+            const int sh = (int)rintf(sqrtf((float)(k * k + r2)));
+            if (sh != cur) {                   // shells change rarely along k: few writes per column
+                if (cur >= 0 && cur < LNSH) {
+                    part[cur * LPART + t] = fmaf(w, sc, part[cur * LPART + t]);
+                    part[(LNSH + cur) * LPART + t] = fmaf(w, s1, part[(LNSH + cur) * LPART + t]);
+                    part[(2 * LNSH + cur) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + cur) * LPART + t]);
                 }
-                sc[q] = fmaf(ar, br, fmaf(ai, bi, sc[q]));
-                s1[q] = fmaf(ar, ar, fmaf(ai, ai, s1[q]));
-                s2[q] = fmaf(br, br, fmaf(bi, bi, s2[q]));
+                cur = sh;
+                sc = s1 = s2 = 0.0f;
+            }
+            // kz = k: F = (u − v) + i(p + r); kz = −k: F = (u + v) + i(r − p) (the same coefficient when
+            // k = 0 or k = 20, counted once)
+            const float a0r = au - av, a0i = ap + ar, b0r = bu - bv, b0i = bp + br;
+            sc = fmaf(a0r, b0r, fmaf(a0i, b0i, sc));
+            s1 = fmaf(a0r, a0r, fmaf(a0i, a0i, s1));
+            s2 = fmaf(b0r, b0r, fmaf(b0i, b0i, s2));
+            if (k > 0 && k < LP / 2) {
+                const float a1r = au + av, a1i = ar - ap, b1r = bu + bv, b1i = br - bp;
+                sc = fmaf(a1r, b1r, fmaf(a1i, b1i, sc));
+                s1 = fmaf(a1r, a1r, fmaf(a1i, a1i, s1));
+                s2 = fmaf(b1r, b1r, fmaf(b1i, b1i, s2));
             }
         }
-        lfsc_flush(acc, cur[0], w, sc[0], s1[0], s2[0]);
-        lfsc_flush(acc, cur[1], w, sc[1], s1[1], s2[1]);
+        if (cur >= 0 && cur < LNSH) {
+            part[cur * LPART + t] = fmaf(w, sc, part[cur * LPART + t]);
+            part[(LNSH + cur) * LPART + t] = fmaf(w, s1, part[(LNSH + cur) * LPART + t]);
+            part[(2 * LNSH + cur) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + cur) * LPART + t]);
+        }
     }
     __syncthreads();
-    for (int i = t; i < 3 * LNSH; i += nt) sums[(long long)n * 3 * LNSH + i] = acc[i];
+    for (int i = t; i < 3 * LNSH; i += LSHELLS_THREADS) {
+        double acc = 0.0;
+        for (int th = 0; th < LSHELLS_THREADS; ++th) acc += (double)part[i * LPART + th];
+        sums[(long long)n * 3 * LNSH + i] = acc;
+    }
 }

@@ -6,7 +6,9 @@ the real compiler of CUDA 13, for the real target architectures, and read what `
 (registers, shared memory, stack, spills).  Without the library, :func:`library` returns ``None`` and the
 callers skip (tests) or fall back (the CuPy stand-in).
 
-Set ``GPUVALID_NVRTC`` to a ``libnvrtc.so`` path to use another copy (e.g. a CUDA toolkit's).
+Set ``GPUVALID_NVRTC`` to a ``libnvrtc.so`` path to use another copy (e.g. a CUDA toolkit's).  :func:`sass`
+disassembles the compiled code with ``cuobjdump`` and ``nvdisasm`` (the ``nvidia-cuda-cuobjdump`` and
+``nvidia-cuda-nvdisasm`` wheels, or a toolkit's on the PATH).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import glob
 import importlib.util
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 # Limits of one thread block on every architecture CUDA 13 targets (sm_75 … sm_120): the CUDA C++
@@ -73,6 +78,12 @@ class Compiled:
     ptx: str
     params: dict[str, list[str]] = field(default_factory=dict)
     resources: dict[str, KernelResources] = field(default_factory=dict)
+    cubin: bytes = b""                   # the machine code (a real architecture only)
+
+
+def _nvidia_roots() -> list[str]:
+    spec = importlib.util.find_spec("nvidia")
+    return list(spec.submodule_search_locations or []) if spec else []
 
 
 def _candidates() -> list[str]:
@@ -80,8 +91,7 @@ def _candidates() -> list[str]:
     if env:
         return [env]
     found = []
-    spec = importlib.util.find_spec("nvidia")
-    for root in (spec.submodule_search_locations or []) if spec else []:
+    for root in _nvidia_roots():
         # CUDA 13 wheels: nvidia/cu13/lib/libnvrtc.so.13; CUDA 12: nvidia/cuda_nvrtc/lib/libnvrtc.so.12
         found += glob.glob(os.path.join(root, "*", "lib", "libnvrtc.so*"))
     found = [p for p in found if "builtins" not in os.path.basename(p)]
@@ -142,7 +152,7 @@ def _text(lib, prog, size_fn, get_fn) -> str:
     return buf.value.decode(errors="replace")
 
 
-def _compile_once(source: str, name: str, options: list[str]) -> tuple[str, str]:
+def _compile_once(source: str, name: str, options: list[str], cubin: bool) -> tuple[str, str, bytes]:
     lib = _need()
     prog = ctypes.c_void_p()
     _check(lib, lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None),
@@ -153,9 +163,16 @@ def _compile_once(source: str, name: str, options: list[str]) -> tuple[str, str]
         log = _text(lib, prog, "nvrtcGetProgramLogSize", "nvrtcGetProgramLog")
         _check(lib, rc, f"NVRTC could not compile {name}", log)
         ptx = _text(lib, prog, "nvrtcGetPTXSize", "nvrtcGetPTX")
+        code = b""
+        if cubin:
+            n = ctypes.c_size_t()
+            _check(lib, lib.nvrtcGetCUBINSize(prog, ctypes.byref(n)), "nvrtcGetCUBINSize")
+            buf = ctypes.create_string_buffer(n.value)
+            _check(lib, lib.nvrtcGetCUBIN(prog, buf), "nvrtcGetCUBIN")
+            code = buf.raw
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    return log, ptx
+    return log, ptx, code
 
 
 @functools.lru_cache(maxsize=64)
@@ -166,9 +183,54 @@ def compile_source(source: str, options: tuple = (), arch: str = "sm_90", name: 
     real = arch.startswith("sm_")
     if real:
         opts.append("--ptxas-options=-v")
-    log, ptx = _compile_once(source, name, opts)
+    log, ptx, cubin = _compile_once(source, name, opts, real)
     return Compiled(arch=arch, log=log, ptx=ptx, params=ptx_params(ptx),
-                    resources=ptxas_resources(log) if real else {})
+                    resources=ptxas_resources(log) if real else {}, cubin=cubin)
+
+
+def _tool(name: str) -> str | None:
+    for root in _nvidia_roots():
+        for path in sorted(glob.glob(os.path.join(root, "*", "bin", name)), reverse=True):
+            if os.path.isfile(path):
+                if not os.access(path, os.X_OK):     # wheels may unpack without the executable bit
+                    try:
+                        os.chmod(path, 0o755)
+                    except OSError:
+                        continue
+                return path
+    return shutil.which(name)
+
+
+def sass(cubin: bytes) -> str | None:
+    """The machine code of ``cubin`` as text (``cuobjdump -sass``), or None without cuobjdump and nvdisasm."""
+    cuobjdump, nvdisasm = _tool("cuobjdump"), _tool("nvdisasm")
+    if cuobjdump is None or nvdisasm is None:
+        return None
+    env = {**os.environ, "PATH": os.path.dirname(nvdisasm) + os.pathsep + os.environ.get("PATH", "")}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        r = subprocess.run([cuobjdump, "-sass", path], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise NvrtcError(f"cuobjdump -sass failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def sass_by_function(text: str) -> dict[str, list[str]]:
+    """Per function of a ``cuobjdump -sass`` listing, its instructions' opcodes with modifiers
+    (``FFMA``, ``ATOMS.CAST.SPIN.64``, …)."""
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in text.splitlines():
+        m = re.search(r"Function : (\w+)", line)
+        if m:
+            cur = out.setdefault(m.group(1), [])
+            continue
+        m = re.search(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T\d]\s+)?([A-Z][A-Z0-9_.]*)", line)
+        if m and cur is not None:
+            cur.append(m.group(1))
+    return out
 
 
 _ENTRY = re.compile(r"\.entry\s+(\w+)\s*\(([^)]*)\)", re.S)

@@ -82,6 +82,7 @@ def test_launch_constants_match_the_source():
 
     src = (cuda_emul.KERNELS / "local_fsc.cu").read_text()
     assert int(re.search(r"#define LPLANES_THREADS (\d+)", src).group(1)) == lf.PLANES_THREADS
+    assert int(re.search(r"#define LSHELLS_THREADS (\d+)", src).group(1)) == lf.SHELLS_THREADS
     assert int(re.search(r"#define LNSH (\d+)", src).group(1)) == lf.shell_matrix_size()
     assert int(re.search(r"#define LB (\d+)", src).group(1)) == lf.BOX
     assert int(re.search(r"#define LP (\d+)", src).group(1)) == lf.PAD
@@ -106,6 +107,15 @@ def test_shell_sums_equal_the_full_padded_transform(lib):
         for j, v in enumerate(((F1 * F2.conj()).real, np.abs(F1) ** 2, np.abs(F2) ** 2)):
             want = np.bincount(k, v, minlength=36)[:35]
             np.testing.assert_allclose(S[n, j], want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_shell_sums_are_reproducible_bit_for_bit(lib):
+    """Each thread writes its own slots and the block adds them in a fixed order: two launches (threads
+    scheduled differently) give identical sums."""
+    h1, h2 = _halves()
+    _, S1 = _run(lib, h1, h2, CENTRES)
+    _, S2 = _run(lib, h1, h2, CENTRES)
+    assert np.array_equal(S1, S2)
 
 
 RACE_RUNS = {   # kernel file, launcher, a Python call of the test's own helpers on the built library `lib`

@@ -6,7 +6,8 @@ sm_80 (A100), sm_90 (H100, H200) and sm_100 (B200).  It checks what only the rea
 device run: the source compiles without a warning, the compiled parameter list (PTX ABI) is the one the CuPy
 stand-in checks the Python launches against, every kernel the Python code asks for exists (and none is dead),
 and ``ptxas``'s registers and shared memory let each kernel launch with the block the Python code uses
-(CUDA's "too many resources requested for launch" otherwise), without register spills or a stack frame.
+(CUDA's "too many resources requested for launch" otherwise), without register spills or a stack frame; in the
+machine code (``cuobjdump -sass``), no atomic is a compare-and-swap loop.
 """
 
 from __future__ import annotations
@@ -114,6 +115,43 @@ def test_kernels_launch_with_their_blocks_without_spills(filename, arch):
         assert r.launch_error(BLOCKS[name]) is None, (name, arch, r, r.launch_error(BLOCKS[name]))
         assert r.spill_stores == 0 and r.spill_loads == 0, (name, arch, r)
         assert r.stack == 0, (name, arch, r, "a stack frame: an array indexed at run time lives in local memory")
+
+
+def _is_cas(op: str) -> bool:
+    """A compare-and-swap atomic (``ATOMS.CAS``, ``ATOMS.CAST.SPIN.64``, ``ATOMG.E.CAS``, …)."""
+    parts = op.split(".")
+    return parts[0].startswith("ATOM") and bool({"CAS", "CAST"} & set(parts))
+
+
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+@pytest.mark.parametrize("filename", FILES)
+def test_no_atomic_becomes_a_compare_and_swap_loop(filename, arch):
+    """In the machine code (cuobjdump -sass), no atomic is a compare-and-swap loop: float and double
+    atomicAdd on shared memory compile to one (``ATOMS.CAST.SPIN``), which serialises the threads that
+    collide; global float64 adds (``REDG.E.ADD.F64``) and shared int32 adds (``ATOMS.ADD``) are native."""
+    text = nvrtc.sass(_compile(filename, arch).cubin)
+    if text is None:
+        pytest.skip("cuobjdump/nvdisasm not installed (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
+    per_function = nvrtc.sass_by_function(text)
+    assert set(per_function) == set(_compile(filename, arch).params)
+    for name, ops in per_function.items():
+        assert len(ops) > 10, (name, ops)
+        loops = [op for op in ops if _is_cas(op)]
+        assert not loops, (filename, arch, name, loops)
+
+
+def test_sass_sees_a_shared_double_atomic_as_a_loop():
+    """The check above can fail: a shared-memory double atomicAdd is a CAS loop on sm_90, an int32 one not."""
+    src = """extern "C" __global__ void d(double* o) { __shared__ double s[32]; s[threadIdx.x % 32] = 0.0;
+               __syncthreads(); atomicAdd(&s[threadIdx.x % 32], o[1]); __syncthreads(); o[threadIdx.x] = s[0]; }
+             extern "C" __global__ void i(int* o) { __shared__ int s[32]; s[threadIdx.x % 32] = 0;
+               __syncthreads(); atomicAdd(&s[threadIdx.x % 32], o[1]); __syncthreads(); o[threadIdx.x] = s[0]; }"""
+    text = nvrtc.sass(nvrtc.compile_source(src, (), "sm_90").cubin)
+    if text is None:
+        pytest.skip("cuobjdump/nvdisasm not installed")
+    ops = nvrtc.sass_by_function(text)
+    assert any(_is_cas(op) for op in ops["d"]), ops["d"]
+    assert not any(_is_cas(op) for op in ops["i"]) and "ATOMS.ADD" in ops["i"], ops["i"]
 
 
 def test_launch_limits_arithmetic():

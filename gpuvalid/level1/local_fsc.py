@@ -53,7 +53,7 @@ MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (the largest
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
 KERNELS = "local_fsc.cu"           # the raw-kernel engine (kernels/local_fsc.cu)
 PLANES_THREADS = 256               # lfsc_planes' block (its LPLANES_THREADS: a power of two)
-SHELLS_THREADS = 210               # lfsc_shells' block: 840 (ky, kx) columns, four per thread
+SHELLS_THREADS = 96                # lfsc_shells' block (its LSHELLS_THREADS): 840 (ky, kx) columns, 8–9 per thread
 ENGINES = ("kernel", "cufft")      # device engines; the CPU always uses the FFT engine
 
 
