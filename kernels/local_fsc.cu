@@ -143,6 +143,16 @@ extern "C" __global__ void __launch_bounds__(LPLANES_THREADS, 5) lfsc_planes(con
 // block then adds the slots of each shell in float64.
 #define LSHELLS_THREADS 96     // lfsc_shells' block: 840 columns, 8 or 9 per thread
 #define LPART (LSHELLS_THREADS + 1)   // one padding slot: a shell's slots start in different banks
+
+// Adds w·(sc, s1, s2) to thread t's slots of shell k (shells ≥ LNSH, beyond the box corner's, are dropped).
+__device__ __forceinline__ void lfsc_add(float* part, int k, int t, float w, float sc, float s1, float s2) {
+    if (k >= 0 && k < LNSH) {
+        part[k * LPART + t] = fmaf(w, sc, part[k * LPART + t]);
+        part[(LNSH + k) * LPART + t] = fmaf(w, s1, part[(LNSH + k) * LPART + t]);
+        part[(2 * LNSH + k) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + k) * LPART + t]);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const float2* __restrict__ Y,
                                                                         const int nbox,
                                                                         double* __restrict__ sums) {
@@ -189,11 +199,7 @@ extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const 
             }
             const int sh = (int)rintf(sqrtf((float)(k * k + r2)));
             if (sh != cur) {                   // shells change rarely along k: few writes per column
-                if (cur >= 0 && cur < LNSH) {
-                    part[cur * LPART + t] = fmaf(w, sc, part[cur * LPART + t]);
-                    part[(LNSH + cur) * LPART + t] = fmaf(w, s1, part[(LNSH + cur) * LPART + t]);
-                    part[(2 * LNSH + cur) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + cur) * LPART + t]);
-                }
+                lfsc_add(part, cur, t, w, sc, s1, s2);
                 cur = sh;
                 sc = s1 = s2 = 0.0f;
             }
@@ -210,11 +216,7 @@ extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const 
                 s2 = fmaf(b1r, b1r, fmaf(b1i, b1i, s2));
             }
         }
-        if (cur >= 0 && cur < LNSH) {
-            part[cur * LPART + t] = fmaf(w, sc, part[cur * LPART + t]);
-            part[(LNSH + cur) * LPART + t] = fmaf(w, s1, part[(LNSH + cur) * LPART + t]);
-            part[(2 * LNSH + cur) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + cur) * LPART + t]);
-        }
+        lfsc_add(part, cur, t, w, sc, s1, s2);
     }
     __syncthreads();
     for (int i = t; i < 3 * LNSH; i += LSHELLS_THREADS) {
