@@ -5,10 +5,11 @@
 //   lfsc_shells:  F(kz, ky, kx) = Σ_z e^{-2πi·kz·z/40} Y(z, ky, kx), reduced at once to shell sums.
 // Only the x ≥ 0 half (kx = 0 … 20, numpy.fft.rfftn's half grid) is formed; the shell sums carry the
 // Hermitian weights (1 on the kx = 0 and kx = 20 planes, 2 elsewhere).  A thread block handles one box.
-// Every 40-point transform of 20 samples is split into its even- and odd-sample sums E_k, O_k (10 terms
-// each), which give two coefficients at once, since e^{-2πi·(k+20)·n/40} = (−1)^n·e^{-2πi·k·n/40}:
-//   F(k) = E_k + O_k,  F(k + 20) = E_k − O_k,  and for real samples F(20 − k) = conj(E_k − O_k),
-// half the multiply-adds of the direct sums (about 4.6 million per box instead of 8.9).
+// Every 40-point transform of 20 samples gives two coefficients per pass over the samples.  In the planes,
+// its even- and odd-sample sums E_k, O_k (10 terms each), since e^{-2πi·(k+20)·n/40} = (−1)^n·e^{-2πi·k·n/40}:
+//   F(k) = E_k + O_k,  F(k + 20) = E_k − O_k,  and for real samples F(20 − k) = conj(E_k − O_k);
+// along z, F(k) and F(−k) from four real running products (see lfsc_shells).  About 4.7 million
+// multiply-adds per box instead of the direct sums' 8.9.
 // Arrays are C-ordered [z][y][x]; complex64 is float2 (re, im).  No shuffles or warp-synchronous code:
 // tests/cuda_emul runs these sources on the CPU with one thread per CUDA thread.
 
