@@ -5,11 +5,12 @@
 //   lfsc_shells:  F(kz, ky, kx) = Σ_z e^{-2πi·kz·z/40} Y(z, ky, kx), reduced at once to shell sums.
 // Only the x ≥ 0 half (kx = 0 … 20, numpy.fft.rfftn's half grid) is formed; the shell sums carry the
 // Hermitian weights (1 on the kx = 0 and kx = 20 planes, 2 elsewhere).  A thread block handles one box.
-// Every 40-point transform of 20 samples gives two coefficients per pass over the samples.  In the planes,
-// its even- and odd-sample sums E_k, O_k (10 terms each), since e^{-2πi·(k+20)·n/40} = (−1)^n·e^{-2πi·k·n/40}:
-//   F(k) = E_k + O_k,  F(k + 20) = E_k − O_k,  and for real samples F(20 − k) = conj(E_k − O_k);
-// along z, F(k) and F(−k) from four real running products (see lfsc_shells).  About 4.7 million
-// multiply-adds per box instead of the direct sums' 8.9.
+// Every 40-point transform of 20 samples gives several coefficients per pass over the samples, from its
+// even- and odd-sample sums E_k, O_k (10 terms each), since e^{-2πi·(k+20)·n/40} = (−1)^n·e^{-2πi·k·n/40}:
+//   F(k) = E_k + O_k,  F(k + 20) = E_k − O_k,  and for real samples F(20 − k) = conj(E_k − O_k)
+// (along x: two per pass); for complex samples four real running products per half give E_{±k}, O_{±k},
+// so F(k), F(−k), F(k + 20), F(20 − k) come from one pass (along y and z; lfsc_dft4, lfsc_shells).  About
+// 2.8 million multiply-adds per box instead of the direct sums' 8.9.
 // Arrays are C-ordered [z][y][x]; complex64 is float2 (re, im).  No shuffles or warp-synchronous code:
 // tests/cuda_emul runs these sources on the CPU with one thread per CUDA thread.
 
@@ -30,18 +31,14 @@ __device__ __forceinline__ void lfsc_twiddles(float2* tw) {
     }
 }
 
-// One term of a DFT sum: acc + p·e for a real sample, acc + a·e for a complex one.
+// One term of a DFT sum of real samples: acc + p·e.
 __device__ __forceinline__ float2 lfsc_term(float p, float2 e, float2 acc) {
     return make_float2(fmaf(p, e.x, acc.x), fmaf(p, e.y, acc.y));
 }
-__device__ __forceinline__ float2 lfsc_term(float2 a, float2 e, float2 acc) {
-    return make_float2(fmaf(a.x, e.x, fmaf(-a.y, e.y, acc.x)), fmaf(a.x, e.y, fmaf(a.y, e.x, acc.y)));
-}
 
-// Even- and odd-sample halves of coefficient k of 20 samples zero-padded to 40:
-// E = Σ_{n even} in[n·stride]·e^{-2πi·k·n/40}, O = Σ_{n odd} (F(k) = E + O, F(k + 20) = E − O).
-template <class T>
-__device__ __forceinline__ void lfsc_dft_eo(const T* in, int stride, int k, const float2* tw, float2& E, float2& O) {
+// Even- and odd-sample halves of coefficient k of 20 real samples zero-padded to 40:
+// E = Σ_{n even} in[n·stride]·e^{-2πi·k·n/40}, O = Σ_{n odd} (F(k) = E + O, F(20 − k) = conj(E − O)).
+__device__ __forceinline__ void lfsc_dft_eo(const float* in, int stride, int k, const float2* tw, float2& E, float2& O) {
     E = make_float2(0.0f, 0.0f);
     O = make_float2(0.0f, 0.0f);
     int j = 0;
@@ -53,6 +50,40 @@ __device__ __forceinline__ void lfsc_dft_eo(const T* in, int stride, int k, cons
         j += k;
         if (j >= LP) j -= LP;
     }
+}
+
+// Four coefficients of 20 complex samples a = x + iy zero-padded to 40, from one pass (k = 0 … 10):
+// F(k), F(−k), F(k + 20), F(20 − k).  With e = e^{-2πi·k·n/40}, the running products u = Σx·e.x, v = Σy·e.y,
+// r = Σy·e.x, p = Σx·e.y over the even samples give E(k) = (u − v) + i(p + r) and E(−k) = (u + v) + i(r − p),
+// over the odd samples O(±k) alike; then F(±k) = E(±k) + O(±k) and, since e^{-2πi·(k+20)·n/40} =
+// (−1)^n·e^{-2πi·k·n/40}, F(k + 20) = E(k) − O(k) and F(20 − k) = E(−k) − O(−k).
+__device__ __forceinline__ void lfsc_dft4(const float2* in, int stride, int k, const float2* tw, float2& Fk,
+                                          float2& Fmk, float2& Fk20, float2& F20mk) {
+    float uE = 0.0f, vE = 0.0f, rE = 0.0f, pE = 0.0f, uO = 0.0f, vO = 0.0f, rO = 0.0f, pO = 0.0f;
+    int j = 0;
+    for (int n = 0; n < LB; n += 2) {
+        float2 a = in[n * stride], e = tw[j];
+        uE = fmaf(a.x, e.x, uE);
+        vE = fmaf(a.y, e.y, vE);
+        rE = fmaf(a.y, e.x, rE);
+        pE = fmaf(a.x, e.y, pE);
+        j += k;
+        if (j >= LP) j -= LP;
+        a = in[(n + 1) * stride];
+        e = tw[j];
+        uO = fmaf(a.x, e.x, uO);
+        vO = fmaf(a.y, e.y, vO);
+        rO = fmaf(a.y, e.x, rO);
+        pO = fmaf(a.x, e.y, pO);
+        j += k;
+        if (j >= LP) j -= LP;
+    }
+    const float2 Ep = make_float2(uE - vE, pE + rE), Em = make_float2(uE + vE, rE - pE);
+    const float2 Op = make_float2(uO - vO, pO + rO), Om = make_float2(uO + vO, rO - pO);
+    Fk = make_float2(Ep.x + Op.x, Ep.y + Op.y);
+    Fmk = make_float2(Em.x + Om.x, Em.y + Om.y);
+    Fk20 = make_float2(Ep.x - Op.x, Ep.y - Op.y);
+    F20mk = make_float2(Em.x - Om.x, Em.y - Om.y);
 }
 
 // For each box n < nbox centred on the flat voxel centres[n] (voxels c − 10 … c + 9 along each axis, all
@@ -116,16 +147,20 @@ extern "C" __global__ void __launch_bounds__(LPLANES_THREADS, 5) lfsc_planes(con
             if (k < LB / 2) X[y * LKX + LB - k] = make_float2(E.x - O.x, O.y - E.y);
         }
         __syncthreads();
-        // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}: ky = k and ky = k + 20 (k = 0 … 19) from one E, O.  The
-        // next plane's writes to `plane` and `X` come after the next __syncthreads, which every thread reaches
-        // only when it is done reading X here.
+        // Y[ky][kx] = Σ_y X[y][kx]·e^{-2πi·ky·y/40}: ky = k, 40 − k, k + 20 and 20 − k from one pass
+        // (k = 0 … 10; when k = 0 or 10 the four are two).  The next plane's writes to `plane` and `X` come
+        // after the next __syncthreads, which every thread reaches only when it is done reading X here.
         float2* __restrict__ out = Y + ((long long)(2 * n + h) * LB + z) * LCOL;
-        for (int i = t; i < LB * LKX; i += nt) {
+        for (int i = t; i < (LB / 2 + 1) * LKX; i += nt) {
             const int k = i / LKX, kx = i % LKX;
-            float2 E, O;
-            lfsc_dft_eo(X + kx, LKX, k, tw, E, O);
-            out[k * LKX + kx] = make_float2(E.x + O.x, E.y + O.y);
-            out[(k + LB) * LKX + kx] = make_float2(E.x - O.x, E.y - O.y);
+            float2 Fk, Fmk, Fk20, F20mk;
+            lfsc_dft4(X + kx, LKX, k, tw, Fk, Fmk, Fk20, F20mk);
+            out[k * LKX + kx] = Fk;
+            out[(k + LB) * LKX + kx] = Fk20;
+            if (k > 0 && k < LB / 2) {
+                out[(LP - k) * LKX + kx] = Fmk;
+                out[(LB - k) * LKX + kx] = F20mk;
+            }
         }
     }
 }
@@ -135,13 +170,14 @@ extern "C" __global__ void __launch_bounds__(LPLANES_THREADS, 5) lfsc_planes(con
 // coefficients with round(√(kz² + ky² + kx²)) = k (signed kz, ky as numpy.fft.fftfreq·40), k < 35.
 // Launch with exactly LSHELLS_THREADS threads per block and at least nbox blocks.
 //
-// Each thread transforms its (ky, kx) columns along z, the coefficients kz = k and kz = −k (k = 0 … 20)
-// together: with e = e^{-2πi·k·z/40} and a = x + iy,  a·e = (x·e.x − y·e.y) + i(x·e.y + y·e.x)  and
-// a·conj(e) = (x·e.x + y·e.y) + i(y·e.x − x·e.y),  so four running products give both (as many
-// multiply-adds as one coefficient of the direct sum).  Both lie on the same shell, so the thread adds them
-// into one running shell sum, which it writes to its own slots of `part` (float) when the shell changes:
-// no atomics (in shared memory they compile to compare-and-swap loops) and a fixed summation order.  The
-// block then adds the slots of each shell in float64.
+// Each thread transforms its (ky, kx) columns along z, four coefficients per pass over the 20 samples
+// (k = 0 … 10): with e = e^{-2πi·k·z/40} and a = x + iy,  a·e = (x·e.x − y·e.y) + i(x·e.y + y·e.x)  and
+// a·conj(e) = (x·e.x + y·e.y) + i(y·e.x − x·e.y),  so four running products give kz = k and kz = −k (as many
+// multiply-adds as one coefficient of the direct sum); kept apart for even and odd z they also give
+// kz = k + 20 and kz = 20 − k (E − O).  The pairs lie on the shells of |kz| = k and |kz| = 20 − k; for each,
+// the thread keeps one running shell sum and writes it to its own slots of `part` (float) when the shell
+// changes: no atomics (in shared memory they compile to compare-and-swap loops) and a fixed summation order.
+// The block then adds the slots of each shell in float64.
 #define LSHELLS_THREADS 96     // lfsc_shells' block: 840 columns, 8 or 9 per thread
 #define LPART (LSHELLS_THREADS + 1)   // one padding slot: a shell's slots start in different banks
 
@@ -152,6 +188,28 @@ __device__ __forceinline__ void lfsc_add(float* part, int k, int t, float w, flo
         part[(LNSH + k) * LPART + t] = fmaf(w, s1, part[(LNSH + k) * LPART + t]);
         part[(2 * LNSH + k) * LPART + t] = fmaf(w, s2, part[(2 * LNSH + k) * LPART + t]);
     }
+}
+
+// The running shell sums of one sequence of coefficients whose shell changes monotonically.
+struct LfscRun {
+    int cur;
+    float sc, s1, s2;
+};
+
+// Before adding a coefficient on shell sh: when the shell changes, the running sums go to the thread's slots.
+__device__ __forceinline__ void lfsc_run_shell(LfscRun& r, int sh, float* part, int t, float w) {
+    if (sh != r.cur) {                         // shells change rarely along kz: few writes per column
+        lfsc_add(part, r.cur, t, w, r.sc, r.s1, r.s2);
+        r.cur = sh;
+        r.sc = r.s1 = r.s2 = 0.0f;
+    }
+}
+
+// Adds Re(F1·F2*), |F1|², |F2|² of one coefficient (F1 = ar + i·ai, F2 = br + i·bi) to the running sums.
+__device__ __forceinline__ void lfsc_run_add(LfscRun& r, float ar, float ai, float br, float bi) {
+    r.sc = fmaf(ar, br, fmaf(ai, bi, r.sc));
+    r.s1 = fmaf(ar, ar, fmaf(ai, ai, r.s1));
+    r.s2 = fmaf(br, br, fmaf(bi, bi, r.s2));
 }
 
 extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const float2* __restrict__ Y,
@@ -178,46 +236,56 @@ extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const 
             a[z] = y1[z * LCOL + col];
             b[z] = y2[z * LCOL + col];
         }
-        int cur = -1;
-        float sc = 0.0f, s1 = 0.0f, s2 = 0.0f;
-        for (int k = 0; k <= LP / 2; ++k) {
-            float au = 0.0f, av = 0.0f, ar = 0.0f, ap = 0.0f;
-            float bu = 0.0f, bv = 0.0f, br = 0.0f, bp = 0.0f;
+        LfscRun A = {-1, 0.0f, 0.0f, 0.0f}, B = {-1, 0.0f, 0.0f, 0.0f};   // |kz| = k and |kz| = 20 − k
+        for (int k = 0; k <= LP / 4; ++k) {
+            // even- (E) and odd-z (O) running products u = Σx·e.x, v = Σy·e.y, r = Σy·e.x, p = Σx·e.y
+            float auE = 0.0f, avE = 0.0f, arE = 0.0f, apE = 0.0f, auO = 0.0f, avO = 0.0f, arO = 0.0f, apO = 0.0f;
+            float buE = 0.0f, bvE = 0.0f, brE = 0.0f, bpE = 0.0f, buO = 0.0f, bvO = 0.0f, brO = 0.0f, bpO = 0.0f;
             int j = 0;
 #pragma unroll
-            for (int z = 0; z < LB; ++z) {
-                const float2 e = tw[j];
-                au = fmaf(a[z].x, e.x, au);
-                av = fmaf(a[z].y, e.y, av);
-                ar = fmaf(a[z].y, e.x, ar);
-                ap = fmaf(a[z].x, e.y, ap);
-                bu = fmaf(b[z].x, e.x, bu);
-                bv = fmaf(b[z].y, e.y, bv);
-                br = fmaf(b[z].y, e.x, br);
-                bp = fmaf(b[z].x, e.y, bp);
+            for (int z = 0; z < LB; z += 2) {
+                float2 e = tw[j];
+                auE = fmaf(a[z].x, e.x, auE);
+                avE = fmaf(a[z].y, e.y, avE);
+                arE = fmaf(a[z].y, e.x, arE);
+                apE = fmaf(a[z].x, e.y, apE);
+                buE = fmaf(b[z].x, e.x, buE);
+                bvE = fmaf(b[z].y, e.y, bvE);
+                brE = fmaf(b[z].y, e.x, brE);
+                bpE = fmaf(b[z].x, e.y, bpE);
+                j += k;
+                if (j >= LP) j -= LP;
+                e = tw[j];
+                auO = fmaf(a[z + 1].x, e.x, auO);
+                avO = fmaf(a[z + 1].y, e.y, avO);
+                arO = fmaf(a[z + 1].y, e.x, arO);
+                apO = fmaf(a[z + 1].x, e.y, apO);
+                buO = fmaf(b[z + 1].x, e.x, buO);
+                bvO = fmaf(b[z + 1].y, e.y, bvO);
+                brO = fmaf(b[z + 1].y, e.x, brO);
+                bpO = fmaf(b[z + 1].x, e.y, bpO);
                 j += k;
                 if (j >= LP) j -= LP;
             }
-            const int sh = (int)rintf(sqrtf((float)(k * k + r2)));
-            if (sh != cur) {                   // shells change rarely along k: few writes per column
-                lfsc_add(part, cur, t, w, sc, s1, s2);
-                cur = sh;
-                sc = s1 = s2 = 0.0f;
-            }
-            // kz = k: F = (u − v) + i(p + r); kz = −k: F = (u + v) + i(r − p) (the same coefficient when
-            // k = 0 or k = 20, counted once)
-            const float a0r = au - av, a0i = ap + ar, b0r = bu - bv, b0i = bp + br;
-            sc = fmaf(a0r, b0r, fmaf(a0i, b0i, sc));
-            s1 = fmaf(a0r, a0r, fmaf(a0i, a0i, s1));
-            s2 = fmaf(b0r, b0r, fmaf(b0i, b0i, s2));
-            if (k > 0 && k < LP / 2) {
-                const float a1r = au + av, a1i = ar - ap, b1r = bu + bv, b1i = br - bp;
-                sc = fmaf(a1r, b1r, fmaf(a1i, b1i, sc));
-                s1 = fmaf(a1r, a1r, fmaf(a1i, a1i, s1));
-                s2 = fmaf(b1r, b1r, fmaf(b1i, b1i, s2));
+            // E(±k), O(±k): +k = (u − v) + i(p + r), −k = (u + v) + i(r − p)
+            const float2 aEp = make_float2(auE - avE, apE + arE), aEm = make_float2(auE + avE, arE - apE);
+            const float2 aOp = make_float2(auO - avO, apO + arO), aOm = make_float2(auO + avO, arO - apO);
+            const float2 bEp = make_float2(buE - bvE, bpE + brE), bEm = make_float2(buE + bvE, brE - bpE);
+            const float2 bOp = make_float2(buO - bvO, bpO + brO), bOm = make_float2(buO + bvO, brO - bpO);
+            // |kz| = k: F(k) = E(k) + O(k) and F(−k) = E(−k) + O(−k) (one coefficient when k = 0)
+            lfsc_run_shell(A, (int)rintf(sqrtf((float)(k * k + r2))), part, t, w);
+            lfsc_run_add(A, aEp.x + aOp.x, aEp.y + aOp.y, bEp.x + bOp.x, bEp.y + bOp.y);
+            if (k > 0) lfsc_run_add(A, aEm.x + aOm.x, aEm.y + aOm.y, bEm.x + bOm.x, bEm.y + bOm.y);
+            // |kz| = 20 − k: F(k + 20) = E(k) − O(k) and F(20 − k) = E(−k) − O(−k) (one when k = 0; when
+            // k = 10 they are F(30) and F(10), already counted above)
+            if (k < LP / 4) {
+                lfsc_run_shell(B, (int)rintf(sqrtf((float)((LB - k) * (LB - k) + r2))), part, t, w);
+                lfsc_run_add(B, aEp.x - aOp.x, aEp.y - aOp.y, bEp.x - bOp.x, bEp.y - bOp.y);
+                if (k > 0) lfsc_run_add(B, aEm.x - aOm.x, aEm.y - aOm.y, bEm.x - bOm.x, bEm.y - bOm.y);
             }
         }
-        lfsc_add(part, cur, t, w, sc, s1, s2);
+        lfsc_add(part, A.cur, t, w, A.sc, A.s1, A.s2);
+        lfsc_add(part, B.cur, t, w, B.sc, B.s1, B.s2);
     }
     __syncthreads();
     for (int i = t; i < 3 * LNSH; i += LSHELLS_THREADS) {
