@@ -36,6 +36,29 @@ __device__ __forceinline__ float2 lfsc_term(float p, float2 e, float2 acc) {
     return make_float2(fmaf(p, e.x, acc.x), fmaf(p, e.y, acc.y));
 }
 
+// Twiddle index of the next sample: j + k modulo 40.
+__device__ __forceinline__ int lfsc_step(int j, int k) {
+    j += k;
+    return j >= LP ? j - LP : j;
+}
+
+// Running products of a DFT sum of complex samples a = x + iy with twiddles e: u = Σx·e.x, v = Σy·e.y,
+// r = Σy·e.x, p = Σx·e.y.  They give Σ a·e = (u − v) + i(p + r) (lfsc_plus) and Σ a·conj(e) =
+// (u + v) + i(r − p) (lfsc_minus): the coefficients k and −k for the multiply-adds of one.
+struct LfscProducts {
+    float u, v, r, p;
+};
+__device__ __forceinline__ void lfsc_accumulate(LfscProducts& q, float2 a, float2 e) {
+    q.u = fmaf(a.x, e.x, q.u);
+    q.v = fmaf(a.y, e.y, q.v);
+    q.r = fmaf(a.y, e.x, q.r);
+    q.p = fmaf(a.x, e.y, q.p);
+}
+__device__ __forceinline__ float2 lfsc_plus(const LfscProducts& q) { return make_float2(q.u - q.v, q.p + q.r); }
+__device__ __forceinline__ float2 lfsc_minus(const LfscProducts& q) { return make_float2(q.u + q.v, q.r - q.p); }
+__device__ __forceinline__ float2 lfsc_sum(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
+__device__ __forceinline__ float2 lfsc_diff(float2 a, float2 b) { return make_float2(a.x - b.x, a.y - b.y); }
+
 // Even- and odd-sample halves of coefficient k of 20 real samples zero-padded to 40:
 // E = Σ_{n even} in[n·stride]·e^{-2πi·k·n/40}, O = Σ_{n odd} (F(k) = E + O, F(20 − k) = conj(E − O)).
 __device__ __forceinline__ void lfsc_dft_eo(const float* in, int stride, int k, const float2* tw, float2& E, float2& O) {
@@ -44,46 +67,30 @@ __device__ __forceinline__ void lfsc_dft_eo(const float* in, int stride, int k, 
     int j = 0;
     for (int n = 0; n < LB; n += 2) {
         E = lfsc_term(in[n * stride], tw[j], E);
-        j += k;
-        if (j >= LP) j -= LP;
+        j = lfsc_step(j, k);
         O = lfsc_term(in[(n + 1) * stride], tw[j], O);
-        j += k;
-        if (j >= LP) j -= LP;
+        j = lfsc_step(j, k);
     }
 }
 
 // Four coefficients of 20 complex samples a = x + iy zero-padded to 40, from one pass (k = 0 … 10):
-// F(k), F(−k), F(k + 20), F(20 − k).  With e = e^{-2πi·k·n/40}, the running products u = Σx·e.x, v = Σy·e.y,
-// r = Σy·e.x, p = Σx·e.y over the even samples give E(k) = (u − v) + i(p + r) and E(−k) = (u + v) + i(r − p),
-// over the odd samples O(±k) alike; then F(±k) = E(±k) + O(±k) and, since e^{-2πi·(k+20)·n/40} =
+// F(k), F(−k), F(k + 20), F(20 − k).  The running products (LfscProducts) of the even samples give E(±k),
+// those of the odd samples O(±k); then F(±k) = E(±k) + O(±k) and, since e^{-2πi·(k+20)·n/40} =
 // (−1)^n·e^{-2πi·k·n/40}, F(k + 20) = E(k) − O(k) and F(20 − k) = E(−k) − O(−k).
 __device__ __forceinline__ void lfsc_dft4(const float2* in, int stride, int k, const float2* tw, float2& Fk,
                                           float2& Fmk, float2& Fk20, float2& F20mk) {
-    float uE = 0.0f, vE = 0.0f, rE = 0.0f, pE = 0.0f, uO = 0.0f, vO = 0.0f, rO = 0.0f, pO = 0.0f;
+    LfscProducts E = {0.0f, 0.0f, 0.0f, 0.0f}, O = {0.0f, 0.0f, 0.0f, 0.0f};
     int j = 0;
     for (int n = 0; n < LB; n += 2) {
-        float2 a = in[n * stride], e = tw[j];
-        uE = fmaf(a.x, e.x, uE);
-        vE = fmaf(a.y, e.y, vE);
-        rE = fmaf(a.y, e.x, rE);
-        pE = fmaf(a.x, e.y, pE);
-        j += k;
-        if (j >= LP) j -= LP;
-        a = in[(n + 1) * stride];
-        e = tw[j];
-        uO = fmaf(a.x, e.x, uO);
-        vO = fmaf(a.y, e.y, vO);
-        rO = fmaf(a.y, e.x, rO);
-        pO = fmaf(a.x, e.y, pO);
-        j += k;
-        if (j >= LP) j -= LP;
+        lfsc_accumulate(E, in[n * stride], tw[j]);
+        j = lfsc_step(j, k);
+        lfsc_accumulate(O, in[(n + 1) * stride], tw[j]);
+        j = lfsc_step(j, k);
     }
-    const float2 Ep = make_float2(uE - vE, pE + rE), Em = make_float2(uE + vE, rE - pE);
-    const float2 Op = make_float2(uO - vO, pO + rO), Om = make_float2(uO + vO, rO - pO);
-    Fk = make_float2(Ep.x + Op.x, Ep.y + Op.y);
-    Fmk = make_float2(Em.x + Om.x, Em.y + Om.y);
-    Fk20 = make_float2(Ep.x - Op.x, Ep.y - Op.y);
-    F20mk = make_float2(Em.x - Om.x, Em.y - Om.y);
+    Fk = lfsc_sum(lfsc_plus(E), lfsc_plus(O));
+    Fmk = lfsc_sum(lfsc_minus(E), lfsc_minus(O));
+    Fk20 = lfsc_diff(lfsc_plus(E), lfsc_plus(O));
+    F20mk = lfsc_diff(lfsc_minus(E), lfsc_minus(O));
 }
 
 // For each box n < nbox centred on the flat voxel centres[n] (voxels c − 10 … c + 9 along each axis, all
@@ -205,11 +212,11 @@ __device__ __forceinline__ void lfsc_run_shell(LfscRun& r, int sh, float* part, 
     }
 }
 
-// Adds Re(F1·F2*), |F1|², |F2|² of one coefficient (F1 = ar + i·ai, F2 = br + i·bi) to the running sums.
-__device__ __forceinline__ void lfsc_run_add(LfscRun& r, float ar, float ai, float br, float bi) {
-    r.sc = fmaf(ar, br, fmaf(ai, bi, r.sc));
-    r.s1 = fmaf(ar, ar, fmaf(ai, ai, r.s1));
-    r.s2 = fmaf(br, br, fmaf(bi, bi, r.s2));
+// Adds Re(F1·F2*), |F1|², |F2|² of one coefficient of both halves to the running sums.
+__device__ __forceinline__ void lfsc_run_add(LfscRun& r, float2 f1, float2 f2) {
+    r.sc = fmaf(f1.x, f2.x, fmaf(f1.y, f2.y, r.sc));
+    r.s1 = fmaf(f1.x, f1.x, fmaf(f1.y, f1.y, r.s1));
+    r.s2 = fmaf(f2.x, f2.x, fmaf(f2.y, f2.y, r.s2));
 }
 
 extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const float2* __restrict__ Y,
@@ -238,50 +245,32 @@ extern "C" __global__ void __launch_bounds__(LSHELLS_THREADS) lfsc_shells(const 
         }
         LfscRun A = {-1, 0.0f, 0.0f, 0.0f}, B = {-1, 0.0f, 0.0f, 0.0f};   // |kz| = k and |kz| = 20 − k
         for (int k = 0; k <= LP / 4; ++k) {
-            // even- (E) and odd-z (O) running products u = Σx·e.x, v = Σy·e.y, r = Σy·e.x, p = Σx·e.y
-            float auE = 0.0f, avE = 0.0f, arE = 0.0f, apE = 0.0f, auO = 0.0f, avO = 0.0f, arO = 0.0f, apO = 0.0f;
-            float buE = 0.0f, bvE = 0.0f, brE = 0.0f, bpE = 0.0f, buO = 0.0f, bvO = 0.0f, brO = 0.0f, bpO = 0.0f;
+            // even- (E) and odd-z (O) running products of both halves (a, b)
+            LfscProducts aE = {0.0f, 0.0f, 0.0f, 0.0f}, aO = aE, bE = aE, bO = aE;
             int j = 0;
 #pragma unroll
             for (int z = 0; z < LB; z += 2) {
                 float2 e = tw[j];
-                auE = fmaf(a[z].x, e.x, auE);
-                avE = fmaf(a[z].y, e.y, avE);
-                arE = fmaf(a[z].y, e.x, arE);
-                apE = fmaf(a[z].x, e.y, apE);
-                buE = fmaf(b[z].x, e.x, buE);
-                bvE = fmaf(b[z].y, e.y, bvE);
-                brE = fmaf(b[z].y, e.x, brE);
-                bpE = fmaf(b[z].x, e.y, bpE);
-                j += k;
-                if (j >= LP) j -= LP;
+                lfsc_accumulate(aE, a[z], e);
+                lfsc_accumulate(bE, b[z], e);
+                j = lfsc_step(j, k);
                 e = tw[j];
-                auO = fmaf(a[z + 1].x, e.x, auO);
-                avO = fmaf(a[z + 1].y, e.y, avO);
-                arO = fmaf(a[z + 1].y, e.x, arO);
-                apO = fmaf(a[z + 1].x, e.y, apO);
-                buO = fmaf(b[z + 1].x, e.x, buO);
-                bvO = fmaf(b[z + 1].y, e.y, bvO);
-                brO = fmaf(b[z + 1].y, e.x, brO);
-                bpO = fmaf(b[z + 1].x, e.y, bpO);
-                j += k;
-                if (j >= LP) j -= LP;
+                lfsc_accumulate(aO, a[z + 1], e);
+                lfsc_accumulate(bO, b[z + 1], e);
+                j = lfsc_step(j, k);
             }
-            // E(±k), O(±k): +k = (u − v) + i(p + r), −k = (u + v) + i(r − p)
-            const float2 aEp = make_float2(auE - avE, apE + arE), aEm = make_float2(auE + avE, arE - apE);
-            const float2 aOp = make_float2(auO - avO, apO + arO), aOm = make_float2(auO + avO, arO - apO);
-            const float2 bEp = make_float2(buE - bvE, bpE + brE), bEm = make_float2(buE + bvE, brE - bpE);
-            const float2 bOp = make_float2(buO - bvO, bpO + brO), bOm = make_float2(buO + bvO, brO - bpO);
+            const float2 aEp = lfsc_plus(aE), aEm = lfsc_minus(aE), aOp = lfsc_plus(aO), aOm = lfsc_minus(aO);
+            const float2 bEp = lfsc_plus(bE), bEm = lfsc_minus(bE), bOp = lfsc_plus(bO), bOm = lfsc_minus(bO);
             // |kz| = k: F(k) = E(k) + O(k) and F(−k) = E(−k) + O(−k) (one coefficient when k = 0)
             lfsc_run_shell(A, (int)rintf(sqrtf((float)(k * k + r2))), part, t, w);
-            lfsc_run_add(A, aEp.x + aOp.x, aEp.y + aOp.y, bEp.x + bOp.x, bEp.y + bOp.y);
-            if (k > 0) lfsc_run_add(A, aEm.x + aOm.x, aEm.y + aOm.y, bEm.x + bOm.x, bEm.y + bOm.y);
+            lfsc_run_add(A, lfsc_sum(aEp, aOp), lfsc_sum(bEp, bOp));
+            if (k > 0) lfsc_run_add(A, lfsc_sum(aEm, aOm), lfsc_sum(bEm, bOm));
             // |kz| = 20 − k: F(k + 20) = E(k) − O(k) and F(20 − k) = E(−k) − O(−k) (one when k = 0; when
             // k = 10 they are F(30) and F(10), already counted above)
             if (k < LP / 4) {
                 lfsc_run_shell(B, (int)rintf(sqrtf((float)((LB - k) * (LB - k) + r2))), part, t, w);
-                lfsc_run_add(B, aEp.x - aOp.x, aEp.y - aOp.y, bEp.x - bOp.x, bEp.y - bOp.y);
-                if (k > 0) lfsc_run_add(B, aEm.x - aOm.x, aEm.y - aOm.y, bEm.x - bOm.x, bEm.y - bOm.y);
+                lfsc_run_add(B, lfsc_diff(aEp, aOp), lfsc_diff(bEp, bOp));
+                if (k > 0) lfsc_run_add(B, lfsc_diff(aEm, aOm), lfsc_diff(bEm, bOm));
             }
         }
         lfsc_add(part, A.cur, t, w, A.sc, A.s1, A.s2);
