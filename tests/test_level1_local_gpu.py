@@ -74,6 +74,32 @@ def test_resmap_gpu_equals_cpu(sim, cpu, gpu):
     assert np.nanmedian(a["map"]) == pytest.approx(np.nanmedian(b["map"]))
 
 
+def test_resmap_tests_each_scale_on_the_device(sim, gpu):
+    """1.d's per-voxel test (p-values, Benjamini–Yekutieli threshold, assignment) runs on the device: per scale
+    the host receives a threshold and a few numbers, not the statistic of every mask voxel (counted on the
+    stand-in, whose memory pool sees every device-to-host copy; before, one float per mask voxel per scale)."""
+    from tests import conftest
+    from gpuvalid.level1.resmap import resmap
+
+    if not conftest.STANDIN:
+        pytest.skip("copies are counted on the CuPy stand-in")
+    from tests import standin
+
+    h1, h2, hard, soft, truth = sim
+    n = int(np.count_nonzero(hard))
+    standin.trace(True)
+    try:
+        out = resmap(gpu, h1, h2, hard, 1.0, 12.0)
+        copies = [(c, b) for (d, _site), (c, b) in standin.TRACE["copies"].items() if d == "d2h"]
+    finally:
+        standin.trace(False)
+    scales = len(out["scales"])
+    assert scales >= 5
+    total = sum(b for _c, b in copies)
+    assert total <= 12 * n + 64 * 1024            # the result (float32) and the mask's flat indices (int64)
+    assert sum(c for c, _b in copies) <= 8 * scales + 16
+
+
 def test_monores_half_gpu_equals_cpu(sim, cpu, gpu):
     from gpuvalid.level1.monores_half import monores_half
 

@@ -157,16 +157,23 @@ def weighted_chi2_sf(t: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.clip(sf, 0.0, 1.0)
 
 
-def by_threshold(p: np.ndarray, q: float = P_VALUE) -> float:
+def by_threshold(p, q: float = P_VALUE, be=None) -> float:
     """Benjamini–Yekutieli FDR threshold: the largest ``p_(k)`` with ``p_(k) ≤ k·q/(m·Σ_{i≤m} 1/i)``
-    (−1 when none passes)."""
-    m = p.size
+    (−1 when none passes).  ``p``: host array, or a device array of ``be`` (sorted on the device; only the
+    threshold comes back)."""
+    xp = np if be is None else be.xp
+    m = int(p.size)
     if m == 0:
         return -1.0
-    ps = np.sort(p)
-    c = float(np.sum(1.0 / np.arange(1, m + 1)))
-    ok = np.flatnonzero(ps <= np.arange(1, m + 1) * q / (m * c))
-    return float(ps[ok[-1]]) if ok.size else -1.0
+    ps = xp.sort(p)
+    k = xp.arange(1, m + 1, dtype=xp.float64)
+    c = float(np.sum(1.0 / np.arange(1, m + 1))) if xp is np else float(be.to_host(xp.sum(1.0 / k)))
+    passed = ps <= k * q / (m * c)
+    if xp is np:
+        ok = np.flatnonzero(passed)
+        return float(ps[ok[-1]]) if ok.size else -1.0
+    last = int(be.to_host(xp.max(xp.where(passed, xp.arange(m), -1))))
+    return float(be.to_host(ps[last])) if last >= 0 else -1.0
 
 
 def _whiten(be, h1, h2):
@@ -227,11 +234,12 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
     fy = xp.asarray(np.fft.fftfreq(shape[1]).astype(np.float32))[None, :, None]
     fx = xp.asarray(np.fft.rfftfreq(shape[2]).astype(np.float32))[None, None, :]
     r_half = xp.sqrt(fz * fz + fy * fy + fx * fx)          # |f| in cycles/voxel on the rfftn grid
-    value = np.full(n, max_A, dtype=np.float32)
-    todo = np.ones(n, dtype=bool)
+    # the per-voxel test runs where T is (the host sees one threshold and a few numbers per scale)
+    value = xp.full(n, max_A, dtype=xp.float32)
+    todo = xp.ones(n, dtype=bool)
     scales = []
     alpha = round(START_FACTOR * voxel_size, 2)
-    while alpha <= max_A + 1e-6 and todo.any():
+    while alpha <= max_A + 1e-6 and bool(be.to_host(todo.any())):
         K, lam, r = scale_kernels(alpha, voxel_size)
         if 2 * r + 1 > min(shape):
             break
@@ -257,22 +265,25 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
             T += c * c
             del Kf, c
         del FVh
-        lrs = be.to_host(T).astype(np.float64) / sigma2
-        live = np.flatnonzero(todo)
-        grid = np.geomspace(max(lrs[live].min(), 1e-3), max(lrs[live].max(), 1e-2) * 1.01, 400)
-        sf = weighted_chi2_sf(grid, lam)
+        live = xp.flatnonzero(todo)
+        lrs = T[live].astype(xp.float64) / sigma2
+        del T
+        lo, hi = (float(be.to_host(v)) for v in (lrs.min(), lrs.max()))
+        grid = np.geomspace(max(lo, 1e-3), max(hi, 1e-2) * 1.01, 400)
+        sf = weighted_chi2_sf(grid, lam)                 # the null's tail on a 400-point grid (host)
         logsf = np.log(np.maximum(sf, 1e-300))
-        p = np.exp(np.interp(lrs[live], grid, logsf))
-        thr = by_threshold(p, p_value)
+        p = xp.exp(xp.interp(lrs, be.asarray(grid), be.asarray(logsf)))
+        del lrs
+        thr = by_threshold(p, p_value, None if xp is np else be)
         hit = live[p <= thr] if thr >= 0 else live[:0]
         value[hit] = alpha
         todo[hit] = False
         scales.append((alpha, int(hit.size), sigma2))
         alpha = round(alpha + step_A, 2)
     out = np.full(shape, np.nan, dtype=np.float32)
-    out.reshape(-1)[be.to_host(idx)] = value
-    return {"map": out, "scales": scales, "never_fraction": float(todo.mean()), "max_A": float(max_A),
-            "seconds": time.perf_counter() - t0}
+    out.reshape(-1)[be.to_host(idx)] = be.to_host(value)
+    return {"map": out, "scales": scales, "never_fraction": float(be.to_host(todo.mean())),
+            "max_A": float(max_A), "seconds": time.perf_counter() - t0}
 
 
 def vrs_percentiles(res_map: np.ndarray, voxel_size: float) -> tuple[list[float] | None, np.ndarray | None]:
