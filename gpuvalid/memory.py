@@ -62,6 +62,9 @@ L1_FSC_GROUP_ROWS = 32_768     # 1.c: boxes whose shell sums are kept on the dev
                                # FSC and its crossings
 L1_FSC_ROW_BYTES = 3_000       # 1.c: per box of such a group: its shell sums (840 B), the FSC and the
                                # crossings' temporaries (35-shell float64 and bool rows)
+L1_DIR_SUMMARY_CHUNK = 2 ** 17  # 1.f: voxels per pass of the per-voxel summaries over the directions
+L1_DIR_SUMMARY_BYTES = 48       # 1.f: device bytes per (direction, voxel) of such a pass: the resolutions, the
+                                # percentiles' sorted copy, the tie keys (uint32 hash steps, int64) and masks
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
 #: working grid), "resized" (the map resampled to R/2 for 0.f/0.g).  Host peaks measured with tracemalloc on
 #: the CPU path (EMD-5168 and EMD-3488, 100³) × about 1.25 for CuPy's heavier temporaries, checked as upper
@@ -87,9 +90,11 @@ BYTES_PER_VOXEL = {
     # context, so that it builds the cached spectra it needs) plus what the stand-in cannot see: cuFFT's work
     # area (about the largest complex transform alive: 4 B per map voxel for an rfftn grid, 8 B for a full
     # complex grid), CuPy's copy of a C2R input and the int64 scan of a nonzero() over the whole grid.
-    # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "fixed": bytes whatever the
+    # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "mask_chunk": (bytes per
+    # mask voxel, voxels at a time) for what is done in chunks of mask voxels; "fixed": bytes whatever the
     # size.  Stand-in peaks at 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation
-    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 67, 1.f 109, 1.g 42, 1.h 49.
+    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 67, 1.f 109 + the per-voxel summaries'
+    # pass (351 in all: below 2¹⁷ mask voxels the pass holds every one), 1.g 42, 1.h 49.
     # 1.a: the cached spectra of the halves and of the masked halves (rfftn, 4 B each), the mask copy, the shell
     # geometry (int32 shell, float32 weight) and the FSC/DPR/SSNR sums' half-grid temporaries
     "1.a": {"input": 56},
@@ -119,8 +124,10 @@ BYTES_PER_VOXEL = {
     "1.e": {"input": 72, "mask": 40},
     # 1.f: the engine (32 B), the 47 cones as their coefficients (int32 index + float32 weight, 3.4 % of the
     # grid each: 13 B), the spectrum grid and its in-place inverse (8 B) with cuFFT's work area (8 B), the
-    # amplitude and its low-pass (≈ 12 B); per mask voxel the 47 sweeps (3 B each) and what 1.e needs
-    "1.f": {"input": 88, "mask": 47 * 3 + 40},
+    # amplitude and its low-pass (≈ 12 B); per mask voxel the 47 sweeps (3 B each), what 1.e needs and a
+    # direction's median (its values and their sort, 16 B); one pass of the per-voxel summaries over the
+    # directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, L1_DIR_SUMMARY_CHUNK voxels at a time)
+    "1.f": {"input": 88, "mask": 47 * 3 + 56, "mask_chunk": (47 * L1_DIR_SUMMARY_BYTES, L1_DIR_SUMMARY_CHUNK)},
     # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (unit vectors, cube-map face
     # and cell, int32 index: half-grid temporaries), the cross and power terms; fixed: the direction-binned
     # float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at N = 1024)
@@ -168,8 +175,12 @@ def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float 
 def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float | None,
                  mask_voxels: int | None = None) -> int:
     total = per.get("fixed", 0)
+    n_mask = math.prod(int(n) for n in shape) if mask_voxels is None else int(mask_voxels)
     if per.get("mask"):
-        total += per["mask"] * (math.prod(int(n) for n in shape) if mask_voxels is None else int(mask_voxels))
+        total += per["mask"] * n_mask
+    if per.get("mask_chunk"):            # (bytes per mask voxel, at most this many voxels at a time)
+        b, cap = per["mask_chunk"]
+        total += b * min(n_mask, cap)
     if per.get("input"):
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):

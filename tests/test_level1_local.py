@@ -230,6 +230,60 @@ def test_uniformity_test_calibrated():
     assert uniformity_test(skew, 47)["p"] < 1e-6
 
 
+def _random_sweeps(ndir: int, n: int, seed: int = 5):
+    """Sweeps with random last-passed steps (some voxels never pass: the cap), many ties per voxel."""
+    from gpuvalid.level1.monores_half import TwoFailureSweep
+
+    rng = np.random.default_rng(seed)
+    steps = [12.0, 11.0, 10.0, 9.0, 8.0, 7.5, 7.0]
+    out = []
+    for _ in range(ndir):
+        sw = TwoFailureSweep(np, n, 12.0)
+        sw._d = list(steps)
+        sw.step = rng.integers(-1, len(steps), n).astype(np.int16)
+        out.append(sw)
+    return out
+
+
+def test_directional_summaries_equal_the_direct_formulas(be):
+    """Chunked summaries (3 chunks, the last partial) = NumPy over the whole [directions × voxels] array; the
+    best direction is one of the tied finest; the reference's tie counts match its formula."""
+    from gpuvalid.level1.monodir import directional_summaries, vrs_ks_p
+
+    sweeps = _random_sweeps(47, 2500)
+    R = np.stack([sw.value for sw in sweeps])
+    got = directional_summaries(be, sweeps, seed=3, chunk=1000)
+    np.testing.assert_array_equal(got["min"], R.min(axis=0))
+    np.testing.assert_array_equal(got["max"], R.max(axis=0))
+    np.testing.assert_allclose(got["mean"], R.astype(np.float64).mean(axis=0), rtol=1e-6)
+    lo, hi = np.percentile(R.astype(np.float64), [5, 95], axis=0)
+    np.testing.assert_allclose(got["lo5"], lo, rtol=1e-6)
+    np.testing.assert_allclose(got["hi95"], hi, rtol=1e-6)
+    np.testing.assert_array_equal(got["median"], np.median(R, axis=1))
+    assert np.all(R[got["best"], np.arange(R.shape[1])] <= R.min(axis=0) + 1e-4)
+    counts = (R <= R.min(axis=0) + 0.1).sum(axis=1)
+    np.testing.assert_array_equal(got["vrs_tie_counts"], counts)
+    assert vrs_ks_p(R) == vrs_ks_p(counts=got["vrs_tie_counts"])
+
+
+def test_tied_best_directions_are_split_uniformly(be):
+    """All 47 directions tied at every voxel: the hash picks each with probability 1/47 (χ² test), the
+    choice does not depend on the chunking, and another seed picks differently."""
+    from scipy.stats import chisquare
+
+    from gpuvalid.level1.monodir import directional_summaries
+    from gpuvalid.level1.monores_half import TwoFailureSweep
+
+    n = 47 * 400
+    sweeps = [TwoFailureSweep(np, n, 12.0) for _ in range(47)]          # every voxel at the cap
+    a = directional_summaries(be, sweeps, seed=3, chunk=5000)["best"]
+    b = directional_summaries(be, sweeps, seed=3, chunk=n)["best"]
+    c = directional_summaries(be, sweeps, seed=4, chunk=n)["best"]
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(a == c) < 0.1
+    assert chisquare(np.bincount(a, minlength=47)).pvalue > 1e-3
+
+
 def test_vrs_ks_rejects_flat():
     """The reference's KS recipe rejects even a perfectly flat set of counts (its documented quirk)."""
     from gpuvalid.level1.monodir import vrs_ks_p
@@ -244,7 +298,7 @@ def test_monodir_two_regions(sim, be):
     from gpuvalid.level1.monodir import monodir
 
     h1, h2, hard, soft, truth = sim
-    out = monodir(be, h1, h2, hard, 1.0, 12.0)
+    out = monodir(be, h1, h2, hard, 1.0, 12.0, keep_res=True)
     m = np.full(truth.shape, np.nan, np.float32)
     m.reshape(-1)[out["index"]] = out["mean"]
     a, b, corr = region_medians(m, truth)
@@ -298,7 +352,7 @@ def test_monodir_equals_direction_by_direction(be):
     h2 = sig + 0.4 * rng.normal(size=sig.shape).astype(np.float32)
     mask = np.zeros(sig.shape, bool)
     mask[6:26, 6:26, 6:26] = True
-    out = monodir(be, h1, h2, mask, ts, start, ndir=ndir)
+    out = monodir(be, h1, h2, mask, ts, start, ndir=ndir, keep_res=True)
 
     f = np.meshgrid(*[np.fft.fftfreq(n)] * 3, indexing="ij")
     r = np.sqrt(f[0] ** 2 + f[1] ** 2 + f[2] ** 2)

@@ -15,7 +15,9 @@ left in it (the reference's rule; those voxels keep their last pass).  Resolutio
 ``2·Ts`` in 1 Å steps above 8 Å and 0.5 Å steps below (the reference's "fast" rule).
 
 Per voxel: minimum, maximum and mean over the directions; the best direction is the one with the smallest
-(finest) resolution, ties split at random (seeded).  Uniformity of the best directions: under an
+(finest) resolution, ties split at random (a seeded hash of voxel and direction, the same on both devices).
+These summaries are computed where the sweeps are (:func:`directional_summaries`): the host receives per-voxel
+results, not the resolution of every direction at every voxel.  Uniformity of the best directions: under an
 isotropic map the 47 cones are exchangeable (same size, same statistics), so each is the best with
 probability 1/47; a χ² goodness-of-fit test (46 degrees of freedom) on voxels taken on a lattice whose
 spacing is the median mean-directional resolution in voxels (at least 2).  Neighbouring voxels share their
@@ -32,6 +34,7 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
+from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK   # voxels per pass of directional_summaries
 from ..spiral import quantile_at
 from .monores_half import (NOISE_QUANTILE, TRANSITION, HalfMonogenic, TwoFailureSweep, raised_cosine_up,
                            resolution_steps)
@@ -53,7 +56,7 @@ def directions(n: int = N_DIR) -> np.ndarray:
 
 def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_DIR,
             cone_deg: float = CONE_DEG, quantile: float = NOISE_QUANTILE,
-            engine: HalfMonogenic | None = None, seed: int = 3) -> dict:
+            engine: HalfMonogenic | None = None, seed: int = 3, keep_res: bool = False) -> dict:
     """Directional local resolution over the ``mask`` voxels (bool).
 
     Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``res`` ``[ndir, nmask]`` host float32 (Å);
@@ -107,16 +110,64 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
         going = [k for k in going if alive_fraction(be, sweeps[k]) >= STOP_FRACTION]
         if not going:
             break
-    res = np.stack([be.to_host(sw.value) for sw in sweeps]).astype(np.float32)
-    del G, Gf, cones, sweeps
-    rmin = res.min(axis=0)
-    rng = np.random.default_rng(seed)
-    ties = res <= rmin[None, :] + 1e-4
-    pick = rng.random(res.shape) * ties
-    best = np.argmax(pick, axis=0)
-    return {"directions": dirs, "res": res, "index": be.to_host(idx), "min": rmin, "max": res.max(axis=0),
-            "mean": res.mean(axis=0), "best": best, "steps": steps, "steps_per_direction": used,
-            "seconds": time.perf_counter() - t0}
+    del G, Gf, cones
+    out = directional_summaries(be, sweeps, seed)
+    if keep_res:
+        out["res"] = np.stack([be.to_host(sw.value) for sw in sweeps]).astype(np.float32)
+    out.update({"directions": dirs, "index": be.to_host(idx), "steps": steps, "steps_per_direction": used,
+                "seconds": time.perf_counter() - t0})
+    return out
+
+
+TIE_A = 1e-4                   # directions within this of a voxel's minimum tie for its best direction
+VRS_TIE_A = 0.1                # the reference's tie margin (vrs_ks_p)
+
+
+def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> dict:
+    """Per voxel, over the directions' resolutions (Å): ``min``, ``max``, ``mean``, the 5th and 95th
+    percentiles ``lo5``, ``hi95`` and the ``best`` direction (the finest; ties within ``TIE_A`` broken by a
+    seeded hash of (voxel, direction), the same on every device); per direction its ``median`` over the
+    voxels and ``vrs_tie_counts`` (voxels within ``VRS_TIE_A`` of their minimum, for :func:`vrs_ks_p`).
+
+    Computed where the sweeps are, ``chunk`` voxels at a time (a [directions × chunk] block); the host gets
+    the per-voxel results only."""
+    xp = be.xp
+    nd, n = len(sweeps), int(sweeps[0].step.size)
+    per_voxel = {k: [] for k in ("min", "max", "mean", "lo5", "hi95", "best")}
+    ties_vrs = xp.zeros(nd, dtype=xp.int64)
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        R = xp.stack([sw.value_at(sl) for sw in sweeps])
+        rmin = R.min(axis=0)
+        lo5, hi95 = xp.percentile(R, [5.0, 95.0], axis=0)
+        keys = xp.where(R <= rmin[None, :] + np.float32(TIE_A), tie_keys(xp, s, R.shape[1], nd, seed), -1)
+        got = {"min": rmin, "max": R.max(axis=0), "mean": R.mean(axis=0), "lo5": lo5, "hi95": hi95,
+               "best": xp.argmax(keys, axis=0)}
+        del keys
+        ties_vrs += (R <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
+        del R
+        for k, v in got.items():
+            per_voxel[k].append(be.to_host(v))
+    out = {k: np.concatenate(v) for k, v in per_voxel.items()}      # dtypes as NumPy gives them on the whole
+    out["best"] = out["best"].astype(np.int64)
+    out["median"] = np.array([float(be.to_host(xp.median(sw.value))) for sw in sweeps])
+    out["vrs_tie_counts"] = be.to_host(ties_vrs).astype(float)
+    return out
+
+
+def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
+    """``[ndir, count]`` pseudo-random int64 keys in [0, 2³²) for voxels ``start … start + count − 1``:
+    a 32-bit integer hash (multiply–xorshift) of (voxel, direction, seed).  The argmax of the keys over the
+    tied directions picks one at random, independently per voxel, and identically on NumPy and CuPy."""
+    j = xp.arange(start, start + count, dtype=xp.uint32)[None, :]
+    k = xp.arange(ndir, dtype=xp.uint32)[:, None]
+    h = j * np.uint32(0x9E3779B1) + k * np.uint32(0x85EBCA77) + np.uint32((seed * 0xC2B2AE3D) & 0xFFFFFFFF)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h.astype(xp.int64)
 
 
 def _cone_amplitude(be, G):
@@ -176,16 +227,20 @@ def uniformity_test(best: np.ndarray, ndir: int) -> dict:
     return out
 
 
-def vrs_ks_p(res: np.ndarray, seed: int = 3, draws: int = 50000) -> float:
+def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
+             counts: np.ndarray | None = None) -> float:
     """The reference's uniformity p: per direction the count of voxels within 0.1 Å of their minimum (ties
-    counted in every direction), ``draws`` indices drawn with those frequencies and a Kolmogorov–Smirnov
-    test against ``randint(0, ndir − 1)`` (a continuous test on a discrete sample, support one short): it
-    rejects even a flat histogram.  Seeded here (the reference is not)."""
+    counted in every direction; ``counts``, or computed from the ``[directions, voxels]`` resolutions
+    ``res``), ``draws`` indices drawn with those frequencies and a Kolmogorov–Smirnov test against
+    ``randint(0, ndir − 1)`` (a continuous test on a discrete sample, support one short): it rejects even a
+    flat histogram.  Seeded here (the reference is not)."""
     from scipy import stats
 
-    rmin = res.min(axis=0)
-    counts = (res <= rmin[None, :] + 0.1).sum(axis=1).astype(float)
-    k = res.shape[0]
+    if counts is None:
+        rmin = res.min(axis=0)
+        counts = (res <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
+    counts = np.asarray(counts, dtype=float)
+    k = counts.size
     rng = np.random.default_rng(seed)
     sample = rng.choice(np.arange(k), size=draws, p=counts / counts.sum())
     return float(stats.kstest(sample, stats.randint(0, k - 1).cdf).pvalue)
@@ -238,8 +293,8 @@ def run(ctx1):
                   seed=ctx1.seed)
     ctx1.cache.pop("half_monogenic", None)
     shape = ctx1.shape
-    res_dir = out["res"]
-    lo5, hi95 = np.percentile(res_dir, [5, 95], axis=0)
+    ndir = len(out["directions"])
+    lo5, hi95 = out["lo5"], out["hi95"]
     mean = out["mean"]
     mean_map = np.full(shape, np.nan, dtype=np.float32)
     mean_map.reshape(-1)[out["index"]] = mean
@@ -249,7 +304,7 @@ def run(ctx1):
     med_mean = float(np.median(mean))
     spacing = max(2, int(math.ceil(med_mean / Ts)))
     sub = lattice_subset(out["index"], shape, spacing)
-    uni = uniformity_test(out["best"][sub], res_dir.shape[0])
+    uni = uniformity_test(out["best"][sub], ndir)
     mean_dir = float(mean.mean())
     res.values.update({
         "mean_directional_A": mean_dir, "uniformity_p": uni["p"], "uniformity_chi2": uni["chi2"],
@@ -261,9 +316,9 @@ def run(ctx1):
         "highest_percentiles_A": [float(x) for x in np.percentile(hi95, [2.5, 25, 50, 75, 97.5])],
         "strict_min_percentiles_A": [float(x) for x in np.percentile(out["min"], [2.5, 25, 50, 75, 97.5])],
         "strict_max_percentiles_A": [float(x) for x in np.percentile(out["max"], [2.5, 25, 50, 75, 97.5])],
-        "per_direction_median_A": np.median(res_dir, axis=1)})
+        "per_direction_median_A": out["median"]})
     res.blocks.append(
-        f"Mask: the hard mask. {res_dir.shape[0]} directions (Fibonacci hemisphere), cones of {CONE_DEG:g}°; "
+        f"Mask: the hard mask. {ndir} directions (Fibonacci hemisphere), cones of {CONE_DEG:g}°; "
         f"sweep from {out['steps'][0]:g} Å (min(18, {top_text})) to 2·Ts = {2 * Ts:.2f} Å. Per voxel: the finest "
         "and coarsest directional resolutions are taken as the 5th and 95th percentiles over the directions "
         "(as MonoDir; a single noisy direction does not set them), and the mean over the directions. The "
@@ -291,7 +346,7 @@ def run(ctx1):
     rad, prof = radial_profile(out["index"], shape, {"finest (5th pct)": lo5, "coarsest (95th pct)": hi95,
                                                      "mean": mean})
     res.values["radial_profile"] = {"radius_A": rad * Ts, **{k: v for k, v in prof.items()}}
-    ks = vrs_ks_p(res_dir, seed=ctx1.seed)
+    ks = vrs_ks_p(seed=ctx1.seed, counts=out["vrs_tie_counts"])
     res.vrs_compat = {"ks_p": ks, "mean_directional_A": float(np.mean(prof["mean"])),
                       "rule": "KS test of a discrete sample against randint(0, 46); mean over radii of the "
                               "radial means"}
@@ -324,7 +379,7 @@ def run(ctx1):
             fig_dir / "l1_monodir_counts.png", uni["counts"], "Best-direction counts"),
             "Best-direction counts per direction with the uniform expectation.")
     overlay_figure(ctx1, res)
-    res.summary = (f"Directional local resolution: mean {mean_dir:.2f} Å over {res_dir.shape[0]} directions"
+    res.summary = (f"Directional local resolution: mean {mean_dir:.2f} Å over {ndir} directions"
                    + ("" if uni["p"] is None else f", best directions uniform p = {uni['p']:.2g}")
                    + ("." if not res.warnings else f"; {res.warnings[0]}."))
     res.key = f"mean {mean_dir:.2f} Å"

@@ -238,11 +238,16 @@ class TwoFailureSweep:
     @property
     def value(self):
         """Resolution (Å, float32) of each voxel's last pass, ``cap`` where it never passed."""
+        return self.value_at(slice(None))
+
+    def value_at(self, sl: slice):
+        """:attr:`value` of the voxels ``sl`` only."""
         xp = self.xp
+        step = self.step[sl]
         if not self._d:
-            return xp.full(self.step.shape, self.cap, dtype=xp.float32)
+            return xp.full(step.shape, self.cap, dtype=xp.float32)
         table = xp.asarray(np.asarray(self._d, dtype=np.float32))
-        return xp.where(self.step >= 0, table[xp.maximum(self.step, 0)], xp.float32(self.cap))
+        return xp.where(step >= 0, table[xp.maximum(step, 0)], xp.float32(self.cap))
 
     def update(self, passes, d: float) -> None:
         xp = self.xp
