@@ -37,19 +37,25 @@ def level1_context(be, V, h1, h2):
 
 
 def test_local_estimates_scale_with_voxels_and_mask():
-    """Each of 1.c–1.f has its own estimate: a·N + m·(mask voxels) + fixed, the whole box standing for an
-    unknown mask; 1.c's fixed part is the largest chunk of boxes (and group of FSCs) local_fsc uses on a
-    device, with either engine."""
-    from gpuvalid.level1 import local_fsc
+    """Each of 1.c–1.f has its own estimate: a·N + m·(mask voxels) + c·min(mask voxels, chunk) + fixed, the
+    whole box standing for an unknown mask; 1.c's fixed part is the largest chunk of boxes (and group of
+    FSCs) local_fsc uses on a device, with either engine; 1.f's chunked part is one pass of its per-voxel
+    summaries over the directions."""
+    from gpuvalid.level1 import local_fsc, monodir
 
     n3 = 64 ** 3
     for sid, _ in LOCAL:
         per = memory.BYTES_PER_VOXEL[sid]
         a, m, f = per.get("input", 0), per.get("mask", 0), per.get("fixed", 0)
+        c, cap = per.get("mask_chunk", (0, 0))
         assert a > 0 and m > 0
-        assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0, mask_voxels=1000) == (
-            memory.FIXED_BYTES + f + a * n3 + m * 1000)
-        assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0) == memory.FIXED_BYTES + f + (a + m) * n3
+        for mask in (1000, 10 ** 6):
+            assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0, mask_voxels=mask) == (
+                memory.FIXED_BYTES + f + a * n3 + m * mask + c * min(mask, cap))
+        assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0) == (
+            memory.FIXED_BYTES + f + (a + m) * n3 + c * min(n3, cap))
+    assert memory.BYTES_PER_VOXEL["1.f"]["mask_chunk"] == (
+        47 * memory.L1_DIR_SUMMARY_BYTES, monodir.SUMMARY_CHUNK)
     assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] >= max(
         local_fsc.KERNEL_MAX_CHUNK * local_fsc.KERNEL_BOX_BYTES + local_fsc.GROUP_ROWS * memory.L1_FSC_ROW_BYTES,
         local_fsc.MAX_CHUNK_BOXES * local_fsc.BYTES_PER_BOX)
