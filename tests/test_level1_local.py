@@ -164,7 +164,7 @@ def test_by_threshold_formula():
     p = np.array([1e-6, 2e-4, 0.01, 0.2, 0.5])
     c = sum(1 / i for i in range(1, 6))
     # k = 2: 2e-4 ≤ 2·0.05/(5c) = 0.00876; k = 3: 0.01 ≤ 0.0131; k = 4: 0.2 > 0.0175
-    assert by_threshold(p, 0.05) == pytest.approx(0.01)
+    assert by_threshold(p, 0.05, get_backend("cpu")) == pytest.approx(0.01)
     assert 3 * 0.05 / (5 * c) >= 0.01
 
 

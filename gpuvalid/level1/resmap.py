@@ -157,23 +157,19 @@ def weighted_chi2_sf(t: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.clip(sf, 0.0, 1.0)
 
 
-def by_threshold(p, q: float = P_VALUE, be=None) -> float:
+def by_threshold(p, q: float, be) -> float:
     """Benjamini–Yekutieli FDR threshold: the largest ``p_(k)`` with ``p_(k) ≤ k·q/(m·Σ_{i≤m} 1/i)``
-    (−1 when none passes).  ``p``: host array, or a device array of ``be`` (sorted on the device; only the
+    (−1 when none passes).  ``p``: an array of backend ``be`` (on a device it is sorted there; only the
     threshold comes back)."""
-    xp = np if be is None else be.xp
+    xp = be.xp
     m = int(p.size)
     if m == 0:
         return -1.0
     ps = xp.sort(p)
     k = xp.arange(1, m + 1, dtype=xp.float64)
-    c = float(np.sum(1.0 / np.arange(1, m + 1))) if xp is np else float(be.to_host(xp.sum(1.0 / k)))
-    passed = ps <= k * q / (m * c)
-    if xp is np:
-        ok = np.flatnonzero(passed)
-        return float(ps[ok[-1]]) if ok.size else -1.0
-    last = int(be.to_host(xp.max(xp.where(passed, xp.arange(m), -1))))
-    return float(be.to_host(ps[last])) if last >= 0 else -1.0
+    c = be.scalar(xp.sum(1.0 / k))
+    last = int(be.scalar(xp.max(xp.where(ps <= k * q / (m * c), xp.arange(m), -1))))
+    return be.scalar(ps[last]) if last >= 0 else -1.0
 
 
 def _whiten(be, h1, h2):
@@ -274,7 +270,7 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
         logsf = np.log(np.maximum(sf, 1e-300))
         p = xp.exp(xp.interp(lrs, be.asarray(grid), be.asarray(logsf)))
         del lrs
-        thr = by_threshold(p, p_value, None if xp is np else be)
+        thr = by_threshold(p, p_value, be)
         hit = live[p <= thr] if thr >= 0 else live[:0]
         value[hit] = alpha
         todo[hit] = False
