@@ -144,7 +144,7 @@ def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> 
         got = {"min": rmin, "max": R.max(axis=0), "mean": R.mean(axis=0), "lo5": lo5, "hi95": hi95,
                "best": xp.argmax(keys, axis=0)}
         del keys
-        ties_vrs += (R <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
+        ties_vrs += vrs_tie_counts(R, rmin)
         del R
         for k, v in got.items():
             per_voxel[k].append(be.to_host(v))
@@ -153,6 +153,12 @@ def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> 
     out["median"] = np.array([float(be.to_host(xp.median(sw.value))) for sw in sweeps])
     out["vrs_tie_counts"] = be.to_host(ties_vrs).astype(float)
     return out
+
+
+def vrs_tie_counts(R, rmin):
+    """Per direction (rows of ``R``, NumPy or CuPy), the voxels within ``VRS_TIE_A`` of their minimum ``rmin``:
+    the reference's tie counts (:func:`vrs_ks_p`)."""
+    return (R <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
 
 
 def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
@@ -237,8 +243,7 @@ def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
     from scipy import stats
 
     if counts is None:
-        rmin = res.min(axis=0)
-        counts = (res <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
+        counts = vrs_tie_counts(res, res.min(axis=0))
     counts = np.asarray(counts, dtype=float)
     k = counts.size
     rng = np.random.default_rng(seed)
