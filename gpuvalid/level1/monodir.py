@@ -59,10 +59,11 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
             engine: HalfMonogenic | None = None, seed: int = 3, keep_res: bool = False) -> dict:
     """Directional local resolution over the ``mask`` voxels (bool).
 
-    Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``res`` ``[ndir, nmask]`` host float32 (Å);
-    ``index`` (host flat indices of the mask voxels); ``min``, ``max``, ``mean`` per voxel; ``best``
-    (direction index per voxel, ties split at random); ``steps`` (resolutions of the sweep);
-    ``steps_per_direction`` (steps computed before each direction's sweep ended); ``seconds``.
+    Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask
+    voxels); the per-voxel and per-direction results of :func:`directional_summaries` (``min``, ``max``,
+    ``mean``, ``lo5``, ``hi95``, ``best``, ``median``, ``vrs_tie_counts``); with ``keep_res`` also ``res``
+    ``[ndir, nmask]`` host float32 (Å), every direction's resolution at every voxel; ``steps`` (resolutions
+    of the sweep); ``steps_per_direction`` (steps computed before each direction's sweep ended); ``seconds``.
 
     The loop runs over the steps, and inside each over the directions whose sweep goes on (every direction
     sees the same steps in the same order as a loop over directions would).  Each cone is kept as its
