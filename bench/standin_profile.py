@@ -2,6 +2,14 @@
 CuPy stand-in (tests/standin; no GPU needed): what a GPU run would hold and move, before a GPU session.
 
     python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5]
+    python bench/standin_profile.py --launches --sizes 384 [--level1]
+
+``--launches`` counts instead what a GPU run's time is made of besides arithmetic: per section, the device
+operations it would launch (CuPy element-wise/reduction/copy kernels, raw kernels, cuFFT transforms,
+cupyx.ndimage calls), the points where the host waits for the device (a device value read as a number, a
+``get``, a data-sized result), the bytes those operations read and write, and a floor on the section's GPU
+seconds from a stated model (:func:`floor_seconds`), with the gpuvalid lines that launch the most.
+``--level1`` does the same for the Level 1 sections on two simulated half maps of the same box.
 
 For each section (on a fresh context, as ``bench_e2e.run_sections``): the device high-water mark in bytes
 per voxel of the input map and of the larger of the input and 0.e's 1 Å working grid (the issue-14
@@ -18,6 +26,8 @@ import cProfile
 import pstats
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -37,13 +47,151 @@ def host_seconds(prof: cProfile.Profile) -> float:
     return total
 
 
+# The floor model of --launches (an H100 SXM; assumptions, not measurements: see docs/gpu.md):
+LAUNCH_S = 8e-6        # host time to launch one CuPy kernel (Python dispatch + cuLaunchKernel)
+NDIMAGE_S = 30e-6      # one cupyx.scipy.ndimage call (argument checks, a few kernels)
+FFT_S = 30e-6          # one cuFFT transform (plan-cache lookup, execution call)
+SYNC_S = 20e-6         # one host wait: the device queue drains, then a small copy back
+HBM_BPS = 2.3e12       # bytes/s the kernels reach (≈ 70 % of the H100's 3.35 TB/s)
+NET_FLOPS = 10e12      # float32 (no TF32) 3-D convolutions of 8–16 channels in cuDNN, flop/s (≈ 15 % of peak)
+FFT_PASSES = 3         # a 3-D cuFFT transform reads and writes its array about this many times
+
+
+def floor_seconds(ops: dict) -> tuple[float, float, float]:
+    """``(host_s, device_s, floor_s)``: the host's launch and wait time, the device's memory time, and the
+    floor max(host, device) + waits (launches are asynchronous: the host and the device overlap until the
+    host waits).  ``ops``: ``standin.TRACE["ops"]``."""
+    per = {"kernel": LAUNCH_S, "raw": LAUNCH_S, "ndimage": NDIMAGE_S, "fft": FFT_S, "h2d": LAUNCH_S, "sync": 0.0,
+           "net": 0.0}
+    host = sum(per.get(k, LAUNCH_S) * c for (k, _s), (c, _b) in ops.items())
+    waits = sum(SYNC_S * c for (k, _s), (c, _b) in ops.items() if k == "sync")
+    dev = sum(b * (FFT_PASSES if k == "fft" else 1) for (k, _s), (_c, b) in ops.items() if k != "net") / HBM_BPS
+    dev += sum(b for (k, _s), (_c, b) in ops.items() if k == "net") / NET_FLOPS
+    return host + waits, dev, max(host, dev) + waits
+
+
+def net_flops(net, shape) -> int:
+    """Floating-point operations (2 per multiply-add) of ``net``'s convolutions on an input of ``shape``
+    (B, 1, D, H, W): each valid 3-D convolution shrinks every axis by its kernel size − 1."""
+    import torch
+
+    b, dims, flops = int(shape[0]), [int(v) for v in shape[2:]], 0
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv3d):
+            k = m.kernel_size
+            dims = [d - (kk - 1) for d, kk in zip(dims, k)]
+            flops += 2 * b * int(np.prod(dims)) * m.in_channels * m.out_channels * int(np.prod(k))
+    return flops
+
+
+def count_network() -> None:
+    """Count each network call as one "net" operation whose "bytes" are its flops (see floor_seconds)."""
+    from gpuvalid.models import infer
+
+    run = infer._run_net
+    if getattr(run, "counted", False):
+        return
+
+    def counted(net, blk, xp):
+        standin._op("net", net_flops(net, blk.shape))
+        return run(net, blk, xp)
+
+    counted.counted = True
+    infer._run_net = counted
+
+
+def launch_row(sid: str, status: str, ops: dict) -> tuple[str, list[str]]:
+    n = {k: 0 for k in ("kernel", "raw", "fft", "ndimage", "sync")}
+    for (k, _s), (c, _b) in ops.items():
+        n[k] = n.get(k, 0) + c
+    host, dev, floor = floor_seconds(ops)
+    gb = sum(b for (k, _s), (_c, b) in ops.items() if k != "net") / 1e9
+    tf = sum(b for (k, _s), (_c, b) in ops.items() if k == "net") / 1e12
+    row = (f"| {sid} | {status} | {n['kernel']} | {n['raw']} | {n['fft']} | {n['ndimage']} | {n['sync']} | {gb:.1f} |"
+           f" {tf:.3g} | {host:.3f} | {dev:.3f} | {floor:.3f} |")
+    by_site: dict = {}
+    for (k, site), (c, b) in ops.items():
+        v = by_site.setdefault(site, [0, 0])
+        v[0] += c
+        v[1] += b
+    return row, sorted([f"{sid}: {c:6d} ops {b / 1e9:7.2f} GB  {site}" for site, (c, b) in by_site.items()],
+                       key=lambda line: -int(line.split()[1]))
+
+
+LAUNCH_HEAD = ("| section | status | kernels | raw | FFTs | ndimage | host waits | GB touched | network Tflop | host s |"
+               " device s | floor s |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def launches(args, be) -> int:
+    import bench_e2e as B
+    from gpuvalid.analyses import SECTIONS
+
+    count_network()
+    for n in args.sizes:
+        V, ts, t, R, name = B.embedded_map(n)
+        print(f"\n## {name}: {V.size / 1e6:.1f} M input voxels — device operations (model floor, not a measurement)\n")
+        print(LAUNCH_HEAD)
+        notes, total = [], {}
+        for sid, _title, _mod in SECTIONS:
+            if args.sections and sid not in args.sections:
+                continue
+            standin.trace(True)
+            res = B.run_sections(be, V, ts, t, R, only={sid})[sid][0]
+            row, top = launch_row(sid, res.status, standin.TRACE["ops"])
+            for k, v in standin.TRACE["ops"].items():
+                total[k] = [a + b for a, b in zip(total.get(k, [0, 0]), v)]
+            print(row, flush=True)
+            notes += top[:args.top]
+        standin.trace(False)
+        if total:
+            print(launch_row("**all**", "", total)[0])
+        print("\nLines launching the most operations:\n")
+        print("\n".join(f"    {line}" for line in notes))
+        if args.level1:
+            level1_launches(n, be, args)
+    return 0
+
+
+def level1_launches(n: int, be, args) -> None:
+    """Every Level 1 section on the simulated half maps of ``bench_level1_local`` (1oel, n³ box)."""
+    import bench_level1_local as L
+    from gpuvalid.context import MapContext, RunOptions
+    from gpuvalid.level1 import SECTIONS1
+    from gpuvalid.level1.context import HalfMaps, Level1Context
+    from gpuvalid.pipeline import run_section
+
+    ts, h1, h2, P, _ = L.simulated(n)
+    ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
+    ctx1 = Level1Context(ctx0, HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (h1, h2), ("-", "-"), ((ts,) * 3,) * 2))
+    print(f"\n## Level 1, two simulated {n}³ half maps (1oel, {ts:g} Å) — device operations (model floor)\n")
+    print(LAUNCH_HEAD)
+    notes = []
+    for sid, title, mod in SECTIONS1:
+        if mod is None or (args.sections and sid not in args.sections):
+            continue
+        standin.trace(True)
+        res = run_section(mod, sid, title, ctx1)
+        row, top = launch_row(sid, res.status, standin.TRACE["ops"])
+        print(row, flush=True)
+        notes += top[:args.top]
+    standin.trace(False)
+    ctx1.release()
+    ctx0.release()
+    print("\nLines launching the most operations:\n")
+    print("\n".join(f"    {line}" for line in notes))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256])
     ap.add_argument("--sections", nargs="*", default=None)
-    ap.add_argument("--top", type=int, default=4, help="buffers listed at each peak")
+    ap.add_argument("--top", type=int, default=4, help="buffers (or launching lines) listed per section")
+    ap.add_argument("--launches", action="store_true", help="count device operations and host waits instead")
+    ap.add_argument("--level1", action="store_true", help="with --launches: also the Level 1 sections")
     args = ap.parse_args(argv)
     be = standin.install()
+    if args.launches:
+        return launches(args, be)
     import bench_e2e as B
     from gpuvalid import memory
     from gpuvalid.analyses import SECTIONS

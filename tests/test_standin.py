@@ -97,3 +97,40 @@ def test_raw_kernels_check_their_arguments(be):
     count[...] = 0
     k((1,), (2,), (A, np.float32(0.4), count, np.int64(3)))         # a launch too small leaves work undone
     np.testing.assert_array_equal(count.get(), [0, 1, 0])
+
+
+def test_trace_counts_launches_views_and_host_waits(be):
+    """What ``bench/standin_profile.py --launches`` counts, on a hand-counted sequence: every call that makes a
+    kernel on a GPU is one operation, a view is none, and the host waits where CuPy reads a device value."""
+    xp = be.xp
+
+    def counts(fn):
+        standin.trace(True)
+        try:
+            fn()
+            out: dict = {}
+            for (kind, _site), (c, _b) in standin.TRACE["ops"].items():
+                out[kind] = out.get(kind, 0) + c
+            return out
+        finally:
+            standin.trace(False)
+
+    a = xp.zeros((4, 8), dtype=xp.float32)
+    assert counts(lambda: xp.zeros(8, dtype=xp.float32)) == {"kernel": 1}          # a fill
+    assert counts(lambda: xp.empty(8, dtype=xp.float32)) == {}                       # allocation only
+    assert counts(lambda: a.reshape(8, 4)[1:3].T) == {}                              # views
+    assert counts(lambda: a + 1) == {"kernel": 1}
+    assert counts(lambda: xp.sqrt(a, out=a)) == {"kernel": 1}
+
+    def iadd():
+        b = a.copy()                                                                # one copy kernel
+        b += 1                                                                      # one in place
+    assert counts(iadd) == {"kernel": 2}
+    assert counts(lambda: float(a.sum())) == {"kernel": 1, "sync": 1}              # reduction, then a wait
+    assert counts(lambda: a[a > 0]) == {"kernel": 2, "sync": 1}                    # compare; count, gather
+    assert counts(lambda: be.to_host(a)) == {"sync": 1}
+    assert counts(lambda: xp.nonzero(a)) == {"kernel": 1, "sync": 1}
+    assert counts(lambda: be.fftn(a.astype(xp.complex64))) == {"kernel": 1, "fft": 1}
+    assert counts(lambda: be.ndimage.gaussian_filter(a, 1.0)) == {"ndimage": 1}
+    xp.zeros(3)                                                                     # not tracing: nothing
+    assert standin.TRACE["ops"] == {}

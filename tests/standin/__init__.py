@@ -88,15 +88,87 @@ POOL = _Pool()
 _allocator = [POOL.malloc]
 _tracked: dict[int, object] = {}     # id(root buffer) -> its weakref.finalize
 _sites: dict[int, tuple] = {}        # id(root buffer) -> (bytes, allocation site), when tracing
-TRACE = {"on": False, "peak": 0, "live": [], "copies": {}}
+TRACE = {"on": False, "peak": 0, "live": [], "copies": {}, "ops": {}}
+# what makes no kernel on a device: allocation without initialisation, and views
+_NO_KERNEL = {"empty", "empty_like", "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "squeeze", "view",
+              "expand_dims", "broadcast_to", "atleast_1d", "atleast_2d", "atleast_3d", "shape", "ndim", "size",
+              "result_type", "can_cast", "asnumpy", "from_dlpack", "fromDlpack"}
+# calls whose result size depends on the data: CuPy reads a count back from the device (a synchronisation)
+_DATA_SIZED = {"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress", "nanmedian", "median",
+               "nanpercentile", "percentile", "nanquantile", "quantile"}
 
 
 def trace(on: bool = True) -> None:
     """Record the live device buffers (bytes, gpuvalid file:line that made them) at the pool's high-water
-    mark: ``TRACE["live"]`` after the run, to see what a section holds at its peak; and the host/device
-    copies, ``TRACE["copies"][(direction, site)] = [count, bytes]`` (direction "d2h" or "h2d")."""
-    TRACE.update(on=on, peak=0, live=[], copies={})
+    mark: ``TRACE["live"]`` after the run, to see what a section holds at its peak; the host/device
+    copies, ``TRACE["copies"][(direction, site)] = [count, bytes]`` (direction "d2h" or "h2d"); and the
+    device operations, ``TRACE["ops"][(kind, site)] = [count, bytes]``: each call that would launch work on
+    a GPU (kind "kernel": element-wise, reduction, copy or fill; "raw": a raw CUDA kernel; "fft": one
+    cuFFT transform; "ndimage": one cupyx.scipy.ndimage call, one or a few kernels) with the bytes of the
+    device arrays it reads and writes, and each point where the host waits for the device (kind "sync": a
+    device value read as a Python number or bool, a ``get``, a data-sized result such as ``nonzero`` or a
+    boolean-mask index).  What a GPU run's time is made of besides arithmetic: see
+    ``bench/standin_profile.py --launches``."""
+    TRACE.update(on=on, peak=0, live=[], copies={}, ops={})
     _sites.clear()
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, ndarray):
+        return obj._a.nbytes
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    return 0
+
+
+def _op(kind: str, nbytes: int = 0) -> None:
+    """Count one device operation (or synchronisation) of ``kind`` at the calling gpuvalid line."""
+    if TRACE["on"]:
+        c = TRACE["ops"].setdefault((kind, _site()), [0, 0])
+        c[0] += 1
+        c[1] += int(nbytes)
+
+
+def _launched(name: str, inputs, res) -> None:
+    """Count the call ``name`` as a kernel launch (unless it makes none) and a sync when data-sized."""
+    if not TRACE["on"]:
+        return
+    if name in _DATA_SIZED:
+        _op("sync")
+    if name in _NO_KERNEL:
+        return
+    if isinstance(res, ndarray) and any(isinstance(a, ndarray) and a._a is not res._a
+                                        and np.shares_memory(a._a, res._a) for a in _flat(inputs)):
+        return                                   # a view of an input: no kernel
+    _op("kernel", _nbytes(inputs) + _nbytes(res))
+
+
+def _ndimage_passes(name: str, args, kwargs) -> int:
+    """How many times a cupyx.scipy.ndimage call reads and writes its arrays: once per axis for the separable
+    filters, once per iteration for binary morphology, once otherwise."""
+    a = args[0] if args else None
+    ndim = a.ndim if isinstance(a, ndarray) else 1
+    if name in ("gaussian_filter", "uniform_filter", "maximum_filter", "minimum_filter", "median_filter"):
+        return ndim
+    if name.startswith("binary_"):
+        it = kwargs.get("iterations", args[2] if len(args) > 2 else 1)
+        return max(1, int(it or 1))
+    return 1
+
+
+def _flat(obj):
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _flat(v)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _flat(v)
+    else:
+        yield obj
 
 
 def _copy(direction: str, nbytes: int) -> None:
@@ -203,6 +275,7 @@ class ndarray:
 
     def get(self, stream=None, order="C", out=None, blocking=True):
         _copy("d2h", self._a.nbytes)
+        _op("sync")
         return np.array(self._a, order=order)
 
     def set(self, arr, stream=None):
@@ -214,18 +287,23 @@ class ndarray:
         return "standin." + repr(self._a)
 
     def __format__(self, spec):
+        _op("sync")
         return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
 
     def __float__(self):
+        _op("sync")
         return float(self._a)
 
     def __int__(self):
+        _op("sync")
         return int(self._a)
 
     def __bool__(self):
+        _op("sync")
         return bool(self._a)
 
     def __complex__(self):
+        _op("sync")
         return complex(self._a)
 
     def __len__(self):
@@ -242,13 +320,25 @@ class ndarray:
         return self._a.__dlpack_device__()
 
     def __getitem__(self, idx):
-        return _wrap(self._a[_unwrap(idx)])
+        res = _wrap(self._a[_unwrap(idx)])
+        if TRACE["on"]:
+            parts = idx if isinstance(idx, tuple) else (idx,)
+            if any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in parts):
+                _op("sync")
+            if isinstance(res, ndarray) and not np.shares_memory(res._a, self._a):
+                _op("kernel", 2 * res._a.nbytes + _nbytes(parts))
+        return res
 
     def __setitem__(self, idx, value):
         if isinstance(value, list):
             raise StandinError("cupy stand-in: ndarray.__setitem__ got a Python list (CuPy: Unsupported type)")
         if _is_host(value):           # CuPy copies a NumPy array assigned to a slice (cupy/cupy#2079)
             _copy("h2d", value.nbytes)
+        if TRACE["on"]:
+            parts = idx if isinstance(idx, tuple) else (idx,)
+            if any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in parts):
+                _op("sync")             # CuPy counts a boolean mask's voxels before it scatters
+            _op("kernel", 2 * np.asarray(self._a[_unwrap(idx)]).nbytes if TRACE["on"] else 0)
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -259,8 +349,11 @@ class ndarray:
         out = kwargs.get("out")
         res = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
         if out is not None:
+            _op("kernel", _nbytes(inputs) + _nbytes(out))
             return out[0] if isinstance(out, tuple) and len(out) == 1 else out
-        return _wrap(res)
+        res = _wrap(res)
+        _launched(name, inputs, res)
+        return res
 
     def __array_function__(self, func, types, args, kwargs):
         mod = func.__module__ or "numpy"
@@ -268,7 +361,9 @@ class ndarray:
         if func.__name__ not in API["modules"].get(ns, {}):
             return NotImplemented
         _check(list(args) + list(kwargs.values()), f"numpy.{func.__name__} on a device array")
-        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+        res = _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+        _launched(func.__name__, (args, kwargs), res)
+        return res
 
     def __getattr__(self, name):
         if name not in _ND_ATTRS:
@@ -280,9 +375,15 @@ class ndarray:
         def method(*args, **kwargs):
             _check(list(args) + list(kwargs.values()), f"ndarray.{name}")
             res = attr(*_unwrap(args), **_unwrap(kwargs))
+            if name in ("item", "tolist"):
+                _op("sync")
             if kwargs.get("out") is not None:
+                _op("kernel", _nbytes((self, args, kwargs)))
                 return kwargs["out"]
-            return _wrap(res)
+            res = _wrap(res)
+            if name not in ("item", "tolist"):
+                _launched(name, (self, args, kwargs), res)
+            return res
 
         return method
 
@@ -316,8 +417,11 @@ def _binary(dunder):
         if res is NotImplemented:
             return NotImplemented
         if dunder.startswith("__i"):           # NumPy's in-place operator returns the same array
+            _op("kernel", 2 * self._a.nbytes + _nbytes(other))
             return self
-        return _wrap(res)
+        res = _wrap(res)
+        _op("kernel", self._a.nbytes + _nbytes(other) + _nbytes(res))
+        return res
 
     op.__name__ = dunder
     return op
@@ -330,8 +434,14 @@ for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "
 for _d in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
     setattr(ndarray, _d, _binary(_d))
 for _d in ("__neg__", "__pos__", "__abs__", "__invert__"):
-    setattr(ndarray, _d, (lambda d: lambda self: _wrap(getattr(self._a, d)()))(_d))
+    setattr(ndarray, _d, (lambda d: lambda self: _unary(self, d))(_d))
 ndarray.__hash__ = None
+
+
+def _unary(a: ndarray, dunder: str):
+    res = _wrap(getattr(a._a, dunder)())
+    _op("kernel", 2 * a._a.nbytes)
+    return res
 
 
 # ---- namespaces ----------------------------------------------------------------------------------------
@@ -396,12 +506,22 @@ class Namespace:
             if not converter:
                 _check(list(args) + list(kwargs.values()), where)
             res = impl(*_unwrap(args), **_unwrap(kwargs))
+            if TRACE["on"] and not converter:
+                kind = {"cupy.fft": "fft", "cupyx.scipy.fft": "fft", "cupyx.scipy.ndimage": "ndimage"}.get(self._key)
+                if kind:
+                    _op(kind, _nbytes((args, kwargs)) + _nbytes(res)) if kind == "fft" else \
+                        _op(kind, _ndimage_passes(name, args, kwargs) * (_nbytes((args, kwargs)) + _nbytes(res)))
+                elif kwargs.get("out") is not None:
+                    _op("kernel", _nbytes((args, kwargs)))
+                else:
+                    _launched(name, (args, kwargs), _wrap(res) if isinstance(res, np.ndarray) else res)
             if kwargs.get("out") is not None:
                 return kwargs["out"]
             if isinstance(res, int) and not isinstance(res, bool) and name == "count_nonzero":
                 res = np.asarray(res, dtype=np.intp)      # CuPy gives a 0-d device array, NumPy a Python int
             if converter and args and isinstance(args[0], np.ndarray):
                 _copy("h2d", args[0].nbytes)
+                _op("h2d", args[0].nbytes)
             if converter and isinstance(res, np.ndarray) and any(
                     isinstance(a, np.ndarray) and np.shares_memory(a, res) for a in args):
                 res = res.copy()            # host -> device is a copy, never a view of host memory
@@ -533,6 +653,11 @@ class _RawKernel:
                 if not isinstance(a, want):
                     raise StandinError(f"kernel {self.name} argument {i} ({t}) must be {want.__name__}, got "
                                        f"{type(a).__name__} (CuPy passes Python numbers as 64-bit)")
+        if TRACE["on"]:
+            from . import kernels
+
+            traffic = kernels.TRAFFIC.get(self.name)
+            _op("raw", traffic(args) if traffic else _nbytes(args))
         self.emulate(grid, block, *[a._a if isinstance(a, ndarray) else a for a in args])
 
 

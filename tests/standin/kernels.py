@@ -154,3 +154,21 @@ def lfsc_shells(grid, block, Y, nbox, sums):
         F1, F2 = (sfft.fft(Yv[s:e, h], n=_LP, axis=1).reshape(e - s, -1) for h in range(2))  # complex64
         for j, (a, b) in enumerate(((F1, F2), (F1, F1), (F2, F2))):
             S[s:e, j] = (a.real * b.real + a.imag * b.imag) @ M
+
+
+# Device-memory bytes a launch reads and writes, where that is not the size of its array arguments (the
+# 1.c kernels take the whole half maps but read one 20³ box of each per block): counted from the kernels.
+_LFSC_Y_BOX = 2 * 20 * 840 * 8          # both halves' plane transforms of one box (complex64)
+
+
+def _lfsc_planes_traffic(args) -> int:
+    nbox = int(args[3])
+    return nbox * (2 * 20 ** 3 * 4 + 8 + _LFSC_Y_BOX)
+
+
+def _lfsc_shells_traffic(args) -> int:
+    nbox = int(args[1])
+    return nbox * (_LFSC_Y_BOX + 3 * 35 * 8)
+
+
+TRAFFIC = {"lfsc_planes": _lfsc_planes_traffic, "lfsc_shells": _lfsc_shells_traffic}
