@@ -280,18 +280,25 @@ class SpiralEngine:
         return self.be.xp.sqrt(E, out=E)
 
 
-def quantile_at(be, A, index, q: float) -> float:
-    """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``."""
+def quantile_at(be, A, index, q: float, on_device: bool = False):
+    """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``: a float,
+    or with ``on_device`` on a GPU backend a 0-d device array of ``A``'s dtype that the host does not wait
+    for (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions the
+    host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float)."""
     vals = A.reshape(-1)[index]
     n = int(vals.size)
     if n == 0:
-        return float("nan")
-    if be.is_gpu:
-        return be.scalar(be.xp.quantile(vals, q))
-    # CPU: partition the gathered copy in place (np.quantile would copy it again)
+        return be.xp.full((), np.nan, dtype=vals.dtype) if (on_device and be.is_gpu) else float("nan")
     pos = q * (n - 1)
     lo = int(np.floor(pos))
     hi = min(lo + 1, n - 1)
+    if be.is_gpu and on_device:
+        srt = be.xp.sort(vals)
+        a, b = srt[lo].astype(be.xp.float64), srt[hi].astype(be.xp.float64)
+        return (a + (pos - lo) * (b - a)).astype(vals.dtype)
+    if be.is_gpu:
+        return be.scalar(be.xp.quantile(vals, q))
+    # CPU: partition the gathered copy in place (np.quantile would copy it again)
     vals.partition([lo, hi] if hi != lo else lo)
     a, b = float(vals[lo]), float(vals[hi])
     return a + (pos - lo) * (b - a)

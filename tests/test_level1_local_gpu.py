@@ -122,6 +122,44 @@ def test_monodir_gpu_equals_cpu(sim, cpu, gpu):
     assert float(np.mean(np.abs(a["res"] - b["res"]) <= 1e-4)) >= 0.98
 
 
+def test_monodir_waits_once_per_step_not_per_direction(sim, gpu):
+    """1.f's sweep reads the device once per step (the directions' noise thresholds and alive fractions
+    together), not once or more per direction and step: counted on the stand-in, which sees every point where
+    CuPy makes the host wait (before: a quantile, its value and an alive count per direction and step, 592
+    waits for 12 directions × 15 steps; now 73)."""
+    from tests import conftest
+    from gpuvalid.level1.monodir import monodir
+
+    if not conftest.STANDIN:
+        pytest.skip("host waits are counted on the CuPy stand-in")
+    from tests import standin
+
+    h1, h2, hard, soft, truth = sim
+    standin.trace(True)
+    try:
+        out = monodir(gpu, h1, h2, hard, 1.0, 10.0, ndir=12)
+        waits = sum(c for (k, _s), (c, _b) in standin.TRACE["ops"].items() if k == "sync")
+    finally:
+        standin.trace(False)
+    steps, ndir = max(out["steps_per_direction"]), 12
+    assert steps >= 10
+    assert waits <= 2 * steps + 4 * ndir + 16            # per step, plus per direction outside the sweep
+
+
+def test_quantile_on_device_is_the_cpu_value(cpu, gpu):
+    """``quantile_at(on_device=True)`` gives the CPU's interpolated quantile (as A's dtype), without a wait."""
+    from gpuvalid.spiral import quantile_at
+
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((9, 10, 11)).astype(np.float32)
+    idx = np.sort(rng.choice(A.size, 700, replace=False))
+    for q in (0.0, 0.5, 0.95, 0.999, 1.0):
+        want = quantile_at(cpu, A.copy(), idx, q)
+        assert want == pytest.approx(float(np.quantile(A.reshape(-1)[idx].astype(np.float64), q)), rel=1e-12)
+        got = quantile_at(gpu, gpu.asarray(A), gpu.asarray(idx), q, on_device=True)
+        assert got.dtype == np.float32 and float(got) == float(np.float32(want))
+
+
 def test_directional_summaries_gpu_equal_cpu(cpu, gpu):
     """1.f's per-voxel summaries on the device: the same minima, maxima and best directions (the tie-breaking
     hash is integer arithmetic) as on the CPU; means, percentiles and medians within 1e-6 (float32 rounding)."""

@@ -90,6 +90,7 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
     going = list(range(len(dirs)))
     for d in steps:
         fd = voxel_size / d
+        thresholds = []
         for k in going:
             ci, wi = cones[k]
             used[k] += 1
@@ -98,17 +99,20 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
             # component along d), one inverse transform per map
             Gf[ci] = FN[ci] * Hw
             AN = eng.lowpass(_cone_amplitude(be, G), fd)
-            thr = quantile_at(be, AN, idx, quantile)
+            thr = quantile_at(be, AN, idx, quantile, on_device=True)
+            thresholds.append(thr)
             del AN
-            if not np.isfinite(thr) or thr <= 0:
-                raise NotMeasurable(f"the directional noise amplitude is {thr:g} at {d:.2f} Å")
             Gf[ci] = FV[ci] * Hw
             AV = eng.lowpass(_cone_amplitude(be, G), fd)
             sweeps[k].update(AV.reshape(-1)[idx] > thr, float(d))
             if not be.is_gpu:
                 Gf[ci] = 0
             del AV, Hw
-        going = [k for k in going if alive_fraction(be, sweeps[k]) >= STOP_FRACTION]
+        thr_h, alive_h = step_readback(be, thresholds, [sweeps[k] for k in going])
+        for thr in thr_h:
+            if not np.isfinite(thr) or thr <= 0:
+                raise NotMeasurable(f"the directional noise amplitude is {thr:g} at {d:.2f} Å")
+        going = [k for k, a in zip(going, alive_h) if a >= STOP_FRACTION]
         if not going:
             break
     del G, Gf, cones
@@ -205,9 +209,15 @@ def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
     return ci, (1.0 + ud.reshape(-1)[ci]).astype(xp.float32)
 
 
-def alive_fraction(be, sweep) -> float:
-    """Fraction of the voxels still in the sweep."""
-    return float(be.to_host(be.xp.count_nonzero(sweep.alive))) / max(int(sweep.alive.size), 1)
+def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
+    """What the host needs after a step, in one read: each direction's noise threshold and the fraction of
+    its voxels still in the sweep (host float64 arrays).  On a GPU the step's launches then run without a
+    host wait between directions (the thresholds stay on the device until here)."""
+    xp = be.xp
+    counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
+    both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
+    size = max(int(sweeps[0].step.size), 1) if sweeps else 1
+    return both[0], both[1] / size
 
 
 def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:
