@@ -146,6 +146,27 @@ def test_monodir_waits_once_per_step_not_per_direction(sim, gpu):
     assert waits <= 2 * steps + 4 * ndir + 16            # per step, plus per direction outside the sweep
 
 
+def test_monores_half_waits_once_per_step(sim, gpu):
+    """1.e's sweep reads the device once per step (noise threshold and alive count together): 69 host waits
+    for 21 steps before, 27 now (stand-in count)."""
+    from tests import conftest
+    from gpuvalid.level1.monores_half import monores_half
+
+    if not conftest.STANDIN:
+        pytest.skip("host waits are counted on the CuPy stand-in")
+    from tests import standin
+
+    h1, h2, hard, soft, truth = sim
+    standin.trace(True)
+    try:
+        out = monores_half(gpu, h1, h2, hard, 1.0, 12.0)
+        waits = sum(c for (k, _s), (c, _b) in standin.TRACE["ops"].items() if k == "sync")
+    finally:
+        standin.trace(False)
+    assert len(out["steps"]) >= 10
+    assert waits <= len(out["steps"]) + 10
+
+
 def test_quantile_on_device_is_the_cpu_value(cpu, gpu):
     """``quantile_at(on_device=True)`` gives the CPU's interpolated quantile (as A's dtype), without a wait."""
     from gpuvalid.spiral import quantile_at

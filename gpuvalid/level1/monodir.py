@@ -37,7 +37,7 @@ from ..errors import NotMeasurable
 from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK   # voxels per pass of directional_summaries
 from ..spiral import quantile_at
 from .monores_half import (NOISE_QUANTILE, TRANSITION, HalfMonogenic, TwoFailureSweep, raised_cosine_up,
-                           resolution_steps)
+                           resolution_steps, step_readback)
 from .shells import fibonacci_hemisphere
 
 N_DIR = 47
@@ -207,17 +207,6 @@ def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
     if ud.size < 2 ** 31:
         ci = ci.astype(xp.int32)
     return ci, (1.0 + ud.reshape(-1)[ci]).astype(xp.float32)
-
-
-def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
-    """What the host needs after a step, in one read: each direction's noise threshold and the fraction of
-    its voxels still in the sweep (host float64 arrays).  On a GPU the step's launches then run without a
-    host wait between directions (the thresholds stay on the device until here)."""
-    xp = be.xp
-    counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
-    both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
-    size = max(int(sweeps[0].step.size), 1) if sweeps else 1
-    return both[0], both[1] / size
 
 
 def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:

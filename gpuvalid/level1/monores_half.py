@@ -260,8 +260,17 @@ class TwoFailureSweep:
         alive &= ~passes                   # the misses: alive and not passing
         self.miss = xp.where(hit, 0, self.miss + alive.astype(xp.int8)).astype(xp.int8)
 
-    def any_alive(self, be) -> bool:
-        return bool(be.to_host(self.alive.any()))
+
+def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
+    """What the host needs after a step of one or more sweeps, in one read: each sweep's noise threshold
+    (:func:`quantile_at` with ``on_device``) and the fraction of its voxels still in it (host float64
+    arrays).  On a GPU a step's launches then run without a host wait inside it (1.e: one sweep; 1.f: one
+    per direction)."""
+    xp = be.xp
+    counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
+    both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
+    size = max(int(sweeps[0].step.size), 1) if sweeps else 1
+    return both[0], both[1] / size
 
 
 def masked_smooth(be, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
@@ -302,16 +311,17 @@ def monores_half(be, h1, h2, mask, voxel_size: float, start_A: float, step_A: fl
         fd = voxel_size / d
         H = raised_cosine_up(eng.r, fd - TRANSITION, fd, xp)
         AN = eng.lowpass(eng.amplitude(eng.FN, H), fd)
-        thr = quantile_at(be, AN, idx, quantile)
+        thr = quantile_at(be, AN, idx, quantile, on_device=True)
         del AN
-        if not np.isfinite(thr) or thr <= 0:
-            raise NotMeasurable(f"the noise amplitude (half-map difference) is {thr:g} at {d:.2f} Å: no noise "
-                                "to compare with (identical or zeroed halves?)")
         AV = eng.lowpass(eng.amplitude(eng.FV, H), fd)
         sweep.update(AV.reshape(-1)[idx] > thr, float(d))
         del AV, H
-        noise_levels.append((float(d), float(thr)))
-        if not sweep.any_alive(be):
+        thr_h, alive_h = step_readback(be, [thr], [sweep])
+        if not np.isfinite(thr_h[0]) or thr_h[0] <= 0:
+            raise NotMeasurable(f"the noise amplitude (half-map difference) is {thr_h[0]:g} at {d:.2f} Å: no noise "
+                                "to compare with (identical or zeroed halves?)")
+        noise_levels.append((float(d), float(thr_h[0])))
+        if not alive_h[0] > 0:
             break
     raw = sweep.value
     never = float(be.to_host(xp.count_nonzero(~sweep.passed))) / n
