@@ -338,7 +338,7 @@ class ndarray:
             parts = idx if isinstance(idx, tuple) else (idx,)
             if any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in parts):
                 _op("sync")             # CuPy counts a boolean mask's voxels before it scatters
-            _op("kernel", 2 * np.asarray(self._a[_unwrap(idx)]).nbytes if TRACE["on"] else 0)
+            _op("kernel", 2 * np.asarray(self._a[_unwrap(idx)]).nbytes)   # read and write of the target
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
