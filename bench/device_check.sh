@@ -8,7 +8,8 @@
 #                                            # tests/standin (GPU code paths on the CPU, small sizes)
 #
 # Steps (each with its own time limit; a failing step does not stop the others):
-#   1 environment (nvidia-smi, versions, gpuvalid info)
+#   1 environment (nvidia-smi, versions, gpuvalid info) and bench/fft_sizes.py (0.e's working-grid edges 446 and
+#     669, each with a prime factor 223, against 448 and 672: one 3-D FFT each)
 #   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
 #     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
 #   3 pytest -m gpu (every GPU-vs-CPU test)
@@ -65,6 +66,7 @@ SIZES_BIG="512 768"
 CPU_MAX=256
 SPIRAL_SIZES="128 256 384"
 PROFILE_SIZE=384   # step 5c
+FFT_SIZES="446 448 669 672"   # step 1: 0.e's 1 Å grid edges of EMD-5168 in 256³ and 384³ (2·223, 3·223), and smooth neighbours
 PROFILE_LIMIT=60
 ENTRIES=8
 L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
@@ -78,10 +80,12 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
+    FFT_SIZES="111 112"
     L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
+    FFT_SIZES="111 112"
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
@@ -155,6 +159,7 @@ env_info() {
     $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
     $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || true
     $GV info --device "$DEV"
+    $PY bench/fft_sizes.py --device "$DEV" --sizes $FFT_SIZES --repeat 3 || true   # 0.e's grid edges vs smooth ones
 }
 
 level1_local() {  # step 8 (also the whole of --level1-local)
