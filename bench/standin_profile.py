@@ -122,6 +122,26 @@ LAUNCH_HEAD = ("| section | status | kernels | raw | FFTs | ndimage | host waits
                " device s | floor s |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+def traced_rows(runs, top: int, with_total: bool) -> None:
+    """Print one table row per ``(sid, run)`` of ``runs`` (``run()`` returns the section's result), each
+    run traced on its own, with ``with_total`` a row of their sum, then the lines that launch the most."""
+    print(LAUNCH_HEAD)
+    notes, total = [], {}
+    for sid, run in runs:
+        standin.trace(True)
+        res = run()
+        row, lines = launch_row(sid, res.status, standin.TRACE["ops"])
+        for k, v in standin.TRACE["ops"].items():
+            total[k] = [a + b for a, b in zip(total.get(k, [0, 0]), v)]
+        print(row, flush=True)
+        notes += lines[:top]
+    standin.trace(False)
+    if total and with_total:
+        print(launch_row("**all**", "", total)[0])
+    print("\nLines launching the most operations:\n")
+    print("\n".join(f"    {line}" for line in notes))
+
+
 def launches(args, be) -> int:
     import bench_e2e as B
     from gpuvalid.analyses import SECTIONS
@@ -130,23 +150,8 @@ def launches(args, be) -> int:
     for n in args.sizes:
         V, ts, t, R, name = B.embedded_map(n)
         print(f"\n## {name}: {V.size / 1e6:.1f} M input voxels — device operations (model floor, not a measurement)\n")
-        print(LAUNCH_HEAD)
-        notes, total = [], {}
-        for sid, _title, _mod in SECTIONS:
-            if args.sections and sid not in args.sections:
-                continue
-            standin.trace(True)
-            res = B.run_sections(be, V, ts, t, R, only={sid})[sid][0]
-            row, top = launch_row(sid, res.status, standin.TRACE["ops"])
-            for k, v in standin.TRACE["ops"].items():
-                total[k] = [a + b for a, b in zip(total.get(k, [0, 0]), v)]
-            print(row, flush=True)
-            notes += top[:args.top]
-        standin.trace(False)
-        if total:
-            print(launch_row("**all**", "", total)[0])
-        print("\nLines launching the most operations:\n")
-        print("\n".join(f"    {line}" for line in notes))
+        traced_rows([(sid, lambda sid=sid: B.run_sections(be, V, ts, t, R, only={sid})[sid][0])
+                     for sid, _title, _mod in SECTIONS if not args.sections or sid in args.sections], args.top, True)
         if args.level1:
             level1_launches(n, be, args)
     return 0
@@ -164,21 +169,11 @@ def level1_launches(n: int, be, args) -> None:
     ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
     ctx1 = Level1Context(ctx0, HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (h1, h2), ("-", "-"), ((ts,) * 3,) * 2))
     print(f"\n## Level 1, two simulated {n}³ half maps (1oel, {ts:g} Å) — device operations (model floor)\n")
-    print(LAUNCH_HEAD)
-    notes = []
-    for sid, title, mod in SECTIONS1:
-        if mod is None or (args.sections and sid not in args.sections):
-            continue
-        standin.trace(True)
-        res = run_section(mod, sid, title, ctx1)
-        row, top = launch_row(sid, res.status, standin.TRACE["ops"])
-        print(row, flush=True)
-        notes += top[:args.top]
-    standin.trace(False)
+    traced_rows([(sid, lambda sid=sid, title=title, mod=mod: run_section(mod, sid, title, ctx1))
+                 for sid, title, mod in SECTIONS1
+                 if mod is not None and (not args.sections or sid in args.sections)], args.top, False)
     ctx1.release()
     ctx0.release()
-    print("\nLines launching the most operations:\n")
-    print("\n".join(f"    {line}" for line in notes))
 
 
 def main(argv=None) -> int:

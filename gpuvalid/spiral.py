@@ -292,16 +292,18 @@ def quantile_at(be, A, index, q: float, on_device: bool = False):
     pos = q * (n - 1)
     lo = int(np.floor(pos))
     hi = min(lo + 1, n - 1)
+
+    def lerp(a, b):                 # one formula for the host floats and the device's float64 0-d arrays
+        return a + (pos - lo) * (b - a)
+
     if be.is_gpu and on_device:
         srt = be.xp.sort(vals)
-        a, b = srt[lo].astype(be.xp.float64), srt[hi].astype(be.xp.float64)
-        return (a + (pos - lo) * (b - a)).astype(vals.dtype)
+        return lerp(srt[lo].astype(be.xp.float64), srt[hi].astype(be.xp.float64)).astype(vals.dtype)
     if be.is_gpu:
         return be.scalar(be.xp.quantile(vals, q))
     # CPU: partition the gathered copy in place (np.quantile would copy it again)
     vals.partition([lo, hi] if hi != lo else lo)
-    a, b = float(vals[lo]), float(vals[hi])
-    return a + (pos - lo) * (b - a)
+    return lerp(float(vals[lo]), float(vals[hi]))
 
 
 class LogLinearFit:

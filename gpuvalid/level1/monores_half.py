@@ -269,8 +269,7 @@ def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
     xp = be.xp
     counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
     both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
-    size = max(int(sweeps[0].step.size), 1) if sweeps else 1
-    return both[0], both[1] / size
+    return both[0], both[1] / max(int(sweeps[0].step.size), 1)
 
 
 def masked_smooth(be, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):

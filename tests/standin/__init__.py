@@ -114,23 +114,27 @@ def trace(on: bool = True) -> None:
 
 
 def _nbytes(obj) -> int:
-    if isinstance(obj, ndarray):
-        return obj._a.nbytes
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(v) for v in obj)
-    if isinstance(obj, dict):
-        return sum(_nbytes(v) for v in obj.values())
-    return 0
+    """Bytes of the arrays (device or host) in ``obj``, looking inside lists, tuples and dicts."""
+    return sum(v._a.nbytes if isinstance(v, ndarray) else v.nbytes for v in _flat(obj)
+               if isinstance(v, (ndarray, np.ndarray)))
+
+
+def _tally(table: str, kind: str, nbytes: int) -> None:
+    """``TRACE[table][(kind, calling gpuvalid line)]`` += one event of ``nbytes`` (when tracing)."""
+    if TRACE["on"]:
+        c = TRACE[table].setdefault((kind, _site()), [0, 0])
+        c[0] += 1
+        c[1] += int(nbytes)
 
 
 def _op(kind: str, nbytes: int = 0) -> None:
     """Count one device operation (or synchronisation) of ``kind`` at the calling gpuvalid line."""
-    if TRACE["on"]:
-        c = TRACE["ops"].setdefault((kind, _site()), [0, 0])
-        c[0] += 1
-        c[1] += int(nbytes)
+    _tally("ops", kind, nbytes)
+
+
+def _bool_index(idx) -> bool:
+    """Whether the index holds a boolean device mask (CuPy then counts its voxels: a host wait)."""
+    return any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in (idx if isinstance(idx, tuple) else (idx,)))
 
 
 def _launched(name: str, inputs, res) -> None:
@@ -141,8 +145,9 @@ def _launched(name: str, inputs, res) -> None:
         _op("sync")
     if name in _NO_KERNEL:
         return
-    if isinstance(res, ndarray) and any(isinstance(a, ndarray) and a._a is not res._a
-                                        and np.shares_memory(a._a, res._a) for a in _flat(inputs)):
+    r = res._a if isinstance(res, ndarray) else res
+    if isinstance(r, np.ndarray) and any(isinstance(a, ndarray) and a._a is not r and np.shares_memory(a._a, r)
+                                         for a in _flat(inputs)):
         return                                   # a view of an input: no kernel
     _op("kernel", _nbytes(inputs) + _nbytes(res))
 
@@ -161,6 +166,7 @@ def _ndimage_passes(name: str, args, kwargs) -> int:
 
 
 def _flat(obj):
+    """The leaves of ``obj`` (lists, tuples and dict values opened)."""
     if isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _flat(v)
@@ -172,10 +178,7 @@ def _flat(obj):
 
 
 def _copy(direction: str, nbytes: int) -> None:
-    if TRACE["on"]:
-        c = TRACE["copies"].setdefault((direction, _site()), [0, 0])
-        c[0] += 1
-        c[1] += int(nbytes)
+    _tally("copies", direction, nbytes)
 
 
 def _site() -> str:
@@ -322,11 +325,10 @@ class ndarray:
     def __getitem__(self, idx):
         res = _wrap(self._a[_unwrap(idx)])
         if TRACE["on"]:
-            parts = idx if isinstance(idx, tuple) else (idx,)
-            if any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in parts):
+            if _bool_index(idx):
                 _op("sync")
             if isinstance(res, ndarray) and not np.shares_memory(res._a, self._a):
-                _op("kernel", 2 * res._a.nbytes + _nbytes(parts))
+                _op("kernel", 2 * res._a.nbytes + _nbytes(idx))
         return res
 
     def __setitem__(self, idx, value):
@@ -335,8 +337,7 @@ class ndarray:
         if _is_host(value):           # CuPy copies a NumPy array assigned to a slice (cupy/cupy#2079)
             _copy("h2d", value.nbytes)
         if TRACE["on"]:
-            parts = idx if isinstance(idx, tuple) else (idx,)
-            if any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in parts):
+            if _bool_index(idx):
                 _op("sync")             # CuPy counts a boolean mask's voxels before it scatters
             _op("kernel", 2 * np.asarray(self._a[_unwrap(idx)]).nbytes)   # read and write of the target
         self._a[_unwrap(idx)] = _unwrap(value)
@@ -375,14 +376,14 @@ class ndarray:
         def method(*args, **kwargs):
             _check(list(args) + list(kwargs.values()), f"ndarray.{name}")
             res = attr(*_unwrap(args), **_unwrap(kwargs))
-            if name in ("item", "tolist"):
+            if name in ("item", "tolist"):          # a device value read on the host
                 _op("sync")
+                return _wrap(res)
             if kwargs.get("out") is not None:
                 _op("kernel", _nbytes((self, args, kwargs)))
                 return kwargs["out"]
             res = _wrap(res)
-            if name not in ("item", "tolist"):
-                _launched(name, (self, args, kwargs), res)
+            _launched(name, (self, args, kwargs), res)
             return res
 
         return method
@@ -509,12 +510,12 @@ class Namespace:
             if TRACE["on"] and not converter:
                 kind = {"cupy.fft": "fft", "cupyx.scipy.fft": "fft", "cupyx.scipy.ndimage": "ndimage"}.get(self._key)
                 if kind:
-                    _op(kind, _nbytes((args, kwargs)) + _nbytes(res)) if kind == "fft" else \
-                        _op(kind, _ndimage_passes(name, args, kwargs) * (_nbytes((args, kwargs)) + _nbytes(res)))
+                    passes = _ndimage_passes(name, args, kwargs) if kind == "ndimage" else 1
+                    _op(kind, passes * (_nbytes((args, kwargs)) + _nbytes(res)))
                 elif kwargs.get("out") is not None:
                     _op("kernel", _nbytes((args, kwargs)))
                 else:
-                    _launched(name, (args, kwargs), _wrap(res) if isinstance(res, np.ndarray) else res)
+                    _launched(name, (args, kwargs), res)
             if kwargs.get("out") is not None:
                 return kwargs["out"]
             if isinstance(res, int) and not isinstance(res, bool) and name == "count_nonzero":
