@@ -32,49 +32,6 @@ def raw_mask(be, V, threshold: float):
     return V >= threshold
 
 
-def label26(be, mask):
-    """Label 26-connected components; returns ``(labels, n)`` with labels 1..n on the device."""
-    labels, n = be.ndimage.label(mask, structure=be.asarray(_STRUCT26))
-    return labels, int(n)
-
-
-def component_sizes(be, labels, n: int):
-    """Voxel count of each component 1..n (host int64 array, in label order)."""
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    counts = be.xp.bincount(labels.ravel(), minlength=n + 1)
-    return be.to_host(counts)[1:].astype(np.int64)
-
-
-def largest_component(be, mask):
-    """The largest 26-connected component of ``mask`` (empty mask → empty result)."""
-    labels, n = label26(be, mask)
-    if n == 0:
-        return be.xp.zeros(mask.shape, dtype=bool)
-    sizes = component_sizes(be, labels, n)
-    return labels == (int(np.argmax(sizes)) + 1)
-
-
-def major_components(be, mask, keep_fraction: float = KEEP_FRACTION):
-    """Components of ``mask`` with at least ``keep_fraction`` of the largest one's voxels.
-
-    Returns ``(kept mask, sizes of the kept components sorted descending)``; an empty mask gives an
-    empty result and no sizes.
-    """
-    labels, n = label26(be, mask)
-    if n == 0:
-        return be.xp.zeros(mask.shape, dtype=bool), np.zeros(0, dtype=np.int64)
-    sizes = component_sizes(be, labels, n)
-    keep = np.flatnonzero(sizes >= keep_fraction * sizes.max()) + 1
-    if keep.size == 1:
-        kept = labels == int(keep[0])
-    else:
-        lut = np.zeros(n + 1, dtype=bool)
-        lut[keep] = True
-        kept = be.asarray(lut)[labels]
-    return kept, np.sort(sizes[keep - 1])[::-1]
-
-
 def bounding_box(be, mask, margin: int = 0) -> tuple | None:
     """Slices (z, y, x) of the bounding box of the ``True`` voxels of ``mask`` grown by ``margin`` voxels
     and clipped to the box (None if the mask is empty)."""
@@ -86,6 +43,65 @@ def bounding_box(be, mask, margin: int = 0) -> tuple | None:
             return None
         out.append(slice(max(0, int(occupied[0]) - margin), min(mask.shape[axis], int(occupied[-1]) + margin + 1)))
     return tuple(out)
+
+
+def label26(be, mask):
+    """Label the 26-connected components of ``mask`` inside its bounding box.
+
+    Returns ``(labels, n, box)``: ``box`` the slices (z, y, x) of the bounding box (None for an empty mask),
+    ``labels`` the labels 1..n of ``mask[box]`` on the device (0 off the mask; None when empty).  No
+    component leaves the box, so labelling it gives the whole map's components at the molecule's cost, not
+    the box's.
+    """
+    box = bounding_box(be, mask)
+    if box is None:
+        return None, 0, None
+    labels, n = be.ndimage.label(be.xp.ascontiguousarray(mask[box]), structure=be.asarray(_STRUCT26))
+    return labels, int(n), box
+
+
+def component_sizes(be, labels, n: int):
+    """Voxel count of each component 1..n (host int64 array, in label order)."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    counts = be.xp.bincount(labels.ravel(), minlength=n + 1)
+    return be.to_host(counts)[1:].astype(np.int64)
+
+
+def _paste(be, shape: tuple, box: tuple, crop):
+    """A boolean array of ``shape``, ``crop`` at ``box`` and False elsewhere."""
+    out = be.xp.zeros(shape, dtype=bool)
+    out[box] = crop
+    return out
+
+
+def largest_component(be, mask):
+    """The largest 26-connected component of ``mask`` (empty mask → empty result)."""
+    labels, n, box = label26(be, mask)
+    if n == 0:
+        return be.xp.zeros(mask.shape, dtype=bool)
+    sizes = component_sizes(be, labels, n)
+    return _paste(be, mask.shape, box, labels == (int(np.argmax(sizes)) + 1))
+
+
+def major_components(be, mask, keep_fraction: float = KEEP_FRACTION):
+    """Components of ``mask`` with at least ``keep_fraction`` of the largest one's voxels.
+
+    Returns ``(kept mask, sizes of the kept components sorted descending)``; an empty mask gives an
+    empty result and no sizes.
+    """
+    labels, n, box = label26(be, mask)
+    if n == 0:
+        return be.xp.zeros(mask.shape, dtype=bool), np.zeros(0, dtype=np.int64)
+    sizes = component_sizes(be, labels, n)
+    keep = np.flatnonzero(sizes >= keep_fraction * sizes.max()) + 1
+    if keep.size == 1:
+        kept = labels == int(keep[0])
+    else:
+        lut = np.zeros(n + 1, dtype=bool)
+        lut[keep] = True
+        kept = be.asarray(lut)[labels]
+    return _paste(be, mask.shape, box, kept), np.sort(sizes[keep - 1])[::-1]
 
 
 def ball(radius_vox: int) -> np.ndarray:
@@ -104,19 +120,39 @@ def dilation_radius_vox(voxel_size: float, distance_A: float = DILATION_A) -> in
 def dilate(be, mask, radius_vox: int):
     """Binary dilation of ``mask`` by a ball of ``radius_vox`` voxels.
 
-    Implemented as a thresholded Euclidean distance transform on the CPU (exact, O(N) in the box)
-    and as ``binary_dilation`` with the ball on the GPU.
+    Only the mask's bounding box grown by the radius can change, so the dilation runs on that crop and
+    is pasted into an empty box (the same voxels as dilating the whole box: a molecule in a large box
+    costs its own size, not the box's). On the crop: a thresholded Euclidean distance transform on the
+    CPU (exact, O(N)) and ``binary_dilation`` with the ball on the GPU.
     """
+    box = bounding_box(be, mask, radius_vox)
+    if box is None:
+        return be.xp.zeros(mask.shape, dtype=bool)
+    crop = be.xp.ascontiguousarray(mask[box])
     if not be.is_gpu:
         from scipy import ndimage as ndi
 
-        m = be.to_host(mask)
-        if not m.any():
-            return m.copy()
-        # distance from every background voxel to the nearest mask voxel (mask voxels: 0)
-        dist2 = ndi.distance_transform_edt(~m, return_distances=True) ** 2
-        return dist2 <= radius_vox * radius_vox + 1e-6
-    return be.ndimage.binary_dilation(mask, structure=be.asarray(ball(radius_vox)))
+        # squared distance from every crop voxel to the nearest mask voxel (all of which are in the crop)
+        grown = ndi.distance_transform_edt(~crop, return_distances=True) ** 2 <= radius_vox * radius_vox + 1e-6
+    else:
+        grown = be.ndimage.binary_dilation(crop, structure=be.asarray(ball(radius_vox)))
+    return _paste(be, mask.shape, box, grown)
+
+
+def distance_to_mask(be, mask, voxel_size: float, reach_A: float):
+    """Distance (Å) from every voxel to the nearest voxel of ``mask`` (float64, 0 on the mask), exact up to
+    ``reach_A`` and +inf beyond (+inf everywhere for an empty mask).
+
+    A voxel outside the mask's bounding box grown by ``ceil(reach/Ts) + 1`` voxels is more than ``reach_A``
+    from every mask voxel, so the Euclidean distance transform runs on that crop only.
+    """
+    xp = be.xp
+    box = bounding_box(be, mask, int(math.ceil(reach_A / voxel_size)) + 1)
+    dist = xp.full(mask.shape, xp.inf, dtype=xp.float64)
+    if box is not None:
+        crop = xp.ascontiguousarray(mask[box])
+        dist[box] = be.ndimage.distance_transform_edt(~crop, sampling=float(voxel_size))
+    return dist
 
 
 def hard_mask(be, V, threshold: float, voxel_size: float, with_sizes: bool = False):
@@ -135,10 +171,25 @@ def hard_mask_largest_only(be, V, threshold: float, voxel_size: float):
     return dilate(be, core, dilation_radius_vox(voxel_size))
 
 
+SOFT_TRUNCATE = 4.0   # the Gaussian's support: round(4σ) voxels (scipy's and cupyx's default truncation)
+
+
 def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX):
-    """Hard mask blurred by a Gaussian of σ voxels (float32 in [0, 1])."""
-    soft = be.ndimage.gaussian_filter(hard.astype(be.xp.float32), sigma=sigma_vox, mode="constant")
-    return be.xp.clip(soft, 0.0, 1.0)
+    """Hard mask blurred by a Gaussian of σ voxels (float32 in [0, 1]).
+
+    The blur reaches ``int(4σ + 0.5)`` voxels, so it is computed on the hard mask's bounding box grown by
+    that much (every other voxel is exactly 0, as when the whole box is filtered with zeros outside it).
+    """
+    xp = be.xp
+    reach = int(SOFT_TRUNCATE * float(sigma_vox) + 0.5)
+    box = bounding_box(be, hard, reach)
+    soft = xp.zeros(hard.shape, dtype=xp.float32)
+    if box is None:
+        return soft
+    crop = xp.ascontiguousarray(hard[box]).astype(xp.float32)
+    soft[box] = xp.clip(be.ndimage.gaussian_filter(crop, sigma=sigma_vox, mode="constant",
+                                                   truncate=SOFT_TRUNCATE), 0.0, 1.0)
+    return soft
 
 
 def resampled_shape(shape: tuple, voxel_size: float, new_voxel_size: float) -> tuple:

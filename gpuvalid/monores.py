@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import NotMeasurable
+from .masks import distance_to_mask
 from .spiral import SpiralEngine
 
 NOISE_QUANTILE = 0.95
@@ -64,8 +65,8 @@ def noise_region(be, mask, voxel_size: float, margin_A: float):
     if int(bg.size) < MIN_BACKGROUND:
         raise NotMeasurable(f"only {int(bg.size)} background voxels outside the mask: too few to estimate the "
                             "noise level of the monogenic local resolution")
-    dist = be.ndimage.distance_transform_edt(~mask, sampling=float(voxel_size)).reshape(-1)[bg]
     margin = float(margin_A)
+    dist = distance_to_mask(be, mask, voxel_size, margin).reshape(-1)[bg]   # exact up to the margin, inf beyond
     while margin > 0.5 * voxel_size:
         far = bg[dist >= margin]
         if int(far.size) >= MIN_BACKGROUND:

@@ -36,6 +36,22 @@ def test_dilation_matches_binary_dilation_with_ball(cpu):
         np.testing.assert_array_equal(masks.dilate(cpu, m, r), expect)
 
 
+@pytest.mark.parametrize("corner", [False, True])
+def test_dilation_of_a_compact_molecule_equals_the_whole_box_dilation(cpu, corner):
+    # a blob far from the faces (the crop is a small part of the box) or touching two faces (the grown
+    # crop is clipped there); the whole-box binary dilation with the ball is the reference
+    rng = np.random.default_rng(2)
+    m = np.zeros((40, 36, 44), dtype=bool)
+    sl = (slice(0, 7), slice(29, 36), slice(20, 27)) if corner else (slice(15, 22), slice(12, 20), slice(18, 25))
+    m[sl] = rng.random(m[sl].shape) > 0.6
+    m[sl[0].start, sl[1].start, sl[2].start] = True
+    for r in (1, 2, 3, 5):
+        expect = ndimage.binary_dilation(m, structure=masks.ball(r))
+        np.testing.assert_array_equal(masks.dilate(cpu, m, r), expect)
+    empty = masks.dilate(cpu, np.zeros((9, 8, 7), dtype=bool), 2)
+    assert empty.shape == (9, 8, 7) and empty.dtype == bool and not empty.any()
+
+
 def test_hard_mask_keeps_components_of_at_least_10pct_then_dilates(cpu):
     # cubes of 216, 27 and 8 voxels: 27/216 = 12.5 % is kept, 8/216 = 3.7 % is not
     V, sizes = cubes_map()
@@ -65,11 +81,61 @@ def test_symmetric_halves_both_kept(cpu):
     assert hard[12, 15, 15] and hard[27, 15, 15]
 
 
+def test_components_labelled_in_the_bounding_box_equal_the_whole_box_labelling(cpu):
+    # blobs of random sizes off-centre in a larger box: labelled directly over the whole box with scipy
+    rng = np.random.default_rng(3)
+    m = np.zeros((50, 46, 42), dtype=bool)
+    m[8:30, 20:40, 5:25] = rng.random((22, 20, 20)) > 0.75
+    lab, n = ndimage.label(m, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(lab.ravel())[1:]
+    keep = np.flatnonzero(sizes >= 0.10 * sizes.max()) + 1
+    kept, got_sizes = masks.major_components(cpu, m)
+    np.testing.assert_array_equal(kept, np.isin(lab, keep))
+    np.testing.assert_array_equal(got_sizes, np.sort(sizes[keep - 1])[::-1])
+    np.testing.assert_array_equal(masks.largest_component(cpu, m), lab == np.argmax(sizes) + 1)
+    labels, n_box, box = masks.label26(cpu, m)
+    assert n_box == n and labels.shape == m[box].shape
+    assert [(sl.start, sl.stop) for sl in box] == [(int(i.min()), int(i.max()) + 1) for i in np.nonzero(m)]
+    empty_labels, n0, box0 = masks.label26(cpu, np.zeros((4, 5, 6), dtype=bool))
+    assert (empty_labels, n0, box0) == (None, 0, None)
+    assert not masks.major_components(cpu, np.zeros((4, 5, 6), dtype=bool))[0].any()
+
+
 def test_26_connectivity_counts_diagonal_neighbours(cpu):
     m = np.zeros((5, 5, 5), bool)
     m[1, 1, 1] = m[2, 2, 2] = True  # corner-touching
-    _, n = masks.label26(cpu, m)
+    _, n, _ = masks.label26(cpu, m)
     assert n == 1
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 2.6])
+def test_soft_mask_equals_the_whole_box_gaussian(cpu, sigma):
+    # a mask inside the box and one touching three faces: the whole box filtered directly is the reference
+    for sl in ((slice(14, 30), slice(9, 20), slice(22, 33)), (slice(0, 12), slice(30, 40), slice(0, 9))):
+        hard = np.zeros((44, 40, 48), dtype=bool)
+        hard[sl] = True
+        expect = np.clip(ndimage.gaussian_filter(hard.astype(np.float32), sigma=sigma, mode="constant"), 0, 1)
+        got = masks.soft_mask(cpu, hard, sigma)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expect)
+    assert not masks.soft_mask(cpu, np.zeros((6, 6, 6), dtype=bool)).any()
+
+
+@pytest.mark.parametrize("ts", [1.0, 1.742])
+def test_distance_to_mask_is_the_whole_box_distance_up_to_its_reach(cpu, ts):
+    # the whole-box Euclidean distance transform is the reference; beyond the reach only "farther" matters
+    rng = np.random.default_rng(4)
+    m = np.zeros((48, 40, 44), dtype=bool)
+    m[6:20, 22:34, 10:30] = rng.random((14, 12, 20)) > 0.8
+    full = ndimage.distance_transform_edt(~m, sampling=ts)
+    reach = 9.0
+    got = masks.distance_to_mask(cpu, m, ts, reach)
+    near = full <= reach
+    np.testing.assert_allclose(got[near], full[near], rtol=1e-12)
+    assert np.all(got[~near] > reach)
+    for margin in (reach, reach / 2, reach / 4):
+        np.testing.assert_array_equal(got >= margin, full >= margin)
+    assert np.isinf(masks.distance_to_mask(cpu, np.zeros((5, 5, 5), dtype=bool), ts, reach)).all()
 
 
 def test_soft_mask_range(cpu):

@@ -78,7 +78,7 @@ def run(ctx) -> SectionResult:
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA)
     mt = mass_table(be, ctx.V, ts, ctx.vmax)
 
-    labels, n = masks.label26(be, ctx.raw_mask)
+    labels, n, _ = masks.label26(be, ctx.raw_mask)
     sizes = np.sort(masks.component_sizes(be, labels, n))[::-1]
     del labels
     raw_voxels = int(sizes.sum())

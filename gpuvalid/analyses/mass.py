@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NotMeasurable
+from ..masks import bounding_box
 from .base import SectionResult, md_table
 
 SID, TITLE = "0.a", "Mass analysis"
@@ -35,48 +36,46 @@ CRITERIA = (
     f"{MAX_DECENTERING_PCT:g} % of the box away from the centre along an axis.")
 
 
-def mask_extent(be, mask) -> list[tuple[int, int] | None]:
-    """``(i0, i1)`` per axis in x, y, z order (None for an empty mask)."""
-    xp = be.xp
-    out = []
-    for axis in (2, 1, 0):  # x, y, z in a [z, y, x] array
-        other = tuple(a for a in range(3) if a != axis)
-        proj = be.to_host(xp.any(mask, axis=other))
-        idx = np.flatnonzero(proj)
-        out.append(None if idx.size == 0 else (int(idx[0]), int(idx[-1])))
-    return out
-
-
 MIN_NET_FRACTION = 0.01  # |Σ V| below 1 % of Σ |V|: the signed total is noise, its centre meaningless
 
 
-def center_of_mass(be, W) -> tuple[float, float, float] | None:
+def center_of_mass(be, W, start: tuple = (0, 0, 0), box: tuple | None = None) -> tuple[float, float, float] | None:
     """Weighted centre ``Σ W·r / Σ W`` in voxels (x, y, z), float64 sums.
 
-    None when the weights cannot define a centre: ``Σ W`` is zero or below ``MIN_NET_FRACTION`` of
-    ``Σ |W|`` (signed weights that cancel), or the centre falls outside the box.
+    ``W`` may be a crop of a box of shape ``box`` ([z, y, x]; default ``W``'s own) that starts at voxel
+    ``start`` (z, y, x); the centre is in the box's voxels.  None when the weights cannot define a centre:
+    ``Σ W`` is zero or below ``MIN_NET_FRACTION`` of ``Σ |W|`` (signed weights that cancel), or the centre
+    falls outside the box.  The sums accumulate in float64 without a float64 copy of ``W``: one pass for
+    ``Σ |W|``, one for the (y, x) plane of sums over z and one for the z profile.
     """
     xp = be.xp
-    Wd = W.astype(xp.float64)
-    total = be.scalar(Wd.sum())
-    scale = be.scalar(xp.abs(Wd).sum())
+    f8 = xp.float64
+    plane = W.sum(axis=0, dtype=f8)             # [y, x]
+    prof_z = W.sum(axis=(1, 2), dtype=f8)
+    profiles = (plane.sum(axis=0), plane.sum(axis=1), prof_z)   # x, y, z
+    total = be.scalar(prof_z.sum())
+    scale = be.scalar(xp.abs(W).sum(dtype=f8))
     if not (scale > 0) or not (abs(total) >= MIN_NET_FRACTION * scale):
         return None
-    c = []
-    for axis in (2, 1, 0):
-        other = tuple(a for a in range(3) if a != axis)
-        prof = Wd.sum(axis=other)
-        c.append(be.scalar((prof * xp.arange(prof.size, dtype=xp.float64)).sum()) / total)
-    n_xyz = W.shape[::-1]
+    c = [be.scalar((prof * xp.arange(prof.size, dtype=f8)).sum()) / total + s0
+         for prof, s0 in zip(profiles, start[::-1])]
+    n_xyz = (W.shape if box is None else box)[::-1]
     if not all(-0.5 <= ci <= n - 0.5 for ci, n in zip(c, n_xyz)):
         return None
     return tuple(c)
 
 
-def molecule_center_of_mass(be, V, hard_mask):
-    """Centre of mass of ``max(V, 0)`` inside the hard mask, in voxels (x, y, z), or None."""
+def molecule_center_of_mass(be, V, hard_mask, box: tuple | None = None):
+    """Centre of mass of ``max(V, 0)`` inside the hard mask, in voxels (x, y, z), or None.
+
+    Summed over the mask's bounding box ``box`` (slices z, y, x; :func:`gpuvalid.masks.bounding_box` when
+    not given) only: the weights are 0 outside it."""
     xp = be.xp
-    return center_of_mass(be, xp.where(hard_mask, xp.maximum(V, 0), 0))
+    box = bounding_box(be, hard_mask) if box is None else box
+    if box is None:
+        return None
+    W = xp.where(hard_mask[box], xp.maximum(V[box], 0), 0)
+    return center_of_mass(be, W, start=tuple(sl.start for sl in box), box=V.shape)
 
 
 def run(ctx) -> SectionResult:
@@ -88,8 +87,9 @@ def run(ctx) -> SectionResult:
     n_xyz = ctx.shape[::-1]
 
     com_raw = center_of_mass(ctx.be, ctx.V)  # the reference's centre (signed densities, all voxels)
-    extent = mask_extent(ctx.be, ctx.hard_mask)
-    com = molecule_center_of_mass(ctx.be, ctx.V, ctx.hard_mask)
+    box = bounding_box(ctx.be, ctx.hard_mask)   # slices z, y, x; None: empty mask
+    extent = [None if box is None else (box[a].start, box[a].stop - 1) for a in (2, 1, 0)]  # (i0, i1) x, y, z
+    com = None if box is None else molecule_center_of_mass(ctx.be, ctx.V, ctx.hard_mask, box)
 
     left, right, dec, right_vrs, dec_vrs = [], [], [], [], []
     rows = []
