@@ -122,23 +122,29 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     info = check_noise_reference(be, V, bg, threshold)
     info["margin_A"] = margin
     eng = SpiralEngine(be, V, voxel_size)
-    res = xp.full(V.shape, float(1.0 / freqs[0]), dtype=xp.float32)
-    misses = xp.zeros(V.shape, dtype=xp.int8)
-    alive = mask.copy()
+    # the sweep's state is kept at the mask voxels only (flat indices ``at``): the amplitude maps are needed
+    # over the whole box for the noise level, the comparisons only where a resolution is reported
+    at = xp.flatnonzero(mask.reshape(-1))
+    res = xp.full(int(at.size), float(1.0 / freqs[0]), dtype=xp.float32)
+    misses = xp.zeros(int(at.size), dtype=xp.int8)
+    alive = xp.ones(int(at.size), dtype=bool)
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
-        noise = be.scalar(xp.quantile(A.reshape(-1)[bg], quantile))
+        A = A.reshape(-1)
+        noise = be.scalar(xp.quantile(A[bg], quantile))
         if not np.isfinite(noise) or noise <= 0.0:
             raise NotMeasurable(f"its noise level is {noise:g} at {1 / f0:.2f} Å (a degenerate noise reference)")
         shells.append((float(f0), noise))
-        above = A > noise
+        above = A[at] > noise
         hit = alive & above
         res = xp.where(hit, xp.float32(1.0 / f0), res)
         misses = xp.where(hit, 0, misses + (alive & ~above).astype(xp.int8))
         alive = alive & (misses < 2)
         if not bool(be.to_host(alive.any())):
             break
-    out = be.to_host(xp.where(mask, res, xp.float32(np.nan))).astype(np.float32)
+    out = np.full(int(np.prod(V.shape)), np.nan, dtype=np.float32)
+    out[be.to_host(at)] = be.to_host(res)
+    out = out.reshape(V.shape)
     inside = out[np.isfinite(out)]
     n = max(inside.size, 1)
     finest = float(1.0 / freqs[-1])

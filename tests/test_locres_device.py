@@ -99,6 +99,19 @@ def test_local_rms_input_and_mask_mapping_equal_the_former_host_code():
     np.testing.assert_array_equal(pts, rpts)
 
 
+@pytest.mark.parametrize("region", [(slice(0, 4), slice(14, 18), slice(0, 24)), (slice(9, 11), slice(8, 9), slice(10, 13))])
+@pytest.mark.parametrize("it", [1, 2, 4])
+def test_mask_to_grid_dilates_like_the_whole_grid(region, it):
+    # masks touching faces of the grid and a small one in the middle: the whole-grid dilation is the reference
+    mask = np.zeros((21, 18, 24), bool)
+    mask[region] = True
+    for ts1, shape1 in ((1.7, (37, 31, 42)), (3.1, (12, 10, 13))):
+        m1, pts = P.mask_to_grid(mask, 1.742, ts1, shape1, it, get_backend("cpu"))
+        r1, rpts = _ref_mask(mask, 1.742, ts1, shape1, it)
+        np.testing.assert_array_equal(m1, r1)
+        np.testing.assert_array_equal(pts, rpts)
+
+
 def test_tiles_equal_the_former_loop():
     from gpuvalid.models.infer import _tiles
 

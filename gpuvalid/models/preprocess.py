@@ -78,8 +78,13 @@ def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox:
     hi = xp.asarray(np.array(shape1) - 1)
     q = xp.clip(xp.rint(pts).astype(np.int64), 0, hi)
     m1[q[:, 0], q[:, 1], q[:, 2]] = True
+    k = int(dilate_vox)
+    if k > 0 and int(q.shape[0]):   # dilate the mapped voxels' bounding box grown by k only: nothing else changes
+        ends = be.to_host(xp.concatenate([q.min(axis=0), q.max(axis=0)]))
+        box = tuple(slice(max(0, int(a) - k), min(int(n), int(b) + k + 1))
+                    for a, b, n in zip(ends[:3], ends[3:], shape1))
+        m1[box] = be.ndimage.binary_dilation(xp.ascontiguousarray(m1[box]), iterations=k)
     del q
-    m1 = be.ndimage.binary_dilation(m1, iterations=int(dilate_vox))
     return m1, pts
 
 
