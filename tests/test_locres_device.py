@@ -99,7 +99,8 @@ def test_local_rms_input_and_mask_mapping_equal_the_former_host_code():
     np.testing.assert_array_equal(pts, rpts)
 
 
-@pytest.mark.parametrize("region", [(slice(0, 4), slice(14, 18), slice(0, 24)), (slice(9, 11), slice(8, 9), slice(10, 13))])
+@pytest.mark.parametrize("region", [(slice(0, 4), slice(14, 18), slice(0, 24)),
+                                    (slice(9, 11), slice(8, 9), slice(10, 13))])
 @pytest.mark.parametrize("it", [1, 2, 4])
 def test_mask_to_grid_dilates_like_the_whole_grid(region, it):
     # masks touching faces of the grid and a small one in the middle: the whole-grid dilation is the reference
