@@ -16,7 +16,10 @@
 #   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
 #   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³) (5a), then 512³ and
 #     768³ on the GPU alone (5b, after step 7); Markdown and JSON under $OUT
-#   5c bench/profile_run.py right after 5a: the 384³ map once more, every section under cProfile with
+#   5d right after 5a: the CPU alone on the 384³ map (all eight sections), printed to the log: the same-machine
+#     CPU seconds of the 384³ ratio (5a runs the CPU only up to 256³, so that its GPU rows are kept
+#     whatever happens to this longer CPU run)
+#   5c bench/profile_run.py right after 5d: the 384³ map once more, every section under cProfile with
 #     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
 #     profile_384.txt under $OUT: where the time goes inside each section, without another device run
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
@@ -64,6 +67,7 @@ DEV=cuda:0
 SIZES_SMALL="128 256 384"
 SIZES_BIG="512 768"
 CPU_MAX=256
+CPU_BASELINE_SIZE=384   # step 5d (empty: skipped)
 SPIRAL_SIZES="128 256 384"
 PROFILE_SIZE=384   # step 5c
 FFT_SIZES="446 448 669 672"   # step 1: 0.e's 1 Å grid edges of EMD-5168 in 256³ and 384³ (2·223, 3·223), and smooth neighbours
@@ -80,12 +84,12 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
-    FFT_SIZES="111 112"
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE=""
     L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
-    FFT_SIZES="111 112"
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE=""
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
@@ -190,6 +194,9 @@ fi
 step "4 selftest" 90 $GV selftest --device "$DEV"
 step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
     --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
+if [ -n "$CPU_BASELINE_SIZE" ]; then
+    step "5d CPU baseline ${CPU_BASELINE_SIZE}³" 100 $PY bench/bench_e2e.py --device cpu --sizes $CPU_BASELINE_SIZE
+fi
 step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \
     --out "$OUTDIR"
 step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
