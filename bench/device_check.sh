@@ -67,7 +67,7 @@ DEV=cuda:0
 SIZES_SMALL="128 256 384"
 SIZES_BIG="512 768"
 CPU_MAX=256
-CPU_BASELINE_SIZE=384   # step 5d (empty: skipped)
+CPU_BASELINE_SIZE=384   # step 5d (empty: skipped; 64 in a rehearsal or on the stand-in, to rehearse the step)
 SPIRAL_SIZES="128 256 384"
 PROFILE_SIZE=384   # step 5c
 FFT_SIZES="446 448 669 672"   # step 1: 0.e's 1 Å grid edges of EMD-5168 in 256³ and 384³ (2·223, 3·223), and smooth neighbours
@@ -84,12 +84,12 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE=""
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"
     L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE=""
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
