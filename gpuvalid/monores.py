@@ -45,6 +45,55 @@ MAX_ABOVE_CONTOUR = 0.05
 MAX_AT_BOUND = 0.5
 
 
+class TwoFailureSweep:
+    """Per-voxel state of a MonoRes sweep (0.e, 1.e, each direction of 1.f): the resolution of the last
+    pass; a voxel leaves after two consecutive failures.  ``value`` starts at ``cap`` (never passed).
+
+    Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
+    (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
+    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand."""
+
+    def __init__(self, xp, n: int, cap: float):
+        self.xp = xp
+        self.cap = float(cap)
+        self.step = xp.full(n, -1, dtype=xp.int16)
+        self.miss = xp.zeros(n, dtype=xp.int8)
+        self._d: list[float] = []        # resolution (Å) of each update
+
+    @property
+    def alive(self):
+        return self.miss < 2
+
+    @property
+    def passed(self):
+        return self.step >= 0
+
+    @property
+    def value(self):
+        """Resolution (Å, float32) of each voxel's last pass, ``cap`` where it never passed."""
+        return self.value_at(slice(None))
+
+    def value_at(self, sl: slice):
+        """:attr:`value` of the voxels ``sl`` only."""
+        xp = self.xp
+        step = self.step[sl]
+        if not self._d:
+            return xp.full(step.shape, self.cap, dtype=xp.float32)
+        table = xp.asarray(np.asarray(self._d, dtype=np.float32))
+        return xp.where(step >= 0, table[xp.maximum(step, 0)], xp.float32(self.cap))
+
+    def update(self, passes, d: float) -> None:
+        xp = self.xp
+        if len(self._d) >= np.iinfo(np.int16).max:
+            raise ValueError("a sweep of more than 32767 steps")
+        alive = self.miss < 2
+        hit = alive & passes
+        self.step = xp.where(hit, xp.int16(len(self._d)), self.step)
+        self._d.append(float(np.float32(d)))
+        alive &= ~passes                   # the misses: alive and not passing
+        self.miss = xp.where(hit, 0, self.miss + alive.astype(xp.int8)).astype(xp.int8)
+
+
 def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: int = N_SHELLS):
     """Frequencies (Å⁻¹) linearly spaced from ``1/low_A`` to Nyquist, and the Gaussian shell width:
     the larger of the step and 1.5/(N·Ts) (a shell must hold several Fourier voxels)."""
@@ -125,9 +174,7 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     # the sweep's state is kept at the mask voxels only (flat indices ``at``): the amplitude maps are needed
     # over the whole box for the noise level, the comparisons only where a resolution is reported
     at = xp.flatnonzero(mask.reshape(-1))
-    res = xp.full(int(at.size), float(1.0 / freqs[0]), dtype=xp.float32)
-    misses = xp.zeros(int(at.size), dtype=xp.int8)
-    alive = xp.ones(int(at.size), dtype=bool)
+    sweep = TwoFailureSweep(xp, int(at.size), float(1.0 / freqs[0]))
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
         A = A.reshape(-1)
@@ -135,15 +182,11 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
         if not np.isfinite(noise) or noise <= 0.0:
             raise NotMeasurable(f"its noise level is {noise:g} at {1 / f0:.2f} Å (a degenerate noise reference)")
         shells.append((float(f0), noise))
-        above = A[at] > noise
-        hit = alive & above
-        res = xp.where(hit, xp.float32(1.0 / f0), res)
-        misses = xp.where(hit, 0, misses + (alive & ~above).astype(xp.int8))
-        alive = alive & (misses < 2)
-        if not bool(be.to_host(alive.any())):
+        sweep.update(A[at] > noise, 1.0 / f0)
+        if not bool(be.to_host(sweep.alive.any())):
             break
     out = np.full(int(np.prod(V.shape)), np.nan, dtype=np.float32)
-    out[be.to_host(at)] = be.to_host(res)
+    out[be.to_host(at)] = be.to_host(sweep.value)
     out = out.reshape(V.shape)
     inside = out[np.isfinite(out)]
     n = max(inside.size, 1)

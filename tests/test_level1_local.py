@@ -232,7 +232,7 @@ def test_uniformity_test_calibrated():
 
 def _random_sweeps(ndir: int, n: int, seed: int = 5):
     """Sweeps with random last-passed steps (some voxels never pass: the cap), many ties per voxel."""
-    from gpuvalid.level1.monores_half import TwoFailureSweep
+    from gpuvalid.monores import TwoFailureSweep
 
     rng = np.random.default_rng(seed)
     steps = [12.0, 11.0, 10.0, 9.0, 8.0, 7.5, 7.0]
@@ -272,7 +272,7 @@ def test_tied_best_directions_are_split_uniformly(be):
     from scipy.stats import chisquare
 
     from gpuvalid.level1.monodir import directional_summaries
-    from gpuvalid.level1.monores_half import TwoFailureSweep
+    from gpuvalid.monores import TwoFailureSweep
 
     n = 47 * 400
     sweeps = [TwoFailureSweep(np, n, 12.0) for _ in range(47)]          # every voxel at the cap

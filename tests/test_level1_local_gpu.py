@@ -185,7 +185,7 @@ def test_directional_summaries_gpu_equal_cpu(cpu, gpu):
     """1.f's per-voxel summaries on the device: the same minima, maxima and best directions (the tie-breaking
     hash is integer arithmetic) as on the CPU; means, percentiles and medians within 1e-6 (float32 rounding)."""
     from gpuvalid.level1.monodir import directional_summaries
-    from gpuvalid.level1.monores_half import TwoFailureSweep
+    from gpuvalid.monores import TwoFailureSweep
 
     rng = np.random.default_rng(11)
     n, steps = 3000, [12.0, 10.0, 9.0, 8.0, 7.5]

@@ -35,9 +35,10 @@ import numpy as np
 
 from ..errors import NotMeasurable
 from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK   # voxels per pass of directional_summaries
+from ..monores import TwoFailureSweep
 from ..spiral import quantile_at
-from .monores_half import (NOISE_QUANTILE, TRANSITION, HalfMonogenic, TwoFailureSweep, raised_cosine_up,
-                           resolution_steps, step_readback)
+from .monores_half import (NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps,
+                           step_readback)
 from .shells import fibonacci_hemisphere
 
 N_DIR = 47

@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
+from ..monores import TwoFailureSweep
 from ..spiral import frequency_axes, hermitian_full, quantile_at
 
 STEP_A = 0.5
@@ -210,55 +211,6 @@ def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
         d -= coarse_step_A if (coarse_step_A and d > coarse_above_A + 1e-9) else step_A
     out.append(nyq)
     return np.asarray(out)
-
-
-class TwoFailureSweep:
-    """Per-voxel state of a coarse-to-fine sweep: the resolution of the last pass; a voxel leaves after
-    two consecutive failures.  ``value`` starts at ``cap`` (never passed).
-
-    Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
-    (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
-    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand."""
-
-    def __init__(self, xp, n: int, cap: float):
-        self.xp = xp
-        self.cap = float(cap)
-        self.step = xp.full(n, -1, dtype=xp.int16)
-        self.miss = xp.zeros(n, dtype=xp.int8)
-        self._d: list[float] = []        # resolution (Å) of each update
-
-    @property
-    def alive(self):
-        return self.miss < 2
-
-    @property
-    def passed(self):
-        return self.step >= 0
-
-    @property
-    def value(self):
-        """Resolution (Å, float32) of each voxel's last pass, ``cap`` where it never passed."""
-        return self.value_at(slice(None))
-
-    def value_at(self, sl: slice):
-        """:attr:`value` of the voxels ``sl`` only."""
-        xp = self.xp
-        step = self.step[sl]
-        if not self._d:
-            return xp.full(step.shape, self.cap, dtype=xp.float32)
-        table = xp.asarray(np.asarray(self._d, dtype=np.float32))
-        return xp.where(step >= 0, table[xp.maximum(step, 0)], xp.float32(self.cap))
-
-    def update(self, passes, d: float) -> None:
-        xp = self.xp
-        if len(self._d) >= np.iinfo(np.int16).max:
-            raise ValueError("a sweep of more than 32767 steps")
-        alive = self.miss < 2
-        hit = alive & passes
-        self.step = xp.where(hit, xp.int16(len(self._d)), self.step)
-        self._d.append(float(np.float32(d)))
-        alive &= ~passes                   # the misses: alive and not passing
-        self.miss = xp.where(hit, 0, self.miss + alive.astype(xp.int8)).astype(xp.int8)
 
 
 def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
