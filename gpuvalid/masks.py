@@ -32,17 +32,25 @@ def raw_mask(be, V, threshold: float):
     return V >= threshold
 
 
+def grown_box(first, last, margin: int, shape: tuple) -> tuple:
+    """Slices of the box from index ``first`` to ``last`` (inclusive, per axis) grown by ``margin`` voxels
+    and clipped to ``shape``."""
+    return tuple(slice(max(0, int(a) - margin), min(int(n), int(b) + margin + 1))
+                 for a, b, n in zip(first, last, shape))
+
+
 def bounding_box(be, mask, margin: int = 0) -> tuple | None:
     """Slices (z, y, x) of the bounding box of the ``True`` voxels of ``mask`` grown by ``margin`` voxels
     and clipped to the box (None if the mask is empty)."""
-    out = []
+    first, last = [], []
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         occupied = np.flatnonzero(be.to_host(be.xp.any(mask, axis=other)))
         if occupied.size == 0:
             return None
-        out.append(slice(max(0, int(occupied[0]) - margin), min(mask.shape[axis], int(occupied[-1]) + margin + 1)))
-    return tuple(out)
+        first.append(occupied[0])
+        last.append(occupied[-1])
+    return grown_box(first, last, margin, mask.shape)
 
 
 def label26(be, mask):

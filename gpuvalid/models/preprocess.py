@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..masks import grown_box
 from ..resample import fourier_resample
 
 WORK_VOXEL_A = 1.0
@@ -80,9 +81,8 @@ def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox:
     m1[q[:, 0], q[:, 1], q[:, 2]] = True
     k = int(dilate_vox)
     if k > 0 and int(q.shape[0]):   # dilate the mapped voxels' bounding box grown by k only: nothing else changes
-        ends = be.to_host(xp.concatenate([q.min(axis=0), q.max(axis=0)]))
-        box = tuple(slice(max(0, int(a) - k), min(int(n), int(b) + k + 1))
-                    for a, b, n in zip(ends[:3], ends[3:], shape1))
+        ends = be.to_host(xp.concatenate([q.min(axis=0), q.max(axis=0)]))   # the mapped voxels' bounds
+        box = grown_box(ends[:3], ends[3:], k, shape1)
         m1[box] = be.ndimage.binary_dilation(xp.ascontiguousarray(m1[box]), iterations=k)
     del q
     return m1, pts
