@@ -11,6 +11,7 @@ SciPy and CuPy only when a backend that needs them is created.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from functools import lru_cache
@@ -112,9 +113,10 @@ class Backend:
             return self._fftn_slabs(a, True, overwrite_x)
         return self._fft.ifftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
-    def _by_slabs(self, a, s, axes) -> bool:
+    def _by_slabs(self, a, s, axes, elements: int | None = None) -> bool:
+        """Whether a 3-D transform of ``a`` (of ``elements`` elements: ``a.size`` unless given) goes by slabs."""
         return (self.fft_slabs_above is not None and s is None and axes in (None, (0, 1, 2))
-                and a.ndim == 3 and a.size >= self.fft_slabs_above)
+                and a.ndim == 3 and (a.size if elements is None else elements) >= self.fft_slabs_above)
 
     def _fftn_slabs(self, a, inverse: bool, overwrite_x: bool):
         """The 3-D complex (inverse) FFT of ``a`` as 2-D transforms over (y, x) of z-slabs, then 1-D
@@ -135,18 +137,68 @@ class Backend:
             if r is not blk:
                 blk[...] = r
             del r
+        self._axis0_by_slabs(a, inverse)
+        return a
+
+    def rfftn(self, a, s=None, axes=None):
+        """Real-to-complex FFT (the half spectrum over the last axis; by slabs like :meth:`fftn` for large
+        3-D maps)."""
+        if self._by_slabs(a, s, axes):
+            return self._rfftn_slabs(a)
+        return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
+
+    def irfftn(self, a, s=None, axes=None, overwrite_x: bool = False):
+        """Inverse of :meth:`rfftn` (``s``: the real output's shape); ``overwrite_x`` lets the transform
+        destroy ``a`` instead of working on a copy (a complex-to-real transform overwrites its input)."""
+        if (s is not None and len(s) == 3 and axes in (None, (0, 1, 2)) and a.ndim == 3
+                and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s))):
+            return self._irfftn_slabs(a, tuple(int(n) for n in s), overwrite_x)
+        return self._fft.irfftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
+
+    def _rfftn_slabs(self, a):
+        """:meth:`rfftn` of a 3-D real ``a`` as 2-D real transforms over (y, x) of z-slabs, then 1-D complex
+        transforms over z of y-slabs of the half spectrum (in place, each slab at most ``FFT_SLAB_ELEMENTS``)."""
+        xp = self.xp
+        ctype = xp.complex128 if a.dtype == xp.float64 else xp.complex64
+        nz, ny, nx = a.shape
+        out = xp.empty((nz, ny, nx // 2 + 1), dtype=ctype)
+        step = max(1, FFT_SLAB_ELEMENTS // (ny * nx))
+        for z0 in range(0, nz, step):
+            out[z0:z0 + step] = self._fft.rfftn(a[z0:z0 + step], axes=(1, 2), **self._kw())
+        self._axis0_by_slabs(out, inverse=False)
+        return out
+
+    def _irfftn_slabs(self, a, s: tuple, overwrite_x: bool):
+        """:meth:`irfftn` to the real shape ``s`` by slabs: 1-D inverse transforms over z of y-slabs of the
+        half spectrum (in place on ``a`` with ``overwrite_x``, else on a copy), then 2-D complex-to-real
+        transforms over (y, x) of z-slabs into the output."""
+        xp = self.xp
+        ctype = xp.complex128 if a.dtype == xp.complex128 else xp.complex64
+        if a.shape != (s[0], s[1], s[2] // 2 + 1):
+            raise ValueError(f"irfftn by slabs: a half spectrum of shape {a.shape} is not that of a {s} map")
+        if not (overwrite_x and a.dtype == ctype and a.flags.c_contiguous):
+            a = xp.array(a, dtype=ctype, order="C")
+        self._axis0_by_slabs(a, inverse=True)
+        rtype = xp.float64 if ctype == xp.complex128 else xp.float32
+        out = xp.empty(s, dtype=rtype)
+        step = max(1, FFT_SLAB_ELEMENTS // (s[1] * s[2]))
+        for z0 in range(0, s[0], step):
+            blk = a[z0:z0 + step]                       # contiguous, destroyed by the C2R transform
+            out[z0:z0 + step] = self._fft.irfftn(blk, s=s[1:], axes=(1, 2), overwrite_x=True, **self._kw())
+            del blk
+        return out
+
+    def _axis0_by_slabs(self, a, inverse: bool) -> None:
+        """In place on a C-contiguous complex ``a``: the 1-D (inverse) FFT over its first axis, by y-slabs
+        copied to contiguous blocks of at most ``FFT_SLAB_ELEMENTS``."""
+        xp = self.xp
+        f = self._fft.ifftn if inverse else self._fft.fftn
+        nz, ny, nx = a.shape
         step = max(1, FFT_SLAB_ELEMENTS // (nz * nx))
         for y0 in range(0, ny, step):
             blk = xp.ascontiguousarray(a[:, y0:y0 + step])
             a[:, y0:y0 + step] = f(blk, axes=(0,), overwrite_x=True, **self._kw())
             del blk
-        return a
-
-    def rfftn(self, a, s=None, axes=None):
-        return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
-
-    def irfftn(self, a, s=None, axes=None):
-        return self._fft.irfftn(a, s=s, axes=axes, **self._kw())
 
     def fftfreq(self, n: int, d: float = 1.0):
         return self.xp.asarray(np.fft.fftfreq(n, d))

@@ -71,8 +71,9 @@ L1_DIR_SUMMARY_BYTES = 48       # 1.f: device bytes per (direction, voxel) of su
 #: bounds (and growth rates) of the device peaks by tests/test_memory_estimates.py (on the CuPy stand-in:
 #: 0.a–0.h add 5–31 B per input voxel, 0.e 16.5 B per working-grid voxel); the GPU peaks measured by
 #: bench/bench_e2e.py replace them.  0.e: the monogenic estimate on the input grid, then the network's
-#: preparation on the working grid (complex64 spectrum transformed in place + cuFFT work area at the
-#: resampling, 16 B; then the normalised map, its padded copy, the tile cover and the output, ≈ 16 B) and
+#: preparation on the working grid (the resampling's half spectrum and new map + cuFFT's work area, ≈ 16 B;
+#: the local RMS: the map and two buffers, 12 B; the normalised map holding the output, its padded copy, the
+#: mask and the tile cover, ≈ 11 B; the stand-in counts 14.2 B at 256³) and
 #: the smallest batch of tiles' activations (a larger batch takes at most a quarter of what is free).
 BYTES_PER_VOXEL = {
     "0.a": {"input": 64},                  # labels int32, kept/dilated masks, float64 centre-of-mass weights

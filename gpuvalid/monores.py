@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import NotMeasurable
 from .masks import distance_to_mask
-from .spiral import SpiralEngine
+from .spiral import SpiralEngine, quantile_at
 
 NOISE_QUANTILE = 0.95
 LOW_A = 20.0
@@ -178,7 +178,7 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
         A = A.reshape(-1)
-        noise = be.scalar(xp.quantile(A[bg], quantile))
+        noise = quantile_at(be, A, bg, quantile)       # the project's one quantile (CPU: one copy, partitioned)
         if not np.isfinite(noise) or noise <= 0.0:
             raise NotMeasurable(f"its noise level is {noise:g} at {1 / f0:.2f} Å (a degenerate noise reference)")
         shells.append((float(f0), noise))

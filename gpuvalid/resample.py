@@ -23,10 +23,15 @@ still real and band-limited (and, upsampling, passes through the original sample
 of the spec's "spectrum crop" (a centred crop of the ``fftshift``-ed spectrum, real part of the inverse),
 and differs from the axis-by-axis one by 1.6e-5 of the map's RMS on EMD-5168 (100³ → 174³).
 
-On a GPU both transforms run in place (the forward one on CuPy's complex64 copy of the map, the inverse on
-the zero-padded spectrum) and the result is scaled in float32: no ``fftshift`` copy, no float64 array of the
-new box, at most one complex64 array of each box alive.  On the CPU the scale is applied in float64 and
-rounded once to float32 (the numbers of the former ``models.preprocess.resample``, bit for bit).
+Both transforms are real ones (``rfftn``/``irfftn``), which hold half of each spectrum.  The real part of the
+inverse DFT of the kept coefficients ``G`` is the inverse DFT of their Hermitian part ``H(k) = (G(k) +
+conj G(−k))/2``, and a complex-to-real transform takes exactly that from the half of ``H`` over the last axis.
+Away from the even Nyquist planes above, ``H = G`` (a coefficient and its point reflection are kept together,
+and ``F(−k) = conj F(k)``), so the half of ``H`` is a block copy of the map's half spectrum; on those planes
+(``O(m²)`` coefficients) it is computed from the formula.  The result is the one of the full complex
+transforms to float32 rounding (≤ 5e-7 of the largest value in the tests), with half their memory and
+arithmetic: on a device, the map's half spectrum (4 B per input voxel), then the new box's half spectrum and
+the new map (4 B per new voxel each; the inverse overwrites its input instead of copying it), scaled in place.
 """
 
 from __future__ import annotations
@@ -48,6 +53,48 @@ def kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
     return out
 
 
+def _axis_frequencies(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each index ``0 … m − 1`` of an axis of the new box: whether its frequency is kept, and its signed
+    frequency (cycles per box)."""
+    k = min(n, m)
+    pos, neg = k - k // 2, k // 2
+    d = np.arange(m)
+    return (d < pos) | (d >= m - neg), np.where(d < pos, d, d - m)
+
+
+def _asymmetric(n: int, m: int) -> list[int]:
+    """Indices of the new box's axis where a kept coefficient's point reflection is not kept with it (an even
+    number of kept frequencies: ``−κ/2`` is kept, ``+κ/2`` is not, or is the same index)."""
+    k = min(n, m)
+    if k % 2:
+        return []
+    return [m // 2] if k == m else sorted({k // 2, m - k // 2})
+
+
+def _hermitian_plane(xp, Fh, n: tuple, m: tuple, axis: int, index: int):
+    """``H(d) = (G(d) + conj G(−d))/2`` on the plane ``d[axis] = index`` of the new box's half spectrum,
+    from ``Fh`` (the map's half spectrum; ``F(k)`` at a negative last frequency is ``conj F(−k)``)."""
+    info = [_axis_frequencies(a, b) for a, b in zip(n, m)]
+    half = list(m[:-1]) + [m[-1] // 2 + 1]
+    idx = [np.arange(h) for h in half]
+    idx[axis] = np.array([index])
+
+    def g(d):                     # G at the new-box indices d (one 1-D array per axis, broadcast as a grid)
+        kept = [info[a][0][d[a]] for a in range(len(d))]
+        k = np.ix_(*[np.where(kept[a], info[a][1][d[a]], 0) for a in range(len(d))])
+        flip = k[-1] < 0
+        src = tuple(np.where(flip, -ka, ka) % na for ka, na in zip(k[:-1], n[:-1])) + (np.abs(k[-1]),)
+        v = Fh[tuple(xp.asarray(i) for i in src)]
+        v = xp.where(xp.asarray(flip), xp.conj(v), v)
+        keep = np.ones(v.shape, bool)
+        for a, ka in enumerate(kept):                 # (np.ix_ would read a bool array as a selection)
+            keep &= ka.reshape([-1 if b == a else 1 for b in range(len(kept))])
+        return v * xp.asarray(keep)
+
+    mirror = [(-i) % mm for i, mm in zip(idx, m)]
+    return (0.5 * (g(idx) + xp.conj(g(mirror)))).astype(Fh.dtype)
+
+
 def fourier_resample(be, V, new_shape: tuple):
     """Map ``V`` resampled to ``new_shape`` voxels by cropping (downsampling) or zero-padding (upsampling)
     its spectrum about frequency 0, on ``be``'s device; float32, same mean value.
@@ -63,16 +110,22 @@ def fourier_resample(be, V, new_shape: tuple):
         raise ValueError(f"new_shape {new_shape} must have one size per axis of the map {V.shape}")
     if new_shape == V.shape:
         return V.copy()
-    scale = np.prod(new_shape, dtype=np.float64) / np.prod(V.shape, dtype=np.float64)   # a float64 scalar
-    # on the device CuPy converts the float32 map to a fresh complex64 array and, with overwrite_x,
-    # transforms that one in place (V itself is never written): one spectrum of the source box, not two
-    F = be.fftn(V, overwrite_x=be.is_gpu)
-    out = xp.zeros(new_shape, dtype=xp.complex64)
-    for blocks in itertools.product(*(kept_blocks(n, m) for n, m in zip(V.shape, new_shape))):
-        out[tuple(b[1] for b in blocks)] = F[tuple(b[0] for b in blocks)]
-    del F
-    v = be.ifftn(out, overwrite_x=be.is_gpu)        # in place on the device: one spectrum of the new box
-    del out
-    if be.is_gpu:                                    # float32 product: no float64 copy of the new box
-        return xp.multiply(v.real, xp.float32(scale), dtype=xp.float32)
-    return (v.real * scale).astype(np.float32)
+    scale = np.prod(new_shape, dtype=np.float64) / np.prod(V.shape, dtype=np.float64)
+    n, m = V.shape, new_shape
+    Fh = be.rfftn(V)
+    X = xp.zeros(m[:-1] + (m[-1] // 2 + 1,), dtype=Fh.dtype)
+    k = min(n[-1], m[-1])
+    last = slice(0, k - k // 2)                      # the kept non-negative frequencies of the last axis
+    for blocks in itertools.product(*(kept_blocks(a, b) for a, b in zip(n[:-1], m[:-1]))):
+        X[tuple(b[1] for b in blocks) + (last,)] = Fh[tuple(b[0] for b in blocks) + (last,)]
+    for axis in range(len(m)):                       # the even Nyquist planes: H from its formula
+        for index in _asymmetric(n[axis], m[axis]):
+            if index < X.shape[axis]:
+                plane = [slice(None)] * len(m)
+                plane[axis] = slice(index, index + 1)
+                X[tuple(plane)] = _hermitian_plane(xp, Fh, n, m, axis, index)
+    del Fh
+    v = be.irfftn(X, s=m, overwrite_x=True)          # X is destroyed: no copy of it
+    del X
+    v *= v.dtype.type(scale)
+    return v if v.dtype == xp.float32 else v.astype(xp.float32)

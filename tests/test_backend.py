@@ -73,3 +73,40 @@ def test_fft_by_slabs_equals_the_full_transform(monkeypatch):
 def test_fft_by_slabs_on_the_device(gpu, monkeypatch):
     c, r = _slab_case(gpu, monkeypatch)
     _check_slabs(gpu, c, r)
+
+
+def _check_real_slabs(be, r):
+    """rfftn/irfftn by slabs equal numpy.fft's full real transforms (float64 reference; 1e-5 of the largest
+    value), odd and even last axes; irfftn leaves its input alone without overwrite_x; and
+    fourier_resample by slabs equals it without them (up- and downsampling, 2e-6 of the largest value)."""
+    from gpuvalid.resample import fourier_resample
+
+    for x in (r, r[:, :, :8].copy()):                      # last axis 9 (odd) and 8 (even)
+        want = np.fft.rfftn(x.astype(np.float64))
+        h = be.rfftn(be.asarray(x))
+        assert h.dtype == np.complex64 and h.shape == want.shape
+        np.testing.assert_allclose(be.to_host(h), want, rtol=0, atol=1e-5 * np.abs(want).max())
+        keep = be.to_host(h).copy()
+        back = be.irfftn(h, s=x.shape)
+        np.testing.assert_array_equal(be.to_host(h), keep)
+        np.testing.assert_allclose(be.to_host(back), x, rtol=0, atol=1e-5 * np.abs(x).max())
+        back = be.irfftn(h, s=x.shape, overwrite_x=True)
+        assert back.dtype == np.float32
+        np.testing.assert_allclose(be.to_host(back), x, rtol=0, atol=1e-5 * np.abs(x).max())
+    full = {new: be.to_host(fourier_resample(be, r, new)) for new in ((17, 20, 12), (7, 8, 5))}
+    be.fft_slabs_above = None
+    for new, got in full.items():
+        want = be.to_host(fourier_resample(be, r, new))
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_real_fft_by_slabs_equals_the_full_transform(monkeypatch):
+    be = get_backend("cpu")
+    _, r = _slab_case(be, monkeypatch)
+    _check_real_slabs(be, r)
+
+
+@pytest.mark.gpu
+def test_real_fft_by_slabs_on_the_device(gpu, monkeypatch):
+    _, r = _slab_case(gpu, monkeypatch)
+    _check_real_slabs(gpu, r)

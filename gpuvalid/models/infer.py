@@ -9,6 +9,7 @@ arrays ``[z, y, x]``.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
@@ -73,9 +74,10 @@ def activation_bytes_per_voxel(net) -> int:
 
 
 def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be=None,
-              batch_bytes: int | None = None):
+              batch_bytes: int | None = None, overwrite_x: bool = False):
     """Network output for every voxel of ``x`` (same shape; the input is padded by reflection by half the
-    receptive field).  Tiles without any ``where`` voxel are skipped (left NaN).
+    receptive field).  Tiles without any ``where`` voxel are skipped (left NaN).  With ``overwrite_x`` (and
+    a float32 ``x``) the output is written into ``x`` once its padded copy is made: one map-sized array less.
 
     With a GPU backend ``be`` (``x``, ``where`` and the result on its device) the tiles (edge
     ``GPU_TILE``) run in batches of at most ``batch_bytes`` of activations, or the whole map at once when it
@@ -86,11 +88,11 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
     its sums differently with 1, 2 or 16 threads), so archive runs on one machine agree bit for bit
     whatever their worker layout (shards, Dask workers, thread limits)."""
     if be is not None and be.is_gpu:
-        return _apply_fcn_device(net, x, where, be, tile or TILE, batch_bytes)
+        return _apply_fcn_device(net, x, where, be, tile or TILE, batch_bytes, overwrite_x)
     tile = tile or TILE
     r = net.receptive_field // 2
-    xp = np.pad(x.astype(np.float32), r, mode="reflect")
-    out = np.full(x.shape, np.nan, dtype=np.float32)
+    xp = np.pad(x.astype(np.float32, copy=False), r, mode="reflect")
+    out = _output_array(np, x, overwrite_x)
 
     def run(sl):
         blk = xp[sl[0].start:sl[0].stop + 2 * r, sl[1].start:sl[1].stop + 2 * r, sl[2].start:sl[2].stop + 2 * r]
@@ -166,7 +168,16 @@ def _tile_cover(shape: tuple, tile: int, where, be):
     return xp.ascontiguousarray(full.reshape([k * tile for k in nt])[:shape[0], :shape[1], :shape[2]])
 
 
-def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None):
+def _output_array(xp, x, overwrite_x: bool):
+    """The NaN-filled float32 output of :func:`apply_fcn`: ``x`` itself with ``overwrite_x`` (when it is a
+    float32 C-contiguous array), else a new array."""
+    if overwrite_x and x.dtype == xp.float32 and x.flags.c_contiguous:
+        x.fill(xp.nan)
+        return x
+    return xp.full(x.shape, xp.nan, dtype=xp.float32)
+
+
+def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, overwrite_x: bool = False):
     """:func:`apply_fcn` on a GPU backend: the same voxels as the CPU path (tiles of edge ``tile`` holding a
     ``where`` voxel), computed in tiles of ``GPU_TILE`` batched, or in one call when the map fits."""
     xp = be.xp
@@ -176,18 +187,25 @@ def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None):
     per_voxel = activation_bytes_per_voxel(net)
     budget = _batch_budget(be, batch_bytes)
     cover = None if where is None else _tile_cover(shape, tile, where, be)
-    xpad = xp.pad(x, r, mode="reflect")
-    if xpad.size * per_voxel <= budget:              # the whole map in one call
-        out = xp.ascontiguousarray(_run_net(net, xpad.reshape((1, 1) + xpad.shape), xp)[0])
+    if math.prod(n + 2 * r for n in shape) * per_voxel <= budget:    # the whole map in one call
+        xpad = xp.pad(x, r, mode="reflect")
+        y = _run_net(net, xpad.reshape((1, 1) + xpad.shape), xp)[0]
         del xpad
+        if overwrite_x:
+            out = _output_array(xp, x, True)
+            out[...] = y
+        else:
+            out = xp.ascontiguousarray(y)
+        del y
     else:
         gt = GPU_TILE
         origins = _tile_origins(shape, gt, cover, be)
         nt = [-(-n // gt) for n in shape]
-        extra = [k * gt - n for k, n in zip(nt, shape)]
-        if any(extra):                                # whole tiles everywhere: the extra output is dropped
-            xpad = xp.pad(xpad, [(0, e) for e in extra], mode="constant")
-        out = xp.full(shape, xp.nan, dtype=xp.float32)
+        # whole tiles everywhere: the reflection goes on past the map's end up to the last tile's edge (those
+        # voxels' outputs are dropped; a kept voxel's output sees only its receptive field, inside the
+        # reflection of width r)
+        xpad = xp.pad(x, [(r, r + k * gt - n) for k, n in zip(nt, shape)], mode="reflect")
+        out = _output_array(xp, x, overwrite_x)
         T = gt + 2 * r
         nb = max(1, min(len(origins), budget // (T ** 3 * per_voxel)))
         for i in range(0, len(origins), nb):
@@ -267,7 +285,7 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
     m1, pts = P.mask_to_grid(mask, voxel_size, ts1, V1.shape, max(2, int(round(2.0 / grid))), be)
     x = P.locres_input(V1, be)
     del V1
-    lr1 = apply_fcn(net, x, m1, device, be=be)
+    lr1 = apply_fcn(net, x, m1, device, be=be, overwrite_x=True)   # into x: no second working-grid map
     del x
     if be.is_gpu:                                     # in place on the device
         med = xp.nanmedian(lr1[m1])

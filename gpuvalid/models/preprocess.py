@@ -52,18 +52,25 @@ def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=No
 
 
 def locres_input(V, be=None):
-    """Map divided by its local RMS (Gaussian window of σ = 3 voxels), on ``be``'s device."""
+    """Map divided by its local RMS (Gaussian window of σ = 3 voxels), on ``be``'s device.
+
+    The Gaussian runs as its three 1-D passes (what ``gaussian_filter`` does, bit for bit on the CPU) between
+    two buffers, the first holding ``V²``: with ``V``, three working-grid arrays at a time, where
+    ``gaussian_filter(V * V)`` holds four on a device (CuPy's filter keeps its input and two buffers)."""
     be = _be(be)
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
-    ms = be.ndimage.gaussian_filter(V * V, LOCAL_RMS_SIGMA_VOX, mode="reflect")
-    eps = 1e-6 * float(xp.mean(V * V)) + 1e-30
-    if be.is_gpu:                                    # in place: two working-grid arrays at a time
-        ms += xp.float32(eps)
-        xp.sqrt(ms, out=ms)
-        xp.divide(V, ms, out=ms)
-        return ms
-    return (V / np.sqrt(ms + eps)).astype(np.float32)
+    a = V * V
+    eps = 1e-6 * float(xp.mean(a)) + 1e-30
+    b = xp.empty_like(a)
+    for axis in range(V.ndim):                       # a → b → a → b (3-D)
+        be.ndimage.gaussian_filter1d(a, LOCAL_RMS_SIGMA_VOX, axis=axis, output=b, mode="reflect")
+        a, b = b, a
+    del b
+    a += xp.float32(eps)
+    xp.sqrt(a, out=a)
+    xp.divide(V, a, out=a)
+    return a
 
 
 def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox: int, be=None):
