@@ -61,7 +61,7 @@ def run(ctx) -> SectionResult:
     from ..models.hand_model import hand_score
 
     try:
-        r = hand_score(ctx.be, ctx.host, ctx.voxel_size, ctx.threshold)
+        r = hand_score(ctx.be, ctx.V, ctx.voxel_size, ctx.threshold)   # resampled on the map's device
     except ValueError as exc:
         raise NotMeasurable(str(exc)) from None
     if r["abstain"]:

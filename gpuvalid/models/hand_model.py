@@ -125,17 +125,20 @@ def evidence_from(model: dict, raw: dict) -> dict:
     return ev
 
 
-def hand_score(be, V: np.ndarray, voxel_size: float, threshold: float, path: str | Path | None = None) -> dict:
-    """Hand score of the host map ``V`` (Å voxels) at contour ``threshold``, with its evidence and the
-    reason to abstain (``abstain``: None when the hand can be called).
+def hand_score(be, V, voxel_size: float, threshold: float, path: str | Path | None = None) -> dict:
+    """Hand score of the map ``V`` (Å voxels; a host array or one on ``be``'s device) at contour
+    ``threshold``, with its evidence and the reason to abstain (``abstain``: None when the hand can be called).
 
-    The map is resampled to about 1 Å/voxel (:func:`preprocess.to_working_grid`); the contour mask
-    ``V ≥ t`` on that grid chooses the voxels; the features are computed on ``be``.
+    The map is resampled to about 1 Å/voxel (:func:`preprocess.to_working_grid`) on ``be``'s device; the
+    contour mask ``V ≥ t`` on that grid chooses the voxels; the features are computed there too.
+
+    Raises:
+        ValueError: the contour mask on the working grid holds fewer than ``MIN_MASK_VOXELS`` voxels.
     """
     model = load(path)
-    V1, ts1 = P.to_working_grid(V, voxel_size)
+    V1, ts1 = P.to_working_grid(V, voxel_size, be=be)
     mask = V1 >= threshold
-    n = int(mask.sum())
+    n = int(be.scalar(be.xp.count_nonzero(mask)))
     if n < MIN_MASK_VOXELS:
         raise ValueError(f"the contour mask holds only {n} voxels on the 1 Å grid (fewer than {MIN_MASK_VOXELS})")
     return evidence_from(model, map_evidence(be, V1, mask, ts1, model))
