@@ -74,6 +74,28 @@ def test_pool_counts_live_buffers_and_peak_meter_sees_them(be):
     assert standin.POOL.used_bytes() == base
 
 
+def test_cupyx_ndimage_rules_of_cupy_14(be):
+    """What CuPy 14.2's cupyx.scipy.ndimage does and SciPy does not (its sources: _morphology._binary_erosion,
+    _filters_core._run_1d_filters and _call_kernel): an iterated dilation with the structure's centre set
+    needs brute_force; the buffers allocated inside a call count in the pool while it runs."""
+    xp, ndi = be.xp, be.ndimage
+    m = be.asarray(np.zeros((16, 16, 16), bool))
+    m[8, 8, 8] = True
+    with pytest.raises(NotImplementedError, match="brute_force"):
+        ndi.binary_dilation(m, iterations=2)
+    ok = ndi.binary_dilation(m, iterations=2, brute_force=True)
+    assert int(xp.count_nonzero(ok)) == 25                         # the 6-connected ball of radius 2
+    assert int(xp.count_nonzero(ndi.binary_dilation(m))) == 7      # one iteration: no restriction
+    V = xp.zeros((64, 64, 64), xp.float32)                         # 1 MiB
+    with PeakMeter(be) as p3:                                      # result + a second buffer over three axes
+        r = ndi.gaussian_filter(V, 2.0)
+    with PeakMeter(be) as p1:                                      # one axis into a given output: nothing more
+        ndi.gaussian_filter1d(V, 2.0, axis=0, output=r)
+    with PeakMeter(be) as pin:                                     # in place: a fresh array, copied back
+        ndi.gaussian_filter1d(V, 2.0, axis=0, output=V)
+    assert (p3.added, p1.added, pin.added) == (2 * 2 ** 20, 0, 2 ** 20)
+
+
 def test_device_budget_follows_the_emulated_memory(be):
     small = standin.backend(device_bytes=64 * 2 ** 20)
     try:

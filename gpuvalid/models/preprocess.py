@@ -90,7 +90,8 @@ def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox:
     if k > 0 and int(q.shape[0]):   # dilate the mapped voxels' bounding box grown by k only: nothing else changes
         ends = be.to_host(xp.concatenate([q.min(axis=0), q.max(axis=0)]))   # the mapped voxels' bounds
         box = grown_box(ends[:3], ends[3:], k, shape1)
-        m1[box] = be.ndimage.binary_dilation(xp.ascontiguousarray(m1[box]), iterations=k)
+        # brute_force: CuPy iterates a dilation only so (NotImplementedError otherwise); SciPy gives the same mask
+        m1[box] = be.ndimage.binary_dilation(xp.ascontiguousarray(m1[box]), iterations=k, brute_force=True)
     del q
     return m1, pts
 

@@ -18,7 +18,13 @@ that fails on ``AttributeError`` or on a host array passed to a device function 
   (:mod:`tests.standin.kernels`);
 - a memory pool counts the bytes of live device buffers (the allocator hook of
   ``cupy.cuda.set_allocator`` sees every new buffer), so :class:`gpuvalid.memory.PeakMeter` and the
-  memory budget run as on a device of :data:`DEVICE_BYTES`.
+  memory budget run as on a device of :data:`DEVICE_BYTES`;
+- ``cupyx.scipy.ndimage`` keeps CuPy 14's rules that SciPy does not have (:func:`_ndimage_rules`, read off
+  CuPy's sources): an iterated binary erosion or dilation with the structure's centre set needs
+  ``brute_force=True`` (``NotImplementedError`` otherwise), and the buffers CuPy allocates inside a call
+  are counted in the pool while it runs (a separable filter over several axes holds a second output-sized
+  buffer; an output that overlaps the input is filtered into a fresh array and copied back; an iterated
+  binary morphology holds a second mask).
 
 What it cannot show: CUDA compile errors of CuPy's own generated kernels, cuFFT/cuDNN numerics, speed.
 """
@@ -163,6 +169,59 @@ def _ndimage_passes(name: str, args, kwargs) -> int:
         it = kwargs.get("iterations", args[2] if len(args) > 2 else 1)
         return max(1, int(it or 1))
     return 1
+
+
+_SEPARABLE = {"gaussian_filter", "uniform_filter"}                 # always through CuPy's _run_1d_filters
+_SEPARABLE_BY_SIZE = {"maximum_filter", "minimum_filter"}          # ... when given a size, not a footprint
+_ITERATED = {"binary_erosion": 2, "binary_dilation": 2, "binary_opening": 2, "binary_closing": 2}  # iterations' index
+_BRUTE_FORCE_INDEX = {"binary_erosion": 7, "binary_dilation": 7}
+
+
+def _arg(args, kwargs, name: str, index: int, default=None):
+    return kwargs[name] if name in kwargs else (args[index] if len(args) > index else default)
+
+
+def _ndimage_rules(name: str, args, kwargs) -> int:
+    """CuPy 14's ``cupyx.scipy.ndimage`` where it differs from SciPy (read off its sources): raises what CuPy
+    raises, and returns the bytes CuPy holds inside the call beyond its arguments (its extra buffers, and the
+    result it allocates first when there are any: the stand-in counts the result only once it returns)."""
+    a = args[0] if args else kwargs.get("input")
+    if not isinstance(a, ndarray):
+        return 0
+    out = kwargs.get("output")
+    out_bytes = out._a.nbytes if isinstance(out, ndarray) else a._a.nbytes
+    hidden = 0
+    if name in _ITERATED:
+        it = _arg(args, kwargs, "iterations", _ITERATED[name], 1)
+        st = _arg(args, kwargs, "structure", 1)
+        st = st._a if isinstance(st, ndarray) else st
+        centre = True if st is None else bool(np.asarray(st)[tuple(n // 2 for n in np.shape(st))])
+        brute = _arg(args, kwargs, "brute_force", _BRUTE_FORCE_INDEX.get(name, 99), False)
+        if it != 1 and centre and not brute and name in _BRUTE_FORCE_INDEX:
+            raise NotImplementedError(f"cupy stand-in: cupyx.scipy.ndimage.{name} with iterations={it}: only "
+                                      f"brute_force iteration has been implemented (cupy {CUPY_VERSION})")
+        if it != 1:
+            hidden += a._a.size                 # tmp_in: a second bool mask
+    sep = name in _SEPARABLE or (name in _SEPARABLE_BY_SIZE and kwargs.get("footprint") is None
+                                 and _arg(args, kwargs, "size", 1) is not None)
+    if sep and a.ndim > 1:
+        hidden += out_bytes                     # the second buffer of the passes over the axes
+    if isinstance(out, ndarray) and np.shares_memory(out._a, a._a):
+        hidden += out_bytes                     # filtered into a fresh array, then copied into the output
+    if hidden and not isinstance(out, ndarray):  # the result CuPy allocates first is alive beside them
+        hidden += a._a.size if name in _ITERATED else out_bytes
+    return hidden
+
+
+def _hold(nbytes: int):
+    """Count ``nbytes`` in the pool (a buffer CuPy allocates inside a call); returns what to release."""
+    if nbytes <= 0:
+        return None
+    mem = _allocator[0](nbytes)
+    if TRACE["on"] and POOL.used_bytes() > TRACE["peak"]:
+        TRACE["peak"] = POOL.used_bytes()
+        TRACE["live"] = sorted(list(_sites.values()) + [(nbytes, f"(inside cupyx) {_site()}")], reverse=True)
+    return mem
 
 
 def _flat(obj):
@@ -506,7 +565,11 @@ class Namespace:
                 raise TypeError(f"{where}: too many arguments")
             if not converter:
                 _check(list(args) + list(kwargs.values()), where)
-            res = impl(*_unwrap(args), **_unwrap(kwargs))
+            held = _hold(_ndimage_rules(name, args, kwargs)) if self._key == "cupyx.scipy.ndimage" else None
+            try:
+                res = impl(*_unwrap(args), **_unwrap(kwargs))
+            finally:
+                _release(held)
             if TRACE["on"] and not converter:
                 kind = {"cupy.fft": "fft", "cupyx.scipy.fft": "fft", "cupyx.scipy.ndimage": "ndimage"}.get(self._key)
                 if kind:
