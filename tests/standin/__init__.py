@@ -173,8 +173,8 @@ def _ndimage_passes(name: str, args, kwargs) -> int:
 
 _SEPARABLE = {"gaussian_filter", "uniform_filter"}                 # always through CuPy's _run_1d_filters
 _SEPARABLE_BY_SIZE = {"maximum_filter", "minimum_filter"}          # ... when given a size, not a footprint
-_ITERATED = {"binary_erosion": 2, "binary_dilation": 2, "binary_opening": 2, "binary_closing": 2}  # iterations' index
-_BRUTE_FORCE_INDEX = {"binary_erosion": 7, "binary_dilation": 7}
+# binary morphology: (input, structure, iterations, ..., brute_force at index 7) in CuPy 14
+_ITERATED = {"binary_erosion", "binary_dilation", "binary_opening", "binary_closing"}
 
 
 def _arg(args, kwargs, name: str, index: int, default=None):
@@ -192,12 +192,11 @@ def _ndimage_rules(name: str, args, kwargs) -> int:
     out_bytes = out._a.nbytes if isinstance(out, ndarray) else a._a.nbytes
     hidden = 0
     if name in _ITERATED:
-        it = _arg(args, kwargs, "iterations", _ITERATED[name], 1)
+        it = _arg(args, kwargs, "iterations", 2, 1)
         st = _arg(args, kwargs, "structure", 1)
         st = st._a if isinstance(st, ndarray) else st
         centre = True if st is None else bool(np.asarray(st)[tuple(n // 2 for n in np.shape(st))])
-        brute = _arg(args, kwargs, "brute_force", _BRUTE_FORCE_INDEX.get(name, 99), False)
-        if it != 1 and centre and not brute and name in _BRUTE_FORCE_INDEX:
+        if it != 1 and centre and not _arg(args, kwargs, "brute_force", 7, False):
             raise NotImplementedError(f"cupy stand-in: cupyx.scipy.ndimage.{name} with iterations={it}: only "
                                       f"brute_force iteration has been implemented (cupy {CUPY_VERSION})")
         if it != 1:
