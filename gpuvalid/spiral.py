@@ -294,9 +294,10 @@ class SpiralEngine:
 
 def quantile_at(be, A, index, q: float, on_device: bool = False):
     """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``: a float,
-    or with ``on_device`` on a GPU backend a 0-d device array of ``A``'s dtype that the host does not wait
-    for (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions the
-    host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float)."""
+    or with ``on_device`` on a GPU backend a 0-d device array of ``A``'s dtype that the host does not read
+    (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions the
+    host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float).  The
+    sort still makes the host wait for the device: CuPy sorts with Thrust's synchronous policy."""
     vals = A.reshape(-1)[index]
     n = int(vals.size)
     if n == 0:

@@ -152,6 +152,7 @@ def test_trace_counts_launches_views_and_host_waits(be):
     assert counts(lambda: a[a > 0]) == {"kernel": 2, "sync": 1}                    # compare; count, gather
     assert counts(lambda: be.to_host(a)) == {"sync": 1}
     assert counts(lambda: xp.nonzero(a)) == {"kernel": 1, "sync": 1}
+    assert counts(lambda: xp.sort(a.reshape(-1))) == {"kernel": 1, "sync": 1}       # Thrust waits for the sort
     assert counts(lambda: be.fftn(a.astype(xp.complex64))) == {"kernel": 1, "fft": 1}
     assert counts(lambda: be.ndimage.gaussian_filter(a, 1.0)) == {"ndimage": 1}
     xp.zeros(3)                                                                     # not tracing: nothing

@@ -113,7 +113,7 @@ def trace(on: bool = True) -> None:
     cuFFT transform; "ndimage": one cupyx.scipy.ndimage call, one or a few kernels) with the bytes of the
     device arrays it reads and writes, and each point where the host waits for the device (kind "sync": a
     device value read as a Python number or bool, a ``get``, a data-sized result such as ``nonzero`` or a
-    boolean-mask index).  What a GPU run's time is made of besides arithmetic: see
+    boolean-mask index, a sort: Thrust's synchronous ``par`` policy).  What a GPU run's time is made of besides arithmetic: see
     ``bench/standin_profile.py --launches``."""
     TRACE.update(on=on, peak=0, live=[], copies={}, ops={})
     _sites.clear()
@@ -138,6 +138,10 @@ def _op(kind: str, nbytes: int = 0) -> None:
     _tally("ops", kind, nbytes)
 
 
+# CuPy sorts with Thrust under ``cuda::par.on(stream)``, which waits for the device before it returns
+_THRUST_SYNC = {"sort", "argsort", "lexsort", "msort"}
+
+
 def _bool_index(idx) -> bool:
     """Whether the index holds a boolean device mask (CuPy then counts its voxels: a host wait)."""
     return any(isinstance(v, ndarray) and v.dtype == np.bool_ for v in (idx if isinstance(idx, tuple) else (idx,)))
@@ -147,7 +151,7 @@ def _launched(name: str, inputs, res) -> None:
     """Count the call ``name`` as a kernel launch (unless it makes none) and a sync when data-sized."""
     if not TRACE["on"]:
         return
-    if name in _DATA_SIZED:
+    if name in _DATA_SIZED or name in _THRUST_SYNC:
         _op("sync")
     if name in _NO_KERNEL:
         return
