@@ -122,11 +122,20 @@ def test_monodir_gpu_equals_cpu(sim, cpu, gpu):
     assert float(np.mean(np.abs(a["res"] - b["res"]) <= 1e-4)) >= 0.98
 
 
+def _waits_and_sorts(ops: dict) -> tuple[int, int]:
+    """Host waits counted by the stand-in: gpuvalid's own reads, and the sorts (CuPy sorts with Thrust, whose
+    algorithms return only when the device has finished)."""
+    sync = [(s, c) for (k, s), (c, _b) in ops.items() if k == "sync"]
+    sorts = sum(c for s, c in sync if "xp.sort(" in s)
+    return sum(c for _s, c in sync) - sorts, sorts
+
+
 def test_monodir_waits_once_per_step_not_per_direction(sim, gpu):
     """1.f's sweep reads the device once per step (the directions' noise thresholds and alive fractions
     together), not once or more per direction and step: counted on the stand-in, which sees every point where
     CuPy makes the host wait (before: a quantile, its value and an alive count per direction and step, 592
-    waits for 12 directions × 15 steps; now 73)."""
+    waits for 12 directions × 15 steps; now 73).  CuPy's sort of each direction's noise amplitudes (Thrust,
+    which waits for the device) adds one wait per direction and step, counted apart."""
     from tests import conftest
     from gpuvalid.level1.monodir import monodir
 
@@ -138,12 +147,13 @@ def test_monodir_waits_once_per_step_not_per_direction(sim, gpu):
     standin.trace(True)
     try:
         out = monodir(gpu, h1, h2, hard, 1.0, 10.0, ndir=12)
-        waits = sum(c for (k, _s), (c, _b) in standin.TRACE["ops"].items() if k == "sync")
+        waits, sorts = _waits_and_sorts(standin.TRACE["ops"])
     finally:
         standin.trace(False)
     steps, ndir = max(out["steps_per_direction"]), 12
     assert steps >= 10
     assert waits <= 2 * steps + 4 * ndir + 16            # per step, plus per direction outside the sweep
+    assert sorts <= steps * ndir
 
 
 def test_monores_half_waits_once_per_step(sim, gpu):
@@ -160,15 +170,17 @@ def test_monores_half_waits_once_per_step(sim, gpu):
     standin.trace(True)
     try:
         out = monores_half(gpu, h1, h2, hard, 1.0, 12.0)
-        waits = sum(c for (k, _s), (c, _b) in standin.TRACE["ops"].items() if k == "sync")
+        waits, sorts = _waits_and_sorts(standin.TRACE["ops"])
     finally:
         standin.trace(False)
     assert len(out["steps"]) >= 10
     assert waits <= len(out["steps"]) + 10
+    assert sorts <= len(out["steps"])                     # the noise quantile's sort, once per step
 
 
 def test_quantile_on_device_is_the_cpu_value(cpu, gpu):
-    """``quantile_at(on_device=True)`` gives the CPU's interpolated quantile (as A's dtype), without a wait."""
+    """``quantile_at(on_device=True)`` gives the CPU's interpolated quantile (as A's dtype), as a device value
+    the host does not read."""
     from gpuvalid.spiral import quantile_at
 
     rng = np.random.default_rng(5)
