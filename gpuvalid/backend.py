@@ -105,12 +105,16 @@ class Backend:
         a contiguous array in place: no second array of the same size on the device)."""
         if self._by_slabs(a, s, axes):
             return self._fftn_slabs(a, False, overwrite_x)
+        if self._by_volumes(a, s, axes):
+            return self._fftn_volumes(a, False, overwrite_x)
         return self._fft.fftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def ifftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Inverse of :meth:`fftn` (same ``overwrite_x`` rule)."""
         if self._by_slabs(a, s, axes):
             return self._fftn_slabs(a, True, overwrite_x)
+        if self._by_volumes(a, s, axes):
+            return self._fftn_volumes(a, True, overwrite_x)
         return self._fft.ifftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def _by_slabs(self, a, s, axes, elements: int | None = None) -> bool:
@@ -118,16 +122,43 @@ class Backend:
         return (self.fft_slabs_above is not None and s is None and axes in (None, (0, 1, 2))
                 and a.ndim == 3 and (a.size if elements is None else elements) >= self.fft_slabs_above)
 
+    def _by_volumes(self, a, s, axes) -> bool:
+        """Whether a batch of 3-D transforms (``a`` of more than 3 axes, transformed over its last three) is
+        too large for one plan and goes one volume at a time."""
+        return (self.fft_slabs_above is not None and s is None and a.ndim > 3 and axes is not None
+                and tuple(x % a.ndim for x in axes) == tuple(range(a.ndim - 3, a.ndim))
+                and a.size >= self.fft_slabs_above)
+
+    def _complex_work(self, a, overwrite_x: bool):
+        """``a`` itself when it may be transformed in place (``overwrite_x``, complex, C-contiguous), else a
+        C-contiguous complex64 (complex128 for double precision) copy."""
+        xp = self.xp
+        ctype = xp.complex128 if a.dtype in (xp.float64, xp.complex128) else xp.complex64
+        if overwrite_x and a.dtype == ctype and a.flags.c_contiguous:
+            return a
+        return xp.array(a, dtype=ctype, order="C")
+
+    def _fftn_volumes(self, a, inverse: bool, overwrite_x: bool):
+        """The 3-D (inverse) FFT of each volume ``a[i, ...]`` of a batch in place, each by :meth:`fftn`'s
+        rules (by slabs when large itself): the same numbers as one batched transform, for batches of 2³⁰
+        elements or more (one plan could not hold them: cupy/cupy#4406)."""
+        a = self._complex_work(a, overwrite_x)
+        f = self.ifftn if inverse else self.fftn
+        for i in np.ndindex(*a.shape[:-3]):
+            vol = a[i]                                  # contiguous
+            r = f(vol, overwrite_x=True)
+            if r is not vol:
+                vol[...] = r
+            del r
+        return a
+
     def _fftn_slabs(self, a, inverse: bool, overwrite_x: bool):
         """The 3-D complex (inverse) FFT of ``a`` as 2-D transforms over (y, x) of z-slabs, then 1-D
         transforms over z of y-slabs (each copied to a contiguous block and back), every plan at most
         ``FFT_SLAB_ELEMENTS``: the same transform and normalisation as :meth:`fftn`/:meth:`ifftn`, for arrays
         that cuFFT cannot plan at once.  In place on a complex64/complex128 C-contiguous ``a`` with
         ``overwrite_x``, else on a complex copy."""
-        xp = self.xp
-        ctype = xp.complex128 if a.dtype in (xp.float64, xp.complex128) else xp.complex64
-        if not (overwrite_x and a.dtype == ctype and a.flags.c_contiguous):
-            a = xp.array(a, dtype=ctype, order="C")
+        a = self._complex_work(a, overwrite_x)
         f = self._fft.ifftn if inverse else self._fft.fftn
         nz, ny, nx = a.shape
         step = max(1, FFT_SLAB_ELEMENTS // (ny * nx))
@@ -150,8 +181,7 @@ class Backend:
     def irfftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Inverse of :meth:`rfftn` (``s``: the real output's shape); ``overwrite_x`` lets the transform
         destroy ``a`` instead of working on a copy (a complex-to-real transform overwrites its input)."""
-        if (s is not None and len(s) == 3 and axes in (None, (0, 1, 2)) and a.ndim == 3
-                and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s))):
+        if s is not None and len(s) == 3 and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s)):
             return self._irfftn_slabs(a, tuple(int(n) for n in s), overwrite_x)
         return self._fft.irfftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
@@ -173,13 +203,11 @@ class Backend:
         half spectrum (in place on ``a`` with ``overwrite_x``, else on a copy), then 2-D complex-to-real
         transforms over (y, x) of z-slabs into the output."""
         xp = self.xp
-        ctype = xp.complex128 if a.dtype == xp.complex128 else xp.complex64
         if a.shape != (s[0], s[1], s[2] // 2 + 1):
             raise ValueError(f"irfftn by slabs: a half spectrum of shape {a.shape} is not that of a {s} map")
-        if not (overwrite_x and a.dtype == ctype and a.flags.c_contiguous):
-            a = xp.array(a, dtype=ctype, order="C")
+        a = self._complex_work(a, overwrite_x)
         self._axis0_by_slabs(a, inverse=True)
-        rtype = xp.float64 if ctype == xp.complex128 else xp.float32
+        rtype = xp.float64 if a.dtype == xp.complex128 else xp.float32
         out = xp.empty(s, dtype=rtype)
         step = max(1, FFT_SLAB_ELEMENTS // (s[1] * s[2]))
         for z0 in range(0, s[0], step):

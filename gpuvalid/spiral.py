@@ -230,20 +230,9 @@ class SpiralEngine:
             np.int32(nz), np.int32(ny), np.int32(nx),
             np.float32(1.0 / (nz * ts)), np.float32(1.0 / (ny * ts)), np.float32(1.0 / (nx * ts)),
             norms))
-        # 2·nb batched complex transforms in place (cuFFT plan cached): no second nb × 16 B per voxel
-        if self.be.fft_slabs_above is not None and P.size >= self.be.fft_slabs_above:
-            # too many elements for one cuFFT plan (cupy/cupy#4406; a map of 2³⁰ voxels gives 2³¹ here):
-            # one volume at a time, each by slabs when it is that large itself (Backend.ifftn)
-            for j in range(nb):
-                for c in range(2):
-                    vol = P[j, c]
-                    r = self.be.ifftn(vol, overwrite_x=True)
-                    if r is not vol:
-                        vol[...] = r
-                    del r
-            Z = P
-        else:
-            Z = xp.ascontiguousarray(self.be.ifftn(P, axes=(-3, -2, -1), overwrite_x=True))
+        # 2·nb batched complex transforms in place (cuFFT plan cached): no second nb × 16 B per voxel; a batch
+        # too large for one plan (a map of 2³⁰ voxels gives 2³¹ elements here) goes one volume at a time
+        Z = xp.ascontiguousarray(self.be.ifftn(P, axes=(-3, -2, -1), overwrite_x=True))
         del P
         A = xp.empty((nb,) + self.shape, dtype=xp.float32)
         self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))

@@ -75,6 +75,32 @@ def test_fft_by_slabs_on_the_device(gpu, monkeypatch):
     _check_slabs(gpu, c, r)
 
 
+def _check_volumes(be, c):
+    """A batch of 3-D transforms over the last three axes (2 × 2 volumes of ``c``'s shape) too large for one
+    plan goes volume by volume (each by slabs): numpy.fft's batched transform (complex128 reference, 1e-5 of
+    the largest coefficient), in place with overwrite_x on a complex64 array."""
+    batch = np.stack([np.stack([c, 2 * c]), np.stack([c.conj(), 1j * c])]).astype(np.complex64)
+    want = np.fft.fftn(batch.astype(np.complex128), axes=(-3, -2, -1))
+    got = be.fftn(be.asarray(batch), axes=(-3, -2, -1))
+    np.testing.assert_allclose(be.to_host(got), want, rtol=0, atol=1e-5 * np.abs(want).max())
+    d = be.asarray(want.astype(np.complex64))
+    out = be.ifftn(d, axes=(2, 3, 4), overwrite_x=True)
+    assert out is d                                        # transformed in place
+    np.testing.assert_allclose(be.to_host(out), batch, rtol=0, atol=1e-5 * np.abs(batch).max())
+
+
+def test_fft_of_a_large_batch_goes_by_volumes(monkeypatch):
+    be = get_backend("cpu")
+    c, _ = _slab_case(be, monkeypatch)
+    _check_volumes(be, c)
+
+
+@pytest.mark.gpu
+def test_fft_of_a_large_batch_goes_by_volumes_on_the_device(gpu, monkeypatch):
+    c, _ = _slab_case(gpu, monkeypatch)
+    _check_volumes(gpu, c)
+
+
 def _check_real_slabs(be, r):
     """rfftn/irfftn by slabs equal numpy.fft's full real transforms (float64 reference; 1e-5 of the largest
     value), odd and even last axes; irfftn leaves its input alone without overwrite_x; and

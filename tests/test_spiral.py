@@ -189,8 +189,8 @@ def test_gpu_amplitude_equals_cpu(cpu, gpu, shape):
 
 @pytest.mark.gpu
 def test_gpu_amplitude_by_volumes_and_slabs_equals_cpu(cpu, gpu, monkeypatch):
-    """Batches of shells too large for one cuFFT plan (a map of 2³⁰ voxels or more): the packed spectra are
-    transformed one volume at a time, each by slabs when large itself; the CPU's amplitudes as above
+    """Batches of shells too large for one cuFFT plan (a map of 2³⁰ voxels or more): the backend transforms
+    the packed spectra one volume at a time, each by slabs when large itself; the CPU's amplitudes as above
     (thresholds lowered so that a 31×40×22 map takes both ways)."""
     import gpuvalid.backend as B
 

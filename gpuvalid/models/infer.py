@@ -168,13 +168,14 @@ def _tile_cover(shape: tuple, tile: int, where, be):
     return xp.ascontiguousarray(full.reshape([k * tile for k in nt])[:shape[0], :shape[1], :shape[2]])
 
 
-def _output_array(xp, x, overwrite_x: bool):
-    """The NaN-filled float32 output of :func:`apply_fcn`: ``x`` itself with ``overwrite_x`` (when it is a
-    float32 C-contiguous array), else a new array."""
-    if overwrite_x and x.dtype == xp.float32 and x.flags.c_contiguous:
-        x.fill(xp.nan)
-        return x
-    return xp.full(x.shape, xp.nan, dtype=xp.float32)
+def _output_array(xp, x, overwrite_x: bool, fill: float | None = float("nan")):
+    """The float32 output of :func:`apply_fcn`, filled with ``fill`` (None: left as it is, to be written
+    whole): ``x`` itself with ``overwrite_x`` (when it is a float32 C-contiguous array), else a new array."""
+    out = x if (overwrite_x and x.dtype == xp.float32 and x.flags.c_contiguous) else \
+        xp.empty(x.shape, dtype=xp.float32)
+    if fill is not None:
+        out.fill(fill)
+    return out
 
 
 def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, overwrite_x: bool = False):
@@ -191,11 +192,8 @@ def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, ove
         xpad = xp.pad(x, r, mode="reflect")
         y = _run_net(net, xpad.reshape((1, 1) + xpad.shape), xp)[0]
         del xpad
-        if overwrite_x:
-            out = _output_array(xp, x, True)
-            out[...] = y
-        else:
-            out = xp.ascontiguousarray(y)
+        out = _output_array(xp, x, overwrite_x, fill=None)
+        out[...] = y
         del y
     else:
         gt = GPU_TILE
