@@ -221,10 +221,16 @@ def _hold(nbytes: int):
     if nbytes <= 0:
         return None
     mem = _allocator[0](nbytes)
-    if TRACE["on"] and POOL.used_bytes() > TRACE["peak"]:
-        TRACE["peak"] = POOL.used_bytes()
-        TRACE["live"] = sorted(list(_sites.values()) + [(nbytes, f"(inside cupyx) {_site()}")], reverse=True)
+    if TRACE["on"]:
+        _note_peak([(nbytes, f"(inside cupyx) {_site()}")])
     return mem
+
+
+def _note_peak(extra=()) -> None:
+    """When the pool is at a new high-water mark, keep the buffers alive (and ``extra``, not tracked)."""
+    if POOL.used_bytes() > TRACE["peak"]:
+        TRACE["peak"] = POOL.used_bytes()
+        TRACE["live"] = sorted(list(_sites.values()) + list(extra), reverse=True)
 
 
 def _flat(obj):
@@ -269,9 +275,7 @@ def _track(a: np.ndarray) -> None:
     _tracked[k] = fin
     if TRACE["on"]:
         _sites[k] = (r.nbytes, _site())
-        if POOL.used_bytes() > TRACE["peak"]:
-            TRACE["peak"] = POOL.used_bytes()
-            TRACE["live"] = sorted(_sites.values(), reverse=True)
+        _note_peak()
 
 
 def _untrack(k, mem):
