@@ -44,6 +44,14 @@ def _slab_case(be, monkeypatch):
     return c, rng.normal(size=(11, 13, 9)).astype(np.float32)
 
 
+@pytest.fixture(params=["cpu", pytest.param("cuda:0", marks=pytest.mark.gpu)])
+def slab_case(request, monkeypatch):
+    """``(backend, c, r)``: the CPU backend, or the device (``-m gpu``), with :func:`_slab_case`'s thresholds
+    (the device runs the same code)."""
+    be = get_backend("cpu") if request.param == "cpu" else request.getfixturevalue("gpu")
+    return (be,) + _slab_case(be, monkeypatch)
+
+
 def _check_slabs(be, c, r):
     """fftn/ifftn by slabs equal numpy.fft's full transforms (complex128 reference; float32 data: 1e-5 of
     the largest coefficient), in place with overwrite_x on a complex64 array, on a copy otherwise."""
@@ -61,18 +69,9 @@ def _check_slabs(be, c, r):
     np.testing.assert_array_equal(be.to_host(src), c)     # left alone without overwrite_x
 
 
-def test_fft_by_slabs_equals_the_full_transform(monkeypatch):
-    """Transforms too large for one cuFFT plan (cupy/cupy#4406) go by z- and y-slabs: same numbers (checked on
-    the CPU backend with a low threshold; the device runs the same code)."""
-    be = get_backend("cpu")
-    c, r = _slab_case(be, monkeypatch)
-    _check_slabs(be, c, r)
-
-
-@pytest.mark.gpu
-def test_fft_by_slabs_on_the_device(gpu, monkeypatch):
-    c, r = _slab_case(gpu, monkeypatch)
-    _check_slabs(gpu, c, r)
+def test_fft_by_slabs_equals_the_full_transform(slab_case):
+    """Transforms too large for one cuFFT plan (cupy/cupy#4406) go by z- and y-slabs: same numbers."""
+    _check_slabs(*slab_case)
 
 
 def _check_volumes(be, c):
@@ -89,16 +88,9 @@ def _check_volumes(be, c):
     np.testing.assert_allclose(be.to_host(out), batch, rtol=0, atol=1e-5 * np.abs(batch).max())
 
 
-def test_fft_of_a_large_batch_goes_by_volumes(monkeypatch):
-    be = get_backend("cpu")
-    c, _ = _slab_case(be, monkeypatch)
+def test_fft_of_a_large_batch_goes_by_volumes(slab_case):
+    be, c, _ = slab_case
     _check_volumes(be, c)
-
-
-@pytest.mark.gpu
-def test_fft_of_a_large_batch_goes_by_volumes_on_the_device(gpu, monkeypatch):
-    c, _ = _slab_case(gpu, monkeypatch)
-    _check_volumes(gpu, c)
 
 
 def _check_real_slabs(be, r):
@@ -126,13 +118,6 @@ def _check_real_slabs(be, r):
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
 
 
-def test_real_fft_by_slabs_equals_the_full_transform(monkeypatch):
-    be = get_backend("cpu")
-    _, r = _slab_case(be, monkeypatch)
+def test_real_fft_by_slabs_equals_the_full_transform(slab_case):
+    be, _, r = slab_case
     _check_real_slabs(be, r)
-
-
-@pytest.mark.gpu
-def test_real_fft_by_slabs_on_the_device(gpu, monkeypatch):
-    _, r = _slab_case(gpu, monkeypatch)
-    _check_real_slabs(gpu, r)
