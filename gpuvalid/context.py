@@ -111,8 +111,13 @@ class MapContext:
         return masks.hard_mask_largest_only(self.be, self.V, self.threshold, self.voxel_size)
 
     @cached_property
+    def hard_mask_box(self) -> tuple | None:
+        """Slices (z, y, x) of the hard mask's bounding box (None: empty mask)."""
+        return masks.bounding_box(self.be, self.hard_mask)
+
+    @cached_property
     def soft_mask(self):
-        return masks.soft_mask(self.be, self.hard_mask)
+        return masks.soft_mask(self.be, self.hard_mask, box=self.hard_mask_box)
 
     def _need_threshold(self):
         if self.threshold is None:
@@ -132,7 +137,7 @@ class MapContext:
     def release(self) -> None:
         """Drop cached device arrays (batch mode, between maps)."""
         for k in ("V", "raw_mask", "hard_mask", "hard_mask_largest_only", "hard_mask_component_sizes",
-                  "raw_mask_voxels", "soft_mask", "resized"):
+                  "raw_mask_voxels", "hard_mask_box", "soft_mask", "resized"):
             self.__dict__.pop(k, None)
         self.cache.clear()
 

@@ -182,18 +182,22 @@ def hard_mask_largest_only(be, V, threshold: float, voxel_size: float):
 SOFT_TRUNCATE = 4.0   # the Gaussian's support: round(4σ) voxels (scipy's and cupyx's default truncation)
 
 
-def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX):
+def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = None):
     """Hard mask blurred by a Gaussian of σ voxels (float32 in [0, 1]).
 
     The blur reaches ``int(4σ + 0.5)`` voxels, so it is computed on the hard mask's bounding box grown by
     that much (every other voxel is exactly 0, as when the whole box is filtered with zeros outside it).
+    ``box``: the hard mask's bounding box (slices z, y, x) when the caller already has it; found here
+    when None.
     """
     xp = be.xp
     reach = int(SOFT_TRUNCATE * float(sigma_vox) + 0.5)
-    box = bounding_box(be, hard, reach)
+    if box is None:
+        box = bounding_box(be, hard)
     soft = xp.zeros(hard.shape, dtype=xp.float32)
     if box is None:
         return soft
+    box = grown_box([sl.start for sl in box], [sl.stop - 1 for sl in box], reach, hard.shape)
     crop = xp.ascontiguousarray(hard[box]).astype(xp.float32)
     soft[box] = xp.clip(be.ndimage.gaussian_filter(crop, sigma=sigma_vox, mode="constant",
                                                    truncate=SOFT_TRUNCATE), 0.0, 1.0)

@@ -118,6 +118,8 @@ def test_soft_mask_equals_the_whole_box_gaussian(cpu, sigma):
         got = masks.soft_mask(cpu, hard, sigma)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expect)
+        # the caller's bounding box (the context's, shared with 0.a) gives the same mask
+        np.testing.assert_array_equal(masks.soft_mask(cpu, hard, sigma, box=sl), expect)
     assert not masks.soft_mask(cpu, np.zeros((6, 6, 6), dtype=bool)).any()
 
 

@@ -87,7 +87,7 @@ def run(ctx) -> SectionResult:
     n_xyz = ctx.shape[::-1]
 
     com_raw = center_of_mass(ctx.be, ctx.V)  # the reference's centre (signed densities, all voxels)
-    box = bounding_box(ctx.be, ctx.hard_mask)   # slices z, y, x; None: empty mask
+    box = ctx.hard_mask_box   # slices z, y, x; None: empty mask
     extent = [None if box is None else (box[a].start, box[a].stop - 1) for a in (2, 1, 0)]  # (i0, i1) x, y, z
     com = None if box is None else molecule_center_of_mass(ctx.be, ctx.V, ctx.hard_mask, box)
 
