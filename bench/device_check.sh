@@ -8,8 +8,8 @@
 #                                            # tests/standin (GPU code paths on the CPU, small sizes)
 #
 # Steps (each with its own time limit; a failing step does not stop the others):
-#   1 environment (nvidia-smi, versions, gpuvalid info) and bench/fft_sizes.py (0.e's working-grid edges 446 and
-#     669, each with a prime factor 223, against 448 and 672: one 3-D FFT each)
+#   1 environment (nvidia-smi, versions, gpuvalid info) and bench/fft_sizes.py (the edges 446 and 669, each with
+#     a prime factor 223, that 0.e's working grid had before it chose 448 and 672: one 3-D FFT each)
 #   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
 #     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
 #   3 pytest -m gpu (every GPU-vs-CPU test)
@@ -70,7 +70,7 @@ CPU_MAX=256
 CPU_BASELINE_SIZE=384   # step 5d (empty: skipped; 64 in a rehearsal or on the stand-in, to rehearse the step)
 SPIRAL_SIZES="128 256 384"
 PROFILE_SIZE=384   # step 5c
-FFT_SIZES="446 448 669 672"   # step 1: 0.e's 1 Å grid edges of EMD-5168 in 256³ and 384³ (2·223, 3·223), and smooth neighbours
+FFT_SIZES="446 448 669 672"   # step 1: EMD-5168 in 256³ and 384³ at 1 Å: N·Ts rounded (2·223, 3·223) and the edges 0.e uses
 PROFILE_LIMIT=60
 ENTRIES=8
 L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
@@ -163,7 +163,7 @@ env_info() {
     $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
     $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || true
     $GV info --device "$DEV"
-    $PY bench/fft_sizes.py --device "$DEV" --sizes $FFT_SIZES --repeat 3 || true   # 0.e's grid edges vs smooth ones
+    $PY bench/fft_sizes.py --device "$DEV" --sizes $FFT_SIZES --repeat 3 || true   # what 0.e's small-factor grid edges save on cuFFT
 }
 
 level1_local() {  # step 8 (also the whole of --level1-local)

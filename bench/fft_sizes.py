@@ -1,9 +1,9 @@
 """Seconds of one complex64 3-D FFT per box edge on a backend: is an edge with a large prime factor slow?
 
-0.e's working grid is the map resampled to 1 Å, so its edge is whatever N·Ts rounds to: EMD-5168 (1.742 Å)
-in a 384³ box gives 669 = 3·223, in 256³ 446 = 2·223. Both cuFFT and pocketfft transform such sizes with
-Bluestein's algorithm (a padded convolution, several passes), so they may cost several times a 2·3·5·7-smooth
-edge next to them; how many times on an H100 decides whether the working grid should round to a smooth size.
+0.e's working grid is the map resampled to 1 Å.  Its edge used to be N·Ts rounded: EMD-5168 (1.742 Å) in a
+384³ box gave 669 = 3·223, in 256³ 446 = 2·223, which cuFFT and pocketfft transform with Bluestein's
+algorithm.  It is now the nearest edge within 1 % with prime factors ≤ 7 (else ≤ 13), 672 and 448 there
+(``gpuvalid.resample.fft_length``); this script measures what that saves on a device (and on the CPU).
 
     python bench/fft_sizes.py [--device cuda:0] [--sizes 446 448 669 672] [--repeat 3]
 

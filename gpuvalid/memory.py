@@ -38,6 +38,7 @@ import re
 import sys
 
 from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
+from .resample import grid_shape
 
 __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
            "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
@@ -152,8 +153,8 @@ def gib(n: float | None) -> str:
 
 
 def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOXEL_A) -> int:
-    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å (``max(4, round(n·Ts))``)."""
-    return int(math.prod(max(4, int(round(n * voxel_size / work_voxel))) for n in shape))
+    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å (:func:`gpuvalid.resample.grid_shape`)."""
+    return int(math.prod(grid_shape(shape, voxel_size, work_voxel)))
 
 
 def resized_voxels(shape: tuple, voxel_size: float, resolution: float | None) -> int:

@@ -129,3 +129,48 @@ def fourier_resample(be, V, new_shape: tuple):
     del X
     v *= v.dtype.type(scale)
     return v if v.dtype == xp.float32 else v.astype(xp.float32)
+
+
+#: the largest prime factors of a box edge that the resampling prefers, in order: cuFFT (and NVIDIA's FFT
+#: libraries generally) transform edges of the form 2^a·3^b·5^c·7^d by radix passes and documents Bluestein's
+#: algorithm for others; pocketfft (scipy.fft) has radix passes up to 11 and generic ones beyond, and falls to
+#: Bluestein for a large prime factor (446 = 2·223, 669 = 3·223: rfftn + irfftn 3.7× and 3.5× the time of
+#: 448³/672³ on 2 CPU cores, bench/RESULTS.md)
+FFT_PRIME_PREFERENCE = (7, 13)
+#: how far (relative) such an edge may be from the exact ``N·Ts/Ts'``: the voxel stays within 1 % of ``Ts'``
+FFT_EDGE_TOL = 0.01
+
+
+def largest_prime_factor(n: int) -> int:
+    """The largest prime factor of ``n ≥ 1`` (1 for 1)."""
+    n, p, best = int(n), 2, 1
+    while p * p <= n:
+        while n % p == 0:
+            n //= p
+            best = p
+        p += 1
+    return max(best, n) if n > 1 else best
+
+
+def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
+    """A box edge for ``target`` voxels: among the edges within ``tol·target`` of it, the nearest whose prime
+    factors are all ≤ 7, else the nearest with factors ≤ 13 (ties: the larger edge); ``round(target)``
+    when there is neither (``round(target)`` itself when its factors are ≤ 7)."""
+    lo, hi = int(np.floor(target * (1.0 - tol))), int(np.ceil(target * (1.0 + tol)))
+    window = [m for m in range(max(1, lo), hi + 1) if abs(m - target) <= tol * target]
+    for pmax in FFT_PRIME_PREFERENCE:
+        ok = [m for m in window if largest_prime_factor(m) <= pmax]
+        if ok:
+            return min(ok, key=lambda m: (abs(m - target), -m))
+    return int(round(target))
+
+
+def grid_shape(shape: tuple, voxel_size: float, new_voxel: float, minimum: int = 4) -> tuple:
+    """Box of a map of ``shape`` (``voxel_size`` Å) resampled to about ``new_voxel`` Å/voxel: per axis the edge
+    :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is ``N·Ts/M``."""
+    return tuple(max(minimum, fft_length(n * voxel_size / new_voxel)) for n in shape)
+
+
+def grid_voxel_sizes(shape: tuple, voxel_size: float, new_shape: tuple) -> tuple:
+    """Voxel size (Å) of each axis (z, y, x) after resampling ``shape`` at ``voxel_size`` Å to ``new_shape``."""
+    return tuple(n * voxel_size / m for n, m in zip(shape, new_shape))

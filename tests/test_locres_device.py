@@ -44,7 +44,7 @@ def _ref_locres_input(V):
 
 
 def _ref_mask(mask, voxel_size, ts1, shape1, it):
-    pts = np.argwhere(mask) * (voxel_size / ts1)
+    pts = np.argwhere(mask) * (voxel_size / np.asarray(ts1, dtype=float))   # one voxel size, or one per axis
     m1 = np.zeros(shape1, bool)
     q = np.clip(np.rint(pts).astype(int), 0, np.array(shape1) - 1)
     m1[q[:, 0], q[:, 1], q[:, 2]] = True
@@ -110,11 +110,21 @@ def test_mask_to_grid_dilates_like_the_whole_grid(region, it):
     # masks touching faces of the grid and a small one in the middle: the whole-grid dilation is the reference
     mask = np.zeros((21, 18, 24), bool)
     mask[region] = True
-    for ts1, shape1 in ((1.7, (37, 31, 42)), (3.1, (12, 10, 13))):
+    for ts1, shape1 in ((1.7, (37, 31, 42)), (3.1, (12, 10, 13)), ((1.69, 1.72, 1.75), (22, 18, 24))):
         m1, pts = P.mask_to_grid(mask, 1.742, ts1, shape1, it, get_backend("cpu"))
         r1, rpts = _ref_mask(mask, 1.742, ts1, shape1, it)
         np.testing.assert_array_equal(m1, r1)
         np.testing.assert_array_equal(pts, rpts)
+
+
+def test_mask_to_grid_maps_each_axis_at_its_own_voxel():
+    # working grids have one voxel per axis (N·Ts/M): the far corner voxel lands at (n − 1)·Ts/ts1 on each axis
+    mask = np.zeros((21, 18, 24), bool)
+    mask[20, 17, 23] = True
+    ts1 = (1.69, 1.72, 1.75)
+    m1, pts = P.mask_to_grid(mask, 1.742, ts1, (22, 19, 24), 0, get_backend("cpu"))
+    np.testing.assert_allclose(pts[0], [20 * 1.742 / 1.69, 17 * 1.742 / 1.72, 23 * 1.742 / 1.75], rtol=1e-12)
+    assert m1[21, 17, 23] and int(m1.sum()) == 1          # rint(20.615), rint(17.218), rint(22.895)
 
 
 def test_tiles_equal_the_former_loop():
@@ -151,10 +161,11 @@ def tiny(tmp_path):
 
 
 def _ref_predict(V, ts, mask, path):
-    """The former host predict_locres (reference pipeline with the reference preprocessing)."""
+    """The former host predict_locres (reference pipeline with the reference preprocessing), each axis mapped
+    at its own working-grid voxel ``N·Ts/M``."""
     net = infer.load("locres", path, "cpu")
     shape = P.working_shape(V.shape, ts)
-    V1, ts1 = _ref_resample(V, shape), V.shape[0] * ts / shape[0]
+    V1, ts1 = _ref_resample(V, shape), [n * ts / m for n, m in zip(V.shape, shape)]
     m1, pts = _ref_mask(mask, ts, ts1, V1.shape, 2)
     lr1 = infer.apply_fcn(net, _ref_locres_input(V1), m1, "cpu")
     lr1 = np.where(np.isnan(lr1), np.nanmedian(lr1[m1]), lr1)

@@ -58,10 +58,11 @@ def test_working_grid_and_estimates_scale_with_voxels():
         # 8× the voxels: 8× the variable part (0.e's network phase also holds its smallest batch of tiles)
         fixed = memory.FIXED_BYTES + (memory.NETWORK_BATCH_MIN_BYTES if sid == "0.e" else 0)
         assert big[sid] - fixed == 8 * (small[sid] - fixed)
-    # a 1.742 Å map's working grid is 1.742³ ≈ 5.3× larger: sections on that grid grow with it
+    # a 1.742 Å map's working grid is 1.742³ ≈ 5.3× larger: sections on that grid grow with it (174.2 voxels
+    # per 100: the edge 175 = 5²·7, the nearest with small prime factors)
     per = memory.BYTES_PER_VOXEL["0.h"]
     assert memory.estimate_bytes("0.h", (100, 100, 100), 1.742) == (
-        per.get("input", 0) * 10**6 + per.get("work", 0) * 174**3 + memory.FIXED_BYTES)
+        per.get("input", 0) * 10**6 + per.get("work", 0) * 175**3 + memory.FIXED_BYTES)
     # the map resampled to R/2 = 3.3 Å: round(100·1.742/3.3) = 53 voxels per axis (0.f/0.g)
     assert memory.resized_voxels((100, 100, 100), 1.742, 6.6) == 53**3
     assert memory.resized_voxels((100, 100, 100), 1.742, None) == 10**6
@@ -72,9 +73,9 @@ def test_working_grid_and_estimates_scale_with_voxels():
 
 def test_sequential_phases_peak_at_the_larger_one():
     """0.e's monogenic estimate (input grid) and network (1 Å grid) run one after the other: the estimate is
-    the larger phase, not their sum (a 1.742 Å map's working grid holds 174³ voxels per 100³)."""
+    the larger phase, not their sum (a 1.742 Å map's working grid holds 175³ voxels per 100³)."""
     phases = memory.BYTES_PER_VOXEL["0.e"]["phases"]
-    by_phase = [ph.get("fixed", 0) + ph.get("input", 0) * 10**6 + ph.get("work", 0) * 174**3 for ph in phases]
+    by_phase = [ph.get("fixed", 0) + ph.get("input", 0) * 10**6 + ph.get("work", 0) * 175**3 for ph in phases]
     assert memory.estimate_bytes("0.e", (100, 100, 100), 1.742) == max(by_phase) + memory.FIXED_BYTES
     assert max(by_phase) < sum(by_phase)
 

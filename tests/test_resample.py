@@ -13,7 +13,8 @@ import pytest
 from gpuvalid import masks
 from gpuvalid.backend import get_backend
 from gpuvalid.models import preprocess
-from gpuvalid.resample import fourier_resample
+from gpuvalid.resample import (FFT_EDGE_TOL, FFT_PRIME_PREFERENCE, fft_length, fourier_resample, grid_shape,
+                               grid_voxel_sizes, largest_prime_factor)
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,44 @@ def test_every_kept_block_is_disjoint_and_covers_min_n_m():
         assert len(idx) == len(set(idx)) == min(n, m) == len(src)
         f_src, f_dst = np.fft.fftfreq(n, 1 / n)[src], np.fft.fftfreq(m, 1 / m)[idx]
         np.testing.assert_array_equal(np.rint(f_src), np.rint(f_dst))       # same frequency both sides
+
+
+def _prime_factors(n):
+    """Prime factors of n by trial division (an independent check of resample.largest_prime_factor)."""
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+@pytest.mark.parametrize("target", [445.95, 668.9, 174.2, 238.0, 202.0, 184.8, 294.8, 104.99, 46.9, 20.0, 5.0,
+                                    1007.3, 63.0, 143.3, 527.0, 116.0])
+def test_fft_length_is_the_nearest_smooth_edge_within_tolerance(target):
+    m = fft_length(target)
+    for pmax in FFT_PRIME_PREFERENCE:     # factors ≤ 7 first, then ≤ 13 (brute force over every integer)
+        smooth = [k for k in range(1, int(2 * target) + 3)
+                  if max(_prime_factors(k) or [1]) <= pmax and abs(k - target) <= FFT_EDGE_TOL * target]
+        if smooth:   # the nearest such edge, ties to the larger
+            best = min(abs(k - target) for k in smooth)
+            assert m == max(k for k in smooth if abs(k - target) == best)
+            break
+    else:            # none close enough: the nearest integer, whatever its factors
+        assert m == round(target)
+    assert largest_prime_factor(m) == max(_prime_factors(m) or [1])
+
+
+def test_fft_length_prefers_factors_up_to_7_then_13():
+    assert fft_length(116.0) == 117           # 3²·13: no edge of factors ≤ 7 within 1 % (112 and 120 are 3.4 % off)
+    assert fft_length(174.2) == 175           # 5²·7, not 174 = 2·3·29
+    assert fft_length(184.8) == 185           # 5·37: nothing better within 1 %
+
+
+def test_working_grids_of_the_benchmark_boxes_have_small_factors():
+    # 256³ and 384³ at 1.742 Å (bench_e2e): 445.95 and 668.9 voxels at 1 Å, formerly 446 = 2·223 and 669 = 3·223
+    assert grid_shape((256, 256, 384), 1.742, 1.0) == (448, 448, 672)
+    ts = grid_voxel_sizes((256, 256, 384), 1.742, (448, 448, 672))
+    assert all(abs(t - 1.0) <= 0.01 for t in ts)
+    assert grid_shape((3, 3, 3), 0.5, 1.0) == (4, 4, 4)          # never below 4 voxels per axis

@@ -136,7 +136,8 @@ def hand_score(be, V, voxel_size: float, threshold: float, path: str | Path | No
         ValueError: the contour mask on the working grid holds fewer than ``MIN_MASK_VOXELS`` voxels.
     """
     model = load(path)
-    V1, ts1 = P.to_working_grid(V, voxel_size, be=be)
+    V1, ts_axes = P.to_working_grid(V, voxel_size, be=be)
+    ts1 = float(np.prod(ts_axes)) ** (1.0 / 3.0)    # the axes' voxels differ by < 2 %: one size for the features
     mask = V1 >= threshold
     n = int(be.scalar(be.xp.count_nonzero(mask)))
     if n < MIN_MASK_VOXELS:

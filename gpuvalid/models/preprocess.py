@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..masks import grown_box
-from ..resample import fourier_resample
+from ..resample import fourier_resample, grid_shape, grid_voxel_sizes
 
 WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
@@ -34,7 +34,9 @@ def _be(be):
 
 
 def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple:
-    return tuple(max(4, int(round(n * voxel_size / new_voxel))) for n in shape)
+    """Working-grid box: per axis the edge nearest ``N·Ts/Ts'`` with small prime factors, within 1 % of it
+    (:func:`gpuvalid.resample.grid_shape`: fast transforms on both devices)."""
+    return grid_shape(shape, voxel_size, new_voxel)
 
 
 def resample(V, new_shape: tuple, be=None):
@@ -45,10 +47,10 @@ def resample(V, new_shape: tuple, be=None):
 
 def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=None) -> tuple:
     """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model);
-    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size (first axis); ``V1`` on ``be``'s device."""
+    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size of each axis (z, y, x; Å, each within 1 % of
+    ``new_voxel``); ``V1`` on ``be``'s device."""
     shape = working_shape(V.shape, voxel_size, new_voxel)
-    ts1 = V.shape[0] * voxel_size / shape[0]
-    return fourier_resample(_be(be), V, shape), float(ts1)
+    return fourier_resample(_be(be), V, shape), grid_voxel_sizes(V.shape, voxel_size, shape)
 
 
 def locres_input(V, be=None):
@@ -73,15 +75,16 @@ def locres_input(V, be=None):
     return a
 
 
-def mask_to_grid(mask, voxel_size: float, ts1: float, shape1: tuple, dilate_vox: int, be=None):
+def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be=None):
     """The ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) mapped to a grid of ``shape1`` at ``ts1``
-    Å/voxel (each to its nearest voxel), dilated ``dilate_vox`` times (6-connected); returns ``(mask1,
-    points)`` with ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates of the mask voxels on that grid
-    (row-major order of the mask voxels), both on ``be``'s device."""
+    Å/voxel (one size, or one per axis z, y, x), each to its nearest voxel, dilated ``dilate_vox`` times
+    (6-connected); returns ``(mask1, points)`` with ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates
+    of the mask voxels on that grid (row-major order of the mask voxels), both on ``be``'s device."""
     be = _be(be)
     xp = be.xp
     mask = be.asarray(mask).astype(bool)
-    pts = xp.argwhere(mask) * (voxel_size / ts1)
+    scale = np.broadcast_to(voxel_size / np.asarray(ts1, dtype=np.float64), (3,))
+    pts = xp.argwhere(mask) * xp.asarray(scale)
     m1 = xp.zeros(tuple(shape1), bool)
     hi = xp.asarray(np.array(shape1) - 1)
     q = xp.clip(xp.rint(pts).astype(np.int64), 0, hi)
