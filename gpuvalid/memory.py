@@ -38,6 +38,7 @@ import re
 import sys
 
 from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
+from .masks import resampled_shape
 from .resample import grid_shape
 
 __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
@@ -161,7 +162,7 @@ def resized_voxels(shape: tuple, voxel_size: float, resolution: float | None) ->
     """Voxels of the map resampled to R/2 (the input's when R is unknown or R/2 ≤ Ts)."""
     if resolution is None or resolution / 2.0 <= voxel_size:
         return int(math.prod(int(n) for n in shape))
-    return int(math.prod(max(2, int(math.floor(n * voxel_size / (resolution / 2.0) + 0.5))) for n in shape))
+    return int(math.prod(resampled_shape(shape, voxel_size, resolution / 2.0)))
 
 
 def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None,
