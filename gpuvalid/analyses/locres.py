@@ -30,7 +30,7 @@ EXPLANATION = (
     "local-resolution map gives, at every voxel of the molecule, the finest detail the density supports "
     "there. gpuvalid estimates it twice: with a small 3-D convolutional network trained here on maps "
     "simulated from atomic models at known, spatially varying resolutions (it looks at a 13 Å cube around "
-    "each voxel of the map resampled to 1 Å/voxel; below 2 Å a second network looks at a 6.5 Å cube at "
+    "each voxel of the map resampled to about 1 Å/voxel; below 2 Å a second network looks at a 6.5 Å cube at "
     "0.5 Å/voxel), and with a monogenic estimate that needs no training "
     "(the highest Fourier-shell frequency whose local amplitude stays above the noise level of the "
     "background). The two should broadly agree; the reported resolution R should fall inside the "
@@ -48,7 +48,7 @@ DIFFERENCES = [
     "estimate says \"could not be measured\" where its noise reference is degenerate (a masked or zeroed "
     "background), instead of returning the grid limit.",
     "On five real maps with fitted models the network's median is within 0.35 Å of a local map-model FSC "
-    "reference at 3.2–3.4 Å and within 1 Å at 6.6–7 Å (−0.92 Å on EMD-5168, 0.00 Å on GroEL), but its "
+    "reference at 3.2–3.4 Å and within 1 Å at 6.6–7 Å (−0.89 Å on EMD-5168, −0.07 Å on GroEL), but its "
     "voxel-wise agreement with that reference is weak (docs/models.md). The fine network used below 2 Å is "
     "checked on simulations at 1.5–2.5 Å (median bias +0.24 Å) and on the same real maps at 3.2–3.4 Å; no "
     "real map finer than 2 Å with a fitted model was available to check it.",
