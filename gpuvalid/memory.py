@@ -154,7 +154,8 @@ def gib(n: float | None) -> str:
 
 
 def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOXEL_A) -> int:
-    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å (:func:`gpuvalid.resample.grid_shape`)."""
+    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å
+    (:func:`gpuvalid.resample.grid_shape`, the box 0.e and 0.h resample to)."""
     return int(math.prod(grid_shape(shape, voxel_size, work_voxel)))
 
 
