@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from . import masks
 from .errors import NotMeasurable
+from .lazy import cached
 
 MIN_MASK_VOXELS = 64  # voxels at or above the contour needed before any mask-based number means something
 
@@ -30,7 +30,12 @@ class MapContext:
 
     ``V`` is the map (float32, ``[z, y, x]``) on the device; ``voxel_size`` Ts in Å; ``threshold`` the
     contour level t (or None); ``resolution`` R in Å (or None).  Masks and the resized map are
-    computed lazily and cached, so every section shares them.
+    computed lazily and cached (:func:`gpuvalid.lazy.cached`), so every section shares them.
+
+    What the sections leave for the report: ``local_maps`` (section id → the local map for the colour views:
+    ``values``, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
+    drawn, ``"<section id>:\n<traceback>"``; the pipeline writes them to ``errors.log``).  ``cache`` is for
+    what one section keeps for another (e.g. a host copy of a mask).
     """
 
     def __init__(self, be, volume: np.ndarray, voxel_size: float, threshold: float | None,
@@ -44,13 +49,16 @@ class MapContext:
         self.name = name
         self.vmax = float(self.host.max())
         self.vmin = float(self.host.min())
-        self.cache: dict = {}  # free-form cache shared by sections (e.g. the spectrum)
+        self._lazy: dict = {}             # values of the @cached properties
+        self.cache: dict = {}             # what one section keeps for another
+        self.local_maps: dict = {}
+        self.figure_errors: list[str] = []
 
     @property
     def shape(self) -> tuple:
         return self.host.shape
 
-    @cached_property
+    @cached
     def V(self):
         return self.be.asarray(self.host)
 
@@ -73,7 +81,7 @@ class MapContext:
             raise NotMeasurable(f"threshold too high: only {n} voxel(s) reach the contour level "
                                 f"{self.threshold:g}; at least {MIN_MASK_VOXELS} are needed to define the molecule")
 
-    @cached_property
+    @cached
     def raw_mask_voxels(self) -> int:
         """Number of voxels at or above the contour level."""
         return int(self.be.scalar(self.be.xp.count_nonzero(self.raw_mask)))
@@ -83,26 +91,26 @@ class MapContext:
             raise NotMeasurable("no resolution was given (use --resolution or an EMDB header)")
 
     # ---- masks ---------------------------------------------------------------------------------
-    @cached_property
+    @cached
     def raw_mask(self):
         self._need_threshold()
         return masks.raw_mask(self.be, self.V, self.threshold)
 
-    @cached_property
+    @cached
     def hard_mask(self):
         """Components with ≥ 10 % of the largest one's voxels, dilated by 2 Å (see :mod:`gpuvalid.masks`)."""
         self._need_threshold()
         hard, sizes = masks.hard_mask(self.be, self.V, self.threshold, self.voxel_size, with_sizes=True)
-        self.__dict__["hard_mask_component_sizes"] = [int(v) for v in sizes]
+        self._lazy["hard_mask_component_sizes"] = [int(v) for v in sizes]
         return hard
 
-    @cached_property
+    @cached
     def hard_mask_component_sizes(self) -> list[int]:
         """Voxel counts (raw mask) of the components kept in the hard mask, descending."""
         _ = self.hard_mask
-        return self.__dict__["hard_mask_component_sizes"]
+        return self._lazy["hard_mask_component_sizes"]
 
-    @cached_property
+    @cached
     def hard_mask_largest_only(self):
         """The reference service's hard mask (largest component only, quirk Q6), for ``vrs_compat``."""
         self._need_threshold()
@@ -110,12 +118,12 @@ class MapContext:
             return self.hard_mask
         return masks.hard_mask_largest_only(self.be, self.V, self.threshold, self.voxel_size)
 
-    @cached_property
+    @cached
     def hard_mask_box(self) -> tuple | None:
         """Slices (z, y, x) of the hard mask's bounding box (None: empty mask)."""
         return masks.bounding_box(self.be, self.hard_mask)
 
-    @cached_property
+    @cached
     def soft_mask(self):
         return masks.soft_mask(self.be, self.hard_mask, box=self.hard_mask_box)
 
@@ -124,7 +132,7 @@ class MapContext:
             raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
 
     # ---- resized map for the local analyses --------------------------------------------------
-    @cached_property
+    @cached
     def resized(self) -> "MapContext":
         """The map Fourier-resampled to Ts' = R/2, with its own masks (same threshold)."""
         self.require_resolution()
@@ -135,11 +143,12 @@ class MapContext:
         return ctx
 
     def release(self) -> None:
-        """Drop cached device arrays (batch mode, between maps)."""
-        for k in ("V", "raw_mask", "hard_mask", "hard_mask_largest_only", "hard_mask_component_sizes",
-                  "raw_mask_voxels", "hard_mask_box", "soft_mask", "resized"):
-            self.__dict__.pop(k, None)
+        """Drop every cached value, device arrays included (batch mode, between maps), and what the
+        sections left for the report."""
+        self._lazy.clear()
         self.cache.clear()
+        self.local_maps.clear()
+        self.figure_errors.clear()
 
 
 @dataclass

@@ -330,7 +330,8 @@ def _cpu_context(ctx):
 
         cpu_ctx = MapContext(get_backend("cpu"), ctx.host, ctx.voxel_size, ctx.threshold, ctx.resolution,
                              ctx.options, name=ctx.name)
-        cpu_ctx.cache = ctx.cache  # local maps and figure errors are host objects: keep them in one place
+        # what the sections leave for each other and for the report stays in one place
+        cpu_ctx.cache, cpu_ctx.local_maps, cpu_ctx.figure_errors = ctx.cache, ctx.local_maps, ctx.figure_errors
         ctx.__dict__["_cpu_fallback_ctx"] = cpu_ctx
     return cpu_ctx
 

@@ -161,6 +161,7 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
         for sid, title, _module in SECTIONS1:
             sections[sid] = not_applicable(sid, title, "no half maps were given (use --half1 and --half2)")
 
+    errors += note_figure_failures(sections, ctx.figure_errors)
     if out_dir is not None and errors:
         from .report.files import atomic_write_text
 
@@ -168,6 +169,21 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
     report = Report(inp, sections, be.info(), input_figs, time.perf_counter() - t0, half_maps=half_maps)
     ctx.release()
     return report
+
+
+def note_figure_failures(sections: dict[str, SectionResult], figure_errors: list[str]) -> list[str]:
+    """Tell each section whose figure could not be drawn (``"<sid>:\n<traceback>"`` entries, Level 0 and 1)
+    so in its results, with the exception's last line; return the entries for ``errors.log``."""
+    for entry in figure_errors:
+        sid, _, tb = entry.partition(":\n")
+        res = sections.get(sid)
+        if res is None:
+            continue
+        last = tb.strip().splitlines()[-1][:200] if tb.strip() else "unknown error"
+        note = f"A figure of this section could not be drawn ({last}); the traceback is in `errors.log`."
+        if note not in res.blocks:
+            res.blocks.append(note)
+    return [f"figures of section {e}" for e in figure_errors]
 
 
 def _input_figures(ctx: MapContext, fig_dir: Path, errors: list[str]) -> list[Figure]:

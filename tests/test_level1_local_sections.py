@@ -47,4 +47,4 @@ def test_local_sections_run(ctx1):
     assert "uniformity_p" in out["1.f"].values and out["1.f"].values["mean_directional_A"] > 2.0
     assert {k.split()[0] for k in ctx1.estimates} >= {"1.c", "1.d", "1.e", "1.f"}
     assert any(f.file.endswith("l1_local_overlay.png") for f in out["1.f"].figures)
-    assert not [e for e in ctx1.ctx0.cache.get("figure_errors", []) if e.startswith("1.")]
+    assert not [e for e in ctx1.ctx0.figure_errors if e.startswith("1.")]

@@ -48,7 +48,7 @@ def test_emd_5168_sections(cpu, data_dir, tmp_path):
     assert len(f.vrs_compat["percentiles_A2"]) == 5 and len(g.vrs_compat["percentiles"]) == 5
     for name in ("sharpened.mrc", "locbfactor.mrc", "occupancy.mrc"):
         assert (tmp_path / "maps" / name).is_file()
-    lm = ctx.cache["local_maps"]
+    lm = ctx.local_maps
     assert lm["0.f"]["values"].shape == ctx.resized.shape and lm["0.f"]["values"].dtype == np.float32
     assert lm["0.f"]["lo"] == pytest.approx(pf[0]) and lm["0.g"]["hi"] == pytest.approx(pg[4])
 

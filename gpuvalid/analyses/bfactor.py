@@ -78,7 +78,7 @@ def run(ctx) -> SectionResult:
             f = figs.sharpened_slices_png(be, sharp, fig_dir / "sharpened_slices.png")
             res.figures.append(Figure(f, "Max-variance slices of the sharpened map."))
         except Exception:
-            ctx.cache.setdefault("figure_errors", []).append(f"{SID}:\n{traceback.format_exc()}")
+            ctx.figure_errors.append(f"{SID}:\n{traceback.format_exc()}")
     if ctx.options.map_dir is not None:
         from ..io.mrc import write_mrc
         write_mrc(ctx.options.map_dir / "sharpened.mrc", be.to_host(sharp), ctx.voxel_size)

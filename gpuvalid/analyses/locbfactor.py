@@ -112,7 +112,7 @@ def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: 
                       stem: str, title: str, unit_label: str, percentiles: list[float]) -> None:
     """Store the local map for the colour views, write it as MRC on request, add histogram and views."""
     rz = ctx.resized
-    ctx.cache.setdefault("local_maps", {})[sid] = {"values": values, "lo": lo, "hi": hi, "label": label}
+    ctx.local_maps[sid] = {"values": values, "lo": lo, "hi": hi, "label": label}
     if ctx.options.map_dir is not None:
         from ..io.mrc import write_mrc
         write_mrc(ctx.options.map_dir / f"{stem}.mrc", values, rz.voxel_size)
@@ -121,7 +121,7 @@ def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: 
     fig_dir = ctx.options.figure_dir
     if fig_dir is None:
         return
-    errors = ctx.cache.setdefault("figure_errors", [])
+    errors = ctx.figure_errors
     try:
         from ..figures.local import local_histogram, try_colour_views
     except Exception:

@@ -221,11 +221,11 @@ def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
     wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
     if wanted:
         values = ctx.be.to_host(values)
-    ctx.cache.setdefault("local_maps", {})[SID] = {"values": values, "lo": p[0], "hi": p[4],
+    ctx.local_maps[SID] = {"values": values, "lo": p[0], "hi": p[4],
                                                   "label": "local resolution (Å)"}
     if not wanted:
         return
-    errors = ctx.cache.setdefault("figure_errors", [])
+    errors = ctx.figure_errors
     if ctx.options.map_dir is not None:
         try:
             from ..io.mrc import write_mrc

@@ -83,9 +83,6 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
         if progress:
             progress(f"{sid} {title}")
         out[sid] = run_section(module, sid, title, ctx1, error_log)
-    figure_errors = ctx0.cache.get("figure_errors")
-    if error_log is not None and figure_errors:
-        error_log.extend(e for e in figure_errors if e.startswith("1"))
     out[HSID].summary = estimates_sentence(ctx0.resolution, level0 or {}, ctx1.estimates)
     out[HSID].values["resolution_estimates_A"] = dict(ctx1.estimates)
     ctx1.release()

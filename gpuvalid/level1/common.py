@@ -40,4 +40,4 @@ def add_figure(ctx1, res: SectionResult, make, caption: str) -> None:
         if f:
             res.figures.append(Figure(f, caption))
     except Exception:
-        ctx1.ctx0.cache.setdefault("figure_errors", []).append(f"{res.id}:\n{traceback.format_exc()}")
+        ctx1.ctx0.figure_errors.append(f"{res.id}:\n{traceback.format_exc()}")

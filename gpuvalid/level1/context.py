@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, NotMeasurable
+from ..lazy import cached
 from . import shells
 
 VOXEL_TOL = 0.01  # relative voxel-size difference accepted between the halves and the primary map
@@ -110,35 +110,36 @@ class Level1Context:
         self.resolution = ctx0.resolution
         self.options = ctx0.options
         self.seed = int(seed)
-        self.cache: dict = {}
+        self._lazy: dict = {}       # values of the @cached properties
+        self.cache: dict = {}       # what one section keeps for another (1.e's engine, the histograms)
         self.estimates: dict = {}   # section id -> (label, Å) for the resolution-estimates sentence
 
     @property
     def shape(self) -> tuple:
         return self.halves.data[0].shape
 
-    @cached_property
+    @cached
     def h1(self):
         return self.be.asarray(self.halves.data[0], dtype=self.be.xp.float32)
 
-    @cached_property
+    @cached
     def h2(self):
         return self.be.asarray(self.halves.data[1], dtype=self.be.xp.float32)
 
-    @cached_property
+    @cached
     def geo(self) -> shells.HalfSpectrum:
         return shells.HalfSpectrum(self.be, self.shape, self.voxel_size)
 
-    @cached_property
+    @cached
     def F1(self):
         return self.be.rfftn(self.h1).astype(self.be.xp.complex64)
 
-    @cached_property
+    @cached
     def F2(self):
         return self.be.rfftn(self.h2).astype(self.be.xp.complex64)
 
     # ---- the mask used by the masked analyses ------------------------------------------------------------
-    @cached_property
+    @cached
     def mask_info(self) -> tuple:
         """``(mask, description, is_soft_mask)``: the Level 0 soft mask of the primary map; when it cannot be
         made (no contour threshold, empty mask) a sphere of radius ``N/2 − 4`` voxels with a Gaussian edge
@@ -167,23 +168,23 @@ class Level1Context:
     def mask(self):
         return self.mask_info[0]
 
-    @cached_property
+    @cached
     def M1(self):
         return self.be.rfftn(self.h1 * self.mask).astype(self.be.xp.complex64)
 
-    @cached_property
+    @cached
     def M2(self):
         return self.be.rfftn(self.h2 * self.mask).astype(self.be.xp.complex64)
 
-    @cached_property
+    @cached
     def fsc_unmasked(self) -> shells.FscTerms:
         return shells.fsc_terms(self.geo, self.F1, self.F2)
 
-    @cached_property
+    @cached
     def fsc_masked(self) -> shells.FscTerms:
         return shells.fsc_terms(self.geo, self.M1, self.M2)
 
-    @cached_property
+    @cached
     def binned_masked(self) -> np.ndarray:
         """``(cross, p1, p2)`` sums of the masked halves per (shell, direction bin): ``[3, nshell, nbins]``."""
         bins = self.direction_bins
@@ -193,7 +194,7 @@ class Level1Context:
         p2 = F2.real * F2.real + F2.imag * F2.imag
         return bins.sums(cross, p1, p2)
 
-    @cached_property
+    @cached
     def direction_bins(self) -> shells.DirectionBins:
         return shells.DirectionBins(self.geo)
 
@@ -205,8 +206,8 @@ class Level1Context:
         return 2.0 * self.voxel_size
 
     def release(self) -> None:
-        for k in ("h1", "h2", "geo", "F1", "F2", "M1", "M2", "mask_info", "direction_bins"):
-            self.__dict__.pop(k, None)
+        """Drop every cached value (the halves and their transforms on the device) and the sections' cache."""
+        self._lazy.clear()
         self.cache.clear()
 
 

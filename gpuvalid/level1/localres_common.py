@@ -76,11 +76,11 @@ def _publish(ctx1, res, values_map, p, label, stem) -> None:
             res.blocks.append(f"The local-resolution map was written to `maps/{stem}.mrc` (voxels not measured "
                               "hold the median).")
         except Exception:
-            ctx0.cache.setdefault("figure_errors", []).append(f"{res.id}:\n{traceback.format_exc()}")
+            ctx0.figure_errors.append(f"{res.id}:\n{traceback.format_exc()}")
     fig_dir = ctx0.options.figure_dir
     if fig_dir is None:
         return
-    errors = ctx0.cache.setdefault("figure_errors", [])
+    errors = ctx0.figure_errors
     try:
         from ..figures.local import local_histogram, try_colour_views
         inside = values_map[np.isfinite(values_map)]
@@ -101,7 +101,7 @@ def overlay_figure(ctx1, res: SectionResult) -> None:
     try:
         from ..figures.level1_local import overlay_histograms_png
         series = [(f"{sid} {lab}", v) for sid, (lab, v) in sorted(ctx1.cache.get(HIST_KEY, {}).items())]
-        loc = ctx0.cache.get("local_maps", {}).get("0.e")
+        loc = ctx0.local_maps.get("0.e")
         if loc is not None:
             v = np.asarray(loc["values"])          # 0.e: its grid, NaN outside its mask
             if v.shape == tuple(ctx0.shape):
@@ -116,4 +116,4 @@ def overlay_figure(ctx1, res: SectionResult) -> None:
                                      "equal area; medians marked): where they agree, the local resolution is "
                                      "robust to the method."))
     except Exception:
-        ctx0.cache.setdefault("figure_errors", []).append(f"{res.id}:\n{traceback.format_exc()}")
+        ctx0.figure_errors.append(f"{res.id}:\n{traceback.format_exc()}")
