@@ -18,12 +18,14 @@ from typer.testing import CliRunner
 
 from gpuvalid.errors import InputError
 from gpuvalid.archive import spool as spool_mod
-from gpuvalid.archive.batch import BatchOptions, Dispatcher, run_batch, worker_devices
+from gpuvalid.archive.batch import BatchOptions, run_batch
 from gpuvalid.archive.entry import EntryTask
 from gpuvalid.archive.index import ResultsIndex
+from gpuvalid.archive.local_runner import worker_devices
 from gpuvalid.archive.manifest import read_manifest, scan_archive, write_manifest
 from gpuvalid.archive.mirror import add_entry
 from gpuvalid.archive.record import EntryRecord, write_record
+from gpuvalid.archive.stages import Dispatcher
 from gpuvalid.report.files import atomic_write_text
 from gpuvalid.cli import app
 from gpuvalid.io.mrc import write_mrc

@@ -20,7 +20,7 @@ import time
 import uuid
 
 from ..errors import InputError
-from .batch import BatchOptions, Dispatcher, stage_input, unchanged_record, warn
+from .stages import BatchOptions, Dispatcher, failed_record, stage_input, unchanged_record, warn
 from .entry import EntryOptions, EntryTask, process_entry
 
 
@@ -135,7 +135,7 @@ def start_client(opts: BatchOptions):
 
 
 def run_dask(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
-    """Run ``tasks`` (a list or a claiming :class:`..batch.Dispatcher`) on Dask."""
+    """Run ``tasks`` (a list or a claiming :class:`.stages.Dispatcher`) on Dask."""
     distributed = _import_distributed()
     disp = tasks if isinstance(tasks, Dispatcher) else Dispatcher(tasks, None, "", on_skip)
     client, cluster, has_resources = start_client(opts)
@@ -184,8 +184,7 @@ def run_dask(tasks, opts: BatchOptions, on_start, on_done, on_skip) -> None:
             try:
                 kind, rec = fut.result()
             except Exception as exc:  # a worker died or the task could not be deserialised
-                from .batch import _failed
-                kind, rec = "ran", _failed(t, f"Dask task failed ({type(exc).__name__}: "
+                kind, rec = "ran", failed_record(t, f"Dask task failed ({type(exc).__name__}: "
                                               f"{' '.join(str(exc).split())})", opts)
             if kind == "skip":
                 on_skip(rec, started=True)
