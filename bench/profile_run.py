@@ -106,7 +106,7 @@ def _run(be, V, ts, t, R, profile: bool):
     context's setup and release last (as ``OUTSIDE``); each is synchronised before its clock stops."""
     from gpuvalid.analyses import SECTIONS
     from gpuvalid.context import MapContext
-    from gpuvalid.pipeline import run_section
+    from gpuvalid.runner import run_section
 
     def timed(fn):
         pr = cProfile.Profile() if profile else None

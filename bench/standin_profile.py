@@ -163,7 +163,7 @@ def level1_launches(n: int, be, args) -> None:
     from gpuvalid.context import MapContext, RunOptions
     from gpuvalid.level1 import SECTIONS1
     from gpuvalid.level1.context import HalfMaps, Level1Context
-    from gpuvalid.pipeline import run_section
+    from gpuvalid.runner import run_section
 
     ts, h1, h2, P, _ = L.simulated(n)
     ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())

@@ -142,6 +142,22 @@ class MapContext:
         ctx.V = Vr  # keep the device copy
         return ctx
 
+    # ---- the same map on the CPU (a section that does not fit the device runs there) ---------------
+    @cached
+    def cpu_twin(self) -> "MapContext":
+        """This map on the CPU backend, made once per map; it shares ``cache``, ``local_maps`` and
+        ``figure_errors`` (host objects the sections and the report read) with this context."""
+        from .backend import get_backend
+
+        twin = MapContext(get_backend("cpu"), self.host, self.voxel_size, self.threshold, self.resolution,
+                          self.options, name=self.name)
+        twin.cache, twin.local_maps, twin.figure_errors = self.cache, self.local_maps, self.figure_errors
+        return twin
+
+    def on_cpu(self) -> "MapContext":
+        """This context when it is on the CPU already, else :attr:`cpu_twin`."""
+        return self.cpu_twin if self.be.is_gpu else self
+
     def release(self) -> None:
         """Drop every cached value, device arrays included (batch mode, between maps), and what the
         sections left for the report."""

@@ -317,38 +317,6 @@ def _mask_voxels(ctx) -> int | None:
         return None
 
 
-def _cpu_context(ctx):
-    """The same map on the CPU backend (one per map, cached; shares the host-side section cache).  For a
-    Level 1 context: the halves on the CPU with the primary map's CPU context; the resolution estimates and
-    the local-resolution histograms (host objects the report reads) are shared with the device context."""
-    if hasattr(ctx, "ctx0") and hasattr(ctx, "halves"):
-        return _cpu_level1_context(ctx)
-    cpu_ctx = ctx.__dict__.get("_cpu_fallback_ctx")
-    if cpu_ctx is None:
-        from .backend import get_backend
-        from .context import MapContext
-
-        cpu_ctx = MapContext(get_backend("cpu"), ctx.host, ctx.voxel_size, ctx.threshold, ctx.resolution,
-                             ctx.options, name=ctx.name)
-        # what the sections leave for each other and for the report stays in one place
-        cpu_ctx.cache, cpu_ctx.local_maps, cpu_ctx.figure_errors = ctx.cache, ctx.local_maps, ctx.figure_errors
-        ctx.__dict__["_cpu_fallback_ctx"] = cpu_ctx
-    return cpu_ctx
-
-
-def _cpu_level1_context(ctx1):
-    cpu1 = ctx1.__dict__.get("_cpu_fallback_ctx")
-    if cpu1 is None:
-        from .level1.context import Level1Context
-        from .level1.localres_common import HIST_KEY
-
-        cpu1 = Level1Context(_cpu_context(ctx1.ctx0), ctx1.halves, seed=ctx1.seed)
-        cpu1.estimates = ctx1.estimates
-        cpu1.cache[HIST_KEY] = ctx1.cache.setdefault(HIST_KEY, {})
-        ctx1.__dict__["_cpu_fallback_ctx"] = cpu1
-    return cpu1
-
-
 def _mark_fallback(res, why: str) -> None:
     if res.status in ("not_applicable", "not_implemented", "not_measured"):  # no number to qualify
         return
@@ -373,7 +341,7 @@ def run_within_budget(run, sid: str, ctx):
         return res
     avail = available_bytes(be)
     if avail is not None and need > avail:
-        res = run(_cpu_context(ctx))
+        res = run(ctx.on_cpu())
         _mark_fallback(res, f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}")
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
@@ -385,7 +353,7 @@ def run_within_budget(run, sid: str, ctx):
         if not is_device_oom(exc):
             raise
         be.free_pool()
-        res = run(_cpu_context(ctx))
+        res = run(ctx.on_cpu())
         _mark_fallback(res, f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, "
                             f"budget {gib(avail)}")
         res.peak_device_bytes, res.estimated_device_bytes = None, need

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 import traceback
 import warnings
@@ -14,9 +13,9 @@ import numpy as np
 
 from . import __version__
 from .analyses import SECTIONS
-from .analyses.base import Figure, SectionResult, meaningless, not_applicable, not_implemented, not_measured
+from .analyses.base import Figure, SectionResult, not_applicable, not_measured
 from .context import MapContext, MapInput, RunOptions
-from .errors import NotMeasurable
+from .runner import run_section
 
 MIN_SUPPORT_VOXELS = 64  # voxels that must differ from the map's background value for any measurement
 
@@ -40,59 +39,6 @@ class Report:
     @property
     def evaluable(self) -> int:
         return sum(1 for s in self.sections.values() if s.evaluable)
-
-
-def run_section(module_name: str | None, sid: str, title: str, ctx: MapContext,
-                error_log: list[str] | None = None) -> SectionResult:
-    """Run one section; failures become "could not be measured" with a one-line reason.
-
-    Steps: :func:`_call_section` (the section's ``run(ctx)``, its exceptions and warnings), then the
-    common checks of the result (:func:`~gpuvalid.analyses.base.meaningless`: no NaN/Inf/missing key
-    result in an evaluable section).
-    """
-    t0 = time.perf_counter()
-    if module_name is None:
-        res = not_implemented(sid, title)
-    else:
-        res = _call_section(module_name, sid, title, ctx, error_log)
-    res.id, res.title = sid, title
-    res = _require_meaningful(res.finish())
-    res.seconds = time.perf_counter() - t0
-    return res
-
-
-def _call_section(module_name: str, sid: str, title: str, ctx: MapContext,
-                  error_log: list[str] | None) -> SectionResult:
-    """``module.run(ctx)``; NumPy/SciPy warnings raised inside go to ``errors.log``, not to the terminal."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            from .memory import run_within_budget  # issue 14: device memory budget, CPU fallback
-            res = run_within_budget(importlib.import_module(module_name).run, sid, ctx)
-        except NotMeasurable as exc:
-            res = not_measured(sid, title, str(exc))
-        except MemoryError:
-            res = not_measured(sid, title, "out of memory while computing this section")
-        except Exception as exc:  # a bug or an unforeseen map: never lose the other sections
-            if error_log is not None:
-                error_log.append(f"section {sid}:\n{traceback.format_exc()}")
-            res = not_measured(sid, title, f"internal error ({type(exc).__name__}: {exc})")
-    if error_log is not None:
-        seen = set()
-        for w in caught:
-            key = (w.category.__name__, str(w.message), w.filename, w.lineno)
-            if key not in seen:
-                seen.add(key)
-                error_log.append(f"section {sid}: {w.category.__name__}: {w.message} "
-                                 f"({w.filename}:{w.lineno})")
-    return res
-
-
-def _require_meaningful(res: SectionResult) -> SectionResult:
-    why = meaningless(res)
-    if why is None:
-        return res
-    return not_measured(res.id, res.title, why, res.explanation)
 
 
 def map_support(data: np.ndarray) -> tuple[int, float]:

@@ -185,7 +185,7 @@ def _run_level1(be, halves, ts, t, R, only=None):
 def run_timed(be, ctx, sections, only=None) -> dict:
     """``{sid: (SectionResult, seconds)}``: each of ``sections`` (``(sid, title, module)``; module None: not
     implemented, skipped) run on ``ctx`` in turn, timed until the device is done."""
-    from .pipeline import run_section
+    from .runner import run_section
 
     out = {}
     for sid, title, module in sections:

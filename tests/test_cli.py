@@ -204,7 +204,7 @@ def test_meaningless_values_become_not_measured(tmp_path, monkeypatch):
 
     from gpuvalid.analyses.base import SectionResult
     from gpuvalid.backend import get_backend
-    from gpuvalid.pipeline import run_section
+    from gpuvalid.runner import run_section
 
     def fake(values=None, blocks=(), warn=False, promised=()):
         mod = types.ModuleType("gpuvalid_fake_section")

@@ -6,7 +6,7 @@ import pytest
 
 from gpuvalid.context import MapContext
 from gpuvalid.io import load_map_input
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 pytestmark = pytest.mark.gpu
 

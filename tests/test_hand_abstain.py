@@ -10,7 +10,7 @@ from gpuvalid import models
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.models import hand_model as H
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 from gpuvalid.simulate.filters import mirror
 from gpuvalid.simulate.helix import helix_residues
 from gpuvalid.simulate.maps import simulate_uniform

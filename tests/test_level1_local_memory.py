@@ -13,7 +13,7 @@ from gpuvalid import memory
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.level1.context import HalfMaps, Level1Context
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 from tests.test_memory import FakeGpu, _flat, blob_map
 
 CPU = get_backend("cpu")

@@ -31,7 +31,7 @@ def ctx1(tmp_path_factory):
 
 def test_local_sections_run(ctx1):
     from gpuvalid.level1 import SECTIONS1
-    from gpuvalid.pipeline import run_section
+    from gpuvalid.runner import run_section
 
     mods = {sid: mod for sid, _t, mod in SECTIONS1}
     log: list[str] = []

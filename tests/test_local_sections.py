@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpuvalid.context import MapContext, RunOptions
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 MODULES = {"0.d": "gpuvalid.analyses.bfactor", "0.f": "gpuvalid.analyses.locbfactor",
            "0.g": "gpuvalid.analyses.occupancy"}

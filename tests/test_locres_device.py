@@ -14,7 +14,7 @@ from gpuvalid.backend import Backend, get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.errors import NotMeasurable
 from gpuvalid.models import preprocess as P
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 TINY = (1, 4, 4, 4, 4, 4, 4)
 

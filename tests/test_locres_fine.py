@@ -120,7 +120,7 @@ def test_section_applies_below_2A_and_finds_the_simulated_truth(seed, sharpen):
     from gpuvalid.backend import get_backend
     from gpuvalid.context import MapContext
     from gpuvalid.models.train import load_structures
-    from gpuvalid.pipeline import run_section
+    from gpuvalid.runner import run_section
 
     structs = load_structures("test")
     if not structs:

@@ -9,7 +9,7 @@ from gpuvalid.analyses import locres
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.monores import monogenic_local_resolution
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 from gpuvalid.simulate.maps import simulate_uniform
 from gpuvalid.simulate.structure import Atoms
 

@@ -9,7 +9,7 @@ from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.io.load import load_map_input
 from gpuvalid.models.mapmodel import local_fsc_resolution, model_density, model_footprint, placement
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 from gpuvalid.simulate.density import atom_density
 from gpuvalid.simulate.filters import lowpass
 from gpuvalid.simulate.structure import Atoms

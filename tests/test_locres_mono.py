@@ -9,7 +9,7 @@ from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext
 from gpuvalid.errors import NotMeasurable
 from gpuvalid.monores import LOW_A, check_noise_reference, monogenic_local_resolution
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 from gpuvalid.simulate.maps import simulate_uniform
 
 from .test_locres_hand import _chain

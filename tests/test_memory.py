@@ -15,7 +15,7 @@ from gpuvalid import memory
 from gpuvalid.analyses import SECTIONS
 from gpuvalid.backend import Backend, get_backend
 from gpuvalid.context import MapContext
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 CPU = get_backend("cpu")
 

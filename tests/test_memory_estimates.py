@@ -24,7 +24,7 @@ from gpuvalid import memory, spiral
 from gpuvalid.analyses import SECTIONS
 from gpuvalid.context import MapContext
 from gpuvalid.io import load_map_input
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 pytestmark = pytest.mark.gpu
 

@@ -51,7 +51,7 @@ def test_profile_run_writes_every_section_and_both_tables(tmp_path):
         assert 1 <= len(cum) <= top and 1 <= len(own) <= top
         cumtimes = [float(r.split()[2]) for r in cum]
         assert cumtimes == sorted(cumtimes, reverse=True)
-        assert "gpuvalid/pipeline.py" in cum[0] and "run_section" in cum[0]  # the harness itself is left out
+        assert "gpuvalid/runner.py" in cum[0] and "run_section" in cum[0]  # the harness itself is left out
         owntimes = [float(r.split()[1]) for r in own]
         assert owntimes == sorted(owntimes, reverse=True)
     assert f"top {2 * top} by own time" in profiles.rsplit("\n### ", 1)[1]  # all sections together

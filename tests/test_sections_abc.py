@@ -10,7 +10,7 @@ from gpuvalid.analyses import background, mask, mass
 from gpuvalid.context import MapContext
 from gpuvalid.masks import ball
 from gpuvalid.io import load_map_input
-from gpuvalid.pipeline import run_section
+from gpuvalid.runner import run_section
 
 from .helpers import cubes_map
 

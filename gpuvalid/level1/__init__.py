@@ -58,7 +58,7 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
     with a one-line reason and every Level 1 section "could not be measured" (the Level 0 report is
     unaffected).
     """
-    from ..pipeline import run_section
+    from ..runner import run_section
     from .context import Level1Context, load_halves
     from .halves import SID as HSID, TITLE as HTITLE, refused
 

@@ -21,6 +21,7 @@ from ..lazy import cached
 from . import shells
 
 VOXEL_TOL = 0.01  # relative voxel-size difference accepted between the halves and the primary map
+HIST_KEY = "local_resolution_hists"   # cache: section id → (label, local resolutions), for the overlay figure
 
 
 @dataclass
@@ -204,6 +205,19 @@ class Level1Context:
 
     def nyquist_A(self) -> float:
         return 2.0 * self.voxel_size
+
+    @cached
+    def cpu_twin(self) -> "Level1Context":
+        """The halves on the CPU with the primary map's CPU context, made once; the resolution estimates
+        and the local-resolution histograms (host objects the report reads) are shared with this one."""
+        twin = Level1Context(self.ctx0.on_cpu(), self.halves, seed=self.seed)
+        twin.estimates = self.estimates
+        twin.cache[HIST_KEY] = self.cache.setdefault(HIST_KEY, {})
+        return twin
+
+    def on_cpu(self) -> "Level1Context":
+        """This context when it is on the CPU already, else :attr:`cpu_twin`."""
+        return self.cpu_twin if self.be.is_gpu else self
 
     def release(self) -> None:
         """Drop every cached value (the halves and their transforms on the device) and the sections' cache."""

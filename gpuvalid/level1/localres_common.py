@@ -10,10 +10,10 @@ import numpy as np
 
 from ..analyses.base import Figure, SectionResult, percentile_block
 from ..errors import NotMeasurable
+from .context import HIST_KEY
 
 EPS_HOMOGENEOUS_A = 0.01
 MIN_BETTER_PCT = 0.1
-HIST_KEY = "local_resolution_hists"
 
 CRITERIA = (f"Warn when the local resolutions are too homogeneous (97.5 % and 2.5 % percentiles closer than "
             f"{EPS_HOMOGENEOUS_A:g} Å, a sign the computation failed) or when fewer than {MIN_BETTER_PCT:g} % "
