@@ -7,34 +7,21 @@ import pytest
 from gpuvalid.context import MapContext
 from gpuvalid.io import load_map_input
 from gpuvalid.runner import run_section
+from tests.helpers import assert_backends_agree
 
 pytestmark = pytest.mark.gpu
-
-
-def _flat(v):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            yield from ((f"{k}.{a}", b) for a, b in _flat(x))
-    elif isinstance(v, (list, tuple)):
-        for i, x in enumerate(v):
-            yield from ((f"[{i}]{a}", b) for a, b in _flat(x))
-    else:
-        yield "", v
 
 
 @pytest.mark.parametrize("sid,module", [("0.a", "gpuvalid.analyses.mass"), ("0.b", "gpuvalid.analyses.mask"),
                                         ("0.c", "gpuvalid.analyses.background")])
 def test_sections_gpu_equal_cpu(sid, module, cpu, gpu, data_dir):
     inp = load_map_input(data_dir / "emd_5168.map", threshold=10, resolution=6.6)
-    a = run_section(module, sid, sid, MapContext(cpu, inp.data, inp.voxel_size, 10.0, 6.6))
-    b = run_section(module, sid, sid, MapContext(gpu, inp.data, inp.voxel_size, 10.0, 6.6))
-    assert a.status == b.status and a.warnings == b.warnings
-    for (ka, va), (kb, vb) in zip(_flat(a.values), _flat(b.values)):
-        assert ka == kb
-        if isinstance(va, float):
-            assert vb == pytest.approx(va, rel=1e-5, abs=1e-12), ka
-        else:
-            assert va == vb, ka
+
+    def section(be):        # the context takes the host map and moves it to its device
+        res = run_section(module, sid, sid, MapContext(be, inp.data, inp.voxel_size, 10.0, 6.6))
+        return {"status": res.status, "warnings": res.warnings, "values": res.values}
+
+    assert_backends_agree(section, cpu, gpu, rtol=1e-5, atol=1e-12)
 
 
 def test_masks_gpu_equal_cpu(cpu, gpu, data_dir):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gpuvalid.guinier import fit_line, guinier, radial_profile, sharpen
+from tests.helpers import assert_backends_agree
 
 
 def damped_noise_map(n, ts, bphys, seed=0):
@@ -89,8 +90,10 @@ def test_sharpen_leaves_shells_beyond_resolution(cpu):
 
 @pytest.mark.gpu
 def test_gpu_guinier_equals_cpu(cpu, gpu):
+    """B within 1e-4 relative; the sharpened map within 1e-4 relative + 1e-5 of its largest |value|
+    (float32 transforms on the device, float64 sums on both)."""
     V = damped_noise_map(64, 1.5, 100.0)
-    _, fc, sc, _ = guinier(cpu, V, 1.5, 4.0)
-    _, fg, sg, _ = guinier(gpu, gpu.asarray(V), 1.5, 4.0)
-    assert fg.bfactor == pytest.approx(fc.bfactor, rel=1e-4)
-    np.testing.assert_allclose(gpu.to_host(sg), sc, rtol=1e-4, atol=1e-5 * np.abs(sc).max())
+    sharp = guinier(cpu, V, 1.5, 4.0)[2]
+    assert_backends_agree(lambda be, X: guinier(be, X, 1.5, 4.0)[1].bfactor, cpu, gpu, V, rtol=1e-4)
+    assert_backends_agree(lambda be, X: guinier(be, X, 1.5, 4.0)[2], cpu, gpu, V, rtol=1e-4,
+                          atol=1e-5 * float(np.abs(sharp).max()))
