@@ -204,6 +204,24 @@ def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = N
     return soft
 
 
+def background_sphere_index(be, hard_mask):
+    """Flat indices of background voxels (``~Mhard``) inside the inscribed sphere (radius min(N)/2 voxels,
+    centred at N/2); falls back to the whole background when that region is empty.  The noise reference of
+    the local analyses (0.e's monogenic estimate, 0.f)."""
+    xp = be.xp
+    shape = hard_mask.shape
+    c = [n / 2.0 for n in shape]
+    rad = min(shape) / 2.0
+    z = xp.arange(shape[0], dtype=xp.float32)[:, None, None] - c[0]
+    y = xp.arange(shape[1], dtype=xp.float32)[None, :, None] - c[1]
+    x = xp.arange(shape[2], dtype=xp.float32)[None, None, :] - c[2]
+    inside = (z * z + y * y + x * x) < rad * rad
+    idx = xp.flatnonzero((~hard_mask & inside).ravel())
+    if idx.size == 0:
+        idx = xp.flatnonzero((~hard_mask).ravel())
+    return idx
+
+
 def resampled_shape(shape: tuple, voxel_size: float, new_voxel_size: float) -> tuple:
     """Box ``M = round(N·Ts/Ts')`` per axis: the resampled voxel ``N·Ts/M`` is within half a voxel of Ts'."""
     return tuple(max(2, int(math.floor(n * voxel_size / new_voxel_size + 0.5))) for n in shape)

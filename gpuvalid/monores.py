@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import NotMeasurable
-from .masks import distance_to_mask
+from .masks import background_sphere_index, distance_to_mask
 from .spiral import SpiralEngine, quantile_at
 
 NOISE_QUANTILE = 0.95
@@ -108,8 +108,6 @@ def noise_region(be, mask, voxel_size: float, margin_A: float):
     """Flat indices of the background voxels used for the noise level, and the margin (Å) kept from the
     mask: the inscribed-sphere background farther than ``margin_A`` from the mask, halving the margin
     (down to 0) until at least ``MIN_BACKGROUND`` voxels remain."""
-    from .analyses.locbfactor import background_sphere_index
-
     bg = background_sphere_index(be, mask)
     if int(bg.size) < MIN_BACKGROUND:
         raise NotMeasurable(f"only {int(bg.size)} background voxels outside the mask: too few to estimate the "

@@ -84,3 +84,17 @@ def test_no_import_cycles():
     graph = {m: _imports(m, p, modules) for m, p in modules.items()}
     assert len(graph) > 50 and graph["gpuvalid.pipeline"]          # the graph was read
     assert _cycles(graph) == []
+
+
+#: the numerical floor: array backend, resampling, masks, transforms and fits, memory, the per-map context
+CORE = ("gpuvalid.backend", "gpuvalid.resample", "gpuvalid.masks", "gpuvalid.spiral", "gpuvalid.guinier",
+        "gpuvalid.monores", "gpuvalid.memory", "gpuvalid.context", "gpuvalid.lazy", "gpuvalid.errors")
+#: what sits on top of it: sections, figures, reports, Level 1, the pipeline and the front ends
+UPPER = ("gpuvalid.analyses", "gpuvalid.figures", "gpuvalid.report", "gpuvalid.level1", "gpuvalid.archive",
+         "gpuvalid.pipeline", "gpuvalid.runner", "gpuvalid.cli", "gpuvalid.selftest")
+
+
+def test_the_numerical_floor_imports_nothing_above_it():
+    modules = _modules()
+    up = {m: sorted(t for t in _imports(m, modules[m], modules) if t.startswith(UPPER)) for m in CORE}
+    assert {m: t for m, t in up.items() if t} == {}

@@ -14,6 +14,7 @@ import traceback
 import numpy as np
 
 from ..errors import NotMeasurable
+from ..masks import background_sphere_index
 from ..spiral import LogLinearFit, SpiralEngine, quantile_at
 from .base import SectionResult, md_table, not_applicable, percentile_block
 
@@ -48,23 +49,6 @@ DIFFERENCES = [
     "(median) and 5e-6 (99.9 %) relative, at most 1e-6 of the largest amplitude; quantiles use linear "
     "interpolation.",
 ]
-
-
-def background_sphere_index(be, hard_mask):
-    """Flat indices of background voxels (``~Mhard``) inside the inscribed sphere (radius min(N)/2 voxels,
-    centred at N/2); falls back to the whole background when that region is empty."""
-    xp = be.xp
-    shape = hard_mask.shape
-    c = [n / 2.0 for n in shape]
-    rad = min(shape) / 2.0
-    z = xp.arange(shape[0], dtype=xp.float32)[:, None, None] - c[0]
-    y = xp.arange(shape[1], dtype=xp.float32)[None, :, None] - c[1]
-    x = xp.arange(shape[2], dtype=xp.float32)[None, None, :] - c[2]
-    inside = (z * z + y * y + x * x) < rad * rad
-    idx = xp.flatnonzero((~hard_mask & inside).ravel())
-    if idx.size == 0:
-        idx = xp.flatnonzero((~hard_mask).ravel())
-    return idx
 
 
 def shell_frequencies(resolution: float, low_A: float = LOW_FREQ_A, n: int = N_SHELLS) -> np.ndarray:
