@@ -221,8 +221,7 @@ def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
     wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
     if wanted:
         values = ctx.be.to_host(values)
-    ctx.local_maps[SID] = {"values": values, "lo": p[0], "hi": p[4],
-                                                  "label": "local resolution (Å)"}
+    ctx.local_maps[SID] = {"values": values, "lo": p[0], "hi": p[4], "label": "local resolution (Å)"}
     if not wanted:
         return
     errors = ctx.figure_errors
