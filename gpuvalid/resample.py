@@ -131,9 +131,9 @@ def fourier_resample(be, V, new_shape: tuple):
     return v if v.dtype == xp.float32 else v.astype(xp.float32)
 
 
-#: the largest prime factors of a box edge that the resampling prefers, in order: cuFFT (and NVIDIA's FFT
-#: libraries generally) transform edges of the form 2^a·3^b·5^c·7^d by radix passes and documents Bluestein's
-#: algorithm for others; pocketfft (scipy.fft) has radix passes up to 11 and generic ones beyond, and falls to
+#: the largest prime factors of a box edge that the resampling prefers, in order: cuFFT is optimised for edges
+#: of the form 2^a·3^b·5^c·7^d (radix passes) and uses Bluestein's algorithm, a padded convolution, for large
+#: prime factors (NVIDIA's NVPL FFT documentation: for every other edge); pocketfft (scipy.fft) has radix passes up to 11 and generic ones beyond, and falls to
 #: Bluestein for a large prime factor (446 = 2·223, 669 = 3·223: rfftn + irfftn 3.7× and 3.5× the time of
 #: 448³/672³ on 2 CPU cores, bench/RESULTS.md)
 FFT_PRIME_PREFERENCE = (7, 13)
