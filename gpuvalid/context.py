@@ -30,7 +30,7 @@ class MapContext:
 
     ``V`` is the map (float32, ``[z, y, x]``) on the device; ``voxel_size`` Ts in Å; ``threshold`` the
     contour level t (or None); ``resolution`` R in Å (or None).  Masks and the resized map are
-    computed lazily and cached (:func:`gpuvalid.lazy.cached`), so every section shares them.
+    computed lazily and cached (:class:`gpuvalid.lazy.cached`), so every section shares them.
 
     What the sections leave for the report: ``local_maps`` (section id → the local map for the colour views:
     ``values``, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
