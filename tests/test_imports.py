@@ -98,3 +98,11 @@ def test_the_numerical_floor_imports_nothing_above_it():
     modules = _modules()
     up = {m: sorted(t for t in _imports(m, modules[m], modules) if t.startswith(UPPER)) for m in CORE}
     assert {m: t for m, t in up.items() if t} == {}
+
+
+def test_figures_draw_without_knowing_the_sections():
+    # presentation below the sections: figures/ imports nothing from analyses/ or level1/
+    modules = _modules()
+    up = {m: sorted(t for t in _imports(m, p, modules) if t.startswith(("gpuvalid.analyses", "gpuvalid.level1")))
+          for m, p in modules.items() if m.startswith("gpuvalid.figures")}
+    assert {m: t for m, t in up.items() if t} == {}

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..figures.figure import Figure  # noqa: F401 (the sections name their figures from here)
+
 OK = "ok"
 WARNINGS = "warnings"
 NOT_MEASURED = "not_measured"
@@ -21,14 +23,6 @@ STATUS_TEXT = {
     NOT_APPLICABLE: "does not apply",
     NOT_IMPLEMENTED: "not implemented",
 }
-
-
-@dataclass
-class Figure:
-    """A PNG written into the report folder; ``file`` is relative to the report folder."""
-
-    file: str
-    caption: str
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analyses.base import Figure
+from .figure import Figure
 from .plots import AXIS_NAMES, SLICE_AXES, max_variance_slices_png, slices_png, take_slice
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analyses.base import Figure
+from .figure import Figure
 from .plots import histogram_png
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analyses.base import Figure
+from .figure import Figure
 from ..render import SPEC_VIEWS, angles_text, describe_view, render_views
 from ..render.colour import DEFAULT_CMAP
 
