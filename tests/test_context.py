@@ -81,3 +81,23 @@ def test_figure_failures_of_level0_sections_reach_errors_log(data_dir, tmp_path,
     assert "figures of section 0.d:" in log and "RuntimeError: injected figure failure" in log
     # and the report says so where the figure is missing
     assert any("could not be drawn (RuntimeError: injected figure failure)" in b for b in rep.sections["0.d"].blocks)
+
+
+def test_colour_view_failures_of_local_sections_are_logged_with_their_section(data_dir, tmp_path, monkeypatch):
+    # the views of a local map (0.f here) failing: the histogram is still drawn, the failure is logged under 0.f
+    import gpuvalid.figures.views as views
+    from gpuvalid.backend import get_backend
+    from gpuvalid.io import load_map_input
+    from gpuvalid.pipeline import validate
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected view failure")
+
+    monkeypatch.setattr(views, "colour_views", fail)
+    inp = load_map_input(data_dir / "emd_5168.map", threshold=10.0, resolution=6.6)
+    rep = validate(inp, get_backend("cpu"), tmp_path, only={"0.f"})
+    res = rep.sections["0.f"]
+    assert [f.file.split("/")[-1] for f in res.figures] == ["locbfactor_histogram.png"]
+    log = (tmp_path / "errors.log").read_text()
+    assert "figures of section 0.f:" in log and "RuntimeError: injected view failure" in log
+    assert any("could not be drawn (RuntimeError: injected view failure)" in b for b in res.blocks)

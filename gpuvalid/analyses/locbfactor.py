@@ -9,7 +9,6 @@ B-factor is ``4·slope`` (Å², negative for decaying amplitudes).
 
 from __future__ import annotations
 
-import traceback
 
 import numpy as np
 
@@ -94,30 +93,20 @@ def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_
 
 def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: float, label: str,
                       stem: str, title: str, unit_label: str, percentiles: list[float]) -> None:
-    """Store the local map for the colour views, write it as MRC on request, add histogram and views."""
+    """Keep the local map (resized grid, host) for the report; MRC on request, histogram and colour views
+    (:func:`gpuvalid.figures.local.write_local_map_outputs`)."""
     rz = ctx.resized
     ctx.local_maps[sid] = {"values": values, "lo": lo, "hi": hi, "label": label}
-    if ctx.options.map_dir is not None:
-        from ..io.mrc import write_mrc
-        write_mrc(ctx.options.map_dir / f"{stem}.mrc", values, rz.voxel_size)
-        res.blocks.append(f"The {label} map (on the resized grid, Ts' = {rz.voxel_size:.3f} Å) was written "
-                          f"to `maps/{stem}.mrc`.")
-    fig_dir = ctx.options.figure_dir
-    if fig_dir is None:
+    if ctx.options.figure_dir is None and ctx.options.map_dir is None:
         return
-    errors = ctx.figure_errors
-    try:
-        from ..figures.local import local_histogram, try_colour_views
-    except Exception:
-        errors.append(f"{sid}:\n{traceback.format_exc()}")
-        return
+    from ..figures.local import write_local_map_outputs
+
     inside = values[be_mask_host(ctx)]
-    try:
-        res.figures.append(local_histogram(fig_dir, stem, inside[np.isfinite(inside)], unit_label, title,
-                                           percentiles))
-    except Exception:
-        errors.append(f"{sid}:\n{traceback.format_exc()}")
-    res.figures += try_colour_views(rz, values, lo, hi, label, fig_dir, stem, errors)
+    write_local_map_outputs(
+        res, sid, ctx.options, ctx.figure_errors, stem=stem, inside=inside[np.isfinite(inside)],
+        unit_label=unit_label, title=title, percentiles=percentiles, views=(rz, values, lo, hi, label),
+        mrc=(stem, values, rz.voxel_size, f"The {label} map (on the resized grid, Ts' = {rz.voxel_size:.3f} Å) "
+                                          f"was written to `maps/{stem}.mrc`."))
 
 
 def be_mask_host(ctx) -> np.ndarray:

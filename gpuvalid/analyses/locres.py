@@ -11,7 +11,6 @@ background.  Without PyTorch (or without the shipped weights) the section report
 
 from __future__ import annotations
 
-import traceback
 
 import numpy as np
 
@@ -213,34 +212,23 @@ def run(ctx) -> SectionResult:
 
 
 def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
-    """Local map for the colour views, MRC on request, histogram and colour views (never raises).
+    """Keep the local map for the report; MRC on request, histogram and colour views (never raises).
 
     ``values`` is the map on the input grid (NaN outside the hard mask), on the map's device: it is copied
-    to the host only when figures or maps are written (the cache then holds the host copy, else the device
-    array)."""
+    to the host only when figures or maps are written (``local_maps`` then holds the host copy, else the
+    device array)."""
     wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
     if wanted:
         values = ctx.be.to_host(values)
     ctx.local_maps[SID] = {"values": values, "lo": p[0], "hi": p[4], "label": "local resolution (Å)"}
     if not wanted:
         return
-    errors = ctx.figure_errors
-    if ctx.options.map_dir is not None:
-        try:
-            from ..io.mrc import write_mrc
-            write_mrc(ctx.options.map_dir / "local_resolution.mrc", np.nan_to_num(values, nan=0.0), ctx.voxel_size)
-            res.blocks.append("The local-resolution map (0 outside the hard mask) was written to "
-                              "`maps/local_resolution.mrc`.")
-        except Exception:
-            errors.append(f"{SID}:\n{traceback.format_exc()}")
-    if ctx.options.figure_dir is None:
-        return
-    try:
-        from ..figures.local import local_histogram, try_colour_views
-        inside = values[np.isfinite(values)]
-        res.figures.append(local_histogram(ctx.options.figure_dir, "locres", inside, "local resolution (Å)",
-                                           "Local resolution", p))
-        res.figures += try_colour_views(ctx, np.nan_to_num(values, nan=p[2]).astype(np.float32), p[0], p[4],
-                                        "local resolution (Å)", ctx.options.figure_dir, "locres", errors)
-    except Exception:
-        errors.append(f"{SID}:\n{traceback.format_exc()}")
+    from ..figures.local import write_local_map_outputs
+
+    label = "local resolution (Å)"
+    write_local_map_outputs(
+        res, SID, ctx.options, ctx.figure_errors, stem="locres", inside=values[np.isfinite(values)],
+        unit_label=label, title="Local resolution", percentiles=p,
+        views=(ctx, np.nan_to_num(values, nan=p[2]).astype(np.float32), p[0], p[4], label),
+        mrc=("local_resolution", np.nan_to_num(values, nan=0.0), ctx.voxel_size,
+             "The local-resolution map (0 outside the hard mask) was written to `maps/local_resolution.mrc`."))

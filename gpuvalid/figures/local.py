@@ -1,4 +1,4 @@
-"""Figures of the local sections (0.f LocBfactor, 0.g LocOccupancy): histograms and colour views."""
+"""Outputs of the local maps (0.e, 0.f, 0.g, 1.c–1.f): the MRC on request, the histogram and the colour views."""
 
 from __future__ import annotations
 
@@ -20,16 +20,36 @@ def local_histogram(fig_dir: Path, stem: str, values: np.ndarray, xlabel: str, t
     return Figure(file, f"{title}: histogram over the hard mask.")
 
 
-def try_colour_views(ctx_resized, values: np.ndarray, lo: float, hi: float, label: str, fig_dir: Path,
-                     stem: str, errors: list[str] | None = None) -> list[Figure]:
-    """Colour views from ``gpuvalid.figures.views`` when that renderer exists; never raises."""
+def write_local_map_outputs(res, sid: str, options, errors: list[str], *, stem: str, inside: np.ndarray,
+                            unit_label: str, title: str, percentiles: list[float], views=None,
+                            mrc=None) -> None:
+    """Write what a local map gives the report; never raises (a failure goes to ``errors`` as
+    ``"<sid>:\n<traceback>"``, which the pipeline writes to ``errors.log``).
+
+    ``mrc``: ``(file stem, values, voxel size Å, sentence for the results)``, written under
+    ``options.map_dir`` when maps are requested.  Under ``options.figure_dir``: the histogram of ``inside``
+    (the finite values inside the mask; x label ``unit_label``, ``title``, the median of ``percentiles``
+    marked) as ``<stem>_histogram.png`` and, when ``options.views`` and ``views = (context of the map's grid,
+    values, lo, hi, colour-bar label)`` are given, the colour views ``<stem>_views.png``.
+    """
+    if mrc is not None and options.map_dir is not None:
+        mrc_stem, values, voxel_size, sentence = mrc
+        try:
+            from ..io.mrc import write_mrc
+            write_mrc(Path(options.map_dir) / f"{mrc_stem}.mrc", values, voxel_size)
+            res.blocks.append(sentence)
+        except Exception:
+            errors.append(f"{sid}:\n{traceback.format_exc()}")
+    if options.figure_dir is None:
+        return
     try:
-        from .views import colour_views
+        res.figures.append(local_histogram(options.figure_dir, stem, inside, unit_label, title, percentiles))
     except Exception:
-        return []
-    try:
-        return list(colour_views(ctx_resized, values, lo, hi, label, fig_dir, stem=stem))
-    except Exception:
-        if errors is not None:
-            errors.append(traceback.format_exc())
-        return []
+        errors.append(f"{sid}:\n{traceback.format_exc()}")
+    if views is not None and options.views:
+        grid_ctx, values, lo, hi, label = views
+        try:
+            from .views import colour_views
+            res.figures += list(colour_views(grid_ctx, values, lo, hi, label, options.figure_dir, stem=stem))
+        except Exception:
+            errors.append(f"{sid}:\n{traceback.format_exc()}")

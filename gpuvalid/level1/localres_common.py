@@ -67,29 +67,19 @@ def finish_local(ctx1, res: SectionResult, values_map: np.ndarray, label: str, s
 
 
 def _publish(ctx1, res, values_map, p, label, stem) -> None:
+    """MRC on request (voxels not measured hold the median), histogram and colour views (never raises)."""
     ctx0 = ctx1.ctx0
-    filled = np.where(np.isfinite(values_map), values_map, np.float32(p[2])).astype(np.float32)
-    if ctx0.options.map_dir is not None:
-        try:
-            from ..io.mrc import write_mrc
-            write_mrc(ctx0.options.map_dir / f"{stem}.mrc", filled, ctx0.voxel_size)
-            res.blocks.append(f"The local-resolution map was written to `maps/{stem}.mrc` (voxels not measured "
-                              "hold the median).")
-        except Exception:
-            ctx0.figure_errors.append(f"{res.id}:\n{traceback.format_exc()}")
-    fig_dir = ctx0.options.figure_dir
-    if fig_dir is None:
+    if ctx0.options.map_dir is None and ctx0.options.figure_dir is None:
         return
-    errors = ctx0.figure_errors
-    try:
-        from ..figures.local import local_histogram, try_colour_views
-        inside = values_map[np.isfinite(values_map)]
-        res.figures.append(local_histogram(fig_dir, stem, inside, "local resolution (Å)", label, p))
-        if ctx0.options.views:
-            res.figures += try_colour_views(ctx0, filled, p[0], p[4], "local resolution (Å)", fig_dir, stem,
-                                            errors)
-    except Exception:
-        errors.append(f"{res.id}:\n{traceback.format_exc()}")
+    from ..figures.local import write_local_map_outputs
+
+    filled = np.where(np.isfinite(values_map), values_map, np.float32(p[2])).astype(np.float32)
+    unit = "local resolution (Å)"
+    write_local_map_outputs(
+        res, res.id, ctx0.options, ctx0.figure_errors, stem=stem, inside=values_map[np.isfinite(values_map)],
+        unit_label=unit, title=label, percentiles=p, views=(ctx0, filled, p[0], p[4], unit),
+        mrc=(stem, filled, ctx0.voxel_size, f"The local-resolution map was written to `maps/{stem}.mrc` (voxels "
+                                            "not measured hold the median)."))
 
 
 def overlay_figure(ctx1, res: SectionResult) -> None:
