@@ -63,9 +63,9 @@ def test_level1_context_release_drops_every_cached_value(cpu):
     assert ctx1._lazy == {} and ctx1.cache == {}
 
 
-def test_figure_failures_of_level0_sections_reach_errors_log(data_dir, tmp_path, monkeypatch):
-    # a figure that cannot be drawn leaves the section's numbers as they are and its traceback in errors.log
-    import gpuvalid.figures.bfactor as figs
+def _run_with_failing_figure(module, name: str, sid: str, data_dir, tmp_path, monkeypatch):
+    """EMD-5168, section ``sid`` only, with ``module.name`` (a figure function) raising: the section's result,
+    and what errors.log holds."""
     from gpuvalid.backend import get_backend
     from gpuvalid.io import load_map_input
     from gpuvalid.pipeline import validate
@@ -73,31 +73,27 @@ def test_figure_failures_of_level0_sections_reach_errors_log(data_dir, tmp_path,
     def fail(*args, **kwargs):
         raise RuntimeError("injected figure failure")
 
-    monkeypatch.setattr(figs, "guinier_png", fail)
+    monkeypatch.setattr(module, name, fail)
     inp = load_map_input(data_dir / "emd_5168.map", threshold=10.0, resolution=6.6)
-    rep = validate(inp, get_backend("cpu"), tmp_path, only={"0.d"})
-    assert rep.sections["0.d"].status in ("ok", "warnings") and not rep.sections["0.d"].figures
+    res = validate(inp, get_backend("cpu"), tmp_path, only={sid}).sections[sid]
     log = (tmp_path / "errors.log").read_text()
-    assert "figures of section 0.d:" in log and "RuntimeError: injected figure failure" in log
+    assert f"figures of section {sid}:" in log and "RuntimeError: injected figure failure" in log
     # and the report says so where the figure is missing
-    assert any("could not be drawn (RuntimeError: injected figure failure)" in b for b in rep.sections["0.d"].blocks)
+    assert any("could not be drawn (RuntimeError: injected figure failure)" in b for b in res.blocks)
+    return res
+
+
+def test_figure_failures_of_level0_sections_reach_errors_log(data_dir, tmp_path, monkeypatch):
+    # a figure that cannot be drawn leaves the section's numbers as they are and its traceback in errors.log
+    import gpuvalid.figures.bfactor as figs
+
+    res = _run_with_failing_figure(figs, "guinier_png", "0.d", data_dir, tmp_path, monkeypatch)
+    assert res.status in ("ok", "warnings") and not res.figures
 
 
 def test_colour_view_failures_of_local_sections_are_logged_with_their_section(data_dir, tmp_path, monkeypatch):
     # the views of a local map (0.f here) failing: the histogram is still drawn, the failure is logged under 0.f
     import gpuvalid.figures.views as views
-    from gpuvalid.backend import get_backend
-    from gpuvalid.io import load_map_input
-    from gpuvalid.pipeline import validate
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("injected view failure")
-
-    monkeypatch.setattr(views, "colour_views", fail)
-    inp = load_map_input(data_dir / "emd_5168.map", threshold=10.0, resolution=6.6)
-    rep = validate(inp, get_backend("cpu"), tmp_path, only={"0.f"})
-    res = rep.sections["0.f"]
+    res = _run_with_failing_figure(views, "colour_views", "0.f", data_dir, tmp_path, monkeypatch)
     assert [f.file.split("/")[-1] for f in res.figures] == ["locbfactor_histogram.png"]
-    log = (tmp_path / "errors.log").read_text()
-    assert "figures of section 0.f:" in log and "RuntimeError: injected view failure" in log
-    assert any("could not be drawn (RuntimeError: injected view failure)" in b for b in res.blocks)
