@@ -52,7 +52,6 @@ def main(argv=None) -> int:
                     int(round(n * vs / nv * m / exact)) for n in shape)
                 out = infer.predict_locres(V, ts, hard, "cpu", kind="locres")
                 rows.append((m, exact / m, float(np.nanmedian(out[hard]))))
-            P.working_shape = chosen
             ref = min(rows, key=lambda r: abs(r[1] - 1.0))
             for m, vox, med in rows:
                 dv, dm = 100 * (vox / ref[1] - 1), 100 * (med / ref[2] - 1)

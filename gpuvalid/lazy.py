@@ -30,5 +30,4 @@ class cached(property):  # noqa: N801 (used as a decorator, like functools.cache
             obj._lazy[name] = value
 
         super().__init__(get, put)
-        self.name = name
         self.__doc__ = fn.__doc__      # the method's docstring, not this class's

@@ -133,9 +133,9 @@ def fourier_resample(be, V, new_shape: tuple):
 
 #: the largest prime factors of a box edge that the resampling prefers, in order: cuFFT is optimised for edges
 #: of the form 2^a·3^b·5^c·7^d (radix passes) and uses Bluestein's algorithm, a padded convolution, for large
-#: prime factors (NVIDIA's NVPL FFT documentation: for every other edge); pocketfft (scipy.fft) has radix passes up to 11 and generic ones beyond, and falls to
-#: Bluestein for a large prime factor (446 = 2·223, 669 = 3·223: rfftn + irfftn 3.7× and 3.5× the time of
-#: 448³/672³ on 2 CPU cores, bench/RESULTS.md)
+#: prime factors (NVIDIA's NVPL FFT documentation: for every other edge); pocketfft (scipy.fft) has radix
+#: passes up to 11, generic ones beyond, and Bluestein for a large prime factor (446 = 2·223, 669 = 3·223:
+#: rfftn + irfftn 3.7× and 3.5× the time of 448³/672³ on 2 CPU cores, bench/RESULTS.md)
 FFT_PRIME_PREFERENCE = (7, 13)
 #: how far (relative) such an edge may be from the exact ``N·Ts/Ts'``: the voxel stays within 1 % of ``Ts'``
 FFT_EDGE_TOL = 0.01
