@@ -26,7 +26,8 @@ __all__ = ["Backend", "get_backend", "cuda_available", "kernel_dirs", "find_kern
 
 def kernel_dirs() -> list[Path]:
     """Folders searched for ``*.cu`` sources, in order: ``$GPUVALID_KERNELS``, the installed package
-    (``gpuvalid/kernels``, shipped in the wheel), the top-level ``kernels/`` of a source checkout."""
+    (``gpuvalid/kernels``, shipped in the wheel), the top-level ``kernels/`` of a source checkout.
+    """
     dirs = []
     if os.environ.get("GPUVALID_KERNELS"):
         dirs.append(Path(os.environ["GPUVALID_KERNELS"]))
@@ -102,7 +103,8 @@ class Backend:
 
     def fftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Complex FFT; ``overwrite_x`` lets the transform reuse ``a``'s memory (cuFFT runs a C2C transform of
-        a contiguous array in place: no second array of the same size on the device)."""
+        a contiguous array in place: no second array of the same size on the device).
+        """
         if self._by_slabs(a, s, axes):
             return self._fftn_slabs(a, False, overwrite_x)
         if self._by_volumes(a, s, axes):
@@ -124,14 +126,16 @@ class Backend:
 
     def _by_volumes(self, a, s, axes) -> bool:
         """Whether a batch of 3-D transforms (``a`` of more than 3 axes, transformed over its last three) is
-        too large for one plan and goes one volume at a time."""
+        too large for one plan and goes one volume at a time.
+        """
         return (self.fft_slabs_above is not None and s is None and a.ndim > 3 and axes is not None
                 and tuple(x % a.ndim for x in axes) == tuple(range(a.ndim - 3, a.ndim))
                 and a.size >= self.fft_slabs_above)
 
     def _complex_work(self, a, overwrite_x: bool):
         """``a`` itself when it may be transformed in place (``overwrite_x``, complex, C-contiguous), else a
-        C-contiguous complex64 (complex128 for double precision) copy."""
+        C-contiguous complex64 (complex128 for double precision) copy.
+        """
         xp = self.xp
         ctype = xp.complex128 if a.dtype in (xp.float64, xp.complex128) else xp.complex64
         if overwrite_x and a.dtype == ctype and a.flags.c_contiguous:
@@ -141,7 +145,8 @@ class Backend:
     def _fftn_volumes(self, a, inverse: bool, overwrite_x: bool):
         """The 3-D (inverse) FFT of each volume ``a[i, ...]`` of a batch in place, each by :meth:`fftn`'s
         rules (by slabs when large itself): the same numbers as one batched transform, for batches of 2³⁰
-        elements or more (one plan could not hold them: cupy/cupy#4406)."""
+        elements or more (one plan could not hold them: cupy/cupy#4406).
+        """
         a = self._complex_work(a, overwrite_x)
         f = self.ifftn if inverse else self.fftn
         for i in np.ndindex(*a.shape[:-3]):
@@ -157,7 +162,8 @@ class Backend:
         transforms over z of y-slabs (each copied to a contiguous block and back), every plan at most
         ``FFT_SLAB_ELEMENTS``: the same transform and normalisation as :meth:`fftn`/:meth:`ifftn`, for arrays
         that cuFFT cannot plan at once.  In place on a complex64/complex128 C-contiguous ``a`` with
-        ``overwrite_x``, else on a complex copy."""
+        ``overwrite_x``, else on a complex copy.
+        """
         a = self._complex_work(a, overwrite_x)
         f = self._fft.ifftn if inverse else self._fft.fftn
         nz, ny, nx = a.shape
@@ -173,21 +179,24 @@ class Backend:
 
     def rfftn(self, a, s=None, axes=None):
         """Real-to-complex FFT (the half spectrum over the last axis; by slabs like :meth:`fftn` for large
-        3-D maps)."""
+        3-D maps).
+        """
         if self._by_slabs(a, s, axes):
             return self._rfftn_slabs(a)
         return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
 
     def irfftn(self, a, s=None, axes=None, overwrite_x: bool = False):
         """Inverse of :meth:`rfftn` (``s``: the real output's shape); ``overwrite_x`` lets the transform
-        destroy ``a`` instead of working on a copy (a complex-to-real transform overwrites its input)."""
+        destroy ``a`` instead of working on a copy (a complex-to-real transform overwrites its input).
+        """
         if s is not None and len(s) == 3 and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s)):
             return self._irfftn_slabs(a, tuple(int(n) for n in s), overwrite_x)
         return self._fft.irfftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def _rfftn_slabs(self, a):
         """:meth:`rfftn` of a 3-D real ``a`` as 2-D real transforms over (y, x) of z-slabs, then 1-D complex
-        transforms over z of y-slabs of the half spectrum (in place, each slab at most ``FFT_SLAB_ELEMENTS``)."""
+        transforms over z of y-slabs of the half spectrum (in place, each slab at most ``FFT_SLAB_ELEMENTS``).
+        """
         xp = self.xp
         ctype = xp.complex128 if a.dtype == xp.float64 else xp.complex64
         nz, ny, nx = a.shape
@@ -201,7 +210,8 @@ class Backend:
     def _irfftn_slabs(self, a, s: tuple, overwrite_x: bool):
         """:meth:`irfftn` to the real shape ``s`` by slabs: 1-D inverse transforms over z of y-slabs of the
         half spectrum (in place on ``a`` with ``overwrite_x``, else on a copy), then 2-D complex-to-real
-        transforms over (y, x) of z-slabs into the output."""
+        transforms over (y, x) of z-slabs into the output.
+        """
         xp = self.xp
         if a.shape != (s[0], s[1], s[2] // 2 + 1):
             raise ValueError(f"irfftn by slabs: a half spectrum of shape {a.shape} is not that of a {s} map")
@@ -218,7 +228,8 @@ class Backend:
 
     def _axis0_by_slabs(self, a, inverse: bool) -> None:
         """In place on a C-contiguous complex ``a``: the 1-D (inverse) FFT over its first axis, by y-slabs
-        copied to contiguous blocks of at most ``FFT_SLAB_ELEMENTS``."""
+        copied to contiguous blocks of at most ``FFT_SLAB_ELEMENTS``.
+        """
         xp = self.xp
         f = self._fft.ifftn if inverse else self._fft.fftn
         nz, ny, nx = a.shape
@@ -260,14 +271,16 @@ class Backend:
 
     def free_pool(self) -> None:
         """Return cached device blocks (between maps in batch runs).  The cuFFT plans go first: their work
-        areas are pool blocks, which only become free once the plans are dropped."""
+        areas are pool blocks, which only become free once the plans are dropped.
+        """
         if self.is_gpu:
             self.release_fft_plans()
             self.xp.get_default_memory_pool().free_all_blocks()
 
     def release_fft_plans(self) -> None:
         """Drop CuPy's cached cuFFT plans (after a section): each holds its work area, up to the size of its
-        transform, in the memory pool, where the next section would count it as used."""
+        transform, in the memory pool, where the next section would count it as used.
+        """
         if self.is_gpu:
             self.xp.fft.config.get_plan_cache().clear()
 

@@ -43,7 +43,8 @@ _ABORT = _exc_classes("Abort")
 class _App(typer.Typer):
     """The Typer app run with one-line errors: click's usage box becomes ``gpuvalid: error: …`` (exit 2),
     and any exception that escapes a command is an "internal error" line, never a traceback (unless
-    ``GPUVALID_DEBUG`` is set)."""
+    ``GPUVALID_DEBUG`` is set).
+    """
 
     def __call__(self, args=None, prog_name: str = "gpuvalid", **kwargs):
         cmd = typer.main.get_command(self)
@@ -226,7 +227,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 def safe_name(path: Path) -> str:
     """A folder name from the map's file name: known suffixes dropped, anything but letters, digits and
-    ``._+-`` replaced by ``_``, no leading dots (so ``...map`` cannot name ``..``), at most 100 characters."""
+    ``._+-`` replaced by ``_``, no leading dots (so ``...map`` cannot name ``..``), at most 100 characters.
+    """
     name = path.name
     for suf in (".gz", ".bz2", ".map", ".mrc", ".ccp4", ".mrcs"):
         if name.lower().endswith(suf):
@@ -240,7 +242,8 @@ _stem = safe_name  # former name
 
 def check_out_dir(out_arg: str | None, out_dir: Path, map_path: Path) -> None:
     """Refuse report folders that cannot be right before anything is read: an empty ``--out``, the
-    working directory, an existing file or device (``/dev/null``, the input map)."""
+    working directory, an existing file or device (``/dev/null``, the input map).
+    """
     if out_arg is not None and not str(out_arg).strip():
         raise InputError("--out is empty: give a report folder")
     if "\x00" in str(out_dir):

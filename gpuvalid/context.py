@@ -70,7 +70,8 @@ class MapContext:
     def require_mask(self) -> None:
         """Raise :class:`NotMeasurable` when no usable contour threshold exists: none given, at or above the
         map maximum (empty mask), or so high that fewer than ``MIN_MASK_VOXELS`` voxels reach it (a handful
-        of voxels does not define a molecule)."""
+        of voxels does not define a molecule).
+        """
         if self.threshold is None:
             raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
         if self.threshold_too_high:
@@ -146,7 +147,8 @@ class MapContext:
     @cached
     def cpu_twin(self) -> "MapContext":
         """This map on the CPU backend, made once per map; it shares ``cache``, ``local_maps`` and
-        ``figure_errors`` (host objects the sections and the report read) with this context."""
+        ``figure_errors`` (host objects the sections and the report read) with this context.
+        """
         from .backend import get_backend
 
         twin = MapContext(get_backend("cpu"), self.host, self.voxel_size, self.threshold, self.resolution,
@@ -160,7 +162,8 @@ class MapContext:
 
     def release(self) -> None:
         """Drop every cached value, device arrays included (batch mode, between maps), and what the
-        sections left for the report."""
+        sections left for the report.
+        """
         self._lazy.clear()
         self.cache.clear()
         self.local_maps.clear()

@@ -6,7 +6,8 @@ import unicodedata
 
 def one_line(message) -> str:
     """``message`` as one printable line: whitespace runs collapsed, control characters and undecodable
-    bytes (surrogate escapes of odd file names) shown as escapes, at most 500 characters."""
+    bytes (surrogate escapes of odd file names) shown as escapes, at most 500 characters.
+    """
     text = " ".join(str(message).split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = "".join(c if unicodedata.category(c)[0] != "C" else ascii(c)[1:-1] for c in text)

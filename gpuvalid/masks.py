@@ -34,14 +34,16 @@ def raw_mask(be, V, threshold: float):
 
 def grown_box(first, last, margin: int, shape: tuple) -> tuple:
     """Slices of the box from index ``first`` to ``last`` (inclusive, per axis) grown by ``margin`` voxels
-    and clipped to ``shape``."""
+    and clipped to ``shape``.
+    """
     return tuple(slice(max(0, int(a) - margin), min(int(n), int(b) + margin + 1))
                  for a, b, n in zip(first, last, shape))
 
 
 def bounding_box(be, mask, margin: int = 0) -> tuple | None:
     """Slices (z, y, x) of the bounding box of the ``True`` voxels of ``mask`` grown by ``margin`` voxels
-    and clipped to the box (None if the mask is empty)."""
+    and clipped to the box (None if the mask is empty).
+    """
     first, last = [], []
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
@@ -207,7 +209,8 @@ def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = N
 def background_sphere_index(be, hard_mask):
     """Flat indices of background voxels (``~Mhard``) inside the inscribed sphere (radius min(N)/2 voxels,
     centred at N/2); falls back to the whole background when that region is empty.  The noise reference of
-    the local analyses (0.e's monogenic estimate, 0.f)."""
+    the local analyses (0.e's monogenic estimate, 0.f).
+    """
     xp = be.xp
     shape = hard_mask.shape
     c = [n / 2.0 for n in shape]

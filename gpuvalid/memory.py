@@ -155,7 +155,8 @@ def gib(n: float | None) -> str:
 
 def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOXEL_A) -> int:
     """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å
-    (:func:`gpuvalid.resample.grid_shape`, the box 0.e and 0.h resample to)."""
+    (:func:`gpuvalid.resample.grid_shape`, the box 0.e and 0.h resample to).
+    """
     return int(math.prod(grid_shape(shape, voxel_size, work_voxel)))
 
 
@@ -170,7 +171,8 @@ def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float 
                    mask_voxels: int | None = None) -> int:
     """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at
     ``voxel_size`` Å with resolution ``resolution`` Å (None: not given); ``mask_voxels``: voxels of the hard
-    mask (None: the whole box, for the sections that keep per-mask-voxel arrays)."""
+    mask (None: the whole box, for the sections that keep per-mask-voxel arrays).
+    """
     per = BYTES_PER_VOXEL.get(sid, {"input": 64})
     phases = per.get("phases", (per,))  # sequential phases free their arrays: the peak is the largest one
     return int(FIXED_BYTES + max(_phase_bytes(ph, shape, voxel_size, resolution, mask_voxels) for ph in phases))

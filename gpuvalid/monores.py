@@ -51,7 +51,8 @@ class TwoFailureSweep:
 
     Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
     (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
-    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand."""
+    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand.
+    """
 
     def __init__(self, xp, n: int, cap: float):
         self.xp = xp
@@ -96,7 +97,8 @@ class TwoFailureSweep:
 
 def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: int = N_SHELLS):
     """Frequencies (Å⁻¹) linearly spaced from ``1/low_A`` to Nyquist, and the Gaussian shell width:
-    the larger of the step and 1.5/(N·Ts) (a shell must hold several Fourier voxels)."""
+    the larger of the step and 1.5/(N·Ts) (a shell must hold several Fourier voxels).
+    """
     f_hi = 0.5 / voxel_size
     f_lo = min(1.0 / low_A, 0.5 * f_hi)
     f = np.linspace(f_lo, f_hi, n)
@@ -107,7 +109,8 @@ def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: 
 def noise_region(be, mask, voxel_size: float, margin_A: float):
     """Flat indices of the background voxels used for the noise level, and the margin (Å) kept from the
     mask: the inscribed-sphere background farther than ``margin_A`` from the mask, halving the margin
-    (down to 0) until at least ``MIN_BACKGROUND`` voxels remain."""
+    (down to 0) until at least ``MIN_BACKGROUND`` voxels remain.
+    """
     bg = background_sphere_index(be, mask)
     if int(bg.size) < MIN_BACKGROUND:
         raise NotMeasurable(f"only {int(bg.size)} background voxels outside the mask: too few to estimate the "
@@ -125,7 +128,8 @@ def noise_region(be, mask, voxel_size: float, margin_A: float):
 def check_noise_reference(be, V, bg, threshold: float | None = None) -> dict:
     """Raise :class:`NotMeasurable` when the background voxels ``bg`` (flat indices into ``V``) cannot
     serve as a noise reference (flat: masked or zeroed; or holding density above the contour
-    ``threshold``); otherwise return their statistics."""
+    ``threshold``); otherwise return their statistics.
+    """
     xp = be.xp
     b = V.reshape(-1)[bg]
     n = int(b.size)

@@ -43,7 +43,8 @@ class Report:
 
 def map_support(data: np.ndarray) -> tuple[int, float]:
     """Voxels that differ from the map's background value (the median of a ≤ 10⁶-voxel strided sample)
-    and that value: a map with a handful of such voxels carries no evidence for any measurement."""
+    and that value: a map with a handful of such voxels carries no evidence for any measurement.
+    """
     flat = data.reshape(-1)
     step = max(1, flat.size // 1_000_000)
     bg = float(np.median(flat[::step]))
@@ -119,7 +120,8 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
 
 def note_figure_failures(sections: dict[str, SectionResult], figure_errors: list[str]) -> list[str]:
     """Tell each section whose figure could not be drawn (``"<sid>:\n<traceback>"`` entries, Level 0 and 1)
-    so in its results, with the exception's last line; return the entries for ``errors.log``."""
+    so in its results, with the exception's last line; return the entries for ``errors.log``.
+    """
     for entry in figure_errors:
         sid, _, tb = entry.partition(":\n")
         res = sections.get(sid)

@@ -44,7 +44,8 @@ import numpy as np
 def kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
     """``(source, destination)`` slices of the unshifted spectra of lengths ``n`` → ``m`` holding the kept
     frequencies: ``0 … κ − ⌊κ/2⌋ − 1`` at the start of each axis and ``−⌊κ/2⌋ … −1`` at its end
-    (``κ = min(n, m)``)."""
+    (``κ = min(n, m)``).
+    """
     k = min(n, m)
     pos, neg = k - k // 2, k // 2
     out = [(slice(0, pos), slice(0, pos))]
@@ -55,7 +56,8 @@ def kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
 
 def _axis_frequencies(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """For each index ``0 … m − 1`` of an axis of the new box: whether its frequency is kept, and its signed
-    frequency (cycles per box)."""
+    frequency (cycles per box).
+    """
     k = min(n, m)
     pos, neg = k - k // 2, k // 2
     d = np.arange(m)
@@ -64,7 +66,8 @@ def _axis_frequencies(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _asymmetric(n: int, m: int) -> list[int]:
     """Indices of the new box's axis where a kept coefficient's point reflection is not kept with it (an even
-    number of kept frequencies: ``−κ/2`` is kept, ``+κ/2`` is not, or is the same index)."""
+    number of kept frequencies: ``−κ/2`` is kept, ``+κ/2`` is not, or is the same index).
+    """
     k = min(n, m)
     if k % 2:
         return []
@@ -73,7 +76,8 @@ def _asymmetric(n: int, m: int) -> list[int]:
 
 def _hermitian_plane(xp, Fh, n: tuple, m: tuple, axis: int, index: int):
     """``H(d) = (G(d) + conj G(−d))/2`` on the plane ``d[axis] = index`` of the new box's half spectrum,
-    from ``Fh`` (the map's half spectrum; ``F(k)`` at a negative last frequency is ``conj F(−k)``)."""
+    from ``Fh`` (the map's half spectrum; ``F(k)`` at a negative last frequency is ``conj F(−k)``).
+    """
     info = [_axis_frequencies(a, b) for a, b in zip(n, m)]
     half = list(m[:-1]) + [m[-1] // 2 + 1]
     idx = [np.arange(h) for h in half]
@@ -155,7 +159,8 @@ def largest_prime_factor(n: int) -> int:
 def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
     """A box edge for ``target`` voxels: among the edges within ``tol·target`` of it, the nearest whose prime
     factors are all ≤ 7, else the nearest with factors ≤ 13 (ties: the larger edge); ``round(target)``
-    when there is neither (``round(target)`` itself when its factors are ≤ 7)."""
+    when there is neither (``round(target)`` itself when its factors are ≤ 7).
+    """
     lo, hi = int(np.floor(target * (1.0 - tol))), int(np.ceil(target * (1.0 + tol)))
     window = [m for m in range(max(1, lo), hi + 1) if abs(m - target) <= tol * target]
     for pmax in FFT_PRIME_PREFERENCE:
@@ -167,7 +172,8 @@ def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
 
 def grid_shape(shape: tuple, voxel_size: float, new_voxel: float, minimum: int = 4) -> tuple:
     """Box of a map of ``shape`` (``voxel_size`` Å) resampled to about ``new_voxel`` Å/voxel: per axis the edge
-    :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is ``N·Ts/M``."""
+    :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is ``N·Ts/M``.
+    """
     return tuple(max(minimum, fft_length(n * voxel_size / new_voxel)) for n in shape)
 
 

@@ -84,7 +84,8 @@ def synthetic_map(voxel_size: float = 1.2, resolution: float = 4.0, seed: int = 
 
 def synthetic_halves(V, voxel_size: float, seed: int = SEED):
     """``(h1, h2, primary)``: ``V`` plus independent coloured noise per half (σ = ``HALF_NOISE``·σ(V)), and
-    their mean; the same for a given ``seed``."""
+    their mean; the same for a given ``seed``.
+    """
     import numpy as np
 
     from .level1.simhalves import noise_pair
@@ -121,7 +122,8 @@ def _flat(v, key=""):
 def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
     """Whether two :class:`SectionResult` agree: same status and warning count, equal non-float values,
     floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree); the values in ``HOW``
-    (where and how the section ran) are not compared."""
+    (where and how the section ran) are not compared.
+    """
     import numpy as np
 
     if a.status != b.status:
@@ -184,7 +186,8 @@ def _run_level1(be, halves, ts, t, R, only=None):
 
 def run_timed(be, ctx, sections, only=None) -> dict:
     """``{sid: (SectionResult, seconds)}``: each of ``sections`` (``(sid, title, module)``; module None: not
-    implemented, skipped) run on ``ctx`` in turn, timed until the device is done."""
+    implemented, skipped) run on ``ctx`` in turn, timed until the device is done.
+    """
     from .runner import run_section
 
     out = {}

@@ -65,7 +65,8 @@ def _nyquist_index(n: int) -> int | None:
 def hermitian_full(xp, Fh, shape: tuple):
     """Full complex spectrum of a real map from its ``rfftn`` half spectrum (``F(−k) = conj F(k)``).
 
-    Only slicing (no gathers): index ``−k mod n`` is ``0`` for ``k = 0`` and ``n − k`` otherwise."""
+    Only slicing (no gathers): index ``−k mod n`` is ``0`` for ``k = 0`` and ``n − k`` otherwise.
+    """
     nz, ny, nx = shape
     nxh = Fh.shape[-1]
     F = xp.empty(shape, dtype=Fh.dtype)
@@ -156,7 +157,8 @@ class SpiralEngine:
         """Shells per GPU launch: at most 8, at most ``BATCH_VOXELS`` voxels in all (a launch that large
         already fills the GPU: more shells per launch buy no speed, only memory) and what fits in half of
         the free memory (``BYTES_PER_SHELL_VOXEL`` per voxel and shell: the packed spectra, transformed in
-        place, and the amplitude)."""
+        place, and the amplitude).
+        """
         if self._batch:
             return max(1, min(self._batch, n_shells))
         free = self.be.free_memory_bytes()
@@ -169,7 +171,8 @@ class SpiralEngine:
     def _amplitude_cpu(self, f0: float, width: float):
         """One shell on the CPU, in z-slabs of ~2^18 voxels so that each element-wise chain runs in
         cache (memory traffic, not arithmetic, bounds these steps).  The two full spectra are
-        allocated once and reused: fresh large allocations cost page faults."""
+        allocated once and reused: fresh large allocations cost page faults.
+        """
         rd, cd = self.real_dtype, self.F.dtype
         if getattr(self, "_work", None) is None:
             slabs = _slabs(self.shape)
@@ -286,7 +289,8 @@ def quantile_at(be, A, index, q: float, on_device: bool = False):
     or with ``on_device`` on a GPU backend a 0-d device array of ``A``'s dtype that the host does not read
     (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions the
     host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float).  The
-    sort still makes the host wait for the device: CuPy sorts with Thrust's synchronous policy."""
+    sort still makes the host wait for the device: CuPy sorts with Thrust's synchronous policy.
+    """
     vals = A.reshape(-1)[index]
     n = int(vals.size)
     if n == 0:

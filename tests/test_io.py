@@ -311,6 +311,15 @@ def test_header_xml_units_nm_converted(tmp_path):
     assert sum("converted" in n for n in m.notes) == 4
 
 
+@pytest.mark.parametrize("units", ["\u00c5", "\u212b", "\u00e5", "angstrom", "A", ""])
+def test_header_xml_angstrom_spellings(tmp_path, units):
+    """Both Unicode Å characters (the letter U+00C5 and the ANGSTROM SIGN U+212B) and plain spellings mean Å."""
+    xml = tmp_path / "h.xml"
+    xml.write_bytes(_xml(spacing=("1.5",) * 3, units=units))
+    m = load_map_input(_write(tmp_path, mrc_bytes(base_map(16))), header=xml)
+    assert m.voxel_size == pytest.approx(1.5) and not any("converted" in n for n in m.notes)
+
+
 def test_header_xml_entities_refused(tmp_path):
     xml = tmp_path / "h.xml"
     xml.write_bytes(_xml(prolog='<!DOCTYPE emd [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'))

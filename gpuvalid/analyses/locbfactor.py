@@ -9,7 +9,6 @@ B-factor is ``4·slope`` (Å², negative for decaying amplitudes).
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import NotMeasurable
@@ -94,7 +93,8 @@ def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_
 def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: float, label: str,
                       stem: str, title: str, unit_label: str, percentiles: list[float]) -> None:
     """Keep the local map (resized grid, host) for the report; MRC on request, histogram and colour views
-    (:func:`gpuvalid.figures.local.write_local_map_outputs`)."""
+    (:func:`gpuvalid.figures.local.write_local_map_outputs`).
+    """
     rz = ctx.resized
     ctx.local_maps[sid] = {"values": values, "lo": lo, "hi": hi, "label": label}
     if ctx.options.figure_dir is None and ctx.options.map_dir is None:

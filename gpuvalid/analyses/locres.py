@@ -11,7 +11,6 @@ background.  Without PyTorch (or without the shipped weights) the section report
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .. import models
@@ -69,7 +68,8 @@ def r_range() -> tuple[float, float]:
 
 def _network_estimate(ctx) -> tuple:
     """Network local resolution on the map's device (NaN outside the hard mask), or (None, reason); and
-    the network's output range (Å) and model kind."""
+    the network's output range (Å) and model kind.
+    """
     if not models.torch_available():
         return None, "PyTorch is not installed", None
     if not models.weights_path("locres").is_file():
@@ -84,7 +84,8 @@ def _network_estimate(ctx) -> tuple:
 
 def _bound_reason(values: np.ndarray, voxel_size: float, out_range: tuple) -> str | None:
     """Why the network's values are not a measurement (NaN, or ≥ MAX_AT_BOUND of them at the clamp
-    bounds max(lo, 2·Ts) or hi Å of its output range), or None."""
+    bounds max(lo, 2·Ts) or hi Å of its output range), or None.
+    """
     from ..monores import MAX_AT_BOUND
 
     if values.size == 0 or not np.isfinite(values).all():
@@ -106,7 +107,8 @@ def _percentile_of(values: np.ndarray, R: float) -> float | None:
 
 def _nyquist_check(R: float, voxel_size: float) -> None:
     """Raise :class:`NotMeasurable` when R is finer than the sampling's Nyquist limit 2·Ts (checked before
-    anything is allocated: such a map would be resampled to an absurd 1 Å working grid)."""
+    anything is allocated: such a map would be resampled to an absurd 1 Å working grid).
+    """
     if R < 2.0 * voxel_size:
         raise NotMeasurable(f"the reported resolution {R:g} Å is finer than the Nyquist limit 2·Ts = "
                             f"{2.0 * voxel_size:.3g} Å of the map's sampling (Ts = {voxel_size:g} Å/voxel), which "
@@ -115,7 +117,8 @@ def _nyquist_check(R: float, voxel_size: float) -> None:
 
 def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
     """Voxel-wise agreement of the network and monogenic estimates (only finite numbers; the correlation is
-    left out when it is undefined) and its sentence."""
+    left out when it is undefined) and its sentence.
+    """
     ok = np.isfinite(ni) & np.isfinite(mi)
     a, b = ni[ok], mi[ok]
     if a.size == 0:
@@ -216,7 +219,8 @@ def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
 
     ``values`` is the map on the input grid (NaN outside the hard mask), on the map's device: it is copied
     to the host only when figures or maps are written (``local_maps`` then holds the host copy, else the
-    device array)."""
+    device array).
+    """
     wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
     if wanted:
         values = ctx.be.to_host(values)

@@ -69,7 +69,8 @@ def molecule_center_of_mass(be, V, hard_mask, box: tuple | None = None):
     """Centre of mass of ``max(V, 0)`` inside the hard mask, in voxels (x, y, z), or None.
 
     Summed over the mask's bounding box ``box`` (slices z, y, x; :func:`gpuvalid.masks.bounding_box` when
-    not given) only: the weights are 0 outside it."""
+    not given) only: the weights are 0 outside it.
+    """
     xp = be.xp
     box = bounding_box(be, hard_mask) if box is None else box
     if box is None:

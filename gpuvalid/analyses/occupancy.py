@@ -43,7 +43,8 @@ def shell_frequencies(resolution: float, width: float, low_A: float = LOW_FREQ_A
 
 def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float, compat: bool = False):
     """Occupancy map (device float32 in [0, 1]) of ``V`` and the per-shell ``(f0, q)`` list (and, with
-    ``compat``, the map from the reference service's amplitude as a third value)."""
+    ``compat``, the map from the reference service's amplitude as a third value).
+    """
     if 1.0 / resolution <= 1.0 / LOW_FREQ_A + 1e-12:
         raise NotMeasurable(f"the resolution {resolution:g} Å is not finer than {LOW_FREQ_A:g} Å, so there is "
                             "no frequency range for the local occupancy")

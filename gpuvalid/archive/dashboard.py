@@ -109,7 +109,8 @@ def _href(entry_dir: Path, dash_dir: Path) -> str | None:
 def collect_entries(rows: list[dict], out_dir: str | Path, dash_dir: str | Path | None = None
                     ) -> tuple[list[list], list[dict]]:
     """(entries as :data:`COLS` arrays, Level 1 estimates per entry) from index rows (as from
-    :func:`gpuvalid.archive.summary.collect`) and each finished entry's ``results.json``."""
+    :func:`gpuvalid.archive.summary.collect`) and each finished entry's ``results.json``.
+    """
     out = Path(out_dir)
     dash = Path(dash_dir) if dash_dir is not None else out
     entries, level1 = [], []
@@ -285,7 +286,8 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
 # ---- page ----------------------------------------------------------------------------------------
 def _norm_reason(text: str) -> str:
     """A reason or warning with its numbers replaced by '#', to group them by kind (a leading section
-    id such as ``0.c:`` is kept)."""
+    id such as ``0.c:`` is kept).
+    """
     text = (text or "").strip()
     m = re.match(r"^(\d+(?:\.[a-z]+)?: )", text)
     head = m.group(1) if m else ""

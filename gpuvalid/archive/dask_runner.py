@@ -20,8 +20,8 @@ import time
 import uuid
 
 from ..errors import InputError
-from .stages import BatchOptions, Dispatcher, failed_record, stage_input, unchanged_record, warn
 from .entry import EntryOptions, EntryTask, process_entry
+from .stages import BatchOptions, Dispatcher, failed_record, stage_input, unchanged_record, warn
 
 
 def _import_distributed():
@@ -100,6 +100,7 @@ def cuda_cluster_plan(device: str, requested: int, visible: list[str] | None) ->
 def visible_gpus() -> list[str] | None:
     """Visible GPU ids as dask-cuda counts them (its own helper when installed)."""
     import os
+
     from .gpus import visible_gpu_ids
     ids = visible_gpu_ids()
     if ids is None and "CUDA_VISIBLE_DEVICES" not in os.environ:

@@ -80,7 +80,8 @@ class Downloader:
     def fetch(self, rel: str, dest: Path, *, expected_size: int | None = None,
               expected_sha256: str | None = None, max_bytes: int | None = None, check=None) -> Path:
         """Download ``rel`` to ``dest`` unless already there; raise :class:`NotFound` on 404 and
-        :class:`InputError` when every attempt failed or the content is refused (``max_bytes``, ``check``)."""
+        :class:`InputError` when every attempt failed or the content is refused (``max_bytes``, ``check``).
+        """
         dest = Path(dest)
         if dest.is_file():
             return dest

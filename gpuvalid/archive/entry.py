@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import GpuvalidError
-from .prefetch import Prefetched, prefetch
 from ..report.files import atomic_write_text, file_mode
+from .prefetch import Prefetched, prefetch
 from .record import DONE, FAILED, STATUS_FILE, EntryRecord, write_record
 
 

@@ -56,7 +56,8 @@ def pid_alive(pid: int) -> bool:
 class ResultsIndex:
     """The SQLite index at ``path``; an unusable file (a folder, not SQLite, corrupt, unwritable) is an
     :class:`InputError`, or, with ``replace_corrupt``, is moved aside to ``<name>.corrupt-<time>``
-    and a new index created (it is a cache: :meth:`rebuild` refills it from the report folders)."""
+    and a new index created (it is a cache: :meth:`rebuild` refills it from the report folders).
+    """
 
     def __init__(self, path: str | Path, replace_corrupt: bool = False):
         self.path = Path(path)

@@ -32,7 +32,8 @@ def _compute(task: EntryTask, eopts: EntryOptions, pf: Prefetched | None) -> Ent
 
 def worker_devices(device: str, n: int, visible: list[str] | None = None) -> tuple[list[str], str | None]:
     """(one device per compute worker, a warning or None): cuda → cuda:0 … cuda:n-1, shared round-robin
-    when fewer GPUs are visible; cpu, auto or an explicit cuda:K → the same for every worker."""
+    when fewer GPUs are visible; cpu, auto or an explicit cuda:K → the same for every worker.
+    """
     d = (device or "cpu").lower()
     if d in ("cuda", "gpu") and n > 1:
         if visible is not None and 0 < len(visible) < n:

@@ -162,7 +162,8 @@ def _convert(row: dict) -> dict:
 
 def invalid_row(where: str, raw, reason: str) -> dict:
     """A manifest line that names no usable entry: batch records it as a failed pseudo-entry
-    ``invalid-<hash of the line>`` (a safe folder name, stable across reruns) instead of dropping it."""
+    ``invalid-<hash of the line>`` (a safe folder name, stable across reruns) instead of dropping it.
+    """
     key = hashlib.sha1(repr(raw).encode("utf-8", "backslashreplace")).hexdigest()[:12]
     return {"emdb_id": f"{INVALID_PREFIX}{key}", "invalid": f"{where}: {reason}"}
 

@@ -48,7 +48,8 @@ def header_xml(emdb_id: str, *, box_zyx=None, voxel_size=None, contour=None, res
 def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, half_maps: bool = False,
               compresslevel: int = 6, **meta) -> tuple[Path, Path | None]:
     """Copy ``map_file`` gzip-compressed into ``root`` under ``emdb_id``'s layout, with a header (a
-    ``.gz`` ``map_file`` is read through gzip, so the entry holds the map compressed once)."""
+    ``.gz`` ``map_file`` is read through gzip, so the entry holds the map compressed once).
+    """
     lay = layout(emdb_id)
     m = root / lay.map
     m.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,8 @@ def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, 
 
 def shared_entries(data_dir: str | Path) -> list[dict]:
     """Entries of ``shared/data/MANIFEST.tsv`` usable in a mirror: file, emdb_id, isotropic voxel size,
-    contour and resolution (None when '-')."""
+    contour and resolution (None when '-').
+    """
     import csv
 
     def num(v):

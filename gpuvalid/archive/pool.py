@@ -116,7 +116,8 @@ class Pool:
 
     def collect(self, ready) -> list[tuple]:
         """(tag, 'ok', result) | (tag, 'error', message, traceback) | (tag, 'died', message) for the
-        workers among ``ready``; a dead worker is replaced by a fresh one."""
+        workers among ``ready``; a dead worker is replaced by a fresh one.
+        """
         out = []
         for i, w in enumerate(self.workers):
             if w.tag is None or (w.conn not in ready and w.proc.sentinel not in ready):

@@ -82,7 +82,8 @@ def inflate(data: bytes) -> bytes:
 
 def declared_bytes(head: bytes) -> int | None:
     """File size an MRC header (first 1024 bytes) declares: 1024 + extended header + voxels × mode
-    size; None when the header is not plausible in either byte order."""
+    size; None when the header is not plausible in either byte order.
+    """
     if len(head) < 1024:
         return None
     for e in "<>":
@@ -101,7 +102,8 @@ def inflate_to(raw: bytes, fh, limit_slack: int = SLACK) -> int:
     """Inflate the (possibly multi-member) gzip stream ``raw`` into the file ``fh`` ``CHUNK`` bytes at a
     time (memory: one chunk), stopping with :class:`InflateLimit` once the output exceeds what the MRC
     header in its first 1024 bytes declares by more than ``limit_slack`` (16 MiB + slack when that
-    header is not plausible: the loader then names the header's problem).  Returns the bytes written."""
+    header is not plausible: the loader then names the header's problem).  Returns the bytes written.
+    """
     d = _zlib_stream.decompressobj(wbits=31)
     buf: bytes = raw
     total, limit = 0, None

@@ -19,7 +19,8 @@ MAX_HEADER_BYTES = 16 << 20  # EMDB headers are tens of kB
 
 def header_check(emdb_id: str):
     """A download check: the file is an EMDB header XML (root ``emd``) of ``emdb_id`` whose values the
-    header reader accepts; anything else (an HTML error page, another entry's header) is refused."""
+    header reader accepts; anything else (an HTML error page, another entry's header) is refused.
+    """
     def check(path: Path) -> None:
         import xml.etree.ElementTree as ET
 
@@ -66,7 +67,8 @@ def half_maps(root: Path, lay: EntryLayout) -> list[Path]:
 
 def fetch_half_maps(dl: Downloader, cache: Path, lay: EntryLayout) -> list[Path]:
     """Download the entry's two half maps into the cache (Level 1 runs when both exist); an entry without
-    them (not found) has none, and a half that fails to download leaves the entry at Level 0."""
+    them (not found) has none, and a half that fails to download leaves the entry at Level 0.
+    """
     got = []
     for i in (1, 2):
         try:

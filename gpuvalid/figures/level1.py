@@ -1,5 +1,6 @@
 """Figures of the Level 1 sections: resolution curves against spatial frequency, the directional-resolution
-map on the hemisphere, half-map slices."""
+map on the hemisphere, half-map slices.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def curves_png(path: Path, freq: np.ndarray, curves: list, title: str, ylabel: s
                hlines: list | None = None, vlines: list | None = None, logy: bool = False,
                ylim: tuple | None = None, span: tuple | None = None) -> str:
     """Curves against spatial frequency (Å⁻¹): ``curves`` = [(y, label)], ``hlines`` = [(y, label)] thresholds,
-    ``vlines`` = [(f, label)] marked frequencies, ``span`` = (f0, f1, label) a shaded band."""
+    ``vlines`` = [(f, label)] marked frequencies, ``span`` = (f0, f1, label) a shaded band.
+    """
     fig, ax = plt.subplots(figsize=(6.2, 3.9))
     for k, (y, label) in enumerate(curves):
         y = np.asarray(y, dtype=float)
@@ -62,7 +64,8 @@ def hemisphere_png(path: Path, directions: np.ndarray, values: np.ndarray, title
                    never: np.ndarray | None = None) -> str:
     """Directional values (e.g. resolution in Å) on the hemisphere ``z ≥ 0`` (map axes x, y, z), drawn in
     a Lambert azimuthal equal-area projection centred on +Z: the rim is the X–Y plane, azimuth measured from +X.
-    ``never`` marks directions whose curve never crossed (drawn as open circles)."""
+    ``never`` marks directions whose curve never crossed (drawn as open circles).
+    """
     d = np.asarray(directions, dtype=float)
     v = np.asarray(values, dtype=float)
     tilt = np.arccos(np.clip(d[:, 2], -1, 1))

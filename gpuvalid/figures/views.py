@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .figure import Figure
 from ..render import SPEC_VIEWS, angles_text, describe_view, render_views
 from ..render.colour import DEFAULT_CMAP
+from .figure import Figure
 
 PANEL_PX = 512     # largest side of one view (pixels)
 _GAP = 16          # pixels between panels

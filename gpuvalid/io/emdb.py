@@ -6,9 +6,10 @@ Reads the primary contour level, the author's resolution (the method's
 
 from __future__ import annotations
 
-import re
-import xml.etree.ElementTree as ET
 import math
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,9 @@ class EmdbHeader:
 
 
 MAX_HEADER_BYTES = 20 << 20  # an EMDB header XML is a few kB; refuse anything this large
-_ANGSTROM = {"Å", "Å", "a", "ang", "angstrom", "angstroms", "ångström", "angstrom(s)"}
+# Unicode has two Å: the letter U+00C5 and the ANGSTROM SIGN U+212B; units are NFKC-normalised first, which
+# maps the sign to the letter.
+_ANGSTROM = {"Å", "å", "a", "ang", "angstrom", "angstroms", "ångström", "angstrom(s)"}
 _TO_ANGSTROM = {"nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "pm": 0.01}
 
 
@@ -58,7 +61,7 @@ def _length(el: ET.Element | None, what: str, notes: list[str]) -> float | None:
     v = _float(el.text, what)
     if v is None:
         return None
-    units = (el.get("units") or "").strip()
+    units = unicodedata.normalize("NFKC", el.get("units") or "").strip()
     u = units.lower()
     if not u or units in _ANGSTROM or u in _ANGSTROM:
         return v

@@ -1,5 +1,6 @@
 """Assemble a :class:`~gpuvalid.context.MapInput` from a map file, an optional EMDB header and the
-command line (the command line wins over the header, the header over the MRC header)."""
+command line (the command line wins over the header, the header over the MRC header).
+"""
 
 from __future__ import annotations
 

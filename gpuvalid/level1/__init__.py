@@ -31,7 +31,8 @@ SECTIONS1 = [
 
 def halves_beside(map_path: Path) -> list[Path] | None:
     """The half maps of an EMDB archive entry (``…/EMD-N/map/emd_N.map[.gz]`` → ``…/EMD-N/other/
-    emd_N_half_map_{1,2}.map[.gz]``), or None when the map is not in that layout or the halves are absent."""
+    emd_N_half_map_{1,2}.map[.gz]``), or None when the map is not in that layout or the halves are absent.
+    """
     map_path = Path(map_path)
     name = map_path.name
     if not name.startswith("emd_") or map_path.parent.name != "map":
@@ -60,7 +61,9 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
     """
     from ..runner import run_section
     from .context import Level1Context, load_halves
-    from .halves import SID as HSID, TITLE as HTITLE, refused
+    from .halves import SID as HSID
+    from .halves import TITLE as HTITLE
+    from .halves import refused
 
     out: dict[str, SectionResult] = {}
     if progress:
@@ -91,7 +94,8 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
 
 def estimates_sentence(R: float | None, level0: dict, estimates: dict) -> str:
     """Range and mean of the resolution estimates (Level 0 local-resolution median and Level 1), and the
-    spec's warning when the reported resolution R < 0.8 × their mean."""
+    spec's warning when the reported resolution R < 0.8 × their mean.
+    """
     est = dict(estimates)
     loc = level0.get("0.e")
     if loc is not None and loc.evaluable:

@@ -144,7 +144,8 @@ class Level1Context:
     def mask_info(self) -> tuple:
         """``(mask, description, is_soft_mask)``: the Level 0 soft mask of the primary map; when it cannot be
         made (no contour threshold, empty mask) a sphere of radius ``N/2 − 4`` voxels with a Gaussian edge
-        (σ = 2 voxels), the reference's 1.b mask."""
+        (σ = 2 voxels), the reference's 1.b mask.
+        """
         try:
             self.ctx0.require_mask()
             m = self.ctx0.soft_mask
@@ -209,7 +210,8 @@ class Level1Context:
     @cached
     def cpu_twin(self) -> "Level1Context":
         """The halves on the CPU with the primary map's CPU context, made once; the resolution estimates
-        and the local-resolution histograms (host objects the report reads) are shared with this one."""
+        and the local-resolution histograms (host objects the report reads) are shared with this one.
+        """
         twin = Level1Context(self.ctx0.on_cpu(), self.halves, seed=self.seed)
         twin.estimates = self.estimates
         twin.cache[HIST_KEY] = self.cache.setdefault(HIST_KEY, {})

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..analyses.base import SectionResult, md_table
 from ..errors import NotMeasurable
-from ..memory import L1_PERM_CHUNK as PERM_CHUNK   # GPU: permuted coefficients per launch (rows × samples)
+from ..memory import L1_PERM_CHUNK as PERM_CHUNK  # GPU: permuted coefficients per launch (rows × samples)
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
 
 SID, TITLE = "1.b", "FSC permutation (FDR-FSC)"

@@ -17,9 +17,9 @@ import numpy as np
 from scipy.spatial import ConvexHull
 
 from ..analyses.base import SectionResult, md_table
+from . import shells
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
 from .context import resolution_of
-from . import shells
 
 SID, TITLE = "1.h", "3-D FSC (conical FSC)"
 CONE_DEG = 20.0

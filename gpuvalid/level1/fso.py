@@ -16,9 +16,9 @@ import numpy as np
 from scipy.stats import chi2
 
 from ..analyses.base import SectionResult, md_table
+from . import shells
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
 from .context import resolution_of
-from . import shells
 
 SID, TITLE = "1.g", "Fourier Shell Occupancy"
 N_DIRECTIONS = 321
@@ -40,7 +40,8 @@ def bingham(pass_mask: np.ndarray, directions: np.ndarray, factor: float = 1.0) 
     """Bingham's uniformity statistic per shell for the axes of the passing directions and its χ²₅ CDF.
 
     ``pass_mask`` is ``[nshell, ndir]``; ``factor`` multiplies ``n`` (the reference counts each axis twice).
-    Shells with fewer than 2 passing directions give NaN."""
+    Shells with fewer than 2 passing directions give NaN.
+    """
     nsh = pass_mask.shape[0]
     S = np.full(nsh, np.nan)
     outer = directions[:, :, None] * directions[:, None, :]

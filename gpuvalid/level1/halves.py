@@ -1,5 +1,6 @@
 """The "Half maps" section (not graded): files, hashes, real-space agreement and max-variance slices of h1,
-h2 and h1 − h2 (the difference should look like noise, with no structure)."""
+h2 and h1 − h2 (the difference should look like noise, with no structure).
+"""
 
 from __future__ import annotations
 

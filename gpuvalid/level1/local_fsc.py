@@ -36,9 +36,12 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import (L1_BOX_BYTES as BYTES_PER_BOX, L1_FSC_GROUP_ROWS as GROUP_ROWS,
-                      L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES, L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK,
-                      L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES, available_bytes)
+from ..memory import L1_BOX_BYTES as BYTES_PER_BOX
+from ..memory import L1_FSC_GROUP_ROWS as GROUP_ROWS
+from ..memory import L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES
+from ..memory import L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK
+from ..memory import L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES
+from ..memory import available_bytes
 from .shells import fsc_ratio
 
 BOX = 20
@@ -66,7 +69,8 @@ def hann_box(n: int = BOX) -> np.ndarray:
 
 def shell_matrix(pad: int = PAD) -> tuple[np.ndarray, int]:
     """``[pad·pad·(pad//2+1), nshell]`` float32 matrix of Hermitian weights per shell ``k = round(|f|·pad)``
-    on the ``rfftn`` half grid of a ``pad³`` box, shells 0 … ``floor(pad·√3/2)`` (the box corner)."""
+    on the ``rfftn`` half grid of a ``pad³`` box, shells 0 … ``floor(pad·√3/2)`` (the box corner).
+    """
     fz = np.fft.fftfreq(pad)[:, None, None]
     fy = np.fft.fftfreq(pad)[None, :, None]
     fx = np.fft.rfftfreq(pad)[None, None, :]
@@ -125,7 +129,8 @@ def crossings(fsc, freq, cutoff: float = CUTOFF, xp=np):
 
 def _selected(be, soft_mask, shape, step: int):
     """Flat indices of the box centres: the lattice ``c ≡ BOX/2 (mod step)`` inside the faces' margin,
-    within ``step − 1`` voxels (chessboard) of a voxel with soft mask ≥ 0.5 (all such voxels when step = 1)."""
+    within ``step − 1`` voxels (chessboard) of a voxel with soft mask ≥ 0.5 (all such voxels when step = 1).
+    """
     xp = be.xp
     sel = soft_mask >= MASK_LEVEL
     if step > 1:
@@ -241,7 +246,8 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
 
 def _fft_rows(be, h1, h2, centres, shape, chunk):
     """FFT engine: yields ``(s, e, fsc)`` for the boxes ``s … e − 1``, one chunk at a time (``fsc``
-    float64 ``[e − s, nshell]`` on the backend's device)."""
+    float64 ``[e − s, nshell]`` on the backend's device).
+    """
     xp = be.xp
     half = BOX // 2
     nb = int(centres.size)
@@ -274,7 +280,8 @@ def _fft_rows(be, h1, h2, centres, shape, chunk):
 
 def _kernel_rows(be, h1, h2, centres, shape, chunk):
     """Raw-kernel engine (a device): yields ``(s, e, fsc)`` for groups of up to ``GROUP_ROWS`` boxes, whose
-    shell sums ``lfsc_planes`` and ``lfsc_shells`` compute a chunk at a time."""
+    shell sums ``lfsc_planes`` and ``lfsc_shells`` compute a chunk at a time.
+    """
     xp = be.xp
     nb = int(centres.size)
     nsh = shell_matrix_size()
@@ -306,7 +313,8 @@ def shell_matrix_size(pad: int = PAD) -> int:
 
 def _shell_sums(Fa, Fb, S):
     """``Re(Fa·Fb*) @ S`` for rows of spectra ``Fa``, ``Fb`` (the product formed in place: the same numbers as
-    ``(Fa.real·Fb.real + Fa.imag·Fb.imag) @ S``)."""
+    ``(Fa.real·Fb.real + Fa.imag·Fb.imag) @ S``).
+    """
     p = Fa.real * Fb.real
     p += Fa.imag * Fb.imag
     return p @ S
@@ -315,7 +323,8 @@ def _shell_sums(Fa, Fb, S):
 def _box_spectra(be, b):
     """``rfftn`` of a stack of ``BOX³`` boxes zero-padded to ``PAD³`` (axes 1–3).  GPU: one batched 3-D
     transform.  CPU: axis by axis, transforming only the lines that hold data (a 20³ box in a 40³ grid:
-    about half the work of the full padded transform)."""
+    about half the work of the full padded transform).
+    """
     if be.is_gpu:
         return be.rfftn(b, s=(PAD, PAD, PAD), axes=(1, 2, 3))
     F = be.rfftn(b, s=(PAD,), axes=(3,))
@@ -325,7 +334,8 @@ def _box_spectra(be, b):
 
 def _fill(vals: np.ndarray, centres: np.ndarray, shape: tuple, step: int, target: np.ndarray) -> np.ndarray:
     """Host map with ``vals`` at the box centres (step 1) or interpolated from the lattice (step > 1);
-    NaN outside ``target``."""
+    NaN outside ``target``.
+    """
     out = np.full(shape, np.nan, dtype=np.float32)
     if step == 1:
         out.reshape(-1)[centres] = vals

@@ -1,6 +1,7 @@
 """What the four local-resolution sections (1.c–1.f) share: percentiles, the percentile of R, the spec's
 warnings, the resolution-estimate median, the histogram, colour views, and the overlay of the
-local-resolution histograms (1.c–1.f and Level 0's 0.e)."""
+local-resolution histograms (1.c–1.f and Level 0's 0.e).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ CRITERIA = (f"Warn when the local resolutions are too homogeneous (97.5 % and 2.
 
 def start_resolution(ctx1) -> tuple[float, str]:
     """The coarse end of the sweeps: ``max(10, 5·R)`` Å; without R, ``max(10, 5 × the 1.a FSC 0.143``
-    estimate) or 10 Å."""
+    estimate) or 10 Å.
+    """
     R = ctx1.resolution
     if R is not None:
         return max(10.0, 5.0 * R), f"max(10, 5·R) = {max(10.0, 5.0 * R):g} Å"
@@ -36,7 +38,8 @@ def start_resolution(ctx1) -> tuple[float, str]:
 def finish_local(ctx1, res: SectionResult, values_map: np.ndarray, label: str, stem: str,
                  estimate_label: str, warn: bool = True) -> list[float]:
     """Percentiles, percentile of R, warnings (``warn``), estimate, histogram and views of a local-resolution
-    map (host, Å, NaN outside the voxels measured); returns the percentiles."""
+    map (host, Å, NaN outside the voxels measured); returns the percentiles.
+    """
     inside = values_map[np.isfinite(values_map)]
     if inside.size == 0:
         raise NotMeasurable("no voxel received a local resolution")

@@ -34,11 +34,10 @@ import time
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK   # voxels per pass of directional_summaries
+from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK  # voxels per pass of directional_summaries
 from ..monores import TwoFailureSweep
 from ..spiral import quantile_at
-from .monores_half import (NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps,
-                           step_readback)
+from .monores_half import NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps, step_readback
 from .shells import fibonacci_hemisphere
 
 N_DIR = 47
@@ -136,7 +135,8 @@ def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> 
     voxels and ``vrs_tie_counts`` (voxels within ``VRS_TIE_A`` of their minimum, for :func:`vrs_ks_p`).
 
     Computed where the sweeps are, ``chunk`` voxels at a time (a [directions × chunk] block); the host gets
-    the per-voxel results only."""
+    the per-voxel results only.
+    """
     xp = be.xp
     nd, n = len(sweeps), int(sweeps[0].step.size)
     per_voxel = {k: [] for k in ("min", "max", "mean", "lo5", "hi95", "best")}
@@ -163,14 +163,16 @@ def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> 
 
 def vrs_tie_counts(R, rmin):
     """Per direction (rows of ``R``, NumPy or CuPy), the voxels within ``VRS_TIE_A`` of their minimum ``rmin``:
-    the reference's tie counts (:func:`vrs_ks_p`)."""
+    the reference's tie counts (:func:`vrs_ks_p`).
+    """
     return (R <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
 
 
 def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
     """``[ndir, count]`` pseudo-random int64 keys in [0, 2³²) for voxels ``start … start + count − 1``:
     a 32-bit integer hash (multiply–xorshift) of (voxel, direction, seed).  The argmax of the keys over the
-    tied directions picks one at random, independently per voxel, and identically on NumPy and CuPy."""
+    tied directions picks one at random, independently per voxel, and identically on NumPy and CuPy.
+    """
     j = xp.arange(start, start + count, dtype=xp.uint32)[None, :]
     k = xp.arange(ndir, dtype=xp.uint32)[:, None]
     h = j * np.uint32(0x9E3779B1) + k * np.uint32(0x85EBCA77) + np.uint32((seed * 0xC2B2AE3D) & 0xFFFFFFFF)
@@ -185,7 +187,8 @@ def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
 def _cone_amplitude(be, G):
     """``|IFFT(G)|`` (float32), ``G`` zero outside the cone's coefficients.  On the device the inverse transform
     runs in place (no second complex grid) and ``G`` is zeroed afterwards; on the CPU ``G`` is left as it was
-    (the caller zeroes the cone's coefficients)."""
+    (the caller zeroes the cone's coefficients).
+    """
     xp = be.xp
     if not be.is_gpu:
         return xp.abs(be.ifftn(G))
@@ -198,7 +201,8 @@ def _cone_amplitude(be, G):
 
 def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
     """The double cone ``|u·d| ≥ cos(cone_deg)`` of the full FFT grid of ``eng`` as ``(flat indices,
-    1 + u·d there)`` (int32 indices when the grid allows, float32 weights)."""
+    1 + u·d there)`` (int32 indices when the grid allows, float32 weights).
+    """
     xp = eng.be.xp
     dx, dy, dz = (float(v) for v in d)
     uz, uy, ux = eng.u
@@ -219,7 +223,8 @@ def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:
 def uniformity_test(best: np.ndarray, ndir: int) -> dict:
     """χ² goodness of fit of best-direction counts against equal probabilities ``1/ndir``.
 
-    Returns ``counts``, ``n``, ``chi2``, ``dof`` and ``p`` (None when fewer than 5 expected per direction)."""
+    Returns ``counts``, ``n``, ``chi2``, ``dof`` and ``p`` (None when fewer than 5 expected per direction).
+    """
     from scipy.stats import chi2
 
     counts = np.bincount(best, minlength=ndir).astype(float)
@@ -240,7 +245,8 @@ def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
     counted in every direction; ``counts``, or computed from the ``[directions, voxels]`` resolutions
     ``res``), ``draws`` indices drawn with those frequencies and a Kolmogorov–Smirnov test against
     ``randint(0, ndir − 1)`` (a continuous test on a discrete sample, support one short): it rejects even a
-    flat histogram.  Seeded here (the reference is not)."""
+    flat histogram.  Seeded here (the reference is not).
+    """
     from scipy import stats
 
     if counts is None:
@@ -254,7 +260,8 @@ def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
 
 def radial_profile(index: np.ndarray, shape: tuple, maps: dict) -> tuple[np.ndarray, dict]:
     """Means of each per-voxel array in ``maps`` over 1-voxel shells of the distance to the box centre
-    ``(N/2)``: returns the shell radii (voxels) with at least one mask voxel, and the profiles."""
+    ``(N/2)``: returns the shell radii (voxels) with at least one mask voxel, and the profiles.
+    """
     z, y, x = np.unravel_index(index, shape)
     c = [s / 2.0 for s in shape]
     r = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)

@@ -42,7 +42,8 @@ START_MIN_A = 10.0
 def raised_cosine_up(r, lo: float, hi: float, xp):
     """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32 ``r``: float32).
 
-    Computed in one array (each step in place: no temporaries of ``r``'s size)."""
+    Computed in one array (each step in place: no temporaries of ``r``'s size).
+    """
     t = r - lo
     t /= max(hi - lo, 1e-9)
     xp.clip(t, 0.0, 1.0, out=t)
@@ -91,7 +92,8 @@ class HalfMonogenic:
 
     def amplitude(self, F, H):
         """Monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with full spectrum ``F`` filtered by the real
-        radial-or-not filter ``H`` (full grid)."""
+        radial-or-not filter ``H`` (full grid).
+        """
         xp, be = self.be.xp, self.be
         uz, uy, ux = self.u
         G = F * H
@@ -147,7 +149,8 @@ class HalfMonogenic:
 
     def _lowpass_filter(self, fd: float):
         """``(box, L)``: per axis ``(n, k)`` (frequency indices ``|i| ≤ k`` kept; ``k = None``: all) and the
-        filter on that box; ``box`` None: the full half spectrum (cached for the last ``fd``)."""
+        filter on that box; ``box`` None: the full half spectrum (cached for the last ``fd``).
+        """
         if self._lp is not None and self._lp[0] == fd:
             return self._lp[1], self._lp[2]
         xp = self.be.xp
@@ -203,7 +206,8 @@ def _put(xp, a, axis: int, n: int, k: int | None):
 def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
                      coarse_step_A: float | None = None, coarse_above_A: float = 8.0) -> np.ndarray:
     """Resolutions (Å) from ``start_A`` down to ``2·Ts`` in ``step_A`` steps (``coarse_step_A`` above
-    ``coarse_above_A`` when given), the last one exactly ``2·Ts`` when the steps do not land on it."""
+    ``coarse_above_A`` when given), the last one exactly ``2·Ts`` when the steps do not land on it.
+    """
     nyq = 2.0 * voxel_size
     out, d = [], float(start_A)
     while d > nyq + 1e-6:
@@ -217,7 +221,8 @@ def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
     """What the host needs after a step of one or more sweeps, in one read: each sweep's noise threshold
     (:func:`quantile_at` with ``on_device``) and the fraction of its voxels still in it (host float64
     arrays).  On a GPU a step's launches then run without a host wait inside it (1.e: one sweep; 1.f: one
-    per direction)."""
+    per direction).
+    """
     xp = be.xp
     counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
     both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
@@ -226,7 +231,8 @@ def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
 
 def masked_smooth(be, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
     """Gaussian smoothing (σ voxels) of values known at the flat indices ``idx`` only:
-    ``G(R·m)/G(m)`` at those voxels."""
+    ``G(R·m)/G(m)`` at those voxels.
+    """
     xp = be.xp
     R = xp.zeros(int(np.prod(shape)), dtype=xp.float32)
     m = xp.zeros(int(np.prod(shape)), dtype=xp.float32)
@@ -291,7 +297,8 @@ def vrs_histogram_percentiles(values: np.ndarray, R: float | None,
                               qs=(0.025, 0.25, 0.5, 0.75, 0.975)) -> tuple[list[float], float | None]:
     """The reference's reading of MonoRes percentiles: a histogram of ``round((max − min)·4)`` bins (≈ 0.25 Å)
     over ``[min, max]`` (rounded to 0.01 Å), its last two bins dropped, the CDF interpolated linearly at the
-    bin centres; returns the percentiles (Å) and ``CDF(R)`` as a percentage."""
+    bin centres; returns the percentiles (Å) and ``CDF(R)`` as a percentage.
+    """
     v = np.asarray(values, dtype=float)
     lo, hi = round(float(v.min()), 2), round(float(v.max()), 2)
     nb = max(int(round((hi - lo) * 4)), 1)

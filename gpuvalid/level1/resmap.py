@@ -61,7 +61,8 @@ def scale_kernels(alpha_A: float, voxel_size: float) -> tuple[np.ndarray, np.nda
     null weights ``λ`` of the statistic (eigenvalues of the kernels' Gram matrix); returns ``(K, lam, r)``.
 
     With ``s = √w_gauss``, the design ``B = s·A`` is QR-factorised with the constant first; the kernels are
-    ``s·Q[:, 1:]``, so ``Σ_k (K_k ⋆ y)²`` is the drop of the weighted residual sum of squares."""
+    ``s·Q[:, 1:]``, so ``Σ_k (K_k ⋆ y)²`` is the drop of the weighted residual sum of squares.
+    """
     r = int(math.ceil(0.5 * alpha_A / voxel_size))
     a = (2 * math.pi / alpha_A) * math.sqrt(2.0 / 5.0)
     g = np.arange(-r, r + 1) * voxel_size * a
@@ -86,7 +87,8 @@ def scale_kernels(alpha_A: float, voxel_size: float) -> tuple[np.ndarray, np.nda
 
 def highpass(r, alpha_A: float, voxel_size: float, xp=np):
     """The pre-filter of scale ``alpha_A`` on |f| in cycles/voxel ``r``: 0 below ``HP_LO/α``, raised cosine
-    up to 1 at ``1/α`` (``f`` in Å⁻¹ = r/Ts), 1 above."""
+    up to 1 at ``1/α`` (``f`` in Å⁻¹ = r/Ts), 1 above.
+    """
     lo, hi = HP_LO / alpha_A * voxel_size, 1.0 / alpha_A * voxel_size
     t = xp.clip((r - lo) / (hi - lo), 0.0, 1.0)
     return 0.5 - 0.5 * xp.cos(np.pi * t)
@@ -95,7 +97,8 @@ def highpass(r, alpha_A: float, voxel_size: float, xp=np):
 def null_weights(K: np.ndarray, alpha_A: float, voxel_size: float, grid: int = 64) -> np.ndarray:
     """Weights λ of ``LRS = Σ λ_i χ²₁`` under white unit noise passed through the pre-filter: the eigenvalues
     of ``G_kl = Σ_u (h ⋆ K_k)(u)·(h ⋆ K_l)(u)`` computed by Parseval on a ``grid³`` box (a Riemann sum of a
-    smooth integrand; the kernels are zero-padded and centred at the origin)."""
+    smooth integrand; the kernels are zero-padded and centred at the origin).
+    """
     nk, w = K.shape[0], K.shape[1]
     M = max(grid, 2 * w + 1)
     import scipy.fft
@@ -125,7 +128,8 @@ def weighted_chi2_sf(t: np.ndarray, lam: np.ndarray) -> np.ndarray:
 
     ``K(s) = −½ Σ ln(1 − 2sλ_i)``; ``K'(ŝ) = t`` is solved by bisection on ``s < 1/(2·max λ)``; then
     ``w = sign(ŝ)·√(2(ŝt − K(ŝ)))``, ``u = ŝ·√K''(ŝ)`` and ``sf = 1 − Φ(w) + φ(w)(1/u − 1/w)``.  Near the mean
-    (``|w| < 1e-2``) the value is interpolated from its neighbours."""
+    (``|w| < 1e-2``) the value is interpolated from its neighbours.
+    """
     from scipy.stats import norm
 
     lam = np.asarray(lam, dtype=float)
@@ -160,7 +164,8 @@ def weighted_chi2_sf(t: np.ndarray, lam: np.ndarray) -> np.ndarray:
 def by_threshold(p, q: float, be) -> float:
     """Benjamini–Yekutieli FDR threshold: the largest ``p_(k)`` with ``p_(k) ≤ k·q/(m·Σ_{i≤m} 1/i)``
     (−1 when none passes).  ``p``: an array of backend ``be`` (on a device it is sorted there; only the
-    threshold comes back)."""
+    threshold comes back).
+    """
     xp = be.xp
     m = int(p.size)
     if m == 0:
@@ -174,7 +179,8 @@ def by_threshold(p, q: float, be) -> float:
 
 def _whiten(be, h1, h2):
     """``V = (h1 + h2)/2`` and ``N = (h1 − h2)/2`` divided in Fourier space by ``√P_N`` (shell-averaged power of
-    ``N``; shells of one Fourier voxel), returned as spectra (``rfftn``) on the device."""
+    ``N``; shells of one Fourier voxel), returned as spectra (``rfftn``) on the device.
+    """
     xp = be.xp
     shape = h1.shape
     V = 0.5 * (h1 + h2)
@@ -285,7 +291,8 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
 def vrs_percentiles(res_map: np.ndarray, voxel_size: float) -> tuple[list[float] | None, np.ndarray | None]:
     """The reference's view of a ResMap result: ResMap 1.x stops at ``round(4·Ts, 0.5)`` and writes 100 Å
     elsewhere; the reference drops the 100-Å voxels, fills them with the mean of the others, smooths with
-    σ = 1.5 voxels and takes the percentiles of the kept voxels.  Returns ``(percentiles, kept values)``."""
+    σ = 1.5 voxels and takes the percentiles of the kept voxels.  Returns ``(percentiles, kept values)``.
+    """
     import scipy.ndimage as ndi
 
     stop = round(4 * voxel_size * 2) / 2

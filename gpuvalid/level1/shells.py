@@ -90,7 +90,8 @@ class HalfSpectrum:
 
     def shell_order(self):
         """``(order, starts)``: flat half-spectrum indices sorted by shell (stable) and the start of each
-        shell in that order (length ``nshell + 1``); the coefficients as stored, no Hermitian weights."""
+        shell in that order (length ``nshell + 1``); the coefficients as stored, no Hermitian weights.
+        """
         if self._order is None:
             xp = self.be.xp
             flat = self.shell.ravel()
@@ -122,7 +123,8 @@ class FscTerms:
 
 def fsc_ratio(cross, p1, p2, xp=np):
     """FSC ``Σ Re(F1·F2*) / √(Σ|F1|²·Σ|F2|²)`` from shell sums (NaN where a half has no power); ``xp``: the
-    arrays' module (NumPy, or CuPy for device arrays)."""
+    arrays' module (NumPy, or CuPy for device arrays).
+    """
     den = xp.sqrt(p1 * p2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return xp.where(den > 0, cross / xp.where(den > 0, den, 1.0), xp.nan)
@@ -139,7 +141,8 @@ def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
 
 def dpr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
     """Amplitude-weighted differential phase residual per shell (degrees):
-    ``√(Σ(|F1|+|F2|)·Δφ² / Σ(|F1|+|F2|))`` with ``Δφ = arg(F1 F2*)`` in (−π, π]."""
+    ``√(Σ(|F1|+|F2|)·Δφ² / Σ(|F1|+|F2|))`` with ``Δφ = arg(F1 F2*)`` in (−π, π].
+    """
     xp = geo.be.xp
     a = xp.abs(F1) + xp.abs(F2)
     dphi = xp.arctan2(F1.imag * F2.real - F1.real * F2.imag, F1.real * F2.real + F1.imag * F2.imag)
@@ -150,7 +153,8 @@ def dpr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
 
 def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
     """Spectral SNR of the full map per shell: ``Σ|S|²/Σ|Nz|² − 1`` with ``S = (F1+F2)/2``,
-    ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``)."""
+    ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``).
+    """
     s_re, s_im = F1.real + F2.real, F1.imag + F2.imag
     d_re, d_im = F1.real - F2.real, F1.imag - F2.imag
     s = shell_sums(geo, s_re * s_re + s_im * s_im, d_re * d_re + d_im * d_im)
@@ -161,7 +165,8 @@ def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
 def ssnr_vrs(be, F1, F2, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The reference's "SSNR": per shell ``int(r)`` (``r`` the distance in voxel-index units from the centre,
     ``r < N/2``, ``N = shape[0]``), the *mean of the amplitude ratios* ``|S|/|Nz|``; returns
-    ``(radial, f_vrs)`` with its frequency axis ``i·2·Ts/N`` left to the caller (``f_vrs = i``)."""
+    ``(radial, f_vrs)`` with its frequency axis ``i·2·Ts/N`` left to the caller (``f_vrs = i``).
+    """
     xp = be.xp
     nz, ny, nx = shape
     n0 = int(nz)
@@ -218,7 +223,8 @@ def first_crossing(x: np.ndarray, y: np.ndarray, level: float, mode: str = "belo
 
 def vrs_first_cross(x: np.ndarray, y: np.ndarray, level: float, mode: str = "lesser") -> float | None:
     """The reference's crossing rule: the first index ``i0`` with ``y < level`` (``'lesser'``) or ``> level``
-    (``'greater'``), required ``i0 > 1``, interpolated between ``i0 − 1`` and ``i0``; else None."""
+    (``'greater'``), required ``i0 > 1``, interpolated between ``i0 − 1`` and ``i0``; else None.
+    """
     y = np.asarray(y, dtype=float)
     hit = np.flatnonzero(y < level) if mode == "lesser" else np.flatnonzero(y > level)
     if hit.size == 0 or hit[0] <= 1:
@@ -233,7 +239,8 @@ def vrs_first_cross(x: np.ndarray, y: np.ndarray, level: float, mode: str = "les
 
 def fibonacci_hemisphere(n: int) -> np.ndarray:
     """``n`` near-uniform unit vectors ``(x, y, z)`` on the hemisphere ``z ≥ 0`` (Fibonacci lattice:
-    ``z_i = 1 − (i + ½)/n``, azimuth ``i·π(3 − √5)``)."""
+    ``z_i = 1 − (i + ½)/n``, azimuth ``i·π(3 − √5)``).
+    """
     i = np.arange(n, dtype=float)
     z = 1.0 - (i + 0.5) / n
     rho = np.sqrt(np.clip(1.0 - z * z, 0.0, 1.0))
@@ -318,7 +325,8 @@ def cone_weights(centres: np.ndarray, directions: np.ndarray, half_angle_deg: fl
 
 def directional_fsc(binned: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Directional FSC ``[nshell, ndir]`` from binned ``(cross, p1, p2)`` sums and cone weights ``W``
-    (host arrays; ``W`` is sparse, a cone covers a few % of the bins, so the product is a sparse one)."""
+    (host arrays; ``W`` is sparse, a cone covers a few % of the bins, so the product is a sparse one).
+    """
     import scipy.sparse
 
     _, nsh, nb = binned.shape

@@ -43,7 +43,8 @@ class SimHalves:
 def model_signal(model_path, voxel_size: float, box: int, bfactor_A2: float = 50.0,
                  cutoff_A: float | None = None) -> np.ndarray:
     """Density of the model centred in a cubic ``box`` (float32), blurred by ``exp(−B s²/4)`` and, when
-    ``cutoff_A`` is given, set to zero beyond ``1/cutoff_A`` Å⁻¹ (a sharp band limit)."""
+    ``cutoff_A`` is given, set to zero beyond ``1/cutoff_A`` Å⁻¹ (a sharp band limit).
+    """
     atoms = read_atoms(model_path)
     centre = 0.5 * (atoms.xyz.min(0) + atoms.xyz.max(0))
     origin = centre - 0.5 * box * voxel_size

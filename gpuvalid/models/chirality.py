@@ -63,14 +63,16 @@ def _gradient(be, V, sigma_vox: float, idx):
 
 def _subset(xp, idx, n: int):
     """About ``n`` of the flat indices ``idx``, chosen by a multiplicative hash of the index: the same
-    voxels on every backend and run, with no lattice stride that could alias with the density."""
+    voxels on every backend and run, with no lattice stride that could alias with the density.
+    """
     h = (idx.astype(xp.uint64) * xp.uint64(2654435761)) % xp.uint64(1 << 32)
     return idx[h < xp.uint64(int(n / int(idx.size) * (1 << 32)))]
 
 
 def _block_ids(xp, idx, shape, block_vox: float):
     """Block of each flat index: cubes of ``block_vox`` voxels on a grid centred on the voxels' centroid,
-    so that a mirror along an array axis maps the partition onto itself (block k ↔ −1 − k)."""
+    so that a mirror along an array axis maps the partition onto itself (block k ↔ −1 − k).
+    """
     zyx = xp.stack(xp.unravel_index(idx, shape)).astype(xp.float64)
     c = zyx.mean(1, keepdims=True)
     b = xp.floor((zyx - c) / block_vox).astype(xp.int64)

@@ -129,7 +129,8 @@ def _evidence(model: dict, r: dict) -> dict:
 def _moments(model: dict, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Per map: the standardised features ``a`` (n_scales) and the jackknife covariance ``S`` of the
     standardised leave-one-block-out features, so that for weights ``w`` the log-odds is ``w·a`` and its
-    jackknife variance ``wᵀ S w``."""
+    jackknife variance ``wᵀ S w``.
+    """
     rms = np.asarray(model["rms"], dtype=np.float64)
     A, S = [], []
     for r in rows:
@@ -149,7 +150,8 @@ def fit_weights(model: dict, rows: list[dict], k: float = 1.0, z0: float = 3.0, 
     the correct hand), minimise ``mean softplus(k·(z_m + z0))`` with ``z_m = w·a_m / √(wᵀ S_m w)`` (pushes
     every map's jackknife ``z`` below −z0; scale-free in ``w``; Nelder–Mead from the current weights), then
     fit the scale ``α`` of ``α·w`` by bias-free logistic regression of each map (label 0) and its mirror
-    (label 1) with an L2 penalty ``l2·|α w|²``, so the score stays a probability. No bias: still odd."""
+    (label 1) with an L2 penalty ``l2·|α w|²``, so the score stays a probability. No bias: still odd.
+    """
     from scipy.optimize import minimize, minimize_scalar
 
     prot = [r for r in rows if r["category"] not in ("nucleic acid", "protein+RNA")]

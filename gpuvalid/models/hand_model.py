@@ -68,7 +68,8 @@ def sigmoid(x: float) -> float:
 def jackknife(model: dict, block_num: np.ndarray, block_den: np.ndarray) -> tuple[float, float, int]:
     """``(logit, se, n_blocks)``: the log-odds from the block sums ``(n_blocks, n_scales)`` and its
     delete-one-block jackknife standard error ``se² = (n−1)/n · Σ (L₍ᵢ₎ − L̄)²`` (blocks with no tube
-    density carry no evidence and are not counted)."""
+    density carry no evidence and are not counted).
+    """
     c = _coef(model)
     bn, bd = np.asarray(block_num, np.float64), np.asarray(block_den, np.float64)
     keep = bd.sum(1) > 0
@@ -105,7 +106,8 @@ def abstain_reason(model: dict, ev: dict) -> str | None:
 
 def map_evidence(be, V1: np.ndarray, mask, ts1: float, model: dict) -> dict:
     """Features, block sums and coarse (duplex) twist of the map ``V1`` (about 1 Å voxels of ``ts1`` Å)
-    over ``mask``."""
+    over ``mask``.
+    """
     block_A = (model.get("abstain") or {}).get("block_A", BLOCK_A)
     f = twist_features(be, V1, mask, ts1, tuple(tuple(s) for s in model["scales"]), block_A=block_A)
     dup = twist_features(be, V1, mask, ts1, DUPLEX_SCALES, block_A=None)["features"][0]
@@ -132,7 +134,8 @@ def hand_score(be, V, voxel_size: float, threshold: float, path: str | Path | No
     The map is resampled to about 1 Å/voxel (:func:`preprocess.to_working_grid`) on ``be``'s device; the
     contour mask ``V ≥ t`` on that grid chooses the voxels; the features are computed there too.
 
-    Raises:
+    Raises
+    ------
         ValueError: the contour mask on the working grid holds fewer than ``MIN_MASK_VOXELS`` voxels.
     """
     model = load(path)

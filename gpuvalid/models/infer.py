@@ -31,7 +31,8 @@ BATCH_BYTES = 2 * 2 ** 30    # device memory for one batch of tiles' activations
 @lru_cache(maxsize=8)
 def load(kind: str, path: str | None = None, device: str = "cpu"):
     """The network stored for ``kind`` ('locres'), or in the file ``path``, in eval mode on ``device``; its
-    ``kind`` attribute is the stored model's ('locres' or 'locres_fine': which working grid it needs)."""
+    ``kind`` attribute is the stored model's ('locres' or 'locres_fine': which working grid it needs).
+    """
     p = Path(path) if path else weights_path(kind)
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
@@ -47,7 +48,8 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
 def _tile_origins(shape: tuple, tile: int, where=None, be=None) -> list[tuple[int, int, int]]:
     """Corners ``(z0, y0, x0)`` of the output tiles of edge ``tile`` covering ``shape`` (those holding a
     ``where`` voxel), in z, y, x order; ``where`` may be a device array of ``be`` (one block reduction, one
-    small copy to the host)."""
+    small copy to the host).
+    """
     nt = [-(-int(n) // tile) for n in shape]
     if where is None:
         occ = np.ones(nt, bool)
@@ -68,7 +70,8 @@ def _tiles(shape: tuple, tile: int, where: np.ndarray | None) -> list[tuple[slic
 
 def activation_bytes_per_voxel(net) -> int:
     """Device bytes per input voxel of a tile while the network runs (no gradients): three float32
-    activations of the widest layer alive at a time, and as much again for the convolution's work area."""
+    activations of the widest layer alive at a time, and as much again for the convolution's work area.
+    """
     width = max(max(net.channels), getattr(net.head[0], "out_channels", 1))
     return int(2 * 3 * 4 * width)
 
@@ -86,7 +89,8 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
     On the CPU every tile runs single-threaded and the tiles run in parallel (as many as torch has
     threads): the numbers then do not depend on the thread count (a multi-threaded convolution splits
     its sums differently with 1, 2 or 16 threads), so archive runs on one machine agree bit for bit
-    whatever their worker layout (shards, Dask workers, thread limits)."""
+    whatever their worker layout (shards, Dask workers, thread limits).
+    """
     if be is not None and be.is_gpu:
         return _apply_fcn_device(net, x, where, be, tile or TILE, batch_bytes, overwrite_x)
     tile = tile or TILE
@@ -117,7 +121,8 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
 
 def _batch_budget(be, batch_bytes: int | None) -> int:
     """Bytes of activations one batch may use: ``batch_bytes``, else a quarter of the device budget
-    (:func:`gpuvalid.memory.available_bytes`) capped at ``BATCH_BYTES``, at least 256 MiB."""
+    (:func:`gpuvalid.memory.available_bytes`) capped at ``BATCH_BYTES``, at least 256 MiB.
+    """
     if batch_bytes:
         return int(batch_bytes)
     from ..memory import NETWORK_BATCH_MIN_BYTES, available_bytes
@@ -128,7 +133,7 @@ def _batch_budget(be, batch_bytes: int | None) -> int:
 
 @contextmanager
 def _full_fp32():
-    """cuDNN convolutions in full float32 (no TF32: the GPU numbers stay those of the CPU path)."""
+    """CuDNN convolutions in full float32 (no TF32: the GPU numbers stay those of the CPU path)."""
     cud = torch.backends.cudnn
     try:
         prev = cud.allow_tf32
@@ -147,7 +152,8 @@ def _full_fp32():
 
 def _run_net(net, blk, xp):
     """``net`` on a device array ``blk`` (B, 1, D, H, W) through DLPack; output (B, d, h, w) as an array of
-    ``xp`` sharing torch's memory."""
+    ``xp`` sharing torch's memory.
+    """
     with torch.no_grad(), _full_fp32():
         y = net(torch.from_dlpack(blk))
         if y.dtype != torch.float32:
@@ -157,7 +163,8 @@ def _run_net(net, blk, xp):
 
 def _tile_cover(shape: tuple, tile: int, where, be):
     """Device bool map of the voxels in the tiles of edge ``tile`` holding a ``where`` voxel (the voxels the
-    CPU path computes)."""
+    CPU path computes).
+    """
     xp = be.xp
     nt = [-(-int(n) // tile) for n in shape]
     w = xp.zeros([k * tile for k in nt], bool)
@@ -170,7 +177,8 @@ def _tile_cover(shape: tuple, tile: int, where, be):
 
 def _output_array(xp, x, overwrite_x: bool, fill: float | None = float("nan")):
     """The float32 output of :func:`apply_fcn`, filled with ``fill`` (None: left as it is, to be written
-    whole): ``x`` itself with ``overwrite_x`` (when it is a float32 C-contiguous array), else a new array."""
+    whole): ``x`` itself with ``overwrite_x`` (when it is a float32 C-contiguous array), else a new array.
+    """
     out = x if (overwrite_x and x.dtype == xp.float32 and x.flags.c_contiguous) else \
         xp.empty(x.shape, dtype=xp.float32)
     if fill is not None:
@@ -180,7 +188,8 @@ def _output_array(xp, x, overwrite_x: bool, fill: float | None = float("nan")):
 
 def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, overwrite_x: bool = False):
     """:func:`apply_fcn` on a GPU backend: the same voxels as the CPU path (tiles of edge ``tile`` holding a
-    ``where`` voxel), computed in tiles of ``GPU_TILE`` batched, or in one call when the map fits."""
+    ``where`` voxel), computed in tiles of ``GPU_TILE`` batched, or in one call when the map fits.
+    """
     xp = be.xp
     x = be.asarray(x, dtype=xp.float32)
     shape = x.shape
@@ -240,7 +249,8 @@ def locres_kind(resolution: float | None) -> str:
 def locres_on_working_grid(V1, mask1, device: str = "cpu", path: str | None = None, kind: str = "locres",
                            be=None):
     """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere); arrays on
-    ``be``'s device (host NumPy when ``be`` is None)."""
+    ``be``'s device (host NumPy when ``be`` is None).
+    """
     if path is None and kind == FINE_KIND:
         path = str(fine_weights_path())
     net = load("locres", path, device)

@@ -49,7 +49,8 @@ EDGE_VOX = 3
 
 def model_density(atoms: Atoms, shape: tuple, voxel_size: float, origin_A=(0.0, 0.0, 0.0)) -> np.ndarray:
     """Density of ``atoms`` on the map grid ``shape`` (``[z, y, x]``, voxel ``Ts`` Å, voxel 0 at
-    ``origin_A`` = (x, y, z) Å)."""
+    ``origin_A`` = (x, y, z) Å).
+    """
     V, _ = atom_density(atoms, voxel_size, shape=tuple(shape), origin_A=np.asarray(origin_A, float))
     return V
 
@@ -67,7 +68,8 @@ def soft_model_mask(atoms: Atoms, shape: tuple, voxel_size: float, origin_A, res
                     sigma_A: float = 2.0) -> np.ndarray:
     """Soft mask around the model: voxels within ``max(3, 0.6·R)`` Å of an atom, blurred by a Gaussian of
     ``sigma_A`` Å.  Applied to map and model alike, it keeps density the model does not explain
-    (neighbouring subunits, ligands, micelle) out of the windows, as a map-model FSC's mask does."""
+    (neighbouring subunits, ligands, micelle) out of the windows, as a map-model FSC's mask does.
+    """
     fp = model_footprint(atoms, shape, voxel_size, origin_A, max(3.0, 0.6 * resolution_A))
     return scipy.ndimage.gaussian_filter(fp.astype(np.float32), sigma_A / voxel_size)
 
@@ -89,7 +91,8 @@ def correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 def placement(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float) -> dict:
     """Does the model line up with the map?  Correlation of the map with the model density low-passed to
     ``resolution_A`` over the model's footprint (3 Å around the atoms), with the header origin and with a
-    zero origin; the better one is returned with both values and the fraction of atoms inside the box."""
+    zero origin; the better one is returned with both values and the fraction of atoms inside the box.
+    """
     out = {}
     for key, org in (("header_origin", np.asarray(origin_A, float)), ("zero_origin", np.zeros(3))):
         M = lowpass(model_density(atoms, V.shape, voxel_size, org), voxel_size, resolution_A)
@@ -114,7 +117,8 @@ def fit_rigid(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resoluti
     """Exhaustive rigid-body fit: for each rotation (about the model's centroid) the translation that
     maximises the cross-correlation of the map with the model density low-passed to ``resolution_A``
     (FFT, whole voxels).  Returns ``(cross-correlation, rotation, translation Å)`` per rotation, best first;
-    apply as ``atoms.transformed(rot, shift)``."""
+    apply as ``atoms.transformed(rot, shift)``.
+    """
     c = atoms.xyz.mean(0)
     FV = np.conj(scipy.fft.rfftn(V - V.mean()))
     centre = np.asarray(origin_A, float) + (np.array(V.shape[::-1]) - 1) / 2.0 * voxel_size
@@ -139,7 +143,8 @@ def fit_copies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolut
                n_copies: int, min_separation_A: float) -> tuple[Atoms, list]:
     """``n_copies`` placements of ``atoms`` (e.g. the rings of an oligomer when the model is one ring):
     the best fits of :func:`fit_rigid` whose centroids are at least ``min_separation_A`` Å apart; returns
-    the combined atoms and the fits used."""
+    the combined atoms and the fits used.
+    """
     fits, used = fit_rigid(V, atoms, voxel_size, origin_A, resolution_A, rotations), []
     c = atoms.xyz.mean(0)
     for cc, rot, shift in fits:
@@ -180,7 +185,8 @@ class LocalFSC:
 def local_fsc_resolution(V: np.ndarray, M: np.ndarray, voxel_size: float, where: np.ndarray, window_A: float,
                          stride_A: float = 4.0, threshold: float = FSC_THRESHOLD, batch: int = 256) -> LocalFSC:
     """Local resolution (Å) where the windowed map-model FSC first falls below ``threshold``, at the voxels
-    of ``where`` (see the module docstring)."""
+    of ``where`` (see the module docstring).
+    """
     n = max(8, 2 * int(round(window_A / voxel_size / 2)))
     h = n // 2
     stride = max(1, int(round(stride_A / voxel_size)))
@@ -287,7 +293,8 @@ class RigidBodyFit:
     """One rigid body's local refinement: the correlation of the map with the model density low-passed to
     R over the body's 3 Å footprint before and after, the motion (rotation ``rot`` about the body's centroid
     ``centre_A``, then ``shift_A``), its size (angle °, centroid shift Å, RMS and largest atom displacement
-    Å) and whether a parameter stopped at the search bound."""
+    Å) and whether a parameter stopped at the search bound.
+    """
 
     label: str
     n_atoms: int
@@ -326,7 +333,8 @@ def refine_rigid_bodies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A
     ends worse than it began.  Bodies are refined one after the other (each sees the others' latest
     positions), ``cycles`` times.  Footprint voxels within 2 voxels of the map's edge are left out; the map
     is taken as 0 outside its box.  Returns the moved atoms and one :class:`RigidBodyFit` per body (the
-    motion from the input, composed over cycles)."""
+    motion from the input, composed over cycles).
+    """
     from scipy.optimize import minimize
 
     ts = float(voxel_size)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 DEFAULT_CHANNELS = (1, 8, 12, 12, 16, 16, 16)
 
 
@@ -54,7 +53,8 @@ class LocResNet(FCNet):
 
 def build(kind: str, channels=None, out_range=None) -> FCNet:
     """Network for 'locres' or 'locres_fine' (default widths unless ``channels`` is given; output range
-    ``out_range`` Å, default [2, 13])."""
+    ``out_range`` Å, default [2, 13]).
+    """
     if kind in ("locres", "locres_fine"):
         return LocResNet(channels or DEFAULT_CHANNELS, out_range=out_range or (2.0, 13.0))
     raise ValueError(f"unknown model kind {kind!r}")

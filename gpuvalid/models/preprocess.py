@@ -35,20 +35,23 @@ def _be(be):
 
 def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple:
     """Working-grid box: per axis the edge nearest ``N·Ts/Ts'`` with small prime factors, within 1 % of it
-    (:func:`gpuvalid.resample.grid_shape`: fast transforms on both devices)."""
+    (:func:`gpuvalid.resample.grid_shape`: fast transforms on both devices).
+    """
     return grid_shape(shape, voxel_size, new_voxel)
 
 
 def resample(V, new_shape: tuple, be=None):
     """Fourier resampling of a map to ``new_shape`` (same mean value) on ``be``'s device: an alias of
-    :func:`gpuvalid.resample.fourier_resample` with the argument order of this module."""
+    :func:`gpuvalid.resample.fourier_resample` with the argument order of this module.
+    """
     return fourier_resample(_be(be), V, new_shape)
 
 
 def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=None) -> tuple:
     """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model);
     returns ``(V1, ts1)`` with ``ts1`` the exact voxel size of each axis (z, y, x; Å, each within 1 % of
-    ``new_voxel``); ``V1`` on ``be``'s device."""
+    ``new_voxel``); ``V1`` on ``be``'s device.
+    """
     shape = working_shape(V.shape, voxel_size, new_voxel)
     return fourier_resample(_be(be), V, shape), grid_voxel_sizes(V.shape, voxel_size, shape)
 
@@ -58,7 +61,8 @@ def locres_input(V, be=None):
 
     The Gaussian runs as its three 1-D passes (what ``gaussian_filter`` does, bit for bit on the CPU) between
     two buffers, the first holding ``V²``: with ``V``, three working-grid arrays at a time, where
-    ``gaussian_filter(V * V)`` holds four on a device (CuPy's filter keeps its input and two buffers)."""
+    ``gaussian_filter(V * V)`` holds four on a device (CuPy's filter keeps its input and two buffers).
+    """
     be = _be(be)
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
@@ -79,7 +83,8 @@ def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, b
     """The ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) mapped to a grid of ``shape1`` at ``ts1``
     Å/voxel (one size, or one per axis z, y, x), each to its nearest voxel, dilated ``dilate_vox`` times
     (6-connected); returns ``(mask1, points)`` with ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates
-    of the mask voxels on that grid (row-major order of the mask voxels), both on ``be``'s device."""
+    of the mask voxels on that grid (row-major order of the mask voxels), both on ``be``'s device.
+    """
     be = _be(be)
     xp = be.xp
     mask = be.asarray(mask).astype(bool)

@@ -74,9 +74,21 @@ def check_map(path: Path, threshold: float | None, R: float, model_path: Path, w
     from gpuvalid.simulate.structure import read_atoms
 
     from .infer import predict_locres
-    from .mapmodel import (REFINE_CYCLES, REFINE_FOOTPRINT_A, REFINE_GRID_DEG, REFINE_MAX_ANGLE_DEG, REFINE_MAX_SHIFT_A,
-                           chain_labels, local_fsc_resolution, model_density, model_footprint, placement,
-                           refine_rigid_bodies, soft_model_mask, window_size_A)
+    from .mapmodel import (
+        REFINE_CYCLES,
+        REFINE_FOOTPRINT_A,
+        REFINE_GRID_DEG,
+        REFINE_MAX_ANGLE_DEG,
+        REFINE_MAX_SHIFT_A,
+        chain_labels,
+        local_fsc_resolution,
+        model_density,
+        model_footprint,
+        placement,
+        refine_rigid_bodies,
+        soft_model_mask,
+        window_size_A,
+    )
 
     t0 = time.perf_counter()
     mi = load_map_input(path, resolution=R)

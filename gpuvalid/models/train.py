@@ -66,7 +66,8 @@ def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map:
     """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output,
     from maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``:
     made to look like deposited maps; ``sharpen``: atom envelope flattened up to the finest resolution;
-    :func:`gpuvalid.simulate.maps.simulate_locres`)."""
+    :func:`gpuvalid.simulate.maps.simulate_locres`).
+    """
     X, Y, M = [], [], []
     r = rf // 2
     for _s, atoms in structs:
@@ -94,7 +95,8 @@ def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: i
         relative: bool = False) -> tuple:
     """Train the local-resolution network (``kind`` 'locres') for ``steps`` AdamW steps with cosine
     learning-rate decay and an L1 loss (Å; ``relative``: |error|/truth, so that 0.5 Å at 1.5 Å weighs as
-    2 Å at 6 Å) over the masked output voxels of rotated patches; returns (net, history)."""
+    2 Å at 6 Å) over the masked output voxels of rotated patches; returns (net, history).
+    """
     if kind not in ("locres", "locres_fine"):
         raise ValueError(f"fit() trains the local-resolution networks, not {kind!r} (the hand model: fit_hand)")
     torch.manual_seed(seed)
@@ -159,7 +161,8 @@ def evaluate_patches(kind: str, net, data: dict, seed: int = 0) -> float:
 # ------------------------------------------------------------------------------- hand model
 def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RES_RANGE) -> dict:
     """Twist features of simulated maps (correct hand) at resolutions drawn uniformly in ``res_range`` Å,
-    computed exactly as at inference (1 Å grid, contour mask of the simulation)."""
+    computed exactly as at inference (1 Å grid, contour mask of the simulation).
+    """
     from gpuvalid.backend import get_backend
 
     from .chirality import twist_features
@@ -177,7 +180,8 @@ def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RE
 def fit_hand(data: dict, seed: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-3, log=print) -> tuple:
     """Bias-free logistic regression of "mirrored" on the standardised features: each map once as is
     (label 0) and once mirrored (features negated, which is exact for these odd features; label 1).
-    Returns (model dict for :mod:`hand_model`, history)."""
+    Returns (model dict for :mod:`hand_model`, history).
+    """
     torch.manual_seed(seed)
     X = torch.from_numpy(data["x"])
     rms = X.pow(2).mean(0).sqrt().clamp(min=1e-12)
@@ -238,10 +242,11 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
                 deposit: bool = False, weights: Path | None = None, sharpen: bool = False) -> dict:
     """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth
     (maps simulated as in training for ``kind``; ``deposit``: deposited-looking maps; ``sharpen``: sharpened
-    maps, also where the setup does not sharpen)."""
+    maps, also where the setup does not sharpen).
+    """
     from gpuvalid.backend import get_backend
-    from gpuvalid.masks import dilate
     from gpuvalid.errors import NotMeasurable
+    from gpuvalid.masks import dilate
     from gpuvalid.monores import monogenic_local_resolution
 
     from .infer import locres_on_working_grid
@@ -289,7 +294,8 @@ def check_fine_range(seed: int, weights: Path, n_maps: int = 12, res_range=(1.5,
     rotation, crop, resolution field, B-factor), unsharpened and sharpened (:func:`simulate_locres`
     ``sharpen``), run through the whole :func:`~.infer.predict_locres` path with the hard mask (as 0.e
     does); per map the median truth and the median estimate over the hard mask.  ``compare``: another
-    weights file run on the same maps (e.g. the 1 Å model)."""
+    weights file run on the same maps (e.g. the 1 Å model).
+    """
     from gpuvalid.backend import get_backend
     from gpuvalid.context import MapContext
 
@@ -342,7 +348,8 @@ def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius
               log=print) -> dict:
     """Map-level hand accuracy on held-out test structures and their mirror images (each mirrored map is
     simulated, mirrored and scored through :func:`hand_model.hand_score` like any input), per resolution;
-    maps of ``crop_radius_A`` Å crops around a random Cα (as in training) or, with None, of whole models."""
+    maps of ``crop_radius_A`` Å crops around a random Cα (as in training) or, with None, of whole models.
+    """
     from gpuvalid.backend import get_backend
     from gpuvalid.simulate.filters import mirror
 

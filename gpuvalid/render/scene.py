@@ -43,7 +43,8 @@ def crop_box(be, V, threshold: float, margin: int = 2) -> tuple:
 
 def _pad_to_two(be, A, cval):
     """Pad axes shorter than 2 voxels (a flat map still gives a cell to interpolate in) with ``cval``,
-    or by repeating the edge when ``cval`` is None (local maps: no NaN fill on the device)."""
+    or by repeating the edge when ``cval`` is None (local maps: no NaN fill on the device).
+    """
     pad = [(0, max(0, 2 - n)) for n in A.shape]
     if any(p[1] for p in pad):
         if cval is None:

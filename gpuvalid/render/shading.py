@@ -85,7 +85,8 @@ def shade(be, base, n, depth, lighting: Lighting = DEFAULT_LIGHTING):
 
 def silhouette(be, depth_img, lighting: Lighting = DEFAULT_LIGHTING):
     """Boolean image of silhouette pixels: surface pixels within ``edge_width`` of the background or
-    of a surface lying more than ``edge_jump`` voxels farther away."""
+    of a surface lying more than ``edge_jump`` voxels farther away.
+    """
     xp = be.xp
     w = int(lighting.edge_width)
     hit = ~xp.isnan(depth_img)

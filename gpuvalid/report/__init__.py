@@ -6,13 +6,13 @@ from .files import atomic_write_text
 from .markdown import render_markdown
 from .results_json import results_dict, write_json_atomic
 
-
 FORMATS = ("md", "html", "json")
 
 
 def write_report(report, out_dir, formats=FORMATS) -> tuple[Path | None, Path | None]:
     """Write ``report.md``, ``report.html`` and ``results.json`` (atomically; those named in ``formats``)
-    into ``out_dir``; return the paths of ``report.md`` and ``results.json`` (None when not written)."""
+    into ``out_dir``; return the paths of ``report.md`` and ``results.json`` (None when not written).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = render_markdown(report) if {"md", "html"} & set(formats) else None

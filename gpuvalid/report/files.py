@@ -13,7 +13,8 @@ from pathlib import Path
 
 def umask() -> int:
     """The process's file-creation mask, read without changing it where /proc allows (``os.umask`` has to
-    set it to read it, which races with other threads creating files)."""
+    set it to read it, which races with other threads creating files).
+    """
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

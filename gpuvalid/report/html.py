@@ -156,7 +156,8 @@ def _is_caption(tokens, i) -> bool:
 
 def _status_dot(inline: Token, sid: str, status: str) -> None:
     """Replace the Markdown's status emoji before the section id by a coloured dot (emoji fonts are often
-    missing in print and on servers): the cell becomes ``● <sid>``."""
+    missing in print and on servers): the cell becomes ``● <sid>``.
+    """
     dot = Token("html_inline", "", 0)
     dot.content = f'<span class="dot st-{status}" title="{status.replace("_", " ")}"></span>'
     text = Token("text", "", 0)

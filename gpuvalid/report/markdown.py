@@ -26,7 +26,8 @@ def _figures(figs) -> list[str]:
 
 def level1_absent(report) -> tuple[list[str], str] | None:
     """When every Level 1 section does not apply for one and the same reason (no half maps), their ids and
-    that reason: the summary then says it once instead of eight times."""
+    that reason: the summary then says it once instead of eight times.
+    """
     l1 = [(sid, s) for sid, s in report.sections.items() if sid.startswith("1.")]
     if not l1 or any(s.status != "not_applicable" for _, s in l1) or len({s.reason for _, s in l1}) != 1:
         return None

@@ -28,7 +28,8 @@ SHARPEN_FRACTION = (0.6, 1.0)                   # fraction of the envelope's B t
 @dataclass
 class SimMap:
     """One simulated map: density ``[z, y, x]`` at ``voxel_size`` Å, its contour ``threshold``, the
-    molecule ``mask`` (``V ≥ t``), the true ``local_res`` map (Å) and the ``helix`` voxels (or None)."""
+    molecule ``mask`` (``V ≥ t``), the true ``local_res`` map (Å) and the ``helix`` voxels (or None).
+    """
 
     V: np.ndarray
     voxel_size: float
@@ -74,7 +75,8 @@ def deposit_like(V: np.ndarray, signal: np.ndarray, rng: np.random.Generator, vo
     or blurring to +50 Å², frozen beyond ``1/lo_A``), a low-pass at the best local resolution ``lo_A``, a
     density offset, and a mask (zero outside the molecule dilated by 3–8 Å, with or without a 2–6 Å
     raised-cosine edge) or solvent flattening (solvent pulled towards its mean).  None of these moves the local
-    resolution (the low-pass is at the finest one)."""
+    resolution (the low-pass is at the finest one).
+    """
     p: dict = {}
     if rng.random() < 0.8:
         p["post_bfactor"] = float(rng.uniform(-120.0, 50.0))
@@ -120,7 +122,8 @@ def sharpen_envelope(V0: np.ndarray, rng: np.random.Generator, voxel_size: float
     ``SHARPEN_FRACTION`` (under- to full compensation, as sharpening B-factors vary).  Applied to the
     signal before the resolution filter and the noise, so the noise level stays relative to the sharpened
     signal.  Returns ``(V, f)``.  (Used to test sharpened inputs and as a training experiment: the
-    shipped fine model is trained unsharpened, which measured as well on sharpened held-out maps.)"""
+    shipped fine model is trained unsharpened, which measured as well on sharpened held-out maps.)
+    """
     f = float(rng.uniform(*SHARPEN_FRACTION))
     return filters.bfactor(V0, voxel_size, -f * (ATOM_B_A2 + bfactor_A2), limit_A=finest_A), f
 

@@ -23,7 +23,8 @@ _WATER = {"HOH", "WAT", "DOD", "H2O", "TIP", "TIP3", "SOL"}
 @dataclass
 class Atoms:
     """Atoms of one model: ``xyz`` (n, 3) Å in x, y, z order; per-atom element, atomic number,
-    atom name, residue key (chain, residue number, insertion code) and residue name."""
+    atom name, residue key (chain, residue number, insertion code) and residue name.
+    """
 
     xyz: np.ndarray
     element: np.ndarray
@@ -137,7 +138,8 @@ def _parse_cif(text: str):
 def _first_copies(rows: list) -> list:
     """Each (residue, atom name) once: the first copy.  Some files repeat atoms of alternate side-chain
     conformations without alternate-location labels (the DSSP test chains do); kept, they would put two or
-    three times the density on those side chains."""
+    three times the density on those side chains.
+    """
     seen, out = set(), []
     for r in rows:
         key = (r[5], r[4])
