@@ -25,8 +25,10 @@ __all__ = ["Backend", "get_backend", "cuda_available", "kernel_dirs", "find_kern
 
 
 def kernel_dirs() -> list[Path]:
-    """Folders searched for ``*.cu`` sources, in order: ``$GPUVALID_KERNELS``, the installed package
-    (``gpuvalid/kernels``, shipped in the wheel), the top-level ``kernels/`` of a source checkout.
+    """Return the folders searched for ``*.cu`` sources, in order.
+
+    The order is ``$GPUVALID_KERNELS``, the installed package (``gpuvalid/kernels``, shipped in the wheel),
+    the top-level ``kernels/`` of a source checkout.
     """
     dirs = []
     if os.environ.get("GPUVALID_KERNELS"):
@@ -39,7 +41,13 @@ def kernel_dirs() -> list[Path]:
 
 
 def find_kernel_source(filename: str) -> Path:
-    """Path of the CUDA source ``filename`` (e.g. ``"spiral.cu"``) in the first folder of :func:`kernel_dirs`."""
+    """Return the path of CUDA source ``filename`` (e.g. ``"spiral.cu"``) in the first folder of :func:`kernel_dirs`.
+
+    Raises
+    ------
+    BackendError
+        When no folder of :func:`kernel_dirs` holds ``filename``.
+    """
     for d in kernel_dirs():
         p = d / filename
         if p.is_file():
@@ -94,6 +102,7 @@ class Backend:
         return float(self.to_host(a))
 
     def synchronize(self) -> None:
+        """Wait until this backend's device has finished its queued work (nothing to do on CPU)."""
         if self.is_gpu:
             self.xp.cuda.Device(self.device_id).synchronize()
 
@@ -102,8 +111,10 @@ class Backend:
         return {} if self.is_gpu else {"workers": -1}
 
     def fftn(self, a, s=None, axes=None, overwrite_x: bool = False):
-        """Complex FFT; ``overwrite_x`` lets the transform reuse ``a``'s memory (cuFFT runs a C2C transform of
-        a contiguous array in place: no second array of the same size on the device).
+        """Compute the complex FFT.
+
+        ``overwrite_x`` lets the transform reuse ``a``'s memory (cuFFT runs a C2C transform of a contiguous array
+        in place: no second array of the same size on the device).
         """
         if self._by_slabs(a, s, axes):
             return self._fftn_slabs(a, False, overwrite_x)
@@ -125,16 +136,19 @@ class Backend:
                 and a.ndim == 3 and (a.size if elements is None else elements) >= self.fft_slabs_above)
 
     def _by_volumes(self, a, s, axes) -> bool:
-        """Whether a batch of 3-D transforms (``a`` of more than 3 axes, transformed over its last three) is
-        too large for one plan and goes one volume at a time.
+        """Tell whether a batch of 3-D transforms is too large for one plan and goes one volume at a time.
+
+        The batch is ``a`` of more than 3 axes, transformed over its last three.
         """
         return (self.fft_slabs_above is not None and s is None and a.ndim > 3 and axes is not None
                 and tuple(x % a.ndim for x in axes) == tuple(range(a.ndim - 3, a.ndim))
                 and a.size >= self.fft_slabs_above)
 
     def _complex_work(self, a, overwrite_x: bool):
-        """``a`` itself when it may be transformed in place (``overwrite_x``, complex, C-contiguous), else a
-        C-contiguous complex64 (complex128 for double precision) copy.
+        """Return ``a`` itself when it may be transformed in place, else a complex copy.
+
+        In place means ``overwrite_x``, complex and C-contiguous; the copy is a C-contiguous complex64
+        (complex128 for double precision).
         """
         xp = self.xp
         ctype = xp.complex128 if a.dtype in (xp.float64, xp.complex128) else xp.complex64
@@ -143,9 +157,10 @@ class Backend:
         return xp.array(a, dtype=ctype, order="C")
 
     def _fftn_volumes(self, a, inverse: bool, overwrite_x: bool):
-        """The 3-D (inverse) FFT of each volume ``a[i, ...]`` of a batch in place, each by :meth:`fftn`'s
-        rules (by slabs when large itself): the same numbers as one batched transform, for batches of 2³⁰
-        elements or more (one plan could not hold them: cupy/cupy#4406).
+        """Compute the 3-D (inverse) FFT of each volume ``a[i, ...]`` of a batch in place.
+
+        Each volume goes by :meth:`fftn`'s rules (by slabs when large itself): the same numbers as one batched
+        transform, for batches of 2³⁰ elements or more (one plan could not hold them: cupy/cupy#4406).
         """
         a = self._complex_work(a, overwrite_x)
         f = self.ifftn if inverse else self.fftn
@@ -158,11 +173,12 @@ class Backend:
         return a
 
     def _fftn_slabs(self, a, inverse: bool, overwrite_x: bool):
-        """The 3-D complex (inverse) FFT of ``a`` as 2-D transforms over (y, x) of z-slabs, then 1-D
-        transforms over z of y-slabs (each copied to a contiguous block and back), every plan at most
-        ``FFT_SLAB_ELEMENTS``: the same transform and normalisation as :meth:`fftn`/:meth:`ifftn`, for arrays
-        that cuFFT cannot plan at once.  In place on a complex64/complex128 C-contiguous ``a`` with
-        ``overwrite_x``, else on a complex copy.
+        """Compute the 3-D complex (inverse) FFT of ``a`` by slabs.
+
+        2-D transforms over (y, x) of z-slabs, then 1-D transforms over z of y-slabs (each copied to a
+        contiguous block and back), every plan at most ``FFT_SLAB_ELEMENTS``: the same transform and
+        normalisation as :meth:`fftn`/:meth:`ifftn`, for arrays that cuFFT cannot plan at once.  In place on a
+        complex64/complex128 C-contiguous ``a`` with ``overwrite_x``, else on a complex copy.
         """
         a = self._complex_work(a, overwrite_x)
         f = self._fft.ifftn if inverse else self._fft.fftn
@@ -178,24 +194,29 @@ class Backend:
         return a
 
     def rfftn(self, a, s=None, axes=None):
-        """Real-to-complex FFT (the half spectrum over the last axis; by slabs like :meth:`fftn` for large
-        3-D maps).
+        """Compute the real-to-complex FFT.
+
+        The result is the half spectrum over the last axis; by slabs like :meth:`fftn` for large 3-D maps.
         """
         if self._by_slabs(a, s, axes):
             return self._rfftn_slabs(a)
         return self._fft.rfftn(a, s=s, axes=axes, **self._kw())
 
     def irfftn(self, a, s=None, axes=None, overwrite_x: bool = False):
-        """Inverse of :meth:`rfftn` (``s``: the real output's shape); ``overwrite_x`` lets the transform
-        destroy ``a`` instead of working on a copy (a complex-to-real transform overwrites its input).
+        """Compute the inverse of :meth:`rfftn` (``s``: the real output's shape).
+
+        ``overwrite_x`` lets the transform destroy ``a`` instead of working on a copy (a complex-to-real
+        transform overwrites its input).
         """
         if s is not None and len(s) == 3 and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s)):
             return self._irfftn_slabs(a, tuple(int(n) for n in s), overwrite_x)
         return self._fft.irfftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
 
     def _rfftn_slabs(self, a):
-        """:meth:`rfftn` of a 3-D real ``a`` as 2-D real transforms over (y, x) of z-slabs, then 1-D complex
-        transforms over z of y-slabs of the half spectrum (in place, each slab at most ``FFT_SLAB_ELEMENTS``).
+        """Compute :meth:`rfftn` of a 3-D real ``a`` by slabs.
+
+        2-D real transforms over (y, x) of z-slabs, then 1-D complex transforms over z of y-slabs of the half
+        spectrum (in place, each slab at most ``FFT_SLAB_ELEMENTS``).
         """
         xp = self.xp
         ctype = xp.complex128 if a.dtype == xp.float64 else xp.complex64
@@ -208,9 +229,10 @@ class Backend:
         return out
 
     def _irfftn_slabs(self, a, s: tuple, overwrite_x: bool):
-        """:meth:`irfftn` to the real shape ``s`` by slabs: 1-D inverse transforms over z of y-slabs of the
-        half spectrum (in place on ``a`` with ``overwrite_x``, else on a copy), then 2-D complex-to-real
-        transforms over (y, x) of z-slabs into the output.
+        """Compute :meth:`irfftn` to the real shape ``s`` by slabs.
+
+        1-D inverse transforms over z of y-slabs of the half spectrum (in place on ``a`` with ``overwrite_x``,
+        else on a copy), then 2-D complex-to-real transforms over (y, x) of z-slabs into the output.
         """
         xp = self.xp
         if a.shape != (s[0], s[1], s[2] // 2 + 1):
@@ -227,8 +249,9 @@ class Backend:
         return out
 
     def _axis0_by_slabs(self, a, inverse: bool) -> None:
-        """In place on a C-contiguous complex ``a``: the 1-D (inverse) FFT over its first axis, by y-slabs
-        copied to contiguous blocks of at most ``FFT_SLAB_ELEMENTS``.
+        """Compute the 1-D (inverse) FFT over the first axis, in place on a C-contiguous complex ``a``.
+
+        It goes by y-slabs copied to contiguous blocks of at most ``FFT_SLAB_ELEMENTS``.
         """
         xp = self.xp
         f = self._fft.ifftn if inverse else self._fft.fftn
@@ -240,14 +263,22 @@ class Backend:
             del blk
 
     def fftfreq(self, n: int, d: float = 1.0):
+        """Return the sample frequencies of an ``n``-point FFT (cycles per unit of ``d``), on this device."""
         return self.xp.asarray(np.fft.fftfreq(n, d))
 
     def rfftfreq(self, n: int, d: float = 1.0):
+        """Return the sample frequencies of an ``n``-point real FFT's half spectrum, on this device."""
         return self.xp.asarray(np.fft.rfftfreq(n, d))
 
     # ---- raw kernels -----------------------------------------------------------------------
     def module(self, filename: str, options: tuple = ("--std=c++17",)):
-        """Compiled ``cupy.RawModule`` for ``kernels/<filename>`` (cached). GPU only."""
+        """Return the compiled ``cupy.RawModule`` for ``kernels/<filename>`` (cached). GPU only.
+
+        Raises
+        ------
+        BackendError
+            When this backend is not a CUDA backend.
+        """
         if not self.is_gpu:
             raise BackendError("raw CUDA kernels need a CUDA backend")
         key = (filename, tuple(options))
@@ -270,22 +301,26 @@ class Backend:
         return int(free + pool.free_bytes())
 
     def free_pool(self) -> None:
-        """Return cached device blocks (between maps in batch runs).  The cuFFT plans go first: their work
-        areas are pool blocks, which only become free once the plans are dropped.
+        """Return cached device blocks (between maps in batch runs).
+
+        The cuFFT plans go first: their work areas are pool blocks, which only become free once the plans are
+        dropped.
         """
         if self.is_gpu:
             self.release_fft_plans()
             self.xp.get_default_memory_pool().free_all_blocks()
 
     def release_fft_plans(self) -> None:
-        """Drop CuPy's cached cuFFT plans (after a section): each holds its work area, up to the size of its
-        transform, in the memory pool, where the next section would count it as used.
+        """Drop CuPy's cached cuFFT plans (after a section).
+
+        Each holds its work area, up to the size of its transform, in the memory pool, where the next section
+        would count it as used.
         """
         if self.is_gpu:
             self.xp.fft.config.get_plan_cache().clear()
 
     def info(self) -> dict:
-        """Description for ``gpuvalid info`` and the report."""
+        """Describe the backend and device for ``gpuvalid info`` and the report."""
         import scipy
 
         d = {"backend": self.name, "device": self.device, "numpy": np.__version__, "scipy": scipy.__version__}
@@ -320,7 +355,7 @@ def _import_cupy():
 
 @lru_cache(maxsize=None)
 def cuda_available() -> bool:
-    """True when CuPy imports and at least one CUDA device answers."""
+    """Return True when CuPy imports and at least one CUDA device answers."""
     try:
         cp, _, _ = _import_cupy()
         return cp.cuda.runtime.getDeviceCount() > 0
@@ -330,7 +365,14 @@ def cuda_available() -> bool:
 
 @lru_cache(maxsize=None)
 def get_backend(device: str = "auto") -> Backend:
-    """Backend for ``'cpu'``, ``'cuda'``/``'cuda:N'`` or ``'auto'`` (GPU 0 when one works, else CPU)."""
+    """Return the backend for ``'cpu'``, ``'cuda'``/``'cuda:N'`` or ``'auto'`` (GPU 0 when one works, else CPU).
+
+    Raises
+    ------
+    BackendError
+        When the device name is not understood, CuPy is not usable, or the CUDA device does not answer or
+        does not exist.
+    """
     dev = (device or "auto").strip().lower()
     if dev == "auto":
         return get_backend("cuda:0") if cuda_available() else get_backend("cpu")
@@ -339,7 +381,7 @@ def get_backend(device: str = "auto") -> Backend:
         import scipy.ndimage
 
         return Backend("numpy", "cpu", np, scipy.ndimage, scipy.fft)
-    if dev == "cuda" or dev.startswith("cuda:") or dev.startswith("gpu"):
+    if dev in ("cuda", "gpu") or dev.startswith(("cuda:", "gpu:")):
         idx_txt = dev.split(":", 1)[1] if ":" in dev else "0"
         try:
             idx = int(idx_txt)

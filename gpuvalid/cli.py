@@ -41,9 +41,10 @@ _ABORT = _exc_classes("Abort")
 
 
 class _App(typer.Typer):
-    """The Typer app run with one-line errors: click's usage box becomes ``gpuvalid: error: …`` (exit 2),
-    and any exception that escapes a command is an "internal error" line, never a traceback (unless
-    ``GPUVALID_DEBUG`` is set).
+    """The Typer app run with one-line errors.
+
+    Click's usage box becomes ``gpuvalid: error: …`` (exit 2), and any exception that escapes a command is an
+    "internal error" line, never a traceback (unless ``GPUVALID_DEBUG`` is set).
     """
 
     def __call__(self, args=None, prog_name: str = "gpuvalid", **kwargs):
@@ -90,7 +91,14 @@ STATUS_STYLE = {"ok": "green", "warnings": "yellow", "not_measured": "red", "not
 
 def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, base_url: Optional[str],
                          cache_dir: Optional[Path]) -> tuple[Path, Optional[Path]]:
-    """A file path as given, or an EMDB id (EMD-1234, emd_1234, 1234) resolved by the archive module."""
+    """Return a file path as given, or an EMDB id (EMD-1234, emd_1234, 1234) resolved by the archive module.
+
+    Raises
+    ------
+    InputError
+        When the argument is empty or has a NUL byte, cannot be accessed, is neither an existing file nor an
+        EMDB id, or is an EMDB id without archive support installed.
+    """
     from .io.emdb import normalise_emdb_id
 
     if not map_arg or "\x00" in map_arg:
@@ -112,6 +120,12 @@ def resolve_map_argument(map_arg: str, archive: Optional[Path], download: bool, 
 
 
 def print_summary(report, out_dir: Path | None, formats=("md", "html", "json")) -> None:
+    """Print the report's table of sections, its score, and the paths of the report files written.
+
+    The Level 1 sections share one row when none applies for the same reason (no half maps); ``formats``
+    lists the report files written to ``out_dir`` (md, html, json); no paths are printed when ``out_dir``
+    is None.
+    """
     from rich.markup import escape
 
     from .errors import one_line
@@ -172,7 +186,15 @@ def run(
                                                  "K-th voxel, interpolated (default: every voxel on a GPU, "
                                                  "an automatic step on the CPU)."),
 ) -> None:
-    """Validate one map and write report.md, report.html, results.json and figures."""
+    """Validate one map and write report.md, report.html, results.json and figures.
+
+    Raises
+    ------
+    typer.Exit
+        When the run fails: a gpuvalid error (an InputError for a bad ``--format``, map or ``--out``, a
+        BackendError, ...) or an unwritable report exits with status 2, an interruption with 130, an internal
+        error with 1; each is reported as one line on stderr.
+    """
     from .backend import get_backend
     from .io import load_map_input
     from .pipeline import validate
@@ -226,8 +248,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def safe_name(path: Path) -> str:
-    """A folder name from the map's file name: known suffixes dropped, anything but letters, digits and
-    ``._+-`` replaced by ``_``, no leading dots (so ``...map`` cannot name ``..``), at most 100 characters.
+    """Return a folder name made from the map's file name.
+
+    Known suffixes are dropped, anything but letters, digits and ``._+-`` replaced by ``_``, with no leading
+    dots (so ``...map`` cannot name ``..``), at most 100 characters.
     """
     name = path.name
     for suf in (".gz", ".bz2", ".map", ".mrc", ".ccp4", ".mrcs"):
@@ -241,8 +265,15 @@ _stem = safe_name  # former name
 
 
 def check_out_dir(out_arg: str | None, out_dir: Path, map_path: Path) -> None:
-    """Refuse report folders that cannot be right before anything is read: an empty ``--out``, the
-    working directory, an existing file or device (``/dev/null``, the input map).
+    """Refuse report folders that cannot be right, before anything is read.
+
+    Refused are an empty ``--out``, the working directory, an existing file or device (``/dev/null``, the
+    input map), and the root or home folder.
+
+    Raises
+    ------
+    InputError
+        When ``--out`` is one of these, contains a NUL byte, or cannot be resolved.
     """
     if out_arg is not None and not str(out_arg).strip():
         raise InputError("--out is empty: give a report folder")
@@ -274,6 +305,12 @@ def prepare_out_dir(out_dir: Path, sha256: str, file_name: str, force: bool,
     is refused unless ``force``.  When the folder holds a gpuvalid report (this map's, or another's
     with ``force``), the stale ``errors.log``, ``figures/`` and ``maps/`` of that run are removed, and so
     are its report files of the formats this run will not rewrite (``keep``: md, html, json).
+
+    Raises
+    ------
+    InputError
+        When the folder is refused (another map's report or other files, without ``force``) or cannot be
+        created or cleaned.
     """
     try:
         if not out_dir.exists():
@@ -347,6 +384,7 @@ _register_selftest(app)
 
 
 def main() -> None:  # pragma: no cover
+    """Run the ``gpuvalid`` command line (the console-script entry point)."""
     app()
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import masks
+from ._checks import check_number, check_positive, check_volume
 from .errors import NotMeasurable
 from .lazy import cached
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 MIN_MASK_VOXELS = 64  # voxels at or above the contour needed before any mask-based number means something
 
@@ -26,7 +31,7 @@ class RunOptions:
 
 
 class MapContext:
-    """One map on one backend.
+    r"""One map on one backend.
 
     ``V`` is the map (float32, ``[z, y, x]``) on the device; ``voxel_size`` Ts in Å; ``threshold`` the
     contour level t (or None); ``resolution`` R in Å (or None).  Masks and the resized map are
@@ -36,19 +41,25 @@ class MapContext:
     ``values``, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
     drawn, ``"<section id>:\n<traceback>"``; the pipeline writes them to ``errors.log``).  ``cache`` is for
     what one section keeps for another (e.g. a host copy of a mask).
+
+    Raises
+    ------
+    ValueError
+        When the map is not a non-empty 3-D array of finite values, the voxel size or the resolution is not a
+        finite positive number, or the threshold is not finite (the loaders refuse such user data first, with
+        :class:`~gpuvalid.errors.InputError`; here it means a caller's bug).
     """
 
-    def __init__(self, be, volume: np.ndarray, voxel_size: float, threshold: float | None,
+    def __init__(self, be: Backend, volume: np.ndarray, voxel_size: float, threshold: float | None,
                  resolution: float | None, options: RunOptions | None = None, name: str = "map"):
         self.be = be
         self.host = np.ascontiguousarray(volume, dtype=np.float32)
-        self.voxel_size = float(voxel_size)
-        self.threshold = None if threshold is None else float(threshold)
-        self.resolution = None if resolution is None else float(resolution)
+        self.vmin, self.vmax = check_volume(self.host, f"map {name}")
+        self.voxel_size = check_positive(voxel_size, "voxel size (Å)")
+        self.threshold = None if threshold is None else check_number(threshold, "contour threshold")
+        self.resolution = None if resolution is None else check_positive(resolution, "resolution (Å)")
         self.options = options or RunOptions()
         self.name = name
-        self.vmax = float(self.host.max())
-        self.vmin = float(self.host.min())
         self._lazy: dict = {}             # values of the @cached properties
         self.cache: dict = {}             # what one section keeps for another
         self.local_maps: dict = {}
@@ -56,21 +67,28 @@ class MapContext:
 
     @property
     def shape(self) -> tuple:
+        """Box ``(nz, ny, nx)`` in voxels."""
         return self.host.shape
 
     @cached
     def V(self):
+        """The map on the backend's device (float32 ``[z, y, x]``), copied there on first use."""
         return self.be.asarray(self.host)
 
     # ---- threshold checks --------------------------------------------------------------------
     @property
     def threshold_too_high(self) -> bool:
+        """True when a contour level is given and is at or above the map maximum (the raw mask is empty)."""
         return self.threshold is not None and self.threshold >= self.vmax
 
     def require_mask(self) -> None:
-        """Raise :class:`NotMeasurable` when no usable contour threshold exists: none given, at or above the
-        map maximum (empty mask), or so high that fewer than ``MIN_MASK_VOXELS`` voxels reach it (a handful
-        of voxels does not define a molecule).
+        """Check that a usable contour threshold exists (the mask sections call this first).
+
+        Raises
+        ------
+        NotMeasurable
+            When no threshold was given, it is at or above the map maximum (empty mask), or so high that
+            fewer than ``MIN_MASK_VOXELS`` voxels reach it (a handful of voxels does not define a molecule).
         """
         if self.threshold is None:
             raise NotMeasurable("no contour threshold was given (use --threshold or an EMDB header)")
@@ -84,22 +102,42 @@ class MapContext:
 
     @cached
     def raw_mask_voxels(self) -> int:
-        """Number of voxels at or above the contour level."""
+        """Count the voxels at or above the contour level."""
         return int(self.be.scalar(self.be.xp.count_nonzero(self.raw_mask)))
 
     def require_resolution(self) -> None:
+        """Check that a resolution R was given (sections that need R call this first).
+
+        Raises
+        ------
+        NotMeasurable
+            When no resolution was given.
+        """
         if self.resolution is None:
             raise NotMeasurable("no resolution was given (use --resolution or an EMDB header)")
 
     # ---- masks ---------------------------------------------------------------------------------
     @cached
     def raw_mask(self):
+        """Voxels at or above the contour level, ``V ≥ t`` (boolean, on the device).
+
+        Raises
+        ------
+        NotMeasurable
+            When no threshold was given.
+        """
         self._need_threshold()
         return masks.raw_mask(self.be, self.V, self.threshold)
 
     @cached
     def hard_mask(self):
-        """Components with ≥ 10 % of the largest one's voxels, dilated by 2 Å (see :mod:`gpuvalid.masks`)."""
+        """Components with ≥ 10 % of the largest one's voxels, dilated by 2 Å (see :mod:`gpuvalid.masks`).
+
+        Raises
+        ------
+        NotMeasurable
+            When no threshold was given.
+        """
         self._need_threshold()
         hard, sizes = masks.hard_mask(self.be, self.V, self.threshold, self.voxel_size, with_sizes=True)
         self._lazy["hard_mask_component_sizes"] = [int(v) for v in sizes]
@@ -113,7 +151,13 @@ class MapContext:
 
     @cached
     def hard_mask_largest_only(self):
-        """The reference service's hard mask (largest component only, quirk Q6), for ``vrs_compat``."""
+        """Hard mask of the reference service: the largest component only (quirk Q6), for ``vrs_compat``.
+
+        Raises
+        ------
+        NotMeasurable
+            When no threshold was given.
+        """
         self._need_threshold()
         if len(self.hard_mask_component_sizes) <= 1:
             return self.hard_mask
@@ -126,6 +170,7 @@ class MapContext:
 
     @cached
     def soft_mask(self):
+        """Hard mask convolved with a Gaussian of σ = 2 voxels (values in [0, 1]); see :mod:`gpuvalid.masks`."""
         return masks.soft_mask(self.be, self.hard_mask, box=self.hard_mask_box)
 
     def _need_threshold(self):
@@ -135,7 +180,13 @@ class MapContext:
     # ---- resized map for the local analyses --------------------------------------------------
     @cached
     def resized(self) -> "MapContext":
-        """The map Fourier-resampled to Ts' = R/2, with its own masks (same threshold)."""
+        """Context of the map Fourier-resampled to Ts' = R/2, with its own masks (same threshold).
+
+        Raises
+        ------
+        NotMeasurable
+            When no resolution was given.
+        """
         self.require_resolution()
         Vr, ts = masks.resize_for_resolution(self.be, self.V, self.voxel_size, self.resolution)
         ctx = MapContext(self.be, self.be.to_host(Vr), ts, self.threshold, self.resolution,
@@ -146,8 +197,10 @@ class MapContext:
     # ---- the same map on the CPU (a section that does not fit the device runs there) ---------------
     @cached
     def cpu_twin(self) -> "MapContext":
-        """This map on the CPU backend, made once per map; it shares ``cache``, ``local_maps`` and
-        ``figure_errors`` (host objects the sections and the report read) with this context.
+        """Context of the same map on the CPU backend, made once per map.
+
+        It shares ``cache``, ``local_maps`` and ``figure_errors`` (host objects the sections and the report
+        read) with this context.
         """
         from .backend import get_backend
 
@@ -157,12 +210,13 @@ class MapContext:
         return twin
 
     def on_cpu(self) -> "MapContext":
-        """This context when it is on the CPU already, else :attr:`cpu_twin`."""
+        """Return this context when it is on the CPU already, else :attr:`cpu_twin`."""
         return self.cpu_twin if self.be.is_gpu else self
 
     def release(self) -> None:
-        """Drop every cached value, device arrays included (batch mode, between maps), and what the
-        sections left for the report.
+        """Drop every cached value and what the sections left for the report.
+
+        Device arrays included: batch mode calls this between maps.
         """
         self._lazy.clear()
         self.cache.clear()

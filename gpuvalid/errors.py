@@ -5,8 +5,10 @@ import unicodedata
 
 
 def one_line(message) -> str:
-    """``message`` as one printable line: whitespace runs collapsed, control characters and undecodable
-    bytes (surrogate escapes of odd file names) shown as escapes, at most 500 characters.
+    """Return ``message`` as one printable line.
+
+    Whitespace runs are collapsed, control characters and undecodable bytes (surrogate escapes of odd file
+    names) shown as escapes, and the line is at most 500 characters.
     """
     text = " ".join(str(message).split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -37,7 +39,13 @@ class NotMeasurable(GpuvalidError):
 
 
 def fail(message, code: int = 2):
-    """Command-line exit: print ``gpuvalid: error: <message>`` as one line on stderr, exit with ``code``."""
+    """Exit the command line: print ``gpuvalid: error: <message>`` as one line on stderr, exit with ``code``.
+
+    Raises
+    ------
+    typer.Exit
+        Always, with exit status ``code``.
+    """
     import typer
 
     print_error(message)

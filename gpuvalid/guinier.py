@@ -16,14 +16,23 @@ Hermitian weights (columns ``0`` and ``N/2`` once, the others twice).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 LOW_RES_LIMIT_A = 15.0
 
 
 @dataclass
 class GuinierProfile:
+    """Radial amplitude profile: ``ln(mean |F|)`` per Fourier shell ``k = 1..kmax``.
+
+    Each shell also carries ``x = 1/d²`` (Å⁻²) and its resolution ``d`` (Å); arrays are on the host.
+    """
+
     k: np.ndarray          # shell indices 1..kmax (host)
     x: np.ndarray          # 1/d² in Å⁻²
     d: np.ndarray          # resolution of the shell in Å
@@ -34,6 +43,11 @@ class GuinierProfile:
 
 @dataclass
 class GuinierFit:
+    """Guinier line ``lnF = a·x + b`` fitted over the shells with ``15 Å ≥ d ≥ R``.
+
+    The slope ``a`` is in Å² and the B-factor is ``B = 4·a`` (Å², negative when amplitudes decay).
+    """
+
     slope: float           # a, Å²
     intercept: float       # b
     bfactor: float         # B = 4·a, Å²
@@ -41,7 +55,7 @@ class GuinierFit:
     fit_mask: np.ndarray   # bool per profile shell
 
 
-def _half_grids(be, shape: tuple, voxel_size: float):
+def _half_grids(be: Backend, shape: tuple, voxel_size: float):
     """|f| in cycles/voxel on the rfftn grid (scaled per axis) and the Hermitian weights."""
     xp = be.xp
     nz, ny, nx = shape
@@ -57,7 +71,7 @@ def _half_grids(be, shape: tuple, voxel_size: float):
     return r, weights
 
 
-def shell_index(be, shape: tuple, voxel_size: float):
+def shell_index(be: Backend, shape: tuple, voxel_size: float):
     """Integer shell index ``round(|f|·N)`` on the half grid (−1 beyond |f| = 0.5) and ``N``."""
     xp = be.xp
     n_edge = int(min(shape))
@@ -67,7 +81,7 @@ def shell_index(be, shape: tuple, voxel_size: float):
     return k, w, n_edge
 
 
-def radial_profile(be, Fh, shape: tuple, voxel_size: float, kmax: int | None = None) -> GuinierProfile:
+def radial_profile(be: Backend, Fh, shape: tuple, voxel_size: float, kmax: int | None = None) -> GuinierProfile:
     """``ln(mean |F|)`` per shell of the half spectrum ``Fh`` (``rfftn`` of a map of ``shape``)."""
     xp = be.xp
     k, w, n_edge = shell_index(be, shape, voxel_size)
@@ -87,7 +101,13 @@ def radial_profile(be, Fh, shape: tuple, voxel_size: float, kmax: int | None = N
 
 
 def fit_line(profile: GuinierProfile, resolution: float, low_res: float = LOW_RES_LIMIT_A) -> GuinierFit:
-    """Least-squares line over shells with ``low_res ≥ d ≥ R``; raises ValueError with < 3 shells."""
+    """Fit the least-squares line ``lnF = a·x + b`` over shells with ``low_res ≥ d ≥ R`` (Å).
+
+    Raises
+    ------
+    ValueError
+        When fewer than 3 shells with a finite ``lnF`` fall in that range.
+    """
     tol = 1e-9
     m = (profile.d <= low_res + tol) & (profile.d >= resolution - tol) & np.isfinite(profile.lnF)
     n = int(m.sum())
@@ -99,7 +119,7 @@ def fit_line(profile: GuinierProfile, resolution: float, low_res: float = LOW_RE
     return GuinierFit(float(a), float(b), float(4.0 * a), n, m)
 
 
-def sharpen(be, Fh, shape: tuple, voxel_size: float, bfactor: float, resolution: float):
+def sharpen(be: Backend, Fh, shape: tuple, voxel_size: float, bfactor: float, resolution: float):
     """Half spectrum multiplied by ``exp(−B·s²/4)`` on shells with ``d ≥ R`` (returns a new array)."""
     xp = be.xp
     k, _w, n_edge = shell_index(be, shape, voxel_size)
@@ -111,7 +131,7 @@ def sharpen(be, Fh, shape: tuple, voxel_size: float, bfactor: float, resolution:
     return Fh * factor
 
 
-def guinier(be, V, voxel_size: float, resolution: float):
+def guinier(be: Backend, V, voxel_size: float, resolution: float):
     """Profile, fit, sharpened map (device float32) and the sharpened profile of map ``V``."""
     shape = tuple(V.shape)
     Fh = be.rfftn(V.astype(be.xp.float32))

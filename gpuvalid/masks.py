@@ -16,10 +16,15 @@ All functions take a :class:`~gpuvalid.backend.Backend` and arrays on its device
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._checks import check_number, check_positive
 from .resample import fourier_resample
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 DILATION_A = 2.0
 SOFT_SIGMA_VOX = 2.0
@@ -27,22 +32,30 @@ KEEP_FRACTION = 0.10  # keep components with ≥ 10 % of the largest one's voxel
 _STRUCT26 = np.ones((3, 3, 3), dtype=bool)
 
 
-def raw_mask(be, V, threshold: float):
-    """``V ≥ t`` as a boolean array."""
-    return V >= threshold
+def raw_mask(be: Backend, V, threshold: float):
+    """Return ``V ≥ t`` as a boolean array.
+
+    Raises
+    ------
+    ValueError
+        When the threshold t is not a finite number (a NaN threshold would give an empty mask silently).
+    """
+    return V >= check_number(threshold, "contour threshold")
 
 
 def grown_box(first, last, margin: int, shape: tuple) -> tuple:
-    """Slices of the box from index ``first`` to ``last`` (inclusive, per axis) grown by ``margin`` voxels
-    and clipped to ``shape``.
+    """Return the slices from index ``first`` to ``last`` (inclusive, per axis) grown by ``margin`` voxels.
+
+    Each slice is clipped to the box ``shape``.
     """
     return tuple(slice(max(0, int(a) - margin), min(int(n), int(b) + margin + 1))
-                 for a, b, n in zip(first, last, shape))
+                 for a, b, n in zip(first, last, shape, strict=True))
 
 
-def bounding_box(be, mask, margin: int = 0) -> tuple | None:
-    """Slices (z, y, x) of the bounding box of the ``True`` voxels of ``mask`` grown by ``margin`` voxels
-    and clipped to the box (None if the mask is empty).
+def bounding_box(be: Backend, mask, margin: int = 0) -> tuple | None:
+    """Return the slices (z, y, x) of the bounding box of ``mask``'s ``True`` voxels (None if it is empty).
+
+    The box is grown by ``margin`` voxels and clipped to the mask's box.
     """
     first, last = [], []
     for axis in range(3):
@@ -55,7 +68,7 @@ def bounding_box(be, mask, margin: int = 0) -> tuple | None:
     return grown_box(first, last, margin, mask.shape)
 
 
-def label26(be, mask):
+def label26(be: Backend, mask):
     """Label the 26-connected components of ``mask`` inside its bounding box.
 
     Returns ``(labels, n, box)``: ``box`` the slices (z, y, x) of the bounding box (None for an empty mask),
@@ -70,7 +83,7 @@ def label26(be, mask):
     return labels, int(n), box
 
 
-def component_sizes(be, labels, n: int):
+def component_sizes(be: Backend, labels, n: int):
     """Voxel count of each component 1..n (host int64 array, in label order)."""
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -78,15 +91,15 @@ def component_sizes(be, labels, n: int):
     return be.to_host(counts)[1:].astype(np.int64)
 
 
-def _paste(be, shape: tuple, box: tuple, crop):
-    """A boolean array of ``shape``, ``crop`` at ``box`` and False elsewhere."""
+def _paste(be: Backend, shape: tuple, box: tuple, crop):
+    """Return a boolean array of ``shape`` holding ``crop`` at ``box`` and False elsewhere."""
     out = be.xp.zeros(shape, dtype=bool)
     out[box] = crop
     return out
 
 
-def largest_component(be, mask):
-    """The largest 26-connected component of ``mask`` (empty mask → empty result)."""
+def largest_component(be: Backend, mask):
+    """Return the largest 26-connected component of ``mask`` (empty mask → empty result)."""
     labels, n, box = label26(be, mask)
     if n == 0:
         return be.xp.zeros(mask.shape, dtype=bool)
@@ -94,7 +107,7 @@ def largest_component(be, mask):
     return _paste(be, mask.shape, box, labels == (int(np.argmax(sizes)) + 1))
 
 
-def major_components(be, mask, keep_fraction: float = KEEP_FRACTION):
+def major_components(be: Backend, mask, keep_fraction: float = KEEP_FRACTION):
     """Components of ``mask`` with at least ``keep_fraction`` of the largest one's voxels.
 
     Returns ``(kept mask, sizes of the kept components sorted descending)``; an empty mask gives an
@@ -123,11 +136,18 @@ def ball(radius_vox: int) -> np.ndarray:
 
 
 def dilation_radius_vox(voxel_size: float, distance_A: float = DILATION_A) -> int:
-    """``ceil(distance / Ts)`` voxels, the radius of the dilation ball."""
-    return max(1, int(math.ceil(distance_A / voxel_size - 1e-9)))
+    """Return ``ceil(distance / Ts)`` voxels (at least 1), the radius of the dilation ball.
+
+    Raises
+    ------
+    ValueError
+        When the voxel size Ts (Å) or the distance (Å) is not a finite positive number.
+    """
+    ts = check_positive(voxel_size, "voxel size (Å)")
+    return max(1, int(math.ceil(check_positive(distance_A, "dilation distance (Å)") / ts - 1e-9)))
 
 
-def dilate(be, mask, radius_vox: int):
+def dilate(be: Backend, mask, radius_vox: int):
     """Binary dilation of ``mask`` by a ball of ``radius_vox`` voxels.
 
     Only the mask's bounding box grown by the radius can change, so the dilation runs on that crop and
@@ -149,9 +169,10 @@ def dilate(be, mask, radius_vox: int):
     return _paste(be, mask.shape, box, grown)
 
 
-def distance_to_mask(be, mask, voxel_size: float, reach_A: float):
-    """Distance (Å) from every voxel to the nearest voxel of ``mask`` (float64, 0 on the mask), exact up to
-    ``reach_A`` and +inf beyond (+inf everywhere for an empty mask).
+def distance_to_mask(be: Backend, mask, voxel_size: float, reach_A: float):
+    """Return the distance (Å) from every voxel to the nearest voxel of ``mask`` (float64, 0 on the mask).
+
+    Exact up to ``reach_A`` and +inf beyond (+inf everywhere for an empty mask).
 
     A voxel outside the mask's bounding box grown by ``ceil(reach/Ts) + 1`` voxels is more than ``reach_A``
     from every mask voxel, so the Euclidean distance transform runs on that crop only.
@@ -165,7 +186,7 @@ def distance_to_mask(be, mask, voxel_size: float, reach_A: float):
     return dist
 
 
-def hard_mask(be, V, threshold: float, voxel_size: float, with_sizes: bool = False):
+def hard_mask(be: Backend, V, threshold: float, voxel_size: float, with_sizes: bool = False):
     """Components of ``V ≥ t`` with ≥ 10 % of the largest one's voxels, dilated by 2 Å.
 
     With ``with_sizes`` also returns the voxel counts of the kept components (descending).
@@ -175,8 +196,8 @@ def hard_mask(be, V, threshold: float, voxel_size: float, with_sizes: bool = Fal
     return (hard, sizes) if with_sizes else hard
 
 
-def hard_mask_largest_only(be, V, threshold: float, voxel_size: float):
-    """The reference service's hard mask (quirk Q6): the largest component of ``V ≥ t`` dilated by 2 Å."""
+def hard_mask_largest_only(be: Backend, V, threshold: float, voxel_size: float):
+    """Return the reference service's hard mask (quirk Q6): the largest component of ``V ≥ t`` dilated by 2 Å."""
     core = largest_component(be, raw_mask(be, V, threshold))
     return dilate(be, core, dilation_radius_vox(voxel_size))
 
@@ -184,7 +205,7 @@ def hard_mask_largest_only(be, V, threshold: float, voxel_size: float):
 SOFT_TRUNCATE = 4.0   # the Gaussian's support: round(4σ) voxels (scipy's and cupyx's default truncation)
 
 
-def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = None):
+def soft_mask(be: Backend, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = None):
     """Hard mask blurred by a Gaussian of σ voxels (float32 in [0, 1]).
 
     The blur reaches ``int(4σ + 0.5)`` voxels, so it is computed on the hard mask's bounding box grown by
@@ -206,10 +227,11 @@ def soft_mask(be, hard, sigma_vox: float = SOFT_SIGMA_VOX, box: tuple | None = N
     return soft
 
 
-def background_sphere_index(be, hard_mask):
-    """Flat indices of background voxels (``~Mhard``) inside the inscribed sphere (radius min(N)/2 voxels,
-    centred at N/2); falls back to the whole background when that region is empty.  The noise reference of
-    the local analyses (0.e's monogenic estimate, 0.f).
+def background_sphere_index(be: Backend, hard_mask):
+    """Return the flat indices of the background voxels (``~Mhard``) inside the inscribed sphere.
+
+    The sphere has radius min(N)/2 voxels and is centred at N/2; when that region holds no background voxel,
+    the whole background is used.  The noise reference of the local analyses (0.e's monogenic estimate, 0.f).
     """
     xp = be.xp
     shape = hard_mask.shape
@@ -237,26 +259,32 @@ def resized_shape(shape: tuple, voxel_size: float, new_voxel_size: float) -> tup
 
 def centred_crop(V, shape: tuple):
     """Crop ``V`` to ``shape`` (each edge ≤ V's), dropping ``(n − m) // 2`` voxels at the start of each axis."""
-    sl = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(V.shape, shape))
+    sl = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(V.shape, shape, strict=True))
     return V[sl]
 
 
-def resize_for_resolution(be, V, voxel_size: float, resolution: float):
-    """Map resampled to ``Ts' = R/2`` (only when ``R/2 > Ts``), cropped to the even box of the spec.
+def resize_for_resolution(be: Backend, V, voxel_size: float, resolution: float):
+    """Resample the map to ``Ts' = R/2`` (only when ``R/2 > Ts``) and crop it to the even box of the spec.
 
     The spectrum is cropped to the box ``M = round(N·Ts/Ts')`` (voxel ``N·Ts/M`` Å, Nyquist ≈ 1/R), then
     the resampled map is cropped, centred, to ``2·floor(N·Ts/Ts'/2)`` (at most a voxel or two per axis; the
     voxel size is unchanged).  Returns ``(V', Ts_eff)`` with ``Ts_eff`` the mean over axes of ``N·Ts/M``
     (the axes differ by less than half a voxel of R/2); when ``R/2 ≤ Ts`` the map is only cropped to an
     even box at its own voxel size.
+
+    Raises
+    ------
+    ValueError
+        When the voxel size Ts or the resolution R (Å) is not a finite positive number.
     """
-    target = resolution / 2.0
+    voxel_size = check_positive(voxel_size, "voxel size (Å)")
+    target = check_positive(resolution, "resolution (Å)") / 2.0
     if target <= voxel_size:
         shape = tuple(n - (n % 2) for n in V.shape)
         return V[: shape[0], : shape[1], : shape[2]].copy(), float(voxel_size)
     full = resampled_shape(V.shape, voxel_size, target)
-    even = tuple(min(e, m) for e, m in zip(resized_shape(V.shape, voxel_size, target), full))
-    eff = float(np.mean([n * voxel_size / m for n, m in zip(V.shape, full)]))
+    even = tuple(min(e, m) for e, m in zip(resized_shape(V.shape, voxel_size, target), full, strict=True))
+    eff = float(np.mean([n * voxel_size / m for n, m in zip(V.shape, full, strict=True)]))
     Vr = fourier_resample(be, V, full)
     if even != full:
         Vr = be.xp.ascontiguousarray(centred_crop(Vr, even))

@@ -36,10 +36,14 @@ import math
 import os
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
 from .masks import resampled_shape
 from .resample import grid_shape
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 __all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
            "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
@@ -154,8 +158,9 @@ def gib(n: float | None) -> str:
 
 
 def working_voxels(shape: tuple, voxel_size: float, work_voxel: float = WORK_VOXEL_A) -> int:
-    """Voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å
-    (:func:`gpuvalid.resample.grid_shape`, the box 0.e and 0.h resample to).
+    """Return the voxels of the 1 Å working grid of a map of ``shape`` at ``voxel_size`` Å.
+
+    The grid is :func:`gpuvalid.resample.grid_shape`, the box 0.e and 0.h resample to.
     """
     return int(math.prod(grid_shape(shape, voxel_size, work_voxel)))
 
@@ -169,9 +174,11 @@ def resized_voxels(shape: tuple, voxel_size: float, resolution: float | None) ->
 
 def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None,
                    mask_voxels: int | None = None) -> int:
-    """Device bytes section ``sid`` needs at its peak for a map of ``shape`` (``[z, y, x]``) at
-    ``voxel_size`` Å with resolution ``resolution`` Å (None: not given); ``mask_voxels``: voxels of the hard
-    mask (None: the whole box, for the sections that keep per-mask-voxel arrays).
+    """Return the device bytes section ``sid`` needs at its peak.
+
+    The map is of ``shape`` (``[z, y, x]``) at ``voxel_size`` Å with resolution ``resolution`` Å (None: not
+    given); ``mask_voxels``: voxels of the hard mask (None: the whole box, for the sections that keep
+    per-mask-voxel arrays).
     """
     per = BYTES_PER_VOXEL.get(sid, {"input": 64})
     phases = per.get("phases", (per,))  # sequential phases free their arrays: the peak is the largest one
@@ -206,7 +213,13 @@ def estimate_run(shape: tuple, voxel_size: float, resolution: float | None = Non
 
 
 def parse_bytes(text: str) -> int:
-    """``'8GiB'``, ``'512 MiB'``, ``'2GB'``, ``'3e9'`` → bytes."""
+    """Parse a size such as ``'8GiB'``, ``'512 MiB'``, ``'2GB'``, ``'3e9'`` into bytes.
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is not a number with an optional k/M/G/T (binary with ``i``) unit.
+    """
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(text))
     if not m:
         raise ValueError(f"{ENV_BUDGET}: cannot read {text!r} as a size (e.g. 8GiB, 512MiB, 3e9)")
@@ -216,19 +229,19 @@ def parse_bytes(text: str) -> int:
     return int(value * (1024 if binary else 1000) ** " KMGT".index(unit))
 
 
-def _pool(be):
+def _pool(be: Backend):
     """CuPy's default memory pool of a CuPy backend (None otherwise)."""
     get = getattr(be.xp, "get_default_memory_pool", None)
     return get() if (be.is_gpu and get is not None) else None
 
 
-def used_bytes(be) -> int:
+def used_bytes(be: Backend) -> int:
     """Device bytes this process holds in CuPy arrays (0 when unknown)."""
     pool = _pool(be)
     return int(pool.used_bytes()) if pool is not None else 0
 
 
-def available_bytes(be) -> int | None:
+def available_bytes(be: Backend) -> int | None:
     """Device bytes a section may still allocate (None on the CPU: no budget)."""
     if not be.is_gpu:
         return None
@@ -242,7 +255,7 @@ def available_bytes(be) -> int | None:
 
 
 def is_device_oom(exc: BaseException) -> bool:
-    """True for a device allocation failure (CuPy, cuFFT, torch), not for a host MemoryError."""
+    """Return True for a device allocation failure (CuPy, cuFFT, torch), not for a host MemoryError."""
     name = type(exc).__name__
     text = str(exc)
     return ("OutOfMemory" in name or "CUFFT_ALLOC_FAILED" in text
@@ -256,7 +269,7 @@ class PeakMeter:
     device, and ``added`` that peak less what was held on entry.  Both are None on the CPU.
     """
 
-    def __init__(self, be):
+    def __init__(self, be: Backend):
         self.be = be
         self.peak: int | None = None
         self.added: int | None = None

@@ -30,11 +30,16 @@ Works on any backend (NumPy or CuPy arrays); returns a host map in Å, NaN outsi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .errors import NotMeasurable
 from .masks import background_sphere_index, distance_to_mask
 from .spiral import SpiralEngine, quantile_at
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 NOISE_QUANTILE = 0.95
 LOW_A = 20.0
@@ -46,8 +51,10 @@ MAX_AT_BOUND = 0.5
 
 
 class TwoFailureSweep:
-    """Per-voxel state of a MonoRes sweep (0.e, 1.e, each direction of 1.f): the resolution of the last
-    pass; a voxel leaves after two consecutive failures.  ``value`` starts at ``cap`` (never passed).
+    """Per-voxel state of a MonoRes sweep (0.e, 1.e, each direction of 1.f).
+
+    It holds the resolution of each voxel's last pass; a voxel leaves after two consecutive failures.
+    ``value`` starts at ``cap`` (never passed).
 
     Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
     (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
@@ -63,10 +70,12 @@ class TwoFailureSweep:
 
     @property
     def alive(self):
+        """Boolean per voxel: still in the sweep (fewer than two consecutive failures)."""
         return self.miss < 2
 
     @property
     def passed(self):
+        """Boolean per voxel: passed at least one step."""
         return self.step >= 0
 
     @property
@@ -84,6 +93,16 @@ class TwoFailureSweep:
         return xp.where(step >= 0, table[xp.maximum(step, 0)], xp.float32(self.cap))
 
     def update(self, passes, d: float) -> None:
+        """Record one step at resolution ``d`` (Å): ``passes`` (boolean per voxel) says which voxels passed it.
+
+        A live voxel that passes takes ``d`` as its value and its miss count is reset; one that fails counts a
+        miss (two consecutive misses end its sweep).  Voxels already out are not changed.
+
+        Raises
+        ------
+        ValueError
+            When the sweep already holds 32767 steps (the int16 step index would overflow).
+        """
         xp = self.xp
         if len(self._d) >= np.iinfo(np.int16).max:
             raise ValueError("a sweep of more than 32767 steps")
@@ -96,8 +115,9 @@ class TwoFailureSweep:
 
 
 def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: int = N_SHELLS):
-    """Frequencies (Å⁻¹) linearly spaced from ``1/low_A`` to Nyquist, and the Gaussian shell width:
-    the larger of the step and 1.5/(N·Ts) (a shell must hold several Fourier voxels).
+    """Return the frequencies (Å⁻¹) linearly spaced from ``1/low_A`` to Nyquist, and the Gaussian shell width.
+
+    The width is the larger of the step and 1.5/(N·Ts) (a shell must hold several Fourier voxels).
     """
     f_hi = 0.5 / voxel_size
     f_lo = min(1.0 / low_A, 0.5 * f_hi)
@@ -106,10 +126,16 @@ def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: 
     return f, width
 
 
-def noise_region(be, mask, voxel_size: float, margin_A: float):
-    """Flat indices of the background voxels used for the noise level, and the margin (Å) kept from the
-    mask: the inscribed-sphere background farther than ``margin_A`` from the mask, halving the margin
+def noise_region(be: Backend, mask, voxel_size: float, margin_A: float):
+    """Return the flat indices of the background voxels used for the noise level, and their margin (Å).
+
+    They are the inscribed-sphere background farther than ``margin_A`` from the mask; the margin is halved
     (down to 0) until at least ``MIN_BACKGROUND`` voxels remain.
+
+    Raises
+    ------
+    NotMeasurable
+        When the inscribed-sphere background itself holds fewer than ``MIN_BACKGROUND`` voxels.
     """
     bg = background_sphere_index(be, mask)
     if int(bg.size) < MIN_BACKGROUND:
@@ -125,10 +151,17 @@ def noise_region(be, mask, voxel_size: float, margin_A: float):
     return bg, 0.0
 
 
-def check_noise_reference(be, V, bg, threshold: float | None = None) -> dict:
-    """Raise :class:`NotMeasurable` when the background voxels ``bg`` (flat indices into ``V``) cannot
-    serve as a noise reference (flat: masked or zeroed; or holding density above the contour
-    ``threshold``); otherwise return their statistics.
+def check_noise_reference(be: Backend, V, bg, threshold: float | None = None) -> dict:
+    """Check that the background voxels ``bg`` (flat indices into ``V``) can serve as a noise reference.
+
+    Returns their statistics (count, the fraction holding the most common value, the fraction at or above the
+    contour ``threshold`` when given).
+
+    Raises
+    ------
+    NotMeasurable
+        When the reference is flat (the map was masked or zeroed outside the molecule) or holds density at or
+        above the contour ``threshold`` (parts of the molecule outside the hard mask).
     """
     xp = be.xp
     b = V.reshape(-1)[bg]
@@ -153,7 +186,7 @@ def check_noise_reference(be, V, bg, threshold: float | None = None) -> dict:
     return info
 
 
-def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LOW_A, n_shells: int = N_SHELLS,
+def monogenic_local_resolution(be: Backend, V, voxel_size: float, mask, low_A: float = LOW_A, n_shells: int = N_SHELLS,
                                quantile: float = NOISE_QUANTILE, return_info: bool = False,
                                threshold: float | None = None):
     """Local resolution (Å) at the ``mask`` voxels of ``V`` (host float32, NaN elsewhere).
@@ -161,7 +194,14 @@ def monogenic_local_resolution(be, V, voxel_size: float, mask, low_A: float = LO
     ``V`` and ``mask`` may be host or device arrays of ``be``; ``threshold`` (the contour level) enables
     the above-contour check of the noise reference.  With ``return_info`` also returns a dict with the
     list of ``(f0, noise level)`` per shell (``shells``), the reference statistics and the fractions of
-    mask voxels at the two bounds.  Raises :class:`NotMeasurable` (see the module docstring).
+    mask voxels at the two bounds.
+
+    Raises
+    ------
+    NotMeasurable
+        When the mask is empty, the noise reference cannot be used (too few background voxels, flat, or
+        above the contour), a shell's noise level is not positive, or half the mask voxels or more sit at a
+        bound of the sweep (the cap or the grid limit: a bound, not a measurement).
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)

@@ -7,7 +7,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from .analyses import SECTIONS
 from .analyses.base import Figure, SectionResult, not_applicable, not_measured
 from .context import MapContext, MapInput, RunOptions
 from .runner import run_section
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 MIN_SUPPORT_VOXELS = 64  # voxels that must differ from the map's background value for any measurement
 
@@ -34,16 +37,20 @@ class Report:
 
     @property
     def passed(self) -> int:
+        """Number of sections whose status is "ok" (the score's numerator)."""
         return sum(1 for s in self.sections.values() if s.status == "ok")
 
     @property
     def evaluable(self) -> int:
+        """Number of sections that could be evaluated (the score's denominator)."""
         return sum(1 for s in self.sections.values() if s.evaluable)
 
 
 def map_support(data: np.ndarray) -> tuple[int, float]:
-    """Voxels that differ from the map's background value (the median of a ≤ 10⁶-voxel strided sample)
-    and that value: a map with a handful of such voxels carries no evidence for any measurement.
+    """Return the voxels that differ from the map's background value, and that value.
+
+    The background is the median of a ≤ 10⁶-voxel strided sample; a map with a handful of such voxels carries
+    no evidence for any measurement.
     """
     flat = data.reshape(-1)
     step = max(1, flat.size // 1_000_000)
@@ -51,7 +58,7 @@ def map_support(data: np.ndarray) -> tuple[int, float]:
     return int(np.count_nonzero(data != np.float32(bg))), bg
 
 
-def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = True,
+def validate(inp: MapInput, be: Backend, out_dir: Path | None = None, *, figures: bool = True,
              save_maps: bool = False, progress: Callable[[str], None] | None = None,
              only: set[str] | None = None, halves: list | None = None,
              local_fsc_step: int | None = None) -> Report:
@@ -119,8 +126,10 @@ def validate(inp: MapInput, be, out_dir: Path | None = None, *, figures: bool = 
 
 
 def note_figure_failures(sections: dict[str, SectionResult], figure_errors: list[str]) -> list[str]:
-    """Tell each section whose figure could not be drawn (``"<sid>:\n<traceback>"`` entries, Level 0 and 1)
-    so in its results, with the exception's last line; return the entries for ``errors.log``.
+    r"""Tell each section whose figure could not be drawn so in its results; return the ``errors.log`` entries.
+
+    ``figure_errors`` holds ``"<sid>:\n<traceback>"`` entries (Level 0 and 1); the note in the section's
+    results carries the exception's last line.
     """
     for entry in figure_errors:
         sid, _, tb = entry.partition(":\n")

@@ -37,14 +37,19 @@ the new map (4 B per new voxel each; the inverse overwrites its input instead of
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 
 def kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
-    """``(source, destination)`` slices of the unshifted spectra of lengths ``n`` → ``m`` holding the kept
-    frequencies: ``0 … κ − ⌊κ/2⌋ − 1`` at the start of each axis and ``−⌊κ/2⌋ … −1`` at its end
-    (``κ = min(n, m)``).
+    """Return the ``(source, destination)`` slices of the unshifted spectra of lengths ``n`` → ``m``.
+
+    They hold the kept frequencies: ``0 … κ − ⌊κ/2⌋ − 1`` at the start of each axis and ``−⌊κ/2⌋ … −1`` at
+    its end (``κ = min(n, m)``).
     """
     k = min(n, m)
     pos, neg = k - k // 2, k // 2
@@ -55,8 +60,9 @@ def kept_blocks(n: int, m: int) -> list[tuple[slice, slice]]:
 
 
 def _axis_frequencies(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each index ``0 … m − 1`` of an axis of the new box: whether its frequency is kept, and its signed
-    frequency (cycles per box).
+    """Return, for each index ``0 … m − 1`` of an axis of the new box, whether its frequency is kept.
+
+    The second array is its signed frequency (cycles per box).
     """
     k = min(n, m)
     pos, neg = k - k // 2, k // 2
@@ -65,8 +71,9 @@ def _axis_frequencies(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _asymmetric(n: int, m: int) -> list[int]:
-    """Indices of the new box's axis where a kept coefficient's point reflection is not kept with it (an even
-    number of kept frequencies: ``−κ/2`` is kept, ``+κ/2`` is not, or is the same index).
+    """Return the indices of the new box's axis where a kept coefficient's point reflection is not kept with it.
+
+    That is for an even number of kept frequencies: ``−κ/2`` is kept, ``+κ/2`` is not, or is the same index.
     """
     k = min(n, m)
     if k % 2:
@@ -75,10 +82,11 @@ def _asymmetric(n: int, m: int) -> list[int]:
 
 
 def _hermitian_plane(xp, Fh, n: tuple, m: tuple, axis: int, index: int):
-    """``H(d) = (G(d) + conj G(−d))/2`` on the plane ``d[axis] = index`` of the new box's half spectrum,
-    from ``Fh`` (the map's half spectrum; ``F(k)`` at a negative last frequency is ``conj F(−k)``).
+    """Compute ``H(d) = (G(d) + conj G(−d))/2`` on the plane ``d[axis] = index`` of the new box's half spectrum.
+
+    It is taken from ``Fh`` (the map's half spectrum; ``F(k)`` at a negative last frequency is ``conj F(−k)``).
     """
-    info = [_axis_frequencies(a, b) for a, b in zip(n, m)]
+    info = [_axis_frequencies(a, b) for a, b in zip(n, m, strict=True)]
     half = list(m[:-1]) + [m[-1] // 2 + 1]
     idx = [np.arange(h) for h in half]
     idx[axis] = np.array([index])
@@ -87,7 +95,7 @@ def _hermitian_plane(xp, Fh, n: tuple, m: tuple, axis: int, index: int):
         kept = [info[a][0][d[a]] for a in range(len(d))]
         k = np.ix_(*[np.where(kept[a], info[a][1][d[a]], 0) for a in range(len(d))])
         flip = k[-1] < 0
-        src = tuple(np.where(flip, -ka, ka) % na for ka, na in zip(k[:-1], n[:-1])) + (np.abs(k[-1]),)
+        src = tuple(np.where(flip, -ka, ka) % na for ka, na in zip(k[:-1], n[:-1], strict=True)) + (np.abs(k[-1]),)
         v = Fh[tuple(xp.asarray(i) for i in src)]
         v = xp.where(xp.asarray(flip), xp.conj(v), v)
         keep = np.ones(v.shape, bool)
@@ -95,17 +103,37 @@ def _hermitian_plane(xp, Fh, n: tuple, m: tuple, axis: int, index: int):
             keep &= ka.reshape([-1 if b == a else 1 for b in range(len(kept))])
         return v * xp.asarray(keep)
 
-    mirror = [(-i) % mm for i, mm in zip(idx, m)]
+    mirror = [(-i) % mm for i, mm in zip(idx, m, strict=True)]
     return (0.5 * (g(idx) + xp.conj(g(mirror)))).astype(Fh.dtype)
 
 
-def fourier_resample(be, V, new_shape: tuple):
-    """Map ``V`` resampled to ``new_shape`` voxels by cropping (downsampling) or zero-padding (upsampling)
-    its spectrum about frequency 0, on ``be``'s device; float32, same mean value.
+def fourier_resample(be: Backend, V, new_shape: tuple):
+    """Resample map ``V`` to ``new_shape`` voxels by cropping or zero-padding its spectrum about frequency 0.
+
+    Cropping downsamples, zero-padding upsamples; on ``be``'s device; float32, same mean value.
 
     ``V`` may be a host array or one on ``be``'s device (any number of axes); a box of the same shape is
     returned as a float32 copy.  The result is ``(∏m/∏n) · Re IDFT_m`` of the kept frequencies (module
     docstring), the voxel becoming ``n·Ts/m`` Å per axis.
+
+    Parameters
+    ----------
+    be : Backend
+        The backend whose device computes the transforms.
+    V : array
+        The map, ``n`` voxels per axis (host or device array).
+    new_shape : tuple of int
+        ``m``, the new box's voxels per axis, one per axis of ``V``.
+
+    Returns
+    -------
+    array
+        The resampled map on ``be``'s device, float32.
+
+    Raises
+    ------
+    ValueError
+        When ``new_shape`` does not give one size per axis of ``V``.
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
@@ -120,7 +148,7 @@ def fourier_resample(be, V, new_shape: tuple):
     X = xp.zeros(m[:-1] + (m[-1] // 2 + 1,), dtype=Fh.dtype)
     k = min(n[-1], m[-1])
     last = slice(0, k - k // 2)                      # the kept non-negative frequencies of the last axis
-    for blocks in itertools.product(*(kept_blocks(a, b) for a, b in zip(n[:-1], m[:-1]))):
+    for blocks in itertools.product(*(kept_blocks(a, b) for a, b in zip(n[:-1], m[:-1], strict=True))):
         X[tuple(b[1] for b in blocks) + (last,)] = Fh[tuple(b[0] for b in blocks) + (last,)]
     for axis in range(len(m)):                       # the even Nyquist planes: H from its formula
         for index in _asymmetric(n[axis], m[axis]):
@@ -146,7 +174,7 @@ FFT_EDGE_TOL = 0.01
 
 
 def largest_prime_factor(n: int) -> int:
-    """The largest prime factor of ``n ≥ 1`` (1 for 1)."""
+    """Return the largest prime factor of ``n ≥ 1`` (1 for 1)."""
     n, p, best = int(n), 2, 1
     while p * p <= n:
         while n % p == 0:
@@ -157,9 +185,11 @@ def largest_prime_factor(n: int) -> int:
 
 
 def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
-    """A box edge for ``target`` voxels: among the edges within ``tol·target`` of it, the nearest whose prime
-    factors are all ≤ 7, else the nearest with factors ≤ 13 (ties: the larger edge); ``round(target)``
-    when there is neither (``round(target)`` itself when its factors are ≤ 7).
+    """Return a box edge for ``target`` voxels with small prime factors (fast FFTs).
+
+    Among the edges within ``tol·target`` of it, the nearest whose prime factors are all ≤ 7, else the nearest
+    with factors ≤ 13 (ties: the larger edge); ``round(target)`` when there is neither (``round(target)``
+    itself when its factors are ≤ 7).
     """
     lo, hi = int(np.floor(target * (1.0 - tol))), int(np.ceil(target * (1.0 + tol)))
     window = [m for m in range(max(1, lo), hi + 1) if abs(m - target) <= tol * target]
@@ -171,12 +201,14 @@ def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
 
 
 def grid_shape(shape: tuple, voxel_size: float, new_voxel: float, minimum: int = 4) -> tuple:
-    """Box of a map of ``shape`` (``voxel_size`` Å) resampled to about ``new_voxel`` Å/voxel: per axis the edge
-    :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is ``N·Ts/M``.
+    """Return the box of a map of ``shape`` (``voxel_size`` Å) resampled to about ``new_voxel`` Å/voxel.
+
+    Per axis the edge is :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is
+    ``N·Ts/M``.
     """
     return tuple(max(minimum, fft_length(n * voxel_size / new_voxel)) for n in shape)
 
 
 def grid_voxel_sizes(shape: tuple, voxel_size: float, new_shape: tuple) -> tuple:
     """Voxel size (Å) of each axis (z, y, x) after resampling ``shape`` at ``voxel_size`` Å to ``new_shape``."""
-    return tuple(n * voxel_size / m for n, m in zip(shape, new_shape))
+    return tuple(n * voxel_size / m for n, m in zip(shape, new_shape, strict=True))

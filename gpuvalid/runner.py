@@ -1,5 +1,7 @@
-"""Run one section: its ``run(ctx)`` within the device-memory budget, its exceptions and warnings, and the
-checks every result must pass (Level 0 and Level 1 alike).
+"""Run one section, with its exceptions, warnings and the checks every result must pass.
+
+The section's ``run(ctx)`` runs within the device-memory budget; the checks apply to Level 0 and Level 1
+alike.
 
 A section's failure never stops the others: :class:`~gpuvalid.errors.NotMeasurable` becomes "could not be
 measured" with its reason, a device or host out-of-memory error says so, and any other exception becomes

@@ -15,6 +15,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 #: (relative, absolute) tolerance per section: the GPU-vs-CPU tests' (mask sections 1e-5 relative,
 #: float64 reductions on both; 0.e network/monogenic 1e-3; 0.f per-voxel B within 0.5 Å²; 0.g fractions)
@@ -83,8 +87,10 @@ def synthetic_map(voxel_size: float = 1.2, resolution: float = 4.0, seed: int = 
 
 
 def synthetic_halves(V, voxel_size: float, seed: int = SEED):
-    """``(h1, h2, primary)``: ``V`` plus independent coloured noise per half (σ = ``HALF_NOISE``·σ(V)), and
-    their mean; the same for a given ``seed``.
+    """Return ``(h1, h2, primary)``: two half maps made of ``V``, and their mean.
+
+    Each half is ``V`` plus independent coloured noise (σ = ``HALF_NOISE``·σ(V)); the same for a given
+    ``seed``.
     """
     import numpy as np
 
@@ -98,6 +104,12 @@ def synthetic_halves(V, voxel_size: float, seed: int = SEED):
 
 @dataclass
 class Row:
+    """One line of the self-test table: a section's status, CPU and device seconds, peak and agreement.
+
+    ``dev_s`` is None when the device is the CPU; ``peak`` is the device's peak memory in bytes (None on the
+    CPU); ``detail`` says how the two runs agree or where they differ.
+    """
+
     sid: str
     title: str
     status: str
@@ -120,9 +132,11 @@ def _flat(v, key=""):
 
 
 def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
-    """Whether two :class:`SectionResult` agree: same status and warning count, equal non-float values,
-    floats within ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree); the values in ``HOW``
-    (where and how the section ran) are not compared.
+    """Tell whether two :class:`SectionResult` agree, with a one-line detail.
+
+    They agree with the same status and warning count, equal non-float values, and floats within
+    ``|a − b| ≤ max(rel·|a|, abs_)`` (NaN/None on both sides agree); the values in ``HOW`` (where and how the
+    section ran) are not compared.
     """
     import numpy as np
 
@@ -159,7 +173,7 @@ def compare(a, b, rel: float, abs_: float) -> tuple[bool, str]:
 
 
 def _only_keys(res, keys):
-    """A copy of ``res`` whose values keep only ``keys`` (for the sections compared on a few numbers)."""
+    """Return a copy of ``res`` whose values keep only ``keys`` (for the sections compared on a few numbers)."""
     import copy
 
     out = copy.copy(res)
@@ -167,7 +181,7 @@ def _only_keys(res, keys):
     return out
 
 
-def _run_level1(be, halves, ts, t, R, only=None):
+def _run_level1(be: Backend, halves, ts, t, R, only=None):
     """Every Level 1 section on ``halves`` = ``(h1, h2, primary)``: ``{sid: (result, seconds)}``."""
     from pathlib import Path
 
@@ -184,9 +198,11 @@ def _run_level1(be, halves, ts, t, R, only=None):
     return out
 
 
-def run_timed(be, ctx, sections, only=None) -> dict:
-    """``{sid: (SectionResult, seconds)}``: each of ``sections`` (``(sid, title, module)``; module None: not
-    implemented, skipped) run on ``ctx`` in turn, timed until the device is done.
+def run_timed(be: Backend, ctx, sections, only=None) -> dict:
+    """Run each of ``sections`` on ``ctx`` in turn and return ``{sid: (SectionResult, seconds)}``.
+
+    ``sections`` holds ``(sid, title, module)`` (module None: not implemented, skipped); each is timed until
+    the device is done.
     """
     from .runner import run_section
 
@@ -201,7 +217,7 @@ def run_timed(be, ctx, sections, only=None) -> dict:
     return out
 
 
-def _run_all(be, V, ts, t, R, only=None):
+def _run_all(be: Backend, V, ts, t, R, only=None):
     from .analyses import SECTIONS
     from .context import MapContext
 
@@ -243,7 +259,7 @@ def selftest(device: str = "auto", *, voxel_size: float = 1.2, only: set[str] | 
     return code, rows
 
 
-def _print(console, rows, be, shape, ts, R) -> None:
+def _print(console, rows, be: Backend, shape, ts, R) -> None:
     from rich.table import Table
 
     dev = be.info().get("device_name", be.device) if be.is_gpu else "cpu"
@@ -286,5 +302,5 @@ def register(app) -> None:
             code, _ = selftest(device, voxel_size=voxel_size, console=console)
         except GpuvalidError as exc:
             Console(stderr=True).print(f"[bold red]gpuvalid: error:[/] {exc}", highlight=False)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None   # the error is already printed as one line
         raise typer.Exit(code)

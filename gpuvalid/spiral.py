@@ -31,10 +31,15 @@ more than one batch of amplitude maps is ever held in memory.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import scipy.fft as sfft
+
+from ._checks import check_positive, check_volume, work_dtype
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 __all__ = ["SpiralEngine", "LogLinearFit", "OccupancyCounter", "quantile_at", "frequency_axes"]
 
@@ -83,23 +88,36 @@ def hermitian_full(xp, Fh, shape: tuple):
 class SpiralEngine:
     """Local amplitudes of one map in Fourier shells; the forward FFT is done once.
 
-    ``be`` a :class:`~gpuvalid.backend.Backend`; ``V`` the map ``[z, y, x]`` (host or device array; float64
-    maps are computed in float64 on the CPU, everything else in float32); ``voxel_size`` Ts in Å.  Each
-    axis has its own frequency grid, so non-cubic boxes are handled.
+    Each axis has its own frequency grid, so non-cubic boxes are handled.
+
+    Parameters
+    ----------
+    be : Backend
+        The array backend (:func:`gpuvalid.backend.get_backend`).
+    V : array
+        The map ``[z, y, x]``, host or device.  Computed in the dtype of :func:`gpuvalid._checks.work_dtype`:
+        float64 maps in float64 on the CPU, everything else in float32.
+    voxel_size : float
+        Ts in Å.
+    batch : int, optional
+        Shells per GPU launch (default: :meth:`batch_size` decides from the free memory).
+
+    Raises
+    ------
+    ValueError
+        When ``V`` is not a non-empty 3-D array of finite values or ``voxel_size`` is not a positive number
+        (a caller's bug: the loaders refuse such maps first).
     """
 
-    def __init__(self, be, V, voxel_size: float, batch: int | None = None):
-        xp = be.xp
+    def __init__(self, be: Backend, V, voxel_size: float, batch: int | None = None):
         self.be = be
-        self.voxel_size = float(voxel_size)
+        self.voxel_size = check_positive(voxel_size, "SpiralEngine: voxel size (Å)")
         V = be.asarray(V)
-        if be.is_gpu or V.dtype != np.float64:
-            V = V.astype(xp.float32, copy=False)
+        check_volume(V, "SpiralEngine: the map")
+        V = V.astype(work_dtype(be, V.dtype), copy=False)
         self.shape = tuple(int(n) for n in V.shape)
-        if len(self.shape) != 3:
-            raise ValueError(f"SpiralEngine needs a 3-D map, got shape {self.shape}")
         self.real_dtype = V.dtype
-        self.F = hermitian_full(xp, be.rfftn(V), self.shape)
+        self.F = hermitian_full(be.xp, be.rfftn(V), self.shape)
         self.nvox = int(np.prod(self.shape))
         self._batch = batch
         self._norms: dict = {}   # Σ S of the shells computed so far, keyed by (f0, w)
@@ -133,14 +151,36 @@ class SpiralEngine:
 
     # ---- public API --------------------------------------------------------------------------
     def amplitude(self, f0: float, width: float):
-        """Local amplitude A (device array, shape of the map) at shell frequency ``f0`` (Å⁻¹), width ``w``."""
+        """Return the local amplitude A (device array, the map's shape) at shell frequency ``f0`` (Å⁻¹).
+
+        ``width`` is the Gaussian shell's σ in Å⁻¹; see :meth:`amplitudes`.
+        """
         return next(iter(self.amplitudes([f0], width)))[1]
 
     def amplitudes(self, freqs: Iterable[float], width: float) -> Iterator[tuple[float, object]]:
-        """Yield ``(f0, A)`` for each shell frequency, one at a time (the GPU computes batches)."""
+        """Yield ``(f0, A)`` for each shell frequency, one at a time (the GPU computes batches).
+
+        Parameters
+        ----------
+        freqs : iterable of float
+            Shell centres f0 in Å⁻¹.
+        width : float
+            The Gaussian shell's σ w in Å⁻¹.
+
+        Yields
+        ------
+        tuple
+            ``(f0, A)``: A the local amplitude ``sqrt(v0² + vx² + vy² + vz²)`` of the band-passed map and its
+            Riesz components (device float32 array, the map's shape).  On the GPU the array of a batch is
+            reused: use or copy it before asking for the next.
+
+        Raises
+        ------
+        ValueError
+            When ``width`` is not a positive number (raised when the first shell is asked for).
+        """
         freqs = [float(f) for f in freqs]
-        if width <= 0:
-            raise ValueError(f"shell width must be positive, got {width}")
+        width = check_positive(width, "shell width (Å⁻¹)")
         if not self.be.is_gpu:
             for f0 in freqs:
                 yield f0, self._amplitude_cpu(f0, width)
@@ -154,10 +194,12 @@ class SpiralEngine:
             del A
 
     def batch_size(self, n_shells: int) -> int:
-        """Shells per GPU launch: at most 8, at most ``BATCH_VOXELS`` voxels in all (a launch that large
-        already fills the GPU: more shells per launch buy no speed, only memory) and what fits in half of
-        the free memory (``BYTES_PER_SHELL_VOXEL`` per voxel and shell: the packed spectra, transformed in
-        place, and the amplitude).
+        """Return the number of shells per GPU launch.
+
+        At most 8, at most ``BATCH_VOXELS`` voxels in all (a launch that large already fills the GPU: more
+        shells per launch buy no speed, only memory) and what fits in half of the free memory
+        (``BYTES_PER_SHELL_VOXEL`` per voxel and shell: the packed spectra, transformed in place, and the
+        amplitude).
         """
         if self._batch:
             return max(1, min(self._batch, n_shells))
@@ -169,9 +211,10 @@ class SpiralEngine:
 
     # ---- CPU path ----------------------------------------------------------------------------
     def _amplitude_cpu(self, f0: float, width: float):
-        """One shell on the CPU, in z-slabs of ~2^18 voxels so that each element-wise chain runs in
-        cache (memory traffic, not arithmetic, bounds these steps).  The two full spectra are
-        allocated once and reused: fresh large allocations cost page faults.
+        """Compute one shell on the CPU, in z-slabs of ~2^18 voxels.
+
+        Each element-wise chain then runs in cache (memory traffic, not arithmetic, bounds these steps).  The
+        two full spectra are allocated once and reused: fresh large allocations cost page faults.
         """
         rd, cd = self.real_dtype, self.F.dtype
         if getattr(self, "_work", None) is None:
@@ -239,7 +282,7 @@ class SpiralEngine:
         del P
         A = xp.empty((nb,) + self.shape, dtype=xp.float32)
         self._k_mag(grid, (_BLOCK,), (Z, A, norms, np.int32(nb), np.int64(self.nvox)))
-        for f0, nrm in zip(freqs, self.be.to_host(norms)):
+        for f0, nrm in zip(freqs, self.be.to_host(norms), strict=True):
             self._norms[(f0, width)] = float(nrm)
         return A
 
@@ -278,18 +321,23 @@ class SpiralEngine:
         return out
 
     def reference_amplitude(self, A, f0: float, width: float):
-        """The reference service's amplitude ``sqrt(A² + Σ_j m_j²)`` (see :meth:`reference_nyquist_excess`)."""
+        """Return the reference service's amplitude ``sqrt(A² + Σ_j m_j²)``.
+
+        See :meth:`reference_nyquist_excess` for the Nyquist-plane terms ``m_j``.
+        """
         E = self.reference_nyquist_excess(f0, width)
         E += A * A
         return self.be.xp.sqrt(E, out=E)
 
 
-def quantile_at(be, A, index, q: float, on_device: bool = False):
-    """The ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``: a float,
-    or with ``on_device`` on a GPU backend a 0-d device array of ``A``'s dtype that the host does not read
-    (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions the
-    host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float).  The
-    sort still makes the host wait for the device: CuPy sorts with Thrust's synchronous policy.
+def quantile_at(be: Backend, A, index, q: float, on_device: bool = False):
+    """Return the ``q`` quantile (linear interpolation, NumPy's default) of ``A`` at flat indices ``index``.
+
+    A float; or, with ``on_device`` on a GPU backend, a 0-d device array of ``A``'s dtype that the host does
+    not read (CuPy's ``quantile`` reads a flag back; here the CPU's formula runs on the device at positions
+    the host knows, so the value is the CPU's, and comparing ``A`` with it is comparing with the float).  The
+    sort still makes the host wait for the device: CuPy sorts with Thrust's synchronous policy.  NaN when
+    ``index`` is empty.
     """
     vals = A.reshape(-1)[index]
     n = int(vals.size)
@@ -320,7 +368,7 @@ class LogLinearFit:
     shifted by ``x_ref`` (the slope does not change) so float32 sums keep their precision.
     """
 
-    def __init__(self, be, shape: tuple, x_ref: float = 0.0, above_noise: bool = False):
+    def __init__(self, be: Backend, shape: tuple, x_ref: float = 0.0, above_noise: bool = False):
         xp = be.xp
         self.be = be
         self.shape = tuple(shape)
@@ -337,6 +385,18 @@ class LogLinearFit:
         self._k = be.kernel(KERNELS, "lsq_accumulate") if be.is_gpu else None
 
     def add(self, A, x: float, noise: float) -> None:
+        """Add one shell's point ``(x, ln(A²/(A + noise)))`` to every voxel's sums.
+
+        Parameters
+        ----------
+        A : array
+            The shell's local amplitude (device array, the fit's shape).
+        x : float
+            The shell's abscissa (LocBfactor: f0² in Å⁻²).
+        noise : float
+            The shell's noise amplitude (negative or non-finite counts as 0); with ``above_noise`` only the
+            voxels where ``A > noise`` take the point.
+        """
         xs = float(x) - self.x_ref
         noise = max(float(noise), 0.0) if np.isfinite(noise) else 0.0
         if self._k is not None:
@@ -407,13 +467,14 @@ class LogLinearFit:
 class OccupancyCounter:
     """Per-voxel fraction of shells where ``A ≥ q`` (q: the shell's 0.25 quantile in the mask)."""
 
-    def __init__(self, be, shape: tuple):
+    def __init__(self, be: Backend, shape: tuple):
         self.be = be
         self.count = be.xp.zeros(tuple(shape), dtype=be.xp.float32)
         self.n = 0
         self._k = be.kernel(KERNELS, "occupancy_accumulate") if be.is_gpu else None
 
     def add(self, A, q: float) -> None:
+        """Count one shell: every voxel where ``A ≥ q`` (``q`` the shell's quantile in the mask) gains one."""
         self.n += 1
         if self._k is not None:
             nvox = int(self.count.size)
@@ -423,4 +484,5 @@ class OccupancyCounter:
             self.count += A >= q
 
     def fraction(self):
+        """Return the per-voxel fraction of the shells added so far where ``A ≥ q`` (device float32, in [0, 1])."""
         return self.count / max(self.n, 1)

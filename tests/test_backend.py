@@ -19,6 +19,10 @@ def test_bad_device_names():
     for name in ("tpu", "cuda:x", "gpu:-"):
         with pytest.raises(BackendError):
             get_backend(name)
+    # a name that merely starts with gpu/cuda is not a device (gpu1 used to run on cuda:0 silently)
+    for name in ("gpu1", "gpufoo", "cuda1", "cudax"):
+        with pytest.raises(BackendError, match="bad device"):
+            get_backend(name)
 
 
 @pytest.mark.skipif(cuda_available(), reason="CUDA present")

@@ -8,7 +8,7 @@ import re
 
 from typer.testing import CliRunner
 
-from gpuvalid.archive.dashboard import COLS, render_dashboard
+from gpuvalid.archive.dashboard import COLS, render_dashboard, section_titles
 from gpuvalid.archive.record import EntryRecord, write_record
 from gpuvalid.cli import app
 from tests.test_html_report import Page, external_refs
@@ -118,3 +118,16 @@ def test_malformed_results_are_tolerated(tmp_path):
     assert dict(zip(COLS, entries[1]))["sections"] == {"0.c": "ok"}
     assert level1 == [{}] * 4
     render_dashboard(entries, level1)
+
+
+def test_section_titles_skip_foreign_results(tmp_path):
+    """A hand-edited results.json whose sections are a list, or hold a string, does not stop the dashboard."""
+    bad1, bad2, good = (tmp_path / n for n in ("a", "b", "c"))
+    for d in (bad1, bad2, good):
+        d.mkdir()
+    (bad1 / "results.json").write_text(json.dumps({"sections": ["0.a"]}), encoding="utf-8")
+    (bad2 / "results.json").write_text(json.dumps({"sections": {"0.a": "x", "0.b": {"title": "Mask"}}}),
+                                       encoding="utf-8")
+    (good / "results.json").write_text(json.dumps({"sections": {"0.a": {"title": "Mass"}}}), encoding="utf-8")
+    assert section_titles([tmp_path / "missing", bad1, good]) == {"0.a": "Mass"}
+    assert section_titles([bad2]) == {"0.a": "", "0.b": "Mask"}

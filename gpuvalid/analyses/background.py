@@ -1,4 +1,4 @@
-"""0.c Background analysis: is the solvent outside the molecule zero-mean Gaussian noise?
+"""0.c Background analysis: whether the solvent outside the molecule is zero-mean Gaussian noise.
 
 Background = voxels outside the hard mask.  A one-sample Student t-test of mean 0 (two-sided), the mean
 and population standard deviation σ, and the fraction of background voxels with ``|v| > 5σ`` compared
@@ -8,11 +8,15 @@ with the Gaussian expectation ``2·Φ(−5) ≈ 5.733·10⁻⁷``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from scipy import special, stats
 
 from ..errors import NotMeasurable
 from .base import Figure, SectionResult, md_table
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.c", "Background analysis"
 N_SIGMA = 5.0
@@ -32,7 +36,7 @@ CRITERIA = (
     f"beyond {N_SIGMA:g}σ exceeds {MAX_RATIO:g} times the Gaussian expectation ({GAUSSIAN_FRACTION:.4g}).")
 
 
-def background_stats(be, V, background) -> dict:
+def background_stats(be: Backend, V, background) -> dict:
     """t-test of zero mean and the 5σ outlier fraction over ``V[background]`` (float64 sums)."""
     xp = be.xp
     b = V[background].astype(xp.float64)
@@ -56,11 +60,22 @@ def background_stats(be, V, background) -> dict:
 
 
 def format_p(p: float, digits: int = 2) -> str:
-    """A p-value for the text: below the smallest double (it underflowed to 0) it is a bound, not 0."""
+    """Format a p-value for the text: below the smallest double (it underflowed to 0) it is a bound, not 0."""
     return "< 1e-300" if p < 1e-300 else f"{p:.{digits}g}"
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.c (background analysis) of the report.
+
+    ``values`` holds the t-test of zero mean over the voxels outside the hard mask (t, two-sided p), their
+    mean and σ, the count and fraction beyond 5σ and its ratio to the Gaussian expectation; ``vrs_compat``
+    the same with the reference's background (outside the largest mask component only).
+
+    Raises
+    ------
+    NotMeasurable
+        When the hard mask covers the whole box (fewer than 3 background voxels).
+    """
     ctx.require_mask()
     be = ctx.be
     background = ~ctx.hard_mask

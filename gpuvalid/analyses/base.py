@@ -61,13 +61,16 @@ class SectionResult:
 
     @property
     def evaluable(self) -> bool:
+        """Whether the section was measured (status OK or warnings)."""
         return self.status in (OK, WARNINGS)
 
     @property
     def status_text(self) -> str:
+        """Human-readable status, e.g. "OK" or "2 warning(s)"."""
         return STATUS_TEXT[self.status].format(n=len(self.warnings))
 
     def to_json(self) -> dict:
+        """Return the section's entry in ``results.json`` (title, status, warnings, values, timing, reason)."""
         d = {"title": self.title, "status": self.status, "warnings": list(self.warnings),
              "values": jsonable(self.values), "vrs_compat": jsonable(self.vrs_compat),
              "seconds": round(self.seconds, 3)}
@@ -93,7 +96,7 @@ _NONFINITE_WORD = re.compile(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", re.
 
 
 def _bad_number(v) -> bool:
-    """True for None, NaN, ±Inf, or a (nested) list/array holding one of them."""
+    """Return True for None, NaN, ±Inf, or a (nested) list/array holding one of them."""
     if v is None:
         return True
     if isinstance(v, (list, tuple, np.ndarray)):
@@ -139,16 +142,19 @@ def _sentence(text: str) -> str:
 
 
 def not_applicable(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
+    """Return a "does not apply" result for section ``id`` with ``reason`` (a clause) and its summary."""
     return SectionResult(id, title, status=NOT_APPLICABLE, reason=reason, explanation=explanation,
                          summary=_sentence(f"{title} does not apply: {reason}"), key="n/a")
 
 
 def not_measured(id: str, title: str, reason: str, explanation: str = "") -> SectionResult:
+    """Return a "could not be measured" result for section ``id`` with ``reason`` (a clause) and its summary."""
     return SectionResult(id, title, status=NOT_MEASURED, reason=reason, explanation=explanation,
                          summary=_sentence(f"{title} could not be measured: {reason}"), key="—")
 
 
 def not_implemented(id: str, title: str) -> SectionResult:
+    """Return a "not implemented" result for section ``id``."""
     return SectionResult(id, title, status=NOT_IMPLEMENTED,
                          reason="this analysis is not implemented in this version of gpuvalid",
                          summary=f"{title} is not implemented yet.", key="—")
@@ -173,14 +179,14 @@ def jsonable(obj):
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
-    """A Markdown table (cells converted with ``str``)."""
+    """Return a Markdown table (cells converted with ``str``)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
 def percentile_block(values: np.ndarray, unit: str, fmt: str = "{:.2f}") -> tuple[list[float], str]:
-    """The 2.5/25/50/75/97.5 % percentiles of ``values`` and a Markdown table of them."""
+    """Return the 2.5/25/50/75/97.5 % percentiles of ``values`` and a Markdown table of them (NaN when empty)."""
     qs = [2.5, 25, 50, 75, 97.5]
     p = [float(x) for x in np.percentile(values, qs)] if values.size else [float("nan")] * 5
     table = md_table(["percentile"] + [f"{q} %" for q in qs], [[unit] + [fmt.format(v) for v in p]])

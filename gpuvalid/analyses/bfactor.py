@@ -30,6 +30,17 @@ CRITERIA = (f"Warn when the B-factor is outside [{B_MIN:g}, {B_MAX:g}] Å²: bel
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.d (global B-factor from the Guinier fit) of the report.
+
+    ``values`` holds the fitted slope a (Å²), intercept b, ``B = 4·a`` (Å²), the number of fitted shells and
+    range (Å), and the per-shell ``x = 1/d²`` (Å⁻²), ln(mean |F|) and the sharpened map's curve; writes the
+    Guinier figure and the sharpened map on request.  Not applicable without a reported resolution.
+
+    Raises
+    ------
+    NotMeasurable
+        When the Guinier fit cannot be made (too few shells between 15 Å and R).
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     R = ctx.resolution

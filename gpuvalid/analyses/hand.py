@@ -50,6 +50,18 @@ DIFFERENCES = [
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.h (hand) of the report: the score that the map is mirrored.
+
+    ``values`` holds the score Φ(z) in [0, 1], the log-odds and its block-jackknife error, z, the number of
+    12 Å blocks, the coarse duplex twist, the nine twist features and the mask size on the 1 Å grid.  Not
+    applicable without a resolution or for R > 5 Å.
+
+    Raises
+    ------
+    NotMeasurable
+        When the model weights are missing, the map cannot be scored, or the classifier abstains (weak
+        evidence or nucleic acid dominates).
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     if ctx.resolution > R_MAX:

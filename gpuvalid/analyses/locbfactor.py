@@ -9,12 +9,17 @@ B-factor is ``4·slope`` (Å², negative for decaying amplitudes).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import NotMeasurable
 from ..masks import background_sphere_index
 from ..spiral import LogLinearFit, SpiralEngine, quantile_at
 from .base import SectionResult, md_table, not_applicable, percentile_block
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.f", "Local B-factor (LocBfactor)"
 LOW_FREQ_A = 15.0
@@ -54,13 +59,19 @@ def shell_frequencies(resolution: float, low_A: float = LOW_FREQ_A, n: int = N_S
     return np.linspace(1.0 / low_A, 1.0 / resolution, n)
 
 
-def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_noise: bool = False,
+def local_bfactor(be: Backend, V, voxel_size: float, hard_mask, resolution: float, above_noise: bool = False,
                   compat: bool = False):
     """Local B-factor map (device float32, Å²) of ``V`` and the per-shell ``(f0, noise)`` list.
 
     ``V`` should be sampled at ``Ts = R/2``; ``hard_mask`` its hard mask (bool, device).  With ``compat``
     also returns the map computed from the reference service's amplitude (Nyquist Riesz term kept) as a
     third value.
+
+    Raises
+    ------
+    NotMeasurable
+        When R is not finer than 15 Å (no frequency range to fit) or the hard mask leaves no background
+        voxels in the inscribed sphere for the noise level.
     """
     if 1.0 / resolution <= 1.0 / LOW_FREQ_A + 1e-12:
         raise NotMeasurable(f"the resolution {resolution:g} Å is not finer than {LOW_FREQ_A:g} Å, so there is "
@@ -92,7 +103,9 @@ def local_bfactor(be, V, voxel_size: float, hard_mask, resolution: float, above_
 
 def publish_local_map(ctx, res: SectionResult, sid: str, values, lo: float, hi: float, label: str,
                       stem: str, title: str, unit_label: str, percentiles: list[float]) -> None:
-    """Keep the local map (resized grid, host) for the report; MRC on request, histogram and colour views
+    """Keep the local map (resized grid, host) for the report.
+
+    Also writes the MRC on request, the histogram and the colour views
     (:func:`gpuvalid.figures.local.write_local_map_outputs`).
     """
     rz = ctx.resized
@@ -119,6 +132,17 @@ def be_mask_host(ctx) -> np.ndarray:
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.f (local B-factor) of the report on the map resized to Ts' = R/2.
+
+    ``values`` holds the 2.5/25/50/75/97.5 % percentiles of the local B-factor (Å²) inside the hard mask,
+    the voxel count, the resized grid, and the shell frequencies (Å⁻¹), noise levels and width;
+    ``vrs_compat`` the percentiles with the reference's Nyquist term.  Not applicable without a resolution.
+
+    Raises
+    ------
+    NotMeasurable
+        When the resized hard mask is empty or holds no finite local B-factor.
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     ctx.require_mask()

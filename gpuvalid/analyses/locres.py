@@ -11,11 +11,16 @@ background.  Without PyTorch (or without the shipped weights) the section report
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import models
 from ..errors import NotMeasurable
 from .base import SectionResult, md_table, not_applicable, percentile_block
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.e", "Local resolution"
 R_RANGE = (2.0, 13.0)
@@ -53,7 +58,7 @@ DIFFERENCES = [
 ]
 
 
-def _device(be) -> str:
+def _device(be: Backend) -> str:
     return be.device if be.is_gpu else "cpu"
 
 
@@ -67,8 +72,10 @@ def r_range() -> tuple[float, float]:
 
 
 def _network_estimate(ctx) -> tuple:
-    """Network local resolution on the map's device (NaN outside the hard mask), or (None, reason); and
-    the network's output range (Å) and model kind.
+    """Run the network local-resolution estimate on the map's device.
+
+    Returns the map (NaN outside the hard mask) or None, the reason when None, and the network's output
+    range (Å) and model kind.
     """
     if not models.torch_available():
         return None, "PyTorch is not installed", None
@@ -83,8 +90,10 @@ def _network_estimate(ctx) -> tuple:
 
 
 def _bound_reason(values: np.ndarray, voxel_size: float, out_range: tuple) -> str | None:
-    """Why the network's values are not a measurement (NaN, or ≥ MAX_AT_BOUND of them at the clamp
-    bounds max(lo, 2·Ts) or hi Å of its output range), or None.
+    """Return why the network's values are not a measurement, or None.
+
+    They are not when some are NaN, or when ≥ MAX_AT_BOUND of them sit at the clamp bounds max(lo, 2·Ts)
+    or hi Å of its output range.
     """
     from ..monores import MAX_AT_BOUND
 
@@ -106,8 +115,9 @@ def _percentile_of(values: np.ndarray, R: float) -> float | None:
 
 
 def _nyquist_check(R: float, voxel_size: float) -> None:
-    """Raise :class:`NotMeasurable` when R is finer than the sampling's Nyquist limit 2·Ts (checked before
-    anything is allocated: such a map would be resampled to an absurd 1 Å working grid).
+    """Raise :class:`NotMeasurable` when R is finer than the sampling's Nyquist limit 2·Ts.
+
+    Checked before anything is allocated: such a map would be resampled to an absurd 1 Å working grid.
     """
     if R < 2.0 * voxel_size:
         raise NotMeasurable(f"the reported resolution {R:g} Å is finer than the Nyquist limit 2·Ts = "
@@ -116,8 +126,9 @@ def _nyquist_check(R: float, voxel_size: float) -> None:
 
 
 def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
-    """Voxel-wise agreement of the network and monogenic estimates (only finite numbers; the correlation is
-    left out when it is undefined) and its sentence.
+    """Return the voxel-wise agreement of the network and monogenic estimates and its sentence.
+
+    Only finite numbers count; the correlation is left out when it is undefined.
     """
     ok = np.isfinite(ni) & np.isfinite(mi)
     a, b = ni[ok], mi[ok]
@@ -136,6 +147,18 @@ def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.e (local resolution) of the report: the network estimate, cross-checked by the monogenic one.
+
+    ``values`` holds the 2.5/25/50/75/97.5 % percentiles (Å) of the primary estimate inside the hard mask, the
+    percentile P of R, the method used, the monogenic percentiles and the agreement of both.  Not applicable
+    without a resolution or outside the range of :func:`r_range`.
+
+    Raises
+    ------
+    NotMeasurable
+        When R is finer than the Nyquist limit 2·Ts, the hard mask is empty, or neither the network nor the
+        monogenic estimate gives a measurement.
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     R = ctx.resolution

@@ -9,11 +9,16 @@ The mass table converts the number of voxels above each threshold ``g`` into a m
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import masks
 from ..errors import NotMeasurable
 from .base import Figure, SectionResult, md_table
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.b", "Mask analysis"
 A3_PER_DA = 1.207
@@ -42,7 +47,7 @@ CRITERIA = (
     f"raw mask with the constructed mask is below {MIN_OVERLAP}.")
 
 
-def mass_table(be, V, voxel_size: float, vmax: float, steps: int = N_MASS_STEPS) -> dict:
+def mass_table(be: Backend, V, voxel_size: float, vmax: float, steps: int = N_MASS_STEPS) -> dict:
     """Voxels above ``g = k·max/steps`` (k = 1 … steps−1) and the derived mass (kDa) and residues."""
     if vmax <= 0:
         return {"mass_thresholds": [], "mass_voxels": [], "mass_kda": [], "mass_residues": []}
@@ -71,6 +76,17 @@ def component_table(sizes: np.ndarray) -> tuple[int, list[tuple[int, float, floa
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.b (mask analysis) of the report.
+
+    ``values`` holds the raw mask's components (26-connectivity: count, voxels, volume in Å³, n95, the
+    largest listed, the remaining ones summarised), the hard mask's size and its overlap with the raw mask,
+    and the mass table (thresholds, voxels, kDa, residues); ``vrs_compat`` the reference's quirky numbers.
+
+    Raises
+    ------
+    NotMeasurable
+        When the raw mask is empty (unreachable after ``ctx.require_mask()``).
+    """
     # no threshold, or one at/above the maximum: the mask is empty and nothing here means anything
     ctx.require_mask()
     be, ts = ctx.be, ctx.voxel_size
@@ -143,7 +159,7 @@ def run(ctx) -> SectionResult:
         res.blocks.append("Mass as a function of the threshold (voxels with V > g):\n\n" + md_table(
             ["threshold g", "voxels", "mass (kDa)", "residues"],
             [[f"{g:.4g}", w, f"{m:.2f}", f"{a:.2f}"] for g, w, m, a in
-             zip(mt["mass_thresholds"], mt["mass_voxels"], mt["mass_kda"], mt["mass_residues"])]))
+             zip(mt["mass_thresholds"], mt["mass_voxels"], mt["mass_kda"], mt["mass_residues"], strict=True)]))
     else:
         res.blocks.append("The map maximum is not positive, so no mass table can be made.")
 

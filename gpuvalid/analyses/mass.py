@@ -11,11 +11,16 @@ something.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import NotMeasurable
 from ..masks import bounding_box
 from .base import SectionResult, md_table
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.a", "Mass analysis"
 MAX_DECENTERING_PCT = 20.0
@@ -39,7 +44,7 @@ CRITERIA = (
 MIN_NET_FRACTION = 0.01  # |Σ V| below 1 % of Σ |V|: the signed total is noise, its centre meaningless
 
 
-def center_of_mass(be, W, start: tuple = (0, 0, 0), box: tuple | None = None) -> tuple[float, float, float] | None:
+def center_of_mass(be: Backend, W, start: tuple = (0, 0, 0), box: tuple | None = None) -> tuple[float, float, float] | None:
     """Weighted centre ``Σ W·r / Σ W`` in voxels (x, y, z), float64 sums.
 
     ``W`` may be a crop of a box of shape ``box`` ([z, y, x]; default ``W``'s own) that starts at voxel
@@ -58,14 +63,14 @@ def center_of_mass(be, W, start: tuple = (0, 0, 0), box: tuple | None = None) ->
     if not (scale > 0) or not (abs(total) >= MIN_NET_FRACTION * scale):
         return None
     c = [be.scalar((prof * xp.arange(prof.size, dtype=f8)).sum()) / total + s0
-         for prof, s0 in zip(profiles, start[::-1])]
+         for prof, s0 in zip(profiles, start[::-1], strict=True)]
     n_xyz = (W.shape if box is None else box)[::-1]
-    if not all(-0.5 <= ci <= n - 0.5 for ci, n in zip(c, n_xyz)):
+    if not all(-0.5 <= ci <= n - 0.5 for ci, n in zip(c, n_xyz, strict=True)):
         return None
     return tuple(c)
 
 
-def molecule_center_of_mass(be, V, hard_mask, box: tuple | None = None):
+def molecule_center_of_mass(be: Backend, V, hard_mask, box: tuple | None = None):
     """Centre of mass of ``max(V, 0)`` inside the hard mask, in voxels (x, y, z), or None.
 
     Summed over the mask's bounding box ``box`` (slices z, y, x; :func:`gpuvalid.masks.bounding_box` when
@@ -80,6 +85,17 @@ def molecule_center_of_mass(be, V, hard_mask, box: tuple | None = None):
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.a (mass analysis) of the report: where the molecule sits in the box.
+
+    ``values`` holds per axis (x, y, z) the empty space left and right of the hard mask (Å), the
+    decentering (%), and the centre of mass of the positive density inside the hard mask (voxels) with its
+    decentering (%); ``vrs_compat`` the reference's right space and whole-map signed centre of mass.
+
+    Raises
+    ------
+    NotMeasurable
+        When the hard mask is empty.
+    """
     # no threshold, or one at/above the maximum (empty mask): nothing to measure (the reference would list a
     # "threshold too high" warning and count the section; an empty mask gives no number that means anything)
     ctx.require_mask()
@@ -94,7 +110,7 @@ def run(ctx) -> SectionResult:
 
     left, right, dec, right_vrs, dec_vrs = [], [], [], [], []
     rows = []
-    for ax, n, e in zip(AXES, n_xyz, extent):
+    for ax, n, e in zip(AXES, n_xyz, extent, strict=True):
         if e is None:
             raise NotMeasurable("the hard mask is empty")
         i0, i1 = e
@@ -120,12 +136,13 @@ def run(ctx) -> SectionResult:
         res.blocks.append("The centre of mass of the molecule could not be measured: there is no positive "
                           "density inside the hard mask.")
     else:
-        com_dec = [100.0 * abs(c - n / 2.0) / n for c, n in zip(com, n_xyz)]
+        com_dec = [100.0 * abs(c - n / 2.0) / n for c, n in zip(com, n_xyz, strict=True)]
         res.blocks.append("Centre of mass of the molecule (positive density inside the hard mask, voxels):\n\n"
                           + md_table(
             ["axis", "centre of mass (voxel)", "box centre (voxel)", "decentering (%)"],
-            [[a.upper(), f"{c:.2f}", f"{n / 2:.1f}", f"{d:.2f}"] for a, c, n, d in zip(AXES, com, n_xyz, com_dec)]))
-        for a, d in zip(AXES, com_dec):
+            [[a.upper(), f"{c:.2f}", f"{n / 2:.1f}", f"{d:.2f}"]
+             for a, c, n, d in zip(AXES, com, n_xyz, com_dec, strict=True)]))
+        for a, d in zip(AXES, com_dec, strict=True):
             if d > MAX_DECENTERING_PCT:
                 res.warnings.append(f"the centre of mass is decentred along {a.upper()} by {d:.1f} % "
                                     f"(> {MAX_DECENTERING_PCT:g} %)")
@@ -135,7 +152,8 @@ def run(ctx) -> SectionResult:
                   "hard_mask_components": len(ctx.hard_mask_component_sizes)}
     res.vrs_compat = {"right_space_A": right_vrs, "decentering_pct": dec_vrs,
                       "center_of_mass_vox": list(com_raw) if com_raw else None,
-                      "com_decentering_pct": ([100.0 * abs(c - n / 2.0) / n for c, n in zip(com_raw, n_xyz)]
+                      "com_decentering_pct": ([100.0 * abs(c - n / 2.0) / n
+                                               for c, n in zip(com_raw, n_xyz, strict=True)]
                                               if com_raw else None)}
     if com_raw is None:
         res.vrs_compat["center_of_mass_note"] = (
@@ -150,7 +168,7 @@ def run(ctx) -> SectionResult:
         "takes the signed densities of the whole box, which is dominated by solvent noise and meaningless when "
         "the densities sum to about zero. The reference's value is under `vrs_compat` when it is defined"
         + ("" if com_raw is None else
-           " (" + ", ".join(f"{a.upper()} {c:.2f}" for a, c in zip(AXES, com_raw)) + " voxels)") + ".",
+           " (" + ", ".join(f"{a.upper()} {c:.2f}" for a, c in zip(AXES, com_raw, strict=True)) + " voxels)") + ".",
         "Hard mask: gpuvalid keeps every component with at least 10 % of the largest one's voxels; the reference "
         "keeps only the largest (quirk Q6).",
     ]

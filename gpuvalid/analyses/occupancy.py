@@ -8,12 +8,17 @@ with ``A ≥ q`` (a number in [0, 1]).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import NotMeasurable
 from ..spiral import OccupancyCounter, SpiralEngine, quantile_at
 from .base import SectionResult, not_applicable, percentile_block
 from .locbfactor import be_mask_host, publish_local_map
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "0.g", "Local occupancy (LocOccupancy)"
 LOW_FREQ_A = 20.0
@@ -41,9 +46,16 @@ def shell_frequencies(resolution: float, width: float, low_A: float = LOW_FREQ_A
     return np.linspace(fmin, fmax, n)
 
 
-def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float, compat: bool = False):
-    """Occupancy map (device float32 in [0, 1]) of ``V`` and the per-shell ``(f0, q)`` list (and, with
-    ``compat``, the map from the reference service's amplitude as a third value).
+def local_occupancy(be: Backend, V, voxel_size: float, hard_mask, resolution: float, compat: bool = False):
+    """Compute the occupancy map (device float32 in [0, 1]) of ``V`` and the per-shell ``(f0, q)`` list.
+
+    With ``compat`` also returns the map from the reference service's amplitude as a third value.
+
+    Raises
+    ------
+    NotMeasurable
+        When R is not finer than 20 Å (no frequency range), the hard mask is empty, or the local amplitude
+        inside the mask is not finite in some shell.
     """
     if 1.0 / resolution <= 1.0 / LOW_FREQ_A + 1e-12:
         raise NotMeasurable(f"the resolution {resolution:g} Å is not finer than {LOW_FREQ_A:g} Å, so there is "
@@ -76,6 +88,13 @@ def local_occupancy(be, V, voxel_size: float, hard_mask, resolution: float, comp
 
 
 def run(ctx) -> SectionResult:
+    """Compute section 0.g (local occupancy) of the report on the map resized to Ts' = R/2.
+
+    ``values`` holds the 2.5/25/50/75/97.5 % percentiles of the occupancy (in [0, 1]) inside the hard mask,
+    the voxel count, the resized grid, and the shell frequencies (Å⁻¹), 0.25 quantiles and width;
+    ``vrs_compat`` the percentiles with the reference's Nyquist term.  Not applicable without a resolution;
+    :func:`local_occupancy` raises :class:`NotMeasurable` when it cannot be computed.
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     ctx.require_mask()

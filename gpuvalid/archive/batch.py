@@ -1,5 +1,7 @@
-"""Batch validation of many entries: planning, resume, shards, claims, and the driver that hands the
-entries to a runner (:mod:`.local_runner`, or :mod:`.dask_runner`; both share :mod:`.stages`).
+"""Batch validation of many entries: planning, resume, shards, claims, and the driver.
+
+The driver hands the entries to a runner (:mod:`.local_runner`, or :mod:`.dask_runner`; both share
+:mod:`.stages`).
 
 Resume is the default: an entry whose ``status.json`` records this gpuvalid version and the same
 input hash is skipped (done or failed); ``retry_failed`` re-runs recorded failures only; ``force``
@@ -48,6 +50,8 @@ INDEX_NAME = "index.sqlite"
 
 @dataclass
 class BatchResult:
+    """Counts of one batch run: entries planned, skipped, done and failed, its wall time (s) and the records."""
+
     planned: int = 0
     skipped: int = 0
     by_other: int = 0                # of the skipped: finished by another process during this run
@@ -58,12 +62,19 @@ class BatchResult:
 
     @property
     def per_minute(self) -> float:
+        """Entries finished (done or failed) per minute of wall time; 0 before any time has passed."""
         return 60.0 * (self.done + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
 # ---- shards ---------------------------------------------------------------------------------
 def parse_shard(text: str | None, env=os.environ) -> tuple[int, int]:
-    """'i/N' (0 ≤ i < N) → (i, N); None → the SLURM array task, else (0, 1)."""
+    """Parse a shard: 'i/N' (0 ≤ i < N) → (i, N); None → the SLURM array task, else (0, 1).
+
+    Raises
+    ------
+    InputError
+        When the text is not ``i/N`` with integers, or not 0 ≤ i < N.
+    """
     if text is None:
         if env.get("SLURM_ARRAY_TASK_ID") is None:
             return 0, 1
@@ -195,6 +206,13 @@ def _on_sigterm(signum, frame):
 
 
 def prepare_out(out: Path) -> None:
+    """Create the output folder ``out`` (with parents) and check that it is writable.
+
+    Raises
+    ------
+    InputError
+        When ``out`` is a file, cannot be created, or is not writable.
+    """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     try:
@@ -206,7 +224,14 @@ def prepare_out(out: Path) -> None:
 
 
 def run_batch(rows: list[dict], opts: BatchOptions) -> BatchResult:
-    """Validate the manifest ``rows`` of this shard into ``opts.out_dir`` (resumable)."""
+    """Validate the manifest ``rows`` of this shard into ``opts.out_dir`` (resumable).
+
+    Raises
+    ------
+    InputError
+        When the archive mirror is not a folder, or the output folder is a file, cannot be created or is not
+        writable.
+    """
     t0 = time.perf_counter()
     out = Path(opts.out_dir)
     root = archive_root(opts.archive)

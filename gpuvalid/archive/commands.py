@@ -46,6 +46,7 @@ def one_line_errors(debug: bool = False, interrupted: str = "interrupted"):
 
 
 def register(app: typer.Typer) -> None:
+    """Add the archive commands ``manifest``, ``batch`` and ``summary`` to the typer ``app``."""
     @app.command()
     def manifest(
         archive: Optional[Path] = typer.Option(None, "--archive", help="EMDB mirror root (default $GPUVALID_ARCHIVE)."),

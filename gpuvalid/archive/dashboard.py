@@ -40,12 +40,12 @@ NUM = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 
 
 def _sec_key(sid: str):
-    """Report order: 0.a … 0.h, then 1 (half maps), 1.a …"""
+    """Return the sort key of section ``sid`` in report order: 0.a … 0.h, then 1 (half maps), 1.a and on."""
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in sid.split("."))
 
 
 def _num(v, sig: int = 4):
-    """A finite float rounded to ``sig`` significant digits (compact JSON), else None."""
+    """Return a finite float rounded to ``sig`` significant digits (compact JSON), else None."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     v = float(v)
@@ -55,7 +55,7 @@ def _num(v, sig: int = 4):
 
 
 def _median_of(percentiles):
-    """The median of a five-number percentile list (2.5, 25, 50, 75, 97.5 %), else None."""
+    """Return the median of a five-number percentile list (2.5, 25, 50, 75, 97.5 %), else None."""
     if isinstance(percentiles, (list, tuple)) and len(percentiles) >= 3:
         return _num(percentiles[2])
     return None
@@ -108,8 +108,10 @@ def _href(entry_dir: Path, dash_dir: Path) -> str | None:
 
 def collect_entries(rows: list[dict], out_dir: str | Path, dash_dir: str | Path | None = None
                     ) -> tuple[list[list], list[dict]]:
-    """(entries as :data:`COLS` arrays, Level 1 estimates per entry) from index rows (as from
-    :func:`gpuvalid.archive.summary.collect`) and each finished entry's ``results.json``.
+    """Return (entries as :data:`COLS` arrays, Level 1 estimates per entry).
+
+    They are read from index rows (as from :func:`gpuvalid.archive.summary.collect`) and each finished
+    entry's ``results.json``.
     """
     out = Path(out_dir)
     dash = Path(dash_dir) if dash_dir is not None else out
@@ -137,7 +139,7 @@ def _png(fig) -> str:
 
 
 def _legend(ax):
-    """A legend whose markers stay visible however small and transparent the points are."""
+    """Draw a legend whose markers stay visible however small and transparent the points are."""
     leg = ax.legend(fontsize=8, loc="best")
     for h in getattr(leg, "legend_handles", None) or getattr(leg, "legendHandles", []):
         if hasattr(h, "set_sizes"):
@@ -258,7 +260,7 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
 
     # Level 1 estimates against R
     title = "Level 1 resolution estimates (1.a) against the reported resolution"
-    have = [(e[ix["R"]], l1) for e, l1 in zip(entries, level1) if l1 and e[ix["R"]] is not None]
+    have = [(e[ix["R"]], l1) for e, l1 in zip(entries, level1, strict=True) if l1 and e[ix["R"]] is not None]
     if have:
         fig, ax = plt.subplots(figsize=(5.6, 3.8), layout="constrained")
         marks = {"fsc_0143_A": ("o", "#0969da"), "fsc_0143_masked_A": ("s", "#1a7f37"),
@@ -285,8 +287,9 @@ def _plots(entries: list[list], level1: list[dict]) -> list[tuple[str, str | Non
 
 # ---- page ----------------------------------------------------------------------------------------
 def _norm_reason(text: str) -> str:
-    """A reason or warning with its numbers replaced by '#', to group them by kind (a leading section
-    id such as ``0.c:`` is kept).
+    """Replace the numbers of a reason or warning by '#', to group them by kind.
+
+    A leading section id such as ``0.c:`` is kept.
     """
     text = (text or "").strip()
     m = re.match(r"^(\d+(?:\.[a-z]+)?: )", text)
@@ -363,7 +366,7 @@ def _json_for_script(obj) -> str:
 
 def render_dashboard(entries: list[list], level1: list[dict] | None = None, *, title: str = "gpuvalid archive "
                      "dashboard", source: str = "", titles: dict | None = None, figures: bool = True) -> str:
-    """The dashboard page of ``entries`` (arrays of :data:`COLS`)."""
+    """Return the dashboard page of ``entries`` (arrays of :data:`COLS`) as one HTML document."""
     from .. import __version__
 
     level1 = level1 if level1 is not None else [{} for _ in entries]
@@ -399,13 +402,18 @@ def render_dashboard(entries: list[list], level1: list[dict] | None = None, *, t
 
 
 def section_titles(entries_dirs) -> dict:
-    """Section titles from the first readable ``results.json`` among ``entries_dirs``."""
+    """Return the section titles from the first readable ``results.json`` among ``entries_dirs``.
+
+    A hand-edited or foreign file whose ``sections`` is not a mapping of mappings is skipped.
+    """
     for d in entries_dirs:
         try:
-            secs = json.loads((Path(d) / "results.json").read_text(encoding="utf-8")).get("sections") or {}
+            secs = json.loads((Path(d) / "results.json").read_text(encoding="utf-8")).get("sections")
         except (OSError, ValueError, AttributeError):
             continue
-        return {sid: (s or {}).get("title", "") for sid, s in secs.items()}
+        if not isinstance(secs, dict) or not secs:
+            continue
+        return {sid: s.get("title", "") if isinstance(s, dict) else "" for sid, s in secs.items()}
     return {}
 
 

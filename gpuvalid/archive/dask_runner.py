@@ -1,5 +1,7 @@
-"""Run a batch on Dask: a local cluster (CPU), dask-cuda's ``LocalCUDACluster`` (one worker per GPU),
-or an existing cluster given by its scheduler address.
+"""Run a batch on Dask: a local CPU cluster, a dask-cuda GPU cluster, or an existing cluster.
+
+The cluster is a local cluster (CPU), dask-cuda's ``LocalCUDACluster`` (one worker per GPU), or an existing
+cluster given by its scheduler address.
 
 On a cluster started here every worker has 2 threads and one ``compute`` resource: the input stage
 (read, hash, inflate) of one entry runs as its own task beside the validation of another, and the
@@ -41,10 +43,16 @@ def _worker_name() -> str | None:
 
 
 def dask_stage(task: EntryTask, opts: BatchOptions):
+    """Run the input stage of ``task`` as a Dask task: resolve (download), read, hash and inflate its map."""
     return stage_input(task, opts)
 
 
 def dask_compute(staged, eopts: EntryOptions):
+    """Validate a staged entry as a Dask task; return ``("skip", record)`` or ``("ran", record)``.
+
+    ``skip``: the map's bytes did not change since the earlier record (refreshed with the new mtime); an entry
+    whose earlier record has gone since staging is validated again.
+    """
     task, pf = staged
     if pf is not None and pf.unchanged:
         try:
@@ -58,6 +66,7 @@ def dask_compute(staged, eopts: EntryOptions):
 
 
 def dask_whole(task: EntryTask, opts: BatchOptions, eopts: EntryOptions):
+    """Stage and validate one entry in a single Dask task (clusters whose workers declare no ``compute`` resource)."""
     return dask_compute(stage_input(task, opts), eopts)
 
 
@@ -73,6 +82,11 @@ def cuda_cluster_plan(device: str, requested: int, visible: list[str] | None) ->
 
     ``cuda``/``gpu``: one worker per visible GPU, at most ``requested``; ``cuda:K``: one worker on the
     K-th visible GPU.  ``visible`` None means the count is unknown (nothing is clamped).
+
+    Raises
+    ------
+    InputError
+        When ``cuda:K`` has no integer K, K is not a visible GPU, or no GPU is visible at all.
     """
     d = (device or "").strip().lower()
     n = max(1, int(requested))
@@ -113,7 +127,14 @@ def visible_gpus() -> list[str] | None:
 
 
 def start_client(opts: BatchOptions):
-    """(client, cluster or None, whether workers declare the 'compute' resource)."""
+    """(client, cluster or None, whether workers declare the 'compute' resource).
+
+    Raises
+    ------
+    InputError
+        When Dask (or, for a CUDA device, dask-cuda) is not installed, or no worker can be placed on the asked
+        GPUs (see :func:`cuda_cluster_plan`).
+    """
     distributed = _import_distributed()
     if opts.scheduler:
         return distributed.Client(opts.scheduler), None, False

@@ -38,7 +38,10 @@ class NotFound(InputError):
 
 
 def base_url(url: str | None = None) -> str:
-    """The download base URL: ``url``, else ``$GPUVALID_EMDB_URL``, else the EMDB public archive."""
+    """Return the download base URL: ``url``, else ``$GPUVALID_EMDB_URL``, else the EMDB public archive.
+
+    The URL returned always ends with ``/``.
+    """
     u = url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
     return u if u.endswith("/") else u + "/"
 
@@ -52,6 +55,7 @@ class RateLimiter:
         self._last = 0.0
 
     def wait(self) -> None:
+        """Block until ``interval`` seconds have passed since the last request start, then mark a new one."""
         with self._lock:
             now = time.monotonic()
             delay = self._last + self.interval - now
@@ -75,12 +79,19 @@ class Downloader:
         self.limiter = limiter or _LIMITER
 
     def url(self, rel: str) -> str:
+        """Return the full URL of ``rel``, a path relative to the base URL."""
         return urllib.parse.urljoin(self.base, rel)
 
     def fetch(self, rel: str, dest: Path, *, expected_size: int | None = None,
               expected_sha256: str | None = None, max_bytes: int | None = None, check=None) -> Path:
-        """Download ``rel`` to ``dest`` unless already there; raise :class:`NotFound` on 404 and
-        :class:`InputError` when every attempt failed or the content is refused (``max_bytes``, ``check``).
+        """Download ``rel`` to ``dest`` unless already there, with retries and checks; return ``dest``.
+
+        Raises
+        ------
+        NotFound
+            When the server answers 404 (not retried).
+        InputError
+            When every attempt failed, or the content is refused (``max_bytes``, ``check``; not retried).
         """
         dest = Path(dest)
         if dest.is_file():

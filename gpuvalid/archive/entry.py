@@ -39,6 +39,8 @@ class EntryTask:
 
 @dataclass
 class EntryOptions:
+    """How each entry is validated: device, figures, saved maps, and the spool folder of inflated maps."""
+
     device: str = "cpu"
     figures: bool = False
     save_maps: bool = False
@@ -46,6 +48,7 @@ class EntryOptions:
 
 
 def worker_name() -> str:
+    """Return this process's name, ``host:pid`` (recorded as the entry's worker)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -55,7 +58,11 @@ def _one_line(exc: BaseException) -> str:
 
 def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = None,
                   worker: str | None = None) -> EntryRecord:
-    """Run ``task`` (using ``pf`` when its map was prefetched) and write its ``status.json``."""
+    """Run ``task`` (using ``pf`` when its map was prefetched) and write its ``status.json``.
+
+    A known problem, a failed prefetch or an unloadable map becomes the record's one-line ``reason`` (the entry
+    ends as ``failed``); it is not raised to the caller.
+    """
     from .. import pipeline  # looked up at call time (tests replace pipeline.validate)
     from ..backend import get_backend
     from ..io import load_map_input
@@ -126,7 +133,7 @@ def process_entry(task: EntryTask, opts: EntryOptions, pf: Prefetched | None = N
 
 
 def entry_half_maps(map_path: str | None) -> list[str] | None:
-    """The entry's two half maps in the archive layout (``other/emd_N_half_map_{1,2}.map.gz``), or None.
+    """Return the entry's two half maps in the archive layout (``other/emd_N_half_map_{1,2}.map.gz``), or None.
 
     They are read (and inflated, bounded by their headers) by Level 1's loader in the compute process, which
     checks them against the primary map; an entry without both halves runs Level 0 only.

@@ -25,37 +25,46 @@ class EntryLayout:
     emdb_id: str  # 'EMD-1234'
 
     @property
-    def number(self) -> str:  # '1234'
+    def number(self) -> str:
+        """The entry number, '1234' for 'EMD-1234'."""
         return self.emdb_id.split("-", 1)[1]
 
     @property
     def dir(self) -> str:
+        """The entry's folder, ``structures/EMD-1234``."""
         return f"structures/{self.emdb_id}"
 
     @property
     def map(self) -> str:
+        """The stored (gzipped) map, ``structures/EMD-1234/map/emd_1234.map.gz``."""
         return f"{self.dir}/map/emd_{self.number}.map.gz"
 
     @property
     def map_uncompressed(self) -> str:
+        """The map when stored uncompressed, ``structures/EMD-1234/map/emd_1234.map``."""
         return f"{self.dir}/map/emd_{self.number}.map"
 
     @property
     def header(self) -> str:
+        """The v3.0 header XML, ``structures/EMD-1234/header/emd-1234-v30.xml``."""
         return f"{self.dir}/header/emd-{self.number}-v30.xml"
 
     @property
     def header_legacy(self) -> str:
+        """The header XML under its older name, ``structures/EMD-1234/header/emd-1234.xml``."""
         return f"{self.dir}/header/emd-{self.number}.xml"
 
     @property
     def other_dir(self) -> str:
+        """The folder of the other files (half maps), ``structures/EMD-1234/other``."""
         return f"{self.dir}/other"
 
     def half_map(self, i: int) -> str:
+        """Return half map ``i`` (1 or 2), ``structures/EMD-1234/other/emd_1234_half_map_{i}.map.gz``."""
         return f"{self.other_dir}/emd_{self.number}_half_map_{i}.map.gz"
 
     def parts(self, rel: str) -> tuple[str, ...]:
+        """Split the relative POSIX path ``rel`` into its components."""
         return PurePosixPath(rel).parts
 
 
@@ -80,7 +89,13 @@ def parse_id(text) -> str | None:
 
 
 def layout(text: str) -> EntryLayout:
-    """Layout for an id written as 'EMD-1234', 'emd_1234' or '1234'; bad ids are an InputError."""
+    """Return the layout of an id written as 'EMD-1234', 'emd_1234' or '1234'.
+
+    Raises
+    ------
+    InputError
+        When ``text`` is not an EMDB id.
+    """
     eid = parse_id(text)
     if eid is None:
         raise InputError(f"{short_repr(text)} is not an EMDB id (expected EMD-1234, emd_1234 or 1234)")

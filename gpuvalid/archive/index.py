@@ -1,5 +1,6 @@
-"""The results index: one SQLite row per entry (status, failure reason, timings, version, input hash),
-and the claims of entries being computed.
+"""The results index: one SQLite row per entry, and the claims of entries being computed.
+
+A row holds the entry's status, failure reason, timings, version and input hash.
 
 Rows are keyed by ``emdb_id`` and written with an upsert, so reruns never duplicate them.  The index
 is a cache of the per-entry ``status.json`` files and :func:`ResultsIndex.rebuild` recreates it from
@@ -37,7 +38,7 @@ COLUMNS = [
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process ``pid`` exists on this host (zombies count as gone)."""
+    """Return True when a process ``pid`` exists on this host (zombies count as gone)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -54,12 +55,22 @@ def pid_alive(pid: int) -> bool:
 
 
 class ResultsIndex:
-    """The SQLite index at ``path``; an unusable file (a folder, not SQLite, corrupt, unwritable) is an
-    :class:`InputError`, or, with ``replace_corrupt``, is moved aside to ``<name>.corrupt-<time>``
-    and a new index created (it is a cache: :meth:`rebuild` refills it from the report folders).
+    """The SQLite index at ``path``.
+
+    An unusable file (a folder, not SQLite, corrupt, unwritable) is an :class:`InputError`, or, with
+    ``replace_corrupt``, is moved aside to ``<name>.corrupt-<time>`` and a new index created (it is a cache:
+    :meth:`rebuild` refills it from the report folders).
     """
 
     def __init__(self, path: str | Path, replace_corrupt: bool = False):
+        """Open the index at ``path``, creating it and its tables when missing.
+
+        Raises
+        ------
+        InputError
+            When ``path`` is a folder, its folder cannot be created, or it is not a usable SQLite database
+            (a locked one always; a corrupt one unless ``replace_corrupt``).
+        """
         self.path = Path(path)
         if self.path.is_dir():
             raise InputError(f"results index {self.path} is a folder, not a SQLite file")
@@ -102,6 +113,7 @@ class ResultsIndex:
             raise
 
     def close(self) -> None:
+        """Close the database connection."""
         self.db.close()
 
     def __enter__(self):
@@ -148,7 +160,7 @@ class ResultsIndex:
             cur = self.db.execute("SELECT * FROM claims WHERE emdb_id = ?", (emdb_id,))
             r = cur.fetchone()
             if r is not None:
-                row = dict(zip([c[0] for c in cur.description], r))
+                row = dict(zip([c[0] for c in cur.description], r, strict=True))
                 if row["run_id"] != run_id and self.claim_live(row):
                     return row
             now = time.time()
@@ -158,18 +170,21 @@ class ResultsIndex:
         return self._immediate(go)
 
     def release(self, emdb_id: str, run_id: str) -> None:
+        """Drop the claim of ``run_id`` on ``emdb_id`` (a claim of another run stays)."""
         def go():
             with self.db:
                 self.db.execute("DELETE FROM claims WHERE emdb_id = ? AND run_id = ?", (emdb_id, run_id))
         self._retry(go)
 
     def release_run(self, run_id: str) -> None:
+        """Drop every claim of ``run_id``."""
         def go():
             with self.db:
                 self.db.execute("DELETE FROM claims WHERE run_id = ?", (run_id,))
         self._retry(go)
 
     def renew(self, run_id: str, lease_s: float = CLAIM_LEASE_S) -> None:
+        """Extend every claim of ``run_id`` to expire ``lease_s`` seconds from now."""
         def go():
             with self.db:
                 self.db.execute("UPDATE claims SET expires = ? WHERE run_id = ?", (time.time() + lease_s, run_id))
@@ -180,17 +195,19 @@ class ResultsIndex:
         def go():
             cur = self.db.execute("SELECT * FROM claims")
             names = [c[0] for c in cur.description]
-            dead = [r[0] for r in cur.fetchall() if not self.claim_live(dict(zip(names, r)))]
+            dead = [r[0] for r in cur.fetchall() if not self.claim_live(dict(zip(names, r, strict=True)))]
             self.db.executemany("DELETE FROM claims WHERE emdb_id = ?", [(d,) for d in dead])
             return len(dead)
         return self._immediate(go)
 
     def claims(self) -> list[dict]:
+        """Return every claim (run id, host, pid, claimed and expiry times), sorted by id."""
         cur = self.db.execute("SELECT * FROM claims ORDER BY emdb_id")
-        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+        return [dict(zip([c[0] for c in cur.description], r, strict=True)) for r in cur.fetchall()]
 
     # ---- entries ------------------------------------------------------------------------------
     def upsert(self, rec: EntryRecord) -> None:
+        """Insert or update the row of ``rec`` (keyed by ``emdb_id``); step timings (s) go to ``t_<step>``."""
         d = rec.to_json()
         row = {n: d.get(n) for n, _ in COLUMNS if not n.startswith("t_")}
         row.update({f"t_{k}": (rec.seconds or {}).get(k) for k in TIMINGS})
@@ -205,6 +222,7 @@ class ResultsIndex:
         self._retry(go)
 
     def upsert_many(self, recs) -> int:
+        """Upsert every record of ``recs``; return how many were written."""
         n = 0
         for r in recs:
             self.upsert(r)
@@ -212,20 +230,24 @@ class ResultsIndex:
         return n
 
     def rows(self, status: str | None = None) -> list[dict]:
+        """Return the entry rows sorted by id (only those with ``status`` when given)."""
         cur = self.db.execute("SELECT * FROM entries" + (" WHERE status = ?" if status else "")
                               + " ORDER BY emdb_id", (status,) if status else ())
         names = [c[0] for c in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def get(self, emdb_id: str) -> dict | None:
+        """Return the row of ``emdb_id``, or None when the index has none."""
         cur = self.db.execute("SELECT * FROM entries WHERE emdb_id = ?", (emdb_id,))
         r = cur.fetchone()
-        return None if r is None else dict(zip([c[0] for c in cur.description], r))
+        return None if r is None else dict(zip([c[0] for c in cur.description], r, strict=True))
 
     def counts(self) -> dict[str, int]:
+        """Return the number of entries per status."""
         return dict(self.db.execute("SELECT status, COUNT(*) FROM entries GROUP BY status").fetchall())
 
     def set_meta(self, key: str, value) -> None:
+        """Store ``value`` as JSON under ``key`` in the ``meta`` table."""
         def go():
             with self.db:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))

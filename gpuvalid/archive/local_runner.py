@@ -1,6 +1,8 @@
-"""The local batch runner: ``prefetch`` processes read, hash and inflate maps ahead while ``workers``
-compute processes (or the calling process when ``workers == 1``) validate them (at most ``workers +
-prefetch`` maps in flight); the calling process alone records the results.
+"""The local batch runner: process pools that read maps ahead and validate them.
+
+``prefetch`` processes read, hash and inflate maps ahead while ``workers`` compute processes (or the calling
+process when ``workers == 1``) validate them (at most ``workers + prefetch`` maps in flight); the calling
+process alone records the results.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ def _compute(task: EntryTask, eopts: EntryOptions, pf: Prefetched | None) -> Ent
 
 
 def worker_devices(device: str, n: int, visible: list[str] | None = None) -> tuple[list[str], str | None]:
-    """(one device per compute worker, a warning or None): cuda → cuda:0 … cuda:n-1, shared round-robin
-    when fewer GPUs are visible; cpu, auto or an explicit cuda:K → the same for every worker.
+    """Return (one device per compute worker, a warning or None) for ``n`` compute workers.
+
+    cuda → cuda:0 … cuda:n-1, shared round-robin when fewer GPUs are visible; cpu, auto or an explicit
+    cuda:K → the same for every worker.
     """
     d = (device or "cpu").lower()
     if d in ("cuda", "gpu") and n > 1:

@@ -40,6 +40,7 @@ def _int(text) -> int | None:
 
 
 def box_from_xml(root: ET.Element) -> tuple[int, int, int] | None:
+    """Return (nz, ny, nx) from the header's ``map/dimensions`` (col, row, sec), or None when incomplete."""
     dims = root.find(".//map/dimensions")
     if dims is None:
         return None
@@ -101,7 +102,13 @@ def scan_entry(root: Path, emdb_id: str) -> dict:
 
 
 def list_entries(root: Path) -> list[str]:
-    """Ids of the entries under ``root/structures`` (sorted by number)."""
+    """Return the ids of the entries under ``root/structures`` (sorted by number).
+
+    Raises
+    ------
+    InputError
+        When ``root`` has no ``structures/`` folder.
+    """
     base = Path(root) / "structures"
     if not base.is_dir():
         raise InputError(f"{root} does not look like an EMDB mirror (no structures/ folder)")
@@ -110,6 +117,10 @@ def list_entries(root: Path) -> list[str]:
 
 
 def scan_archive(root: str | Path, ids: list[str] | None = None, on_entry=None) -> list[dict]:
+    """Return the manifest rows of ``ids`` (default: every entry of the mirror at ``root``).
+
+    ``on_entry(row)`` is called after each entry is scanned (progress).
+    """
     root = Path(root)
     rows = []
     for eid in ids if ids is not None else list_entries(root):
@@ -120,6 +131,7 @@ def scan_archive(root: str | Path, ids: list[str] | None = None, on_entry=None) 
 
 
 def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """Write ``rows`` to ``path`` as TSV (through ``<name>.tmp``), or Parquet for a ``.parquet`` name; return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
@@ -136,6 +148,13 @@ def write_manifest(rows: list[dict], path: str | Path) -> Path:
 
 
 def write_parquet(rows: list[dict], path: Path, fields: list[str]) -> None:
+    """Write the columns ``fields`` of ``rows`` to ``path`` as a Parquet table.
+
+    Raises
+    ------
+    InputError
+        When pyarrow is not installed.
+    """
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -161,14 +180,17 @@ def _convert(row: dict) -> dict:
 
 
 def invalid_row(where: str, raw, reason: str) -> dict:
-    """A manifest line that names no usable entry: batch records it as a failed pseudo-entry
-    ``invalid-<hash of the line>`` (a safe folder name, stable across reruns) instead of dropping it.
+    """Return the row of a manifest line that names no usable entry.
+
+    Batch records it as a failed pseudo-entry ``invalid-<hash of the line>`` (a safe folder name, stable
+    across reruns) instead of dropping it.
     """
     key = hashlib.sha1(repr(raw).encode("utf-8", "backslashreplace")).hexdigest()[:12]
     return {"emdb_id": f"{INVALID_PREFIX}{key}", "invalid": f"{where}: {reason}"}
 
 
 def is_invalid(row: dict) -> bool:
+    """Return True for a row made by :func:`invalid_row` (a manifest line that names no usable entry)."""
     return bool(row.get("invalid"))
 
 
@@ -197,6 +219,12 @@ def read_manifest(path: str | Path) -> list[dict]:
     first column of each line).  Lines that are not UTF-8 or name no EMDB id become invalid rows
     (see :func:`invalid_row`); duplicates are dropped.  A manifest with no valid id at all is an
     :class:`InputError`.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable, binary or empty, a Parquet file cannot be read (no pyarrow, not
+        Parquet, no ``emdb_id`` column), or no line names a valid EMDB id.
     """
     path = Path(path)
     if not path.is_file():
@@ -239,7 +267,8 @@ def read_manifest(path: str | Path) -> list[dict]:
                 elif cols is None:
                     rows.append({"emdb_id": (cells(text) or [""])[0], "_where": where})
                 else:
-                    rows.append(dict(zip(cols, cells(text)), _where=where))
+                    # a ragged line keeps the cells it has; cells beyond the header are dropped
+                    rows.append(dict(zip(cols, cells(text), strict=False), _where=where))
     except OSError as exc:
         raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
     out, seen, n_valid = [], set(), 0
@@ -275,13 +304,15 @@ def size_stats(rows: list[dict]) -> dict:
     vox = np.array([r["nx"] * r["ny"] * r["nz"] for r in rows if r.get("nx")], dtype=float)
     q = [5, 25, 50, 75, 95, 100]
     n = len(rows)
+    mb = dict(zip(q, (np.percentile(b, q) / 1e6).round(2).tolist(), strict=True)) if b.size else {}
+    edges = dict(zip(q, np.percentile(edge, q).round(0).tolist(), strict=True)) if edge.size else {}
     return {
         "entries": n,
         "with_contour_pct": 100.0 * sum(r.get("contour") is not None for r in rows) / max(n, 1),
         "with_half_maps_pct": 100.0 * sum(bool(r.get("half_maps")) for r in rows) / max(n, 1),
         "with_problem": sum(bool(r.get("problem")) for r in rows),
         "total_GB": float(b.sum() / 1e9) if b.size else 0.0,
-        "map_MB_percentiles": dict(zip(q, (np.percentile(b, q) / 1e6).round(2).tolist())) if b.size else {},
-        "box_edge_percentiles": dict(zip(q, np.percentile(edge, q).round(0).tolist())) if edge.size else {},
+        "map_MB_percentiles": mb,
+        "box_edge_percentiles": edges,
         "uncompressed_GB": float(vox.sum() * 4 / 1e9) if vox.size else 0.0,
     }

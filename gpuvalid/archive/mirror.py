@@ -17,7 +17,7 @@ from .ids import layout
 
 def header_xml(emdb_id: str, *, box_zyx=None, voxel_size=None, contour=None, resolution=None,
                method: str = "singleParticle", map_file: str | None = None) -> str:
-    """A minimal v3.0 header; ``voxel_size`` is one number or (x, y, z) in Å."""
+    """Return a minimal v3.0 header; ``voxel_size`` is one number or (x, y, z) in Å."""
     lay = layout(emdb_id)
     out = [f'<?xml version="1.0" encoding="UTF-8"?>',
            f'<emd emdb_id="{lay.emdb_id}" version="3.0.0.0">',
@@ -47,8 +47,10 @@ def header_xml(emdb_id: str, *, box_zyx=None, voxel_size=None, contour=None, res
 
 def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, half_maps: bool = False,
               compresslevel: int = 6, **meta) -> tuple[Path, Path | None]:
-    """Copy ``map_file`` gzip-compressed into ``root`` under ``emdb_id``'s layout, with a header (a
-    ``.gz`` ``map_file`` is read through gzip, so the entry holds the map compressed once).
+    """Copy ``map_file`` gzip-compressed into ``root`` under ``emdb_id``'s layout, with a header.
+
+    A ``.gz`` ``map_file`` is read through gzip, so the entry holds the map compressed once.  Returns the
+    paths of the map and of the header (None without one).
     """
     lay = layout(emdb_id)
     m = root / lay.map
@@ -70,8 +72,9 @@ def add_entry(root: Path, emdb_id: str, map_file: Path, *, header: bool = True, 
 
 
 def shared_entries(data_dir: str | Path) -> list[dict]:
-    """Entries of ``shared/data/MANIFEST.tsv`` usable in a mirror: file, emdb_id, isotropic voxel size,
-    contour and resolution (None when '-').
+    """Return the entries of ``shared/data/MANIFEST.tsv`` usable in a mirror.
+
+    Each has file, emdb_id, isotropic voxel size (Å), contour and resolution (Å) (None when '-').
     """
     import csv
 

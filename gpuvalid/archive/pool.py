@@ -68,6 +68,8 @@ def _worker_main(conn, parent_pid: int, init, init_args) -> None:
 
 
 class Worker:
+    """One ``spawn`` worker process with its own duplex pipe; ``tag`` is the task it runs (None: idle)."""
+
     def __init__(self, ctx, name: str, init=None, init_args=()):
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid(), init, init_args), name=name,
@@ -77,10 +79,12 @@ class Worker:
         self.tag = None  # the task being run (None: idle)
 
     def submit(self, tag, fn, *args) -> None:
+        """Send ``fn(*args)`` to the worker; it is busy with ``tag`` until collected."""
         self.tag = tag
         self.conn.send((fn, args))
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit, kill it after ``timeout`` seconds, and close its pipe."""
         try:
             self.conn.send(None)
         except (OSError, ValueError):
@@ -105,18 +109,22 @@ class Pool:
         return Worker(self.ctx, f"gpuvalid-{self.name}-{i}", self.init, self.init_args[i])
 
     def idle(self) -> Worker | None:
+        """Return an idle worker, or None when all are busy."""
         return next((w for w in self.workers if w.tag is None), None)
 
     @property
     def busy(self) -> int:
+        """The number of workers running a task."""
         return sum(w.tag is not None for w in self.workers)
 
     def handles(self) -> list:
+        """Return the pipe and process sentinel of every busy worker (what :func:`wait_any` waits on)."""
         return [h for w in self.workers if w.tag is not None for h in (w.conn, w.proc.sentinel)]
 
     def collect(self, ready) -> list[tuple]:
-        """(tag, 'ok', result) | (tag, 'error', message, traceback) | (tag, 'died', message) for the
-        workers among ``ready``; a dead worker is replaced by a fresh one.
+        """Return the outcomes of the workers among ``ready``; a dead worker is replaced by a fresh one.
+
+        Each is (tag, 'ok', result) | (tag, 'error', message, traceback) | (tag, 'died', message).
         """
         out = []
         for i, w in enumerate(self.workers):
@@ -141,6 +149,7 @@ class Pool:
         return out
 
     def close(self) -> None:
+        """Stop every worker; busy ones are killed at once rather than waited for."""
         for w in self.workers:
             if w.tag is not None:  # busy: do not wait for a long computation
                 w.proc.kill()
@@ -149,6 +158,10 @@ class Pool:
 
 
 def wait_any(pools, timeout: float | None) -> list:
+    """Wait up to ``timeout`` s until a busy worker of ``pools`` answers or dies; return the ready handles.
+
+    With no busy worker it sleeps ``timeout`` s and returns an empty list.
+    """
     handles = [h for p in pools if p is not None for h in p.handles()]
     if not handles:
         if timeout:

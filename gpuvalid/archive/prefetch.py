@@ -5,8 +5,8 @@ of processes while the GPU (or the compute workers) process earlier entries.  A 
 reads the stored file once, hashes those bytes (SHA-256 of the file as stored: the input hash),
 inflates them with ``isal.igzip`` when installed (2-4× faster than zlib) or ``zlib``, and writes the
 plain MRC into the run's spool folder (under ``/dev/shm`` when present, i.e. RAM; see :mod:`.spool`)
-from which the compute process reads it; this keeps hundreds of MB out of inter-process pipes.  Plain ``.map`` files are only
-read and hashed.
+from which the compute process reads it; this keeps hundreds of MB out of inter-process pipes.  Plain
+``.map`` files are only read and hashed.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Prefetched:
     pid: int = field(default_factory=os.getpid)
 
     def cleanup(self) -> None:
+        """Delete ``data_path`` when it is a spool file (never raises)."""
         if self.spooled and self.data_path:
             try:
                 os.unlink(self.data_path)
@@ -66,7 +67,13 @@ def default_spool_dir() -> Path:
 
 
 def inflate(data: bytes) -> bytes:
-    """Decompress a (possibly multi-member) gzip stream."""
+    """Decompress a (possibly multi-member) gzip stream.
+
+    Raises
+    ------
+    EOFError
+        When the stream ends before its end-of-stream marker (a truncated file).
+    """
     if _igzip is not None:
         return _igzip.decompress(data)
     d = zlib.decompressobj(wbits=31)
@@ -81,8 +88,10 @@ def inflate(data: bytes) -> bytes:
 
 
 def declared_bytes(head: bytes) -> int | None:
-    """File size an MRC header (first 1024 bytes) declares: 1024 + extended header + voxels × mode
-    size; None when the header is not plausible in either byte order.
+    """Return the file size (bytes) an MRC header (its first 1024 bytes) declares.
+
+    The size is 1024 + extended header + voxels × mode size; None when the header is not plausible in either
+    byte order.
     """
     if len(head) < 1024:
         return None
@@ -99,10 +108,18 @@ class InflateLimit(Exception):
 
 
 def inflate_to(raw: bytes, fh, limit_slack: int = SLACK) -> int:
-    """Inflate the (possibly multi-member) gzip stream ``raw`` into the file ``fh`` ``CHUNK`` bytes at a
-    time (memory: one chunk), stopping with :class:`InflateLimit` once the output exceeds what the MRC
-    header in its first 1024 bytes declares by more than ``limit_slack`` (16 MiB + slack when that
-    header is not plausible: the loader then names the header's problem).  Returns the bytes written.
+    """Inflate the (possibly multi-member) gzip stream ``raw`` into the file ``fh``; return the bytes written.
+
+    The output is written ``CHUNK`` bytes at a time (memory: one chunk), stopping with :class:`InflateLimit`
+    once it exceeds what the MRC header in its first 1024 bytes declares by more than ``limit_slack``
+    (16 MiB + slack when that header is not plausible: the loader then names the header's problem).
+
+    Raises
+    ------
+    InflateLimit
+        When the output exceeds the declared size by more than ``limit_slack``.
+    EOFError
+        When the stream ends before its end-of-stream marker (a truncated file).
     """
     d = _zlib_stream.decompressobj(wbits=31)
     buf: bytes = raw

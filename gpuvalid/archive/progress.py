@@ -14,6 +14,8 @@ from .record import DONE, EntryRecord
 
 
 class BatchProgress:
+    """Progress of a batch: a live rich bar on a terminal, else one printed line per finished entry."""
+
     def __init__(self, total: int, skipped: int = 0, enabled: bool = True, console: Console | None = None,
                  label: str = "batch"):
         self.total, self.skipped = total, skipped
@@ -28,15 +30,18 @@ class BatchProgress:
     # rates ----------------------------------------------------------------------------------
     @property
     def finished(self) -> int:
+        """Entries finished so far (done + failed)."""
         return self.done + self.failed
 
     @property
     def per_minute(self) -> float:
+        """Entries finished per minute since the start."""
         dt = time.monotonic() - self.t0
         return 60.0 * self.finished / dt if dt > 0 else 0.0
 
     @property
     def eta_s(self) -> float | None:
+        """Seconds left at the current rate (None before the first entry finishes)."""
         rate = self.per_minute
         return None if rate <= 0 else 60.0 * (self.total - self.finished) / rate
 
@@ -73,10 +78,12 @@ class BatchProgress:
             self._progress.update(self._task, completed=self.finished, **self._fields())
 
     def started(self, emdb_id: str) -> None:
+        """Count ``emdb_id`` as running."""
         self.running += 1
         self._update()
 
     def finished_entry(self, rec: EntryRecord) -> None:
+        """Count ``rec`` as done or failed (and print its line when no live bar is drawn)."""
         self.running = max(0, self.running - 1)
         if rec.status == DONE:
             self.done += 1

@@ -21,6 +21,8 @@ TIMINGS = ("read", "decompress", "load", "compute", "write", "total")
 
 @dataclass
 class EntryRecord:
+    """The content of ``status.json``: status, reason, version, input fingerprint, where and when, score, timings."""
+
     emdb_id: str
     status: str                      # done | failed (skipped is never written)
     reason: str | None = None        # one line, for failures
@@ -40,15 +42,18 @@ class EntryRecord:
     seconds: dict = field(default_factory=dict)  # read, decompress, load, compute, write, total
 
     def to_json(self) -> dict:
+        """Return the record as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> "EntryRecord":
+        """Make a record from a dict read from ``status.json`` (unknown keys are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def write_record(out_dir: Path, rec: EntryRecord) -> Path:
+    """Write ``rec`` atomically to ``out_dir/status.json`` (creating the folder); return its path."""
     from ..report.files import atomic_write_text  # the one atomic writer (0644); kept out of import time
 
     out_dir = Path(out_dir)
@@ -59,6 +64,7 @@ def write_record(out_dir: Path, rec: EntryRecord) -> Path:
 
 
 def read_record(out_dir: Path) -> EntryRecord | None:
+    """Return the record in ``out_dir/status.json``, or None when missing or malformed (the entry is redone)."""
     p = Path(out_dir) / STATUS_FILE
     try:
         d = json.loads(p.read_text())
@@ -71,6 +77,7 @@ def read_record(out_dir: Path) -> EntryRecord | None:
 
 
 def file_fingerprint(path: Path) -> tuple[int, int] | None:
+    """Return (size in bytes, mtime in ns) of ``path``, or None when it cannot be read."""
     try:
         st = Path(path).stat()
     except OSError:

@@ -18,8 +18,11 @@ MAX_HEADER_BYTES = 16 << 20  # EMDB headers are tens of kB
 
 
 def header_check(emdb_id: str):
-    """A download check: the file is an EMDB header XML (root ``emd``) of ``emdb_id`` whose values the
-    header reader accepts; anything else (an HTML error page, another entry's header) is refused.
+    """Return a download check for the header of ``emdb_id``.
+
+    The check accepts an EMDB header XML (root ``emd``, or ``entry``) of ``emdb_id`` whose values the header
+    reader accepts; anything else (an HTML error page, another entry's header) is refused with an
+    :class:`InputError`.
     """
     def check(path: Path) -> None:
         import xml.etree.ElementTree as ET
@@ -45,11 +48,13 @@ ENV_CACHE = "GPUVALID_CACHE"
 
 
 def archive_root(archive: str | Path | None = None) -> Path | None:
+    """Return the mirror root: ``archive``, else ``$GPUVALID_ARCHIVE``, else None (``~`` expanded)."""
     a = archive if archive not in (None, "") else os.environ.get(ENV_ARCHIVE)
     return Path(a).expanduser() if a else None
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Return the download cache: ``cache_dir``, else ``$GPUVALID_CACHE``, else ``~/.cache/gpuvalid/emdb``."""
     c = cache_dir or os.environ.get(ENV_CACHE)
     return Path(c).expanduser() if c else Path.home() / ".cache" / "gpuvalid" / "emdb"
 
@@ -62,12 +67,15 @@ def find_in_mirror(root: Path, lay: EntryLayout) -> tuple[Path | None, Path | No
 
 
 def half_maps(root: Path, lay: EntryLayout) -> list[Path]:
+    """Return the entry's half maps present under ``root`` (none, one or both)."""
     return [root / lay.half_map(i) for i in (1, 2) if (root / lay.half_map(i)).is_file()]
 
 
 def fetch_half_maps(dl: Downloader, cache: Path, lay: EntryLayout) -> list[Path]:
-    """Download the entry's two half maps into the cache (Level 1 runs when both exist); an entry without
-    them (not found) has none, and a half that fails to download leaves the entry at Level 0.
+    """Download the entry's two half maps into the cache (Level 1 runs when both exist); return those fetched.
+
+    An entry without them (not found) has none, and a half that fails to download leaves the entry at
+    Level 0.
     """
     got = []
     for i in (1, 2):
@@ -84,7 +92,14 @@ def fetch_half_maps(dl: Downloader, cache: Path, lay: EntryLayout) -> list[Path]
 def resolve_entry(emdb_id: str, archive: str | Path | None = None, download: bool = False,
                   base_url: str | None = None, cache_dir: str | Path | None = None,
                   downloader: Downloader | None = None) -> tuple[Path, Path | None]:
-    """(map path, header path or None) for ``emdb_id``; an :class:`InputError` says why not."""
+    """(map path, header path or None) for ``emdb_id``; an :class:`InputError` says why not.
+
+    Raises
+    ------
+    InputError
+        When the id is not an EMDB id, the mirror is not a folder, the entry is not in the mirror (without
+        ``download``), or the map is not on the server or cannot be downloaded.
+    """
     lay = layout(emdb_id)
     root = archive_root(archive)
     if root is not None:

@@ -107,13 +107,14 @@ def _unlink_semaphores(run_dir: Path) -> None:
 
 
 def default_base() -> Path:
+    """Return the default spool base, ``/dev/shm/gpuvalid-spool-<uid>`` (RAM), else in the temporary folder."""
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
     return base / f"gpuvalid-spool-{os.getuid()}"
 
 
 def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive lock on ``path`` (None when another process holds it)."""
+    """Return an fd holding an exclusive lock on ``path`` (None when another process holds it)."""
     if fcntl is None:
         return None
     try:
@@ -174,7 +175,7 @@ def clean_stale(base: Path) -> list[Path]:
 
 
 class RunSpool:
-    """This run's spool folder (``path``), locked while the run lives; use as a context manager."""
+    """The spool folder of this run (``path``), locked while the run lives; use as a context manager."""
 
     def __init__(self, base: str | Path | None = None):
         self.base = Path(base) if base else default_base()
@@ -183,6 +184,13 @@ class RunSpool:
         self.removed: list[Path] = []
 
     def open(self) -> Path:
+        """Remove the folders of ended runs under ``base``, then create and lock this run's; return it.
+
+        Raises
+        ------
+        InputError
+            When ``base`` cannot be created or is not a folder.
+        """
         try:
             self.base.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -201,6 +209,7 @@ class RunSpool:
         return final
 
     def close(self) -> None:
+        """Remove this run's folder and release its lock."""
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None

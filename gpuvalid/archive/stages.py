@@ -1,5 +1,6 @@
-"""What every batch runner shares (the local process pools of :mod:`.local_runner`, Dask in
-:mod:`.dask_runner`): the batch options, the claiming dispatcher, the input stage and failure records.
+"""What every batch runner shares: the batch options, the claiming dispatcher, the input stage, failure records.
+
+The runners are the local process pools of :mod:`.local_runner` and Dask in :mod:`.dask_runner`.
 
 The runners and the driver (:mod:`.batch`) import this module; it imports neither of them.
 """
@@ -44,6 +45,7 @@ class BatchOptions:
     shard: tuple[int, int] = (0, 1)
 
     def entry_options(self) -> EntryOptions:
+        """Return the per-entry options of this batch (device, figures, saved maps, spool folder)."""
         return EntryOptions(device=self.device, figures=self.figures, save_maps=self.save_maps,
                             spool_dir=self.spool_dir)
 
@@ -71,7 +73,10 @@ def stage_input(task: EntryTask, opts: BatchOptions) -> tuple[EntryTask, Prefetc
 
 
 def unchanged_record(task: EntryTask, pf: Prefetched) -> EntryRecord | None:
-    """The earlier record, refreshed with the file's new mtime, when the bytes did not change."""
+    """Return the earlier record, refreshed with the file's new mtime, when the bytes did not change.
+
+    The refreshed record is written back to ``status.json``; None when there is no earlier record.
+    """
     prior = read_record(Path(task.out_dir))
     if prior is None:
         return None
@@ -101,7 +106,7 @@ class Dispatcher:
         return bool(self.pending or self.deferred)
 
     def take(self) -> EntryTask | None:
-        """The next task this process may run, or None (nothing left, or only deferred ones for now)."""
+        """Return the next task this process may run, or None (nothing left, or only deferred ones for now)."""
         while True:
             if not self.pending:
                 if not self.deferred or time.monotonic() < self._next_retry:
@@ -126,13 +131,14 @@ class Dispatcher:
             return t
 
     def release(self, task: EntryTask) -> None:
+        """Drop this run's claim on ``task`` in the index (nothing to do without an index)."""
         if self.index is not None:
             self.index.release(task.emdb_id, self.run_id)
 
 
 # ---- failures -------------------------------------------------------------------------------------
 def failed_record(task: EntryTask, reason: str, opts: BatchOptions) -> EntryRecord:
-    """The failure record of ``task`` (written to its ``status.json`` when the folder allows)."""
+    """Return the failure record of ``task`` (written to its ``status.json`` when the folder allows)."""
     rec = EntryRecord(task.emdb_id, FAILED, reason=one_line(reason), version=__version__,
                       map_path=task.map_path, out_dir=task.out_dir, device=opts.device, finished=time.time())
     try:
@@ -152,7 +158,7 @@ def log_traceback(task: EntryTask, text: str) -> None:
 
 
 def warn(message: str) -> None:
-    """A one-line warning on stderr."""
+    """Print a one-line warning on stderr."""
     from rich.console import Console
     from rich.markup import escape
     Console(stderr=True).print(f"[yellow]gpuvalid: warning:[/] {escape(one_line(message))}", highlight=False,

@@ -25,6 +25,16 @@ BASE = ["emdb_id", "status", "reason", "score_passed", "score_evaluable", "versi
 
 
 def collect(out_dir: str | Path, index_path: str | Path | None = None, rebuild: bool = False) -> list[dict]:
+    """Return one row per entry of the batch output ``out_dir``, with the scalar results of finished ones.
+
+    Rows come from the index (rebuilt from the report folders when it is empty or ``rebuild``); a finished
+    entry adds ``<section>.status`` and ``<section>.<name>`` columns from its ``results.json``.
+
+    Raises
+    ------
+    InputError
+        When ``out_dir`` is not a folder, or the index is not usable (see :class:`.index.ResultsIndex`).
+    """
     out = Path(out_dir)
     if not out.is_dir():
         raise InputError(f"no batch output folder at {out}")
@@ -54,12 +64,17 @@ def collect(out_dir: str | Path, index_path: str | Path | None = None, rebuild: 
 
 
 def columns(rows: list[dict]) -> list[str]:
+    """Return the table's columns: :data:`BASE`, ``input_bytes``, then the other keys of ``rows`` sorted.
+
+    Paths, worker, start and finish times and the mtime are left out.
+    """
     extra = sorted({k for r in rows for k in r} - set(BASE) - {"out_dir", "map_path", "worker", "started",
                                                                  "finished", "input_bytes", "input_mtime_ns"})
     return BASE + ["input_bytes"] + extra
 
 
 def write_table(rows: list[dict], path: str | Path) -> Path:
+    """Write ``rows`` to ``path`` as CSV, TSV (``.tsv``) or Parquet (``.parquet``); return the path."""
     path = Path(path)
     cols = columns(rows)
     if path.suffix == ".parquet":
@@ -86,6 +101,7 @@ def throughput(rows: list[dict]) -> dict:
 
 
 def print_summary(rows: list[dict], console: Console | None = None, limit: int = 50) -> None:
+    """Print the first ``limit`` rows as a table, then the throughput (entries/min, mean seconds per step)."""
     console = console or Console()
     tab = Table(title="gpuvalid batch summary")
     for c in ("entry", "status", "score", "read s", "inflate s", "load s", "compute s", "write s", "total s",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .plots import _save, max_variance_slices_png, plt
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 
 def guinier_png(path: Path, x: np.ndarray, lnF: np.ndarray, lnF_corrected: np.ndarray, slope: float,
@@ -29,6 +33,6 @@ def guinier_png(path: Path, x: np.ndarray, lnF: np.ndarray, lnF_corrected: np.nd
     return _save(fig, path)
 
 
-def sharpened_slices_png(be, V, path: Path) -> str:
+def sharpened_slices_png(be: Backend, V, path: Path) -> str:
     """Max-variance slices of the sharpened map."""
     return max_variance_slices_png(be, V, path, "Sharpened map: max-variance slices")

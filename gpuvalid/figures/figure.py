@@ -1,5 +1,6 @@
-"""What a figure is to the report: a PNG in the report folder and its caption (no plotting here, so the
-sections and the report can name figures without importing matplotlib).
+"""What a figure is to the report: a PNG in the report folder and its caption.
+
+No plotting here, so the sections and the report can name figures without importing matplotlib.
 """
 
 from __future__ import annotations

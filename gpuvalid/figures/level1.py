@@ -1,20 +1,26 @@
-"""Figures of the Level 1 sections: resolution curves against spatial frequency, the directional-resolution
-map on the hemisphere, half-map slices.
+"""Figures of the Level 1 sections.
+
+Resolution curves against spatial frequency, the directional-resolution map on the hemisphere, half-map
+slices.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .plots import _save, max_variance_slices_png, plt
 
+if TYPE_CHECKING:
+    from ..backend import Backend
+
 COLOURS = ["#4477aa", "#cc3311", "#228833", "#ee7733", "#aa3377", "#666666"]
 
 
 def _resolution_axis(ax) -> None:
-    """A top axis labelled in Å (d = 1/f) over a frequency (Å⁻¹) x axis (ticks at round resolutions)."""
+    """Add a top axis labelled in Å (d = 1/f) over a frequency (Å⁻¹) x axis (ticks at round resolutions)."""
     lo, hi = ax.get_xlim()
     cands = [50, 30, 20, 15, 10, 8, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.2, 1.1, 1.0, 0.9, 0.8]
     ticks = [d for d in cands if lo < 1.0 / d <= hi]
@@ -30,8 +36,10 @@ def _resolution_axis(ax) -> None:
 def curves_png(path: Path, freq: np.ndarray, curves: list, title: str, ylabel: str,
                hlines: list | None = None, vlines: list | None = None, logy: bool = False,
                ylim: tuple | None = None, span: tuple | None = None) -> str:
-    """Curves against spatial frequency (Å⁻¹): ``curves`` = [(y, label)], ``hlines`` = [(y, label)] thresholds,
-    ``vlines`` = [(f, label)] marked frequencies, ``span`` = (f0, f1, label) a shaded band.
+    """Plot curves against spatial frequency (Å⁻¹) with a resolution (Å) top axis; return the PNG's path.
+
+    ``curves`` = [(y, label)], ``hlines`` = [(y, label)] thresholds, ``vlines`` = [(f, label)] marked
+    frequencies, ``span`` = (f0, f1, label) a shaded band.
     """
     fig, ax = plt.subplots(figsize=(6.2, 3.9))
     for k, (y, label) in enumerate(curves):
@@ -62,9 +70,10 @@ def curves_png(path: Path, freq: np.ndarray, curves: list, title: str, ylabel: s
 
 def hemisphere_png(path: Path, directions: np.ndarray, values: np.ndarray, title: str, label: str,
                    never: np.ndarray | None = None) -> str:
-    """Directional values (e.g. resolution in Å) on the hemisphere ``z ≥ 0`` (map axes x, y, z), drawn in
-    a Lambert azimuthal equal-area projection centred on +Z: the rim is the X–Y plane, azimuth measured from +X.
-    ``never`` marks directions whose curve never crossed (drawn as open circles).
+    """Plot directional values (e.g. resolution in Å) on the hemisphere ``z ≥ 0`` (map axes x, y, z).
+
+    Drawn in a Lambert azimuthal equal-area projection centred on +Z: the rim is the X–Y plane, azimuth
+    measured from +X.  ``never`` marks directions whose curve never crossed (drawn as open circles).
     """
     d = np.asarray(directions, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -105,6 +114,7 @@ def hemisphere_png(path: Path, directions: np.ndarray, values: np.ndarray, title
     return _save(fig, path)
 
 
-def half_slices_png(be, V, path: Path, title: str, symmetric: bool = False) -> str:
+def half_slices_png(be: Backend, V, path: Path, title: str, symmetric: bool = False) -> str:
+    """Write the max-variance slices of a half map (or, ``symmetric``, of a difference map in RdBu)."""
     return max_variance_slices_png(be, V, path, title, symmetric=symmetric,
                                    cmap="RdBu_r" if symmetric else "gray")

@@ -1,5 +1,7 @@
-"""Figures of the Level 1 local-resolution sections (1.c–1.f): the overlay of the local-resolution histograms,
-the radial profile of the directional resolution and the best-direction counts per direction.
+"""Figures of the Level 1 local-resolution sections (1.c–1.f).
+
+The overlay of the local-resolution histograms, the radial profile of the directional resolution and the
+best-direction counts per direction.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ COLOURS = ["#666666", "#4477aa", "#cc3311", "#228833", "#ee7733", "#aa3377"]
 
 
 def overlay_histograms_png(path: Path, series: list, R: float | None = None) -> str:
-    """Step histograms (normalised to unit area, common bins) of each ``(label, values Å)`` in ``series``,
-    with each median as a dotted line and the reported resolution ``R`` as a dashed line.
+    """Plot step histograms (normalised to unit area, common bins) of each ``(label, values Å)`` in ``series``.
+
+    Each median is drawn as a dotted line and the reported resolution ``R`` as a dashed line.
     """
     allv = np.concatenate([np.asarray(v, dtype=float) for _, v in series])
     lo, hi = np.percentile(allv, [0.5, 99.5])

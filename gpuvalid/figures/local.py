@@ -23,8 +23,10 @@ def local_histogram(fig_dir: Path, stem: str, values: np.ndarray, xlabel: str, t
 def write_local_map_outputs(res, sid: str, options, errors: list[str], *, stem: str, inside: np.ndarray,
                             unit_label: str, title: str, percentiles: list[float], views=None,
                             mrc=None) -> None:
-    """Write what a local map gives the report; never raises (a failure goes to ``errors`` as
-    ``"<sid>:\n<traceback>"``, which the pipeline writes to ``errors.log``).
+    r"""Write what a local map gives the report.
+
+    Never raises: a failure goes to ``errors`` as ``"<sid>:\n<traceback>"``, which the pipeline writes to
+    ``errors.log``.
 
     ``mrc``: ``(file stem, values, voxel size Å, sentence for the results)``, written under
     ``options.map_dir`` when maps are requested.  Under ``options.figure_dir``: the histogram of ``inside``

@@ -7,12 +7,16 @@ Every function writes one PNG and returns its path relative to the report folder
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 DPI = 110
 AXIS_NAMES = ("Z", "Y", "X")  # array axes of a [z, y, x] map
@@ -37,7 +41,7 @@ def _save(fig, path: Path) -> str:
 def slices_png(path: Path, images: list[np.ndarray], titles: list[str], suptitle: str,
                axes_labels: list[tuple[str, str]] | None = None, cmap: str = "gray",
                symmetric: bool = False, vrange: tuple[float, float] | None = None) -> str:
-    """A row of 2-D images (first index vertical, drawn bottom-up) with a shared colour scale."""
+    """Plot a row of 2-D images (first index vertical, drawn bottom-up) with a shared colour scale."""
     if vrange is None:
         lo = min(float(np.min(im)) for im in images)
         hi = max(float(np.max(im)) for im in images)
@@ -51,7 +55,7 @@ def slices_png(path: Path, images: list[np.ndarray], titles: list[str], suptitle
     fig, axes = plt.subplots(1, len(images), figsize=(3.4 * len(images), 3.6))
     axes = np.atleast_1d(axes)
     im = None
-    for k, (ax, img, title) in enumerate(zip(axes, images, titles)):
+    for k, (ax, img, title) in enumerate(zip(axes, images, titles, strict=True)):
         im = ax.imshow(img, cmap=cmap, origin="lower", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         if axes_labels:
@@ -63,18 +67,19 @@ def slices_png(path: Path, images: list[np.ndarray], titles: list[str], suptitle
     return _save(fig, path)
 
 
-def max_variance_index(be, V, axis: int) -> int:
+def max_variance_index(be: Backend, V, axis: int) -> int:
     """Index of the slice perpendicular to ``axis`` whose voxel values have the largest variance."""
     other = tuple(a for a in range(3) if a != axis)
     return int(np.argmax(be.to_host(V.astype(be.xp.float32).var(axis=other))))
 
 
-def take_slice(be, V, axis: int, index: int) -> np.ndarray:
+def take_slice(be: Backend, V, axis: int, index: int) -> np.ndarray:
+    """Return slice ``index`` perpendicular to ``axis`` of ``V`` as a host float32 array."""
     return be.to_host(be.xp.take(V, index, axis=axis)).astype(np.float32)
 
 
-def max_variance_slices_png(be, V, path: Path, suptitle: str, cmap: str = "gray", symmetric: bool = False) -> str:
-    """The max-variance slice along each axis of ``V`` (device array)."""
+def max_variance_slices_png(be: Backend, V, path: Path, suptitle: str, cmap: str = "gray", symmetric: bool = False) -> str:
+    """Plot the max-variance slice along each axis of ``V`` (device array)."""
     imgs, titles = [], []
     for axis in range(3):
         k = max_variance_index(be, V, axis)

@@ -45,6 +45,11 @@ def colour_views(ctx, values, lo, hi, label, fig_dir, stem) -> list[Figure]:
     analyses); its trilinear value at each surface point is coloured from ``lo`` (blue) to ``hi``
     (red), the 2.5 % and 97.5 % percentiles, with a colour bar labelled ``label``.  Writes
     ``<fig_dir>/<stem>_views.png``; returns ``[]`` when the masked map never reaches the threshold.
+
+    Raises
+    ------
+    ValueError
+        When ``values`` does not have the shape of ``ctx.V``.
     """
     if ctx.threshold is None:
         return []
@@ -75,7 +80,7 @@ def _px_per_A(views, voxel_size: float) -> float:
 
 
 def _orientation_text(views) -> str:
-    """``"Views (X, Y, Z rotation) left to right: (0°, −90°, −90°) down map X; …"``."""
+    """Describe the panels: ``"Views (X, Y, Z rotation), left to right: (0°, −90°, −90°) down map X; …"``."""
     parts = [f"{angles_text(v.angles)} down map {describe_view(v.angles).split()[3]}" for v in views]
     return "Views (X, Y, Z rotation), left to right: " + "; ".join(parts) + "."
 
@@ -94,7 +99,7 @@ def _compose(views, path: Path, colourbar=None) -> None:
     fig = MplFigure(figsize=(W / dpi, H / dpi), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
     x = _GAP
-    for v, w in zip(views, widths):
+    for v, w in zip(views, widths, strict=True):
         h = v.rgb.shape[0]
         y0 = bar + _GAP / 2 + (height - h) / 2
         ax = fig.add_axes([x / W, y0 / H, w / W, h / H])

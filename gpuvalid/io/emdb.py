@@ -18,6 +18,11 @@ from ..errors import InputError
 
 @dataclass
 class EmdbHeader:
+    """What gpuvalid reads from an EMDB header: id, primary contour, resolution (Å), voxel size (Å), method.
+
+    Each field is None when the header does not give it; ``notes`` lists the unit conversions applied.
+    """
+
     emdb_id: str | None
     contour: float | None
     resolution: float | None
@@ -41,7 +46,7 @@ def _strip_ns(root: ET.Element) -> None:
 
 
 def _float(text, what: str = "value") -> float | None:
-    """A finite number from the XML text; missing/empty text is ``None``, anything else an InputError."""
+    """Parse a finite number from the XML text; missing/empty text is ``None``, anything else an InputError."""
     if text is None or not str(text).strip():
         return None
     t = str(text).strip()
@@ -55,7 +60,7 @@ def _float(text, what: str = "value") -> float | None:
 
 
 def _length(el: ET.Element | None, what: str, notes: list[str]) -> float | None:
-    """A length in Å from an element with an optional ``units`` attribute (nm/pm converted)."""
+    """Read a length in Å from an element with an optional ``units`` attribute (nm/pm converted)."""
     if el is None:
         return None
     v = _float(el.text, what)
@@ -79,7 +84,14 @@ def _refuse_entities(text: str | bytes, where: str) -> None:
 
 
 def parse_header(path: str | Path) -> EmdbHeader:
-    """Parse an EMDB header XML file; a missing or malformed file is an :class:`InputError`."""
+    """Parse an EMDB header XML file; a missing or malformed file is an :class:`InputError`.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable, larger than :data:`MAX_HEADER_BYTES`, declares a DOCTYPE or
+        entities, is not valid XML, or holds a non-numeric value or unknown length units.
+    """
     path = Path(path)
     try:
         if not path.is_file():
@@ -98,6 +110,14 @@ def parse_header(path: str | Path) -> EmdbHeader:
 
 
 def parse_header_text(text: str) -> EmdbHeader:
+    """Parse an EMDB header given as XML text (as :func:`parse_header`).
+
+    Raises
+    ------
+    InputError
+        When the text declares a DOCTYPE or entities, is not valid XML, or holds a non-numeric value or
+        unknown length units.
+    """
     _refuse_entities(text, "text")
     try:
         root = ET.fromstring(text)
@@ -107,6 +127,11 @@ def parse_header_text(text: str) -> EmdbHeader:
 
 
 def parse_header_xml(root: ET.Element) -> EmdbHeader:
+    """Read the header fields from a parsed XML tree (v3.0 names, v1.9 names as a fallback).
+
+    The contour is the primary one (else the first); lengths are converted to Å.  Namespaces are stripped
+    from ``root`` in place.
+    """
     _strip_ns(root)
     emdb_id = root.get("emdb_id") or root.get("accessCode")
     if emdb_id and not emdb_id.upper().startswith("EMD"):

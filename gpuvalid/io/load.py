@@ -1,5 +1,6 @@
-"""Assemble a :class:`~gpuvalid.context.MapInput` from a map file, an optional EMDB header and the
-command line (the command line wins over the header, the header over the MRC header).
+"""Assemble a :class:`~gpuvalid.context.MapInput` from a map file, an optional EMDB header and the command line.
+
+The command line wins over the header, the header over the MRC header.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_number, check_positive
 from ..context import MapInput
 from ..errors import InputError
 from .emdb import parse_header
@@ -19,15 +21,9 @@ VOXEL_RANGE_A = (0.01, 200.0)  # plausible voxel sizes (Å); outside it the head
 RESOLUTION_RANGE_A = (0.5, 1000.0)  # plausible reported resolutions (Å)
 
 
-def _check_positive(name: str, value: float | None, allow_none: bool = True) -> float | None:
-    if value is None:
-        if allow_none:
-            return None
-        raise InputError(f"{name} is required")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise InputError(f"{name} must be a positive number, got {value!r}")
-    return v
+def _check_positive(name: str, value: float | None) -> float | None:
+    """``value`` as a float (None stays None), refused with :class:`InputError` unless finite and > 0."""
+    return None if value is None else check_positive(value, name, error=InputError)
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float], hint: str) -> float:
@@ -50,6 +46,13 @@ def load_map_input(path: str | Path, *, threshold: float | None = None, resoluti
     resolution must lie in :data:`VOXEL_RANGE_A` and :data:`RESOLUTION_RANGE_A`; the threshold may be
     any finite number (a threshold above the map maximum is reported by the mask sections).
     ``max_voxels`` caps the map size (default :data:`~gpuvalid.io.mrc.DEFAULT_MAX_VOXELS`).
+
+    Raises
+    ------
+    InputError
+        When ``max_voxels`` is not positive; the voxel size or resolution is not positive or outside its
+        plausible range; the voxels are anisotropic without ``resample_anisotropic`` or ``voxel_size``, or
+        resampling them would exceed the voxel limit; or the EMDB header or MRC file is unreadable.
     """
     path = Path(path)
     voxel_size = _check_positive("voxel size", voxel_size)
@@ -60,8 +63,8 @@ def load_map_input(path: str | Path, *, threshold: float | None = None, resoluti
         _check_range("resolution", resolution, RESOLUTION_RANGE_A, "")
     if max_voxels is not None and int(max_voxels) <= 0:
         raise InputError(f"--max-voxels must be a positive number, got {max_voxels!r}")
-    if threshold is not None and not math.isfinite(float(threshold)):
-        raise InputError(f"threshold must be a finite number, got {threshold!r}")
+    if threshold is not None:
+        threshold = check_number(threshold, "threshold", error=InputError)
     sources = {}
     hdr = parse_header(header) if header is not None else None
 
@@ -82,7 +85,7 @@ def load_map_input(path: str | Path, *, threshold: float | None = None, resoluti
         if hdr is not None and hdr.voxel_size is not None:
             vs = hdr.voxel_size
             sources["voxel_size"] = "EMDB header"
-            if max(file_vs) > 0 and any(b > 0 and abs(a - b) / b > 0.01 for a, b in zip(file_vs, vs)):
+            if max(file_vs) > 0 and any(b > 0 and abs(a - b) / b > 0.01 for a, b in zip(file_vs, vs, strict=True)):
                 notes.append(f"EMDB header pixel spacing {_fmt_vs(vs)} Å differs from the MRC header "
                              f"{_fmt_vs(file_vs)} Å; using the EMDB header")
         bad = [v for v in vs if not (math.isfinite(v) and v > 0)]

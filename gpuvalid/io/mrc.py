@@ -41,6 +41,11 @@ _CHUNK = 1 << 22
 
 @dataclass
 class MrcMap:
+    """A map read by :func:`read_mrc`: float32 ``[z, y, x]`` data, voxel size and origin (Å, x, y, z order).
+
+    ``axis_order`` is the file's ``mapc, mapr, maps``; ``notes`` lists what was assumed or fixed on reading.
+    """
+
     data: np.ndarray                 # float32, [z, y, x]
     voxel_size: tuple[float, float, float]  # x, y, z in Å
     origin_A: tuple[float, float, float] | None  # x, y, z in Å (None: not finite in the header)
@@ -71,6 +76,7 @@ class MrcHeader:
 
     @property
     def data_offset(self) -> int:
+        """Byte offset of the voxel data: the 1024-byte header plus the extended header."""
         return HEADER_BYTES + self.nsymbt
 
     @property
@@ -80,7 +86,13 @@ class MrcHeader:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the file's bytes (as stored, compressed or not)."""
+    """Return the SHA-256 hex digest of the file's bytes (as stored, compressed or not).
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read.
+    """
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
@@ -149,7 +161,7 @@ def _skip(fh, n: int) -> int:
 
 
 def _parse_header(raw: bytes, path: Path) -> tuple[np.ndarray, str, list[str]]:
-    """The header record and its byte order (from the machine stamp, else from plausible values)."""
+    """Return the header record and its byte order (from the machine stamp, else from plausible values)."""
     from mrcfile.dtypes import HEADER_DTYPE
 
     notes: list[str] = []
@@ -184,6 +196,12 @@ def read_header(path: str | Path, max_voxels: int | None = None) -> MrcHeader:
     ``MAX_AXIS``, a negative or over-long extended header (``nsymbt``), data shorter than the header
     declares, more than ``max_voxels`` voxels (default :data:`DEFAULT_MAX_VOXELS`), a volume stack whose
     ``mz`` does not divide ``nz``.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable or fails any of the checks above (also boxes smaller than
+        ``MIN_BOX`` voxels along an axis, 2-D images, and modes 3, 4 and 101).
     """
     path = Path(path)
     try:
@@ -273,7 +291,7 @@ def read_header(path: str | Path, max_voxels: int | None = None) -> MrcHeader:
 
 
 def _read_data(path: Path, hd: MrcHeader) -> np.ndarray:
-    """The first volume's voxels as stored, shape (sections, rows, columns)."""
+    """Read the first volume's voxels as stored, shape (sections, rows, columns)."""
     n = hd.voxels
     nbytes = n * hd.dtype.itemsize
     name = _name(path)
@@ -314,6 +332,12 @@ def check_values(data: np.ndarray, name: str) -> None:
     """Refuse NaN/±Inf voxels, magnitudes that overflow or underflow float32 arithmetic, a constant map.
 
     Uses min/max reductions (no temporary of the map's size unless a bad value is found).
+
+    Raises
+    ------
+    InputError
+        When a voxel is NaN or ±Inf, ``|value|`` exceeds ``MAX_ABS_VALUE``, the map is constant, or every
+        ``|value|`` is below ``MIN_ABS_VALUE``.
     """
     lo, hi = float(np.min(data)), float(np.max(data))
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -357,7 +381,7 @@ def read_mrc(path: str | Path, max_voxels: int | None = None) -> MrcMap:
     check_values(data, name)
 
     # voxel size along X, Y, Z: cell length / sampling (0 when the header has no usable value)
-    voxel = tuple(_div(c, m) for c, m in zip(hd.cell, hd.mxyz))
+    voxel = tuple(_div(c, m) for c, m in zip(hd.cell, hd.mxyz, strict=True))
     origin: tuple[float, float, float] | None = hd.origin
     if not all(math.isfinite(o) for o in origin):
         notes.append("the MRC header origin is not a finite number: it is not reported")

@@ -30,8 +30,10 @@ SECTIONS1 = [
 
 
 def halves_beside(map_path: Path) -> list[Path] | None:
-    """The half maps of an EMDB archive entry (``…/EMD-N/map/emd_N.map[.gz]`` → ``…/EMD-N/other/
-    emd_N_half_map_{1,2}.map[.gz]``), or None when the map is not in that layout or the halves are absent.
+    """Find the half maps beside an EMDB archive entry's primary map.
+
+    ``…/EMD-N/map/emd_N.map[.gz]`` → ``…/EMD-N/other/emd_N_half_map_{1,2}.map[.gz]``; None when the map is not
+    in that layout or the halves are absent.
     """
     map_path = Path(map_path)
     name = map_path.name
@@ -93,8 +95,10 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
 
 
 def estimates_sentence(R: float | None, level0: dict, estimates: dict) -> str:
-    """Range and mean of the resolution estimates (Level 0 local-resolution median and Level 1), and the
-    spec's warning when the reported resolution R < 0.8 × their mean.
+    """Return the sentence on the range and mean of the resolution estimates.
+
+    The estimates are the Level 0 local-resolution median and Level 1's; the sentence carries the spec's warning
+    when the reported resolution R < 0.8 × their mean.
     """
     est = dict(estimates)
     loc = level0.get("0.e")

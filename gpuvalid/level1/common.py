@@ -11,6 +11,7 @@ CRITERION = ("Warn when the reported resolution R is better (smaller) than 0.8 �
 
 
 def fmt_A(v, missing: str = "no crossing") -> str:
+    """Format a resolution ``v`` in Å as ``"3.21 Å"``, or ``missing`` when it is None."""
     return missing if v is None else f"{v:.2f} Å"
 
 

@@ -35,7 +35,7 @@ class HalfMaps:
     notes: list = field(default_factory=list)
 
     def info(self) -> dict:
-        """The ``half_maps`` block of ``results.json``."""
+        """Return the ``half_maps`` block of ``results.json``."""
         return {"files": [Path(p).name for p in self.paths], "sha256": list(self.sha256),
                 "header_voxel_size_A": [list(v) for v in self.header_voxel_size], "notes": list(self.notes)}
 
@@ -47,7 +47,11 @@ def _vs_text(vs) -> str:
 def load_halves(paths, primary_shape: tuple, voxel_size: float) -> HalfMaps:
     """Read and check the two half maps against the primary map (box ``primary_shape``, voxel ``voxel_size`` Å).
 
-    Raises :class:`InputError` with a one-line reason when the halves cannot be used.
+    Raises
+    ------
+    InputError
+        With a one-line reason when the halves cannot be used: not two files, unreadable, a box or voxel size
+        other than the primary map's, different voxel sizes, or identical halves (not independent).
     """
     from ..io.mrc import read_mrc, sha256_file
 
@@ -80,7 +84,8 @@ def load_halves(paths, primary_shape: tuple, voxel_size: float) -> HalfMaps:
         if any(abs(v - voxel_size) / voxel_size > VOXEL_TOL for v in vs):
             raise InputError(f"half map {i} has voxel size {_vs_text(vs)} Å but the primary map has "
                              f"{voxel_size:.4g} Å")
-    if max(vss[0]) > 0 and max(vss[1]) > 0 and any(abs(u - v) / max(u, v) > VOXEL_TOL for u, v in zip(*vss)):
+    if max(vss[0]) > 0 and max(vss[1]) > 0 and any(abs(u - v) / max(u, v) > VOXEL_TOL
+                                                   for u, v in zip(*vss, strict=True)):
         raise InputError(f"the half maps have different voxel sizes ({_vs_text(vss[0])} and {_vs_text(vss[1])} Å)")
     if np.array_equal(a, b):
         raise InputError("the two half maps are identical (FSC ≡ 1): they are not independent reconstructions")
@@ -117,34 +122,41 @@ class Level1Context:
 
     @property
     def shape(self) -> tuple:
+        """Box ``(nz, ny, nx)`` of the halves (the primary map's) in voxels."""
         return self.halves.data[0].shape
 
     @cached
     def h1(self):
+        """Half map 1 on the device (float32 ``[z, y, x]``)."""
         return self.be.asarray(self.halves.data[0], dtype=self.be.xp.float32)
 
     @cached
     def h2(self):
+        """Half map 2 on the device (float32 ``[z, y, x]``)."""
         return self.be.asarray(self.halves.data[1], dtype=self.be.xp.float32)
 
     @cached
     def geo(self) -> shells.HalfSpectrum:
+        """Frequency geometry of the half spectrum (shell index, |f| in Å⁻¹) shared by the Fourier sections."""
         return shells.HalfSpectrum(self.be, self.shape, self.voxel_size)
 
     @cached
     def F1(self):
+        """Half spectrum (``rfftn``, complex64) of half map 1."""
         return self.be.rfftn(self.h1).astype(self.be.xp.complex64)
 
     @cached
     def F2(self):
+        """Half spectrum (``rfftn``, complex64) of half map 2."""
         return self.be.rfftn(self.h2).astype(self.be.xp.complex64)
 
     # ---- the mask used by the masked analyses ------------------------------------------------------------
     @cached
     def mask_info(self) -> tuple:
-        """``(mask, description, is_soft_mask)``: the Level 0 soft mask of the primary map; when it cannot be
-        made (no contour threshold, empty mask) a sphere of radius ``N/2 − 4`` voxels with a Gaussian edge
-        (σ = 2 voxels), the reference's 1.b mask.
+        """``(mask, description, is_soft_mask)``: the mask of the masked analyses.
+
+        The Level 0 soft mask of the primary map; when it cannot be made (no contour threshold, empty mask) a
+        sphere of radius ``N/2 − 4`` voxels with a Gaussian edge (σ = 2 voxels), the reference's 1.b mask.
         """
         try:
             self.ctx0.require_mask()
@@ -157,6 +169,7 @@ class Level1Context:
                     f"voxels), because the soft mask is not available ({exc})", False)
 
     def sphere_mask(self):
+        """Return the fallback mask: 1 within ``N/2 − 4`` voxels of the box centre, a Gaussian edge of σ = 2."""
         xp = self.be.xp
         nz, ny, nx = self.shape
         rad = min(self.shape) / 2.0 - 4.0
@@ -168,22 +181,27 @@ class Level1Context:
 
     @property
     def mask(self):
+        """The mask of the masked analyses (float32, values in [0, 1]); see :attr:`mask_info`."""
         return self.mask_info[0]
 
     @cached
     def M1(self):
+        """Half spectrum of the masked half map 1, ``rfftn(h1 · mask)``."""
         return self.be.rfftn(self.h1 * self.mask).astype(self.be.xp.complex64)
 
     @cached
     def M2(self):
+        """Half spectrum of the masked half map 2, ``rfftn(h2 · mask)``."""
         return self.be.rfftn(self.h2 * self.mask).astype(self.be.xp.complex64)
 
     @cached
     def fsc_unmasked(self) -> shells.FscTerms:
+        """Per-shell FSC sums of the unmasked halves."""
         return shells.fsc_terms(self.geo, self.F1, self.F2)
 
     @cached
     def fsc_masked(self) -> shells.FscTerms:
+        """Per-shell FSC sums of the masked halves."""
         return shells.fsc_terms(self.geo, self.M1, self.M2)
 
     @cached
@@ -198,19 +216,24 @@ class Level1Context:
 
     @cached
     def direction_bins(self) -> shells.DirectionBins:
+        """Direction bins of the half spectrum (the directional FSC's cones)."""
         return shells.DirectionBins(self.geo)
 
     @property
     def freq(self) -> np.ndarray:
+        """Shell frequencies in Å⁻¹."""
         return self.geo.freq
 
     def nyquist_A(self) -> float:
+        """Return the Nyquist resolution 2·Ts in Å."""
         return 2.0 * self.voxel_size
 
     @cached
     def cpu_twin(self) -> "Level1Context":
-        """The halves on the CPU with the primary map's CPU context, made once; the resolution estimates
-        and the local-resolution histograms (host objects the report reads) are shared with this one.
+        """Context of the halves on the CPU, with the primary map's CPU context, made once.
+
+        The resolution estimates and the local-resolution histograms (host objects the report reads) are
+        shared with this one.
         """
         twin = Level1Context(self.ctx0.on_cpu(), self.halves, seed=self.seed)
         twin.estimates = self.estimates
@@ -218,7 +241,7 @@ class Level1Context:
         return twin
 
     def on_cpu(self) -> "Level1Context":
-        """This context when it is on the CPU already, else :attr:`cpu_twin`."""
+        """Return this context when it is on the CPU already, else :attr:`cpu_twin`."""
         return self.cpu_twin if self.be.is_gpu else self
 
     def release(self) -> None:

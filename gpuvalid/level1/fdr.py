@@ -7,15 +7,16 @@ correlations above the shell's FSC.  Permutations run in batches of 200 (batched
 when ``p`` changes by less than 0.001 between batches, at 1,000, or as soon as 10 permuted correlations
 exceed the FSC (then ``p ≥ 0.01`` even after 1,000 draws, and a BY-adjusted ``q ≥ p·Σ1/i > 0.01``: the
 shell cannot be significant), or after the first batch when none exceeded an FSC that lies 6 standard
-deviations (``1/√(2m)``) above the permutation distribution (``p < 10⁻⁹``: more draws cannot change it).  The p-values of all shells are
-adjusted by Benjamini–Yekutieli (FDR 1 %); the resolution is the last significant shell before the first
-non-significant one (not interpolated: a shell frequency).  Seeded: the same input gives the same result
-on the same device.  Computed on the soft-masked halves.
+deviations (``1/√(2m)``) above the permutation distribution (``p < 10⁻⁹``: more draws cannot change it).
+The p-values of all shells are adjusted by Benjamini–Yekutieli (FDR 1 %); the resolution is the last
+significant shell before the first non-significant one (not interpolated: a shell frequency).  Seeded: the
+same input gives the same result on the same device.  Computed on the soft-masked halves.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from ..analyses.base import SectionResult, md_table
 from ..errors import NotMeasurable
 from ..memory import L1_PERM_CHUNK as PERM_CHUNK  # GPU: permuted coefficients per launch (rows × samples)
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SID, TITLE = "1.b", "FSC permutation (FDR-FSC)"
 FRACTION = 0.7
@@ -43,7 +47,7 @@ EXPLANATION = (
 
 
 def by_adjust(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Yekutieli adjusted p-values (q-values) of ``p`` (any dependence; ``c(n) = Σ 1/i``)."""
+    """Return the Benjamini–Yekutieli adjusted p-values (q-values) of ``p`` (any dependence; ``c(n) = Σ 1/i``)."""
     p = np.asarray(p, dtype=float)
     n = p.size
     if n == 0:
@@ -57,7 +61,7 @@ def by_adjust(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def permutation_pvalues(be, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_perm: int = MAX_PERMUTATIONS,
+def permutation_pvalues(be: Backend, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_perm: int = MAX_PERMUTATIONS,
                         batch: int = BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Permutation p-value of every shell 1 … N/2 (shell 0: p = 0).
 
@@ -130,6 +134,17 @@ def permutation_pvalues(be, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_per
 
 
 def run(ctx1) -> SectionResult:
+    """Compute section 1.b, the FSC permutation test (FDR-FSC) of the soft-masked halves.
+
+    Results: the FDR-FSC resolution in Å (``fdr_fsc_A``, also recorded in ``ctx1.estimates``), the last
+    significant shell, and per shell the FSC, p, BY-adjusted q, permutation and sample counts; ``vrs_compat``
+    holds the value with the reference's sphere mask (GPU only when a soft mask is used).
+
+    Raises
+    ------
+    NotMeasurable
+        When no shell beyond the origin is significant at 1 % FDR (the halves share no detectable signal).
+    """
     be = ctx1.be
     geo = ctx1.geo
     R = ctx1.resolution

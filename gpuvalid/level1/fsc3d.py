@@ -50,6 +50,12 @@ def sphericity(directions: np.ndarray, radius: np.ndarray) -> float:
 
 
 def run(ctx1) -> SectionResult:
+    """Compute section 1.h, the 3-D (conical) FSC of the soft-masked halves.
+
+    Results: the global and X/Y/Z-cone resolutions at FSC 0.143 and 0.5 (Å), the sphericity, the min/max/mean
+    of the 500 directional resolutions (Å) and how many never cross before ``RMax``, the curves and the
+    direction table; ``vrs_compat`` holds the reference's values on its frequency axis ``i·2·Ts/N``.
+    """
     geo = ctx1.geo
     f = geo.freq
     R = ctx1.resolution
@@ -89,7 +95,8 @@ def run(ctx1) -> SectionResult:
     res.values = {"global_A": g_A, "x_A": xyz[0][0], "y_A": xyz[1][0], "z_A": xyz[2][0], "sphericity": sph,
                   "global_05_A": half[0][0], "x_05_A": half[1][0], "y_05_A": half[2][0], "z_05_A": half[3][0],
                   "sphericity_threshold": SPHERICITY_THRESHOLD, "rmax_shell": kmax, "cone_half_angle_deg": CONE_DEG,
-                  "reasons": {k: w for k, (_, w) in zip(("x_A", "y_A", "z_A"), xyz) if w} | ({"global_A": g_why} if g_why else {}),
+                  "reasons": ({k: w for k, (_, w) in zip(("x_A", "y_A", "z_A"), xyz, strict=True) if w}
+                              | ({"global_A": g_why} if g_why else {})),
                   "directional_resolution_A": {"min": float(dres.min()), "max": float(dres.max()),
                                                "mean": float(dres.mean()), "never_cross": int(never.sum())},
                   "curves": {"frequency_invA": ff, "global": gfsc[: kmax + 1], "x": axes_fsc[:, 0],
@@ -103,7 +110,8 @@ def run(ctx1) -> SectionResult:
     res.vrs_compat["axis_factor"] = fac
 
     rows = [["global (soft-masked FSC)", fmt_A(g_A, f"— ({g_why})"), fmt_A(half[0][0], "—")]] + [
-        [f"cone along {n}", fmt_A(v, f"— ({w})"), fmt_A(h[0], "—")] for n, (v, w), h in zip("XYZ", xyz, half[1:])]
+        [f"cone along {n}", fmt_A(v, f"— ({w})"), fmt_A(h[0], "—")]
+        for n, (v, w), h in zip("XYZ", xyz, half[1:], strict=True)]
     res.blocks.append(md_table(["FSC", "0.143 crossing", "0.5 crossing"], rows))
     rows = [["directional resolutions (500 cones, 0.143)", f"{dres.min():.2f} – {dres.max():.2f} Å (mean {dres.mean():.2f} Å)"
              + (f"; {int(never.sum())} reach RMax without crossing" if never.any() else "")],

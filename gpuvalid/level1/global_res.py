@@ -34,6 +34,13 @@ EXPLANATION = (
 
 
 def run(ctx1) -> SectionResult:
+    """Compute section 1.a, the global resolution of the halves: FSC, DPR and SSNR crossings.
+
+    Results: the unmasked and soft-masked FSC 0.143 and 0.5 crossings, the DPR 45° and SSNR 1 crossings (all in
+    Å, on the soft-masked halves when the soft mask exists), the reasons for missing crossings, the curves per
+    shell and the Nyquist limit; ``vrs_compat`` holds the reference's readings (unmasked FSC, DPR 102.9°,
+    amplitude-ratio SSNR).
+    """
     geo = ctx1.geo
     f = geo.freq
     R = ctx1.resolution

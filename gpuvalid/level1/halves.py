@@ -1,5 +1,7 @@
-"""The "Half maps" section (not graded): files, hashes, real-space agreement and max-variance slices of h1,
-h2 and h1 − h2 (the difference should look like noise, with no structure).
+"""The "Half maps" section (not graded).
+
+Files, hashes, real-space agreement and max-variance slices of h1, h2 and h1 − h2 (the difference should look
+like noise, with no structure).
 """
 
 from __future__ import annotations
@@ -22,22 +24,29 @@ class InfoSection(SectionResult):
 
     @property
     def evaluable(self) -> bool:
+        """Always False: the section is not graded."""
         return False
 
     @property
     def status_text(self) -> str:
+        """Status as shown in the report: "not graded", or the usual status text otherwise (e.g. not measured)."""
         if self.status == INFO:
             return "not graded"
         return STATUS_TEXT[self.status].format(n=len(self.warnings))
 
 
 def refused(reason: str) -> InfoSection:
-    """The section when the halves cannot be used: "could not be measured" with the one-line reason."""
+    """Return the section when the halves cannot be used: "could not be measured" with the one-line reason."""
     return InfoSection(SID, TITLE, status=NOT_MEASURED, reason=reason, explanation=EXPLANATION,
                        summary=f"Level 1 could not run: {reason}.", key="—")
 
 
 def run(ctx1) -> InfoSection:
+    """Compute the "Half maps" section (not graded).
+
+    Results: file names, SHA-256, mean and σ of each half, σ(h1 − h2), the real-space correlation of the halves
+    inside the mask, the mask used, and (with a figure folder) max-variance slices of h1, h2 and h1 − h2.
+    """
     be, xp = ctx1.be, ctx1.be.xp
     hm = ctx1.halves
     res = InfoSection(SID, TITLE, status=INFO, explanation=EXPLANATION)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from ..memory import L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK
 from ..memory import L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES
 from ..memory import available_bytes
 from .shells import fsc_ratio
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 BOX = 20
 PAD = 40
@@ -68,8 +72,10 @@ def hann_box(n: int = BOX) -> np.ndarray:
 
 
 def shell_matrix(pad: int = PAD) -> tuple[np.ndarray, int]:
-    """``[pad·pad·(pad//2+1), nshell]`` float32 matrix of Hermitian weights per shell ``k = round(|f|·pad)``
-    on the ``rfftn`` half grid of a ``pad³`` box, shells 0 … ``floor(pad·√3/2)`` (the box corner).
+    """Return the Hermitian weights per shell of the ``rfftn`` half grid of a ``pad³`` box, and the shell count.
+
+    A ``[pad·pad·(pad//2+1), nshell]`` float32 matrix, shells ``k = round(|f|·pad)`` = 0 … ``floor(pad·√3/2)``
+    (the box corner).
     """
     fz = np.fft.fftfreq(pad)[:, None, None]
     fy = np.fft.fftfreq(pad)[None, :, None]
@@ -89,8 +95,9 @@ def shell_matrix(pad: int = PAD) -> tuple[np.ndarray, int]:
 
 
 def crossings(fsc, freq, cutoff: float = CUTOFF, xp=np):
-    """First and last 0.5 crossings of each row of ``fsc`` ``[n, nshell]`` (``freq`` Å⁻¹ per shell), with
-    the array module ``xp`` of both (NumPy, or CuPy for device arrays).
+    """Find the first and last 0.5 crossings of each row of ``fsc`` ``[n, nshell]``.
+
+    ``freq`` is in Å⁻¹ per shell; ``xp`` is the array module of both (NumPy, or CuPy for device arrays).
 
     Returns ``(first_f, last_f, code)``: the interpolated crossing frequencies (Å⁻¹; ``last_f`` NaN when
     no shell goes from ≥ cutoff to < cutoff) and per row a code for the first crossing: 0 crossed, 1
@@ -127,9 +134,11 @@ def crossings(fsc, freq, cutoff: float = CUTOFF, xp=np):
     return first, last, code
 
 
-def _selected(be, soft_mask, shape, step: int):
-    """Flat indices of the box centres: the lattice ``c ≡ BOX/2 (mod step)`` inside the faces' margin,
-    within ``step − 1`` voxels (chessboard) of a voxel with soft mask ≥ 0.5 (all such voxels when step = 1).
+def _selected(be: Backend, soft_mask, shape, step: int):
+    """Return the flat indices of the box centres.
+
+    The lattice ``c ≡ BOX/2 (mod step)`` inside the faces' margin, within ``step − 1`` voxels (chessboard) of a
+    voxel with soft mask ≥ 0.5 (all such voxels when step = 1).
     """
     xp = be.xp
     sel = soft_mask >= MASK_LEVEL
@@ -150,7 +159,7 @@ def auto_step(n_voxels: int, is_gpu: bool, max_boxes: int = CPU_MAX_BOXES) -> in
     return int(math.ceil((n_voxels / max_boxes) ** (1.0 / 3.0)))
 
 
-def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
+def local_fsc(be: Backend, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
               budget_bytes: int | None = None, compat: bool = True, engine: str = "kernel") -> dict:
     """Local-FSC resolution map (Å) of two half maps.
 
@@ -244,9 +253,11 @@ def local_fsc(be, h1, h2, soft_mask, voxel_size: float, step: int | None = None,
     return out
 
 
-def _fft_rows(be, h1, h2, centres, shape, chunk):
-    """FFT engine: yields ``(s, e, fsc)`` for the boxes ``s … e − 1``, one chunk at a time (``fsc``
-    float64 ``[e − s, nshell]`` on the backend's device).
+def _fft_rows(be: Backend, h1, h2, centres, shape, chunk):
+    """Yield the local FSCs of the FFT engine, one chunk at a time.
+
+    Each item is ``(s, e, fsc)`` for the boxes ``s … e − 1`` (``fsc`` float64 ``[e − s, nshell]`` on the
+    backend's device).
     """
     xp = be.xp
     half = BOX // 2
@@ -278,9 +289,11 @@ def _fft_rows(be, h1, h2, centres, shape, chunk):
         yield s, e, fsc_ratio(*(a.astype(xp.float64) for a in sums), xp=xp)
 
 
-def _kernel_rows(be, h1, h2, centres, shape, chunk):
-    """Raw-kernel engine (a device): yields ``(s, e, fsc)`` for groups of up to ``GROUP_ROWS`` boxes, whose
-    shell sums ``lfsc_planes`` and ``lfsc_shells`` compute a chunk at a time.
+def _kernel_rows(be: Backend, h1, h2, centres, shape, chunk):
+    """Yield the local FSCs of the raw-kernel engine (a device), a group of boxes at a time.
+
+    Each item is ``(s, e, fsc)`` for a group of up to ``GROUP_ROWS`` boxes, whose shell sums ``lfsc_planes``
+    and ``lfsc_shells`` compute a chunk at a time.
     """
     xp = be.xp
     nb = int(centres.size)
@@ -307,23 +320,25 @@ def _kernel_rows(be, h1, h2, centres, shape, chunk):
 
 
 def shell_matrix_size(pad: int = PAD) -> int:
-    """Number of shells ``k = round(|f|·pad)`` up to the box corner: ``floor(pad·√3/2) + 1``."""
+    """Return the number of shells ``k = round(|f|·pad)`` up to the box corner: ``floor(pad·√3/2) + 1``."""
     return int(math.floor(pad * math.sqrt(3.0) / 2.0)) + 1
 
 
 def _shell_sums(Fa, Fb, S):
-    """``Re(Fa·Fb*) @ S`` for rows of spectra ``Fa``, ``Fb`` (the product formed in place: the same numbers as
-    ``(Fa.real·Fb.real + Fa.imag·Fb.imag) @ S``).
+    """Return ``Re(Fa·Fb*) @ S`` for rows of spectra ``Fa``, ``Fb``.
+
+    The product is formed in place: the same numbers as ``(Fa.real·Fb.real + Fa.imag·Fb.imag) @ S``.
     """
     p = Fa.real * Fb.real
     p += Fa.imag * Fb.imag
     return p @ S
 
 
-def _box_spectra(be, b):
-    """``rfftn`` of a stack of ``BOX³`` boxes zero-padded to ``PAD³`` (axes 1–3).  GPU: one batched 3-D
-    transform.  CPU: axis by axis, transforming only the lines that hold data (a 20³ box in a 40³ grid:
-    about half the work of the full padded transform).
+def _box_spectra(be: Backend, b):
+    """Return the ``rfftn`` of a stack of ``BOX³`` boxes zero-padded to ``PAD³`` (axes 1–3).
+
+    GPU: one batched 3-D transform.  CPU: axis by axis, transforming only the lines that hold data (a 20³ box
+    in a 40³ grid: about half the work of the full padded transform).
     """
     if be.is_gpu:
         return be.rfftn(b, s=(PAD, PAD, PAD), axes=(1, 2, 3))
@@ -333,7 +348,8 @@ def _box_spectra(be, b):
 
 
 def _fill(vals: np.ndarray, centres: np.ndarray, shape: tuple, step: int, target: np.ndarray) -> np.ndarray:
-    """Host map with ``vals`` at the box centres (step 1) or interpolated from the lattice (step > 1);
+    """Return the host map of ``vals``: at the box centres (step 1) or interpolated from the lattice (step > 1).
+
     NaN outside ``target``.
     """
     out = np.full(shape, np.nan, dtype=np.float32)
@@ -372,6 +388,12 @@ EXPLANATION = (
 
 
 def run(ctx1):
+    """Compute section 1.c, the local resolution by local FSC (first 0.5 crossing in 20³ boxes).
+
+    Results: the step and number of boxes, the engine, the fractions of boxes at the 200 Å cap and the
+    ``2·Ts/√3`` floor (Å), and the local-resolution percentiles and map written by ``finish_local``;
+    ``vrs_compat`` holds the percentiles with the reference's last-crossing rule and 2 Å floor.
+    """
     from ..analyses.base import SectionResult
     from .localres_common import CRITERIA, finish_local
 

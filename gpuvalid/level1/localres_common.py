@@ -1,6 +1,7 @@
-"""What the four local-resolution sections (1.c–1.f) share: percentiles, the percentile of R, the spec's
-warnings, the resolution-estimate median, the histogram, colour views, and the overlay of the
-local-resolution histograms (1.c–1.f and Level 0's 0.e).
+"""What the four local-resolution sections (1.c–1.f) share.
+
+Percentiles, the percentile of R, the spec's warnings, the resolution-estimate median, the histogram, colour
+views, and the overlay of the local-resolution histograms (1.c–1.f and Level 0's 0.e).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ CRITERIA = (f"Warn when the local resolutions are too homogeneous (97.5 % and 2.
 
 
 def start_resolution(ctx1) -> tuple[float, str]:
-    """The coarse end of the sweeps: ``max(10, 5·R)`` Å; without R, ``max(10, 5 × the 1.a FSC 0.143``
-    estimate) or 10 Å.
+    """Return the coarse end of the sweeps in Å and how it was chosen (a text for the report).
+
+    ``max(10, 5·R)`` Å; without R, ``max(10, 5 × the 1.a FSC 0.143 estimate)`` or 10 Å.
     """
     R = ctx1.resolution
     if R is not None:
@@ -37,8 +39,15 @@ def start_resolution(ctx1) -> tuple[float, str]:
 
 def finish_local(ctx1, res: SectionResult, values_map: np.ndarray, label: str, stem: str,
                  estimate_label: str, warn: bool = True) -> list[float]:
-    """Percentiles, percentile of R, warnings (``warn``), estimate, histogram and views of a local-resolution
-    map (host, Å, NaN outside the voxels measured); returns the percentiles.
+    """Report a local-resolution map and return its percentiles.
+
+    Adds to ``res`` the percentiles, the percentile of R, the warnings (when ``warn``), the estimate, the
+    histogram and the views of ``values_map`` (host, Å, NaN outside the voxels measured).
+
+    Raises
+    ------
+    NotMeasurable
+        When no voxel of ``values_map`` is finite (no voxel received a local resolution).
     """
     inside = values_map[np.isfinite(values_map)]
     if inside.size == 0:

@@ -11,8 +11,9 @@ the cone; the amplitude is that of the analytic signal along ``d`` — ``v0 + i�
 one inverse transform per map (the Riesz components across ``d`` are at most sin 15° of the field inside
 the cone and are left out).  The noise level is the exact 0.95 quantile of the noise amplitude over the
 mask; the two-failure rule of 1.e applies, and a direction's sweep ends when fewer than 2.5 % of the voxels are
-left in it (the reference's rule; those voxels keep their last pass).  Resolutions go from ``start`` (``min(18, max(10, 5·R))`` Å) to
-``2·Ts`` in 1 Å steps above 8 Å and 0.5 Å steps below (the reference's "fast" rule).
+left in it (the reference's rule; those voxels keep their last pass).  Resolutions go from ``start``
+(``min(18, max(10, 5·R))`` Å) to ``2·Ts`` in 1 Å steps above 8 Å and 0.5 Å steps below (the reference's "fast"
+rule).
 
 Per voxel: minimum, maximum and mean over the directions; the best direction is the one with the smallest
 (finest) resolution, ties split at random (a seeded hash of voxel and direction, the same on both devices).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +41,9 @@ from ..monores import TwoFailureSweep
 from ..spiral import quantile_at
 from .monores_half import NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps, step_readback
 from .shells import fibonacci_hemisphere
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 N_DIR = 47
 CONE_DEG = 15.0
@@ -54,10 +59,10 @@ def directions(n: int = N_DIR) -> np.ndarray:
     return fibonacci_hemisphere(n)
 
 
-def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_DIR,
+def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_DIR,
             cone_deg: float = CONE_DEG, quantile: float = NOISE_QUANTILE,
             engine: HalfMonogenic | None = None, seed: int = 3, keep_res: bool = False) -> dict:
-    """Directional local resolution over the ``mask`` voxels (bool).
+    """Compute the directional local resolution over the ``mask`` voxels (bool).
 
     Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask
     voxels); the per-voxel and per-direction results of :func:`directional_summaries` (``min``, ``max``,
@@ -70,6 +75,11 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
     Fourier coefficients only (flat indices, ``|f|`` and ``1 + u·d`` there, about 3.4 % of the grid each), so
     a step's filtered spectrum is written into a zeroed grid at those indices, and the amplitude low-pass
     filter is built once per step for every direction and both maps.
+
+    Raises
+    ------
+    NotMeasurable
+        When the mask is empty, or a direction's noise amplitude threshold is not finite and positive.
     """
     t0 = time.perf_counter()
     xp = be.xp
@@ -112,7 +122,7 @@ def monodir(be, h1, h2, mask, voxel_size: float, start_A: float, ndir: int = N_D
         for thr in thr_h:
             if not np.isfinite(thr) or thr <= 0:
                 raise NotMeasurable(f"the directional noise amplitude is {thr:g} at {d:.2f} Å")
-        going = [k for k, a in zip(going, alive_h) if a >= STOP_FRACTION]
+        going = [k for k, a in zip(going, alive_h, strict=True) if a >= STOP_FRACTION]
         if not going:
             break
     del G, Gf, cones
@@ -128,11 +138,13 @@ TIE_A = 1e-4                   # directions within this of a voxel's minimum tie
 VRS_TIE_A = 0.1                # the reference's tie margin (vrs_ks_p)
 
 
-def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> dict:
-    """Per voxel, over the directions' resolutions (Å): ``min``, ``max``, ``mean``, the 5th and 95th
-    percentiles ``lo5``, ``hi95`` and the ``best`` direction (the finest; ties within ``TIE_A`` broken by a
-    seeded hash of (voxel, direction), the same on every device); per direction its ``median`` over the
-    voxels and ``vrs_tie_counts`` (voxels within ``VRS_TIE_A`` of their minimum, for :func:`vrs_ks_p`).
+def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> dict:
+    """Summarise the directions' resolutions (Å) per voxel and per direction.
+
+    Per voxel: ``min``, ``max``, ``mean``, the 5th and 95th percentiles ``lo5``, ``hi95`` and the ``best``
+    direction (the finest; ties within ``TIE_A`` broken by a seeded hash of (voxel, direction), the same on every
+    device); per direction its ``median`` over the voxels and ``vrs_tie_counts`` (voxels within ``VRS_TIE_A`` of
+    their minimum, for :func:`vrs_ks_p`).
 
     Computed where the sweeps are, ``chunk`` voxels at a time (a [directions × chunk] block); the host gets
     the per-voxel results only.
@@ -162,15 +174,17 @@ def directional_summaries(be, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> 
 
 
 def vrs_tie_counts(R, rmin):
-    """Per direction (rows of ``R``, NumPy or CuPy), the voxels within ``VRS_TIE_A`` of their minimum ``rmin``:
-    the reference's tie counts (:func:`vrs_ks_p`).
+    """Count per direction the voxels within ``VRS_TIE_A`` of their minimum ``rmin``.
+
+    Rows of ``R`` (NumPy or CuPy) are the directions: the reference's tie counts (:func:`vrs_ks_p`).
     """
     return (R <= rmin[None, :] + np.float32(VRS_TIE_A)).sum(axis=1)
 
 
 def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
-    """``[ndir, count]`` pseudo-random int64 keys in [0, 2³²) for voxels ``start … start + count − 1``:
-    a 32-bit integer hash (multiply–xorshift) of (voxel, direction, seed).  The argmax of the keys over the
+    """Return ``[ndir, count]`` pseudo-random int64 keys in [0, 2³²) for voxels ``start … start + count − 1``.
+
+    A 32-bit integer hash (multiply–xorshift) of (voxel, direction, seed).  The argmax of the keys over the
     tied directions picks one at random, independently per voxel, and identically on NumPy and CuPy.
     """
     j = xp.arange(start, start + count, dtype=xp.uint32)[None, :]
@@ -184,10 +198,11 @@ def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
     return h.astype(xp.int64)
 
 
-def _cone_amplitude(be, G):
-    """``|IFFT(G)|`` (float32), ``G`` zero outside the cone's coefficients.  On the device the inverse transform
-    runs in place (no second complex grid) and ``G`` is zeroed afterwards; on the CPU ``G`` is left as it was
-    (the caller zeroes the cone's coefficients).
+def _cone_amplitude(be: Backend, G):
+    """Return ``|IFFT(G)|`` (float32), ``G`` zero outside the cone's coefficients.
+
+    On the device the inverse transform runs in place (no second complex grid) and ``G`` is zeroed afterwards;
+    on the CPU ``G`` is left as it was (the caller zeroes the cone's coefficients).
     """
     xp = be.xp
     if not be.is_gpu:
@@ -200,8 +215,9 @@ def _cone_amplitude(be, G):
 
 
 def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
-    """The double cone ``|u·d| ≥ cos(cone_deg)`` of the full FFT grid of ``eng`` as ``(flat indices,
-    1 + u·d there)`` (int32 indices when the grid allows, float32 weights).
+    """Return the double cone ``|u·d| ≥ cos(cone_deg)`` of the full FFT grid of ``eng``.
+
+    As ``(flat indices, 1 + u·d there)`` (int32 indices when the grid allows, float32 weights).
     """
     xp = eng.be.xp
     dx, dy, dz = (float(v) for v in d)
@@ -241,11 +257,12 @@ def uniformity_test(best: np.ndarray, ndir: int) -> dict:
 
 def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
              counts: np.ndarray | None = None) -> float:
-    """The reference's uniformity p: per direction the count of voxels within 0.1 Å of their minimum (ties
-    counted in every direction; ``counts``, or computed from the ``[directions, voxels]`` resolutions
-    ``res``), ``draws`` indices drawn with those frequencies and a Kolmogorov–Smirnov test against
-    ``randint(0, ndir − 1)`` (a continuous test on a discrete sample, support one short): it rejects even a
-    flat histogram.  Seeded here (the reference is not).
+    """Return the reference's uniformity p of the best directions.
+
+    Per direction the count of voxels within 0.1 Å of their minimum (ties counted in every direction;
+    ``counts``, or computed from the ``[directions, voxels]`` resolutions ``res``), ``draws`` indices drawn with
+    those frequencies and a Kolmogorov–Smirnov test against ``randint(0, ndir − 1)`` (a continuous test on a
+    discrete sample, support one short): it rejects even a flat histogram.  Seeded here (the reference is not).
     """
     from scipy import stats
 
@@ -259,8 +276,9 @@ def vrs_ks_p(res: np.ndarray | None = None, seed: int = 3, draws: int = 50000,
 
 
 def radial_profile(index: np.ndarray, shape: tuple, maps: dict) -> tuple[np.ndarray, dict]:
-    """Means of each per-voxel array in ``maps`` over 1-voxel shells of the distance to the box centre
-    ``(N/2)``: returns the shell radii (voxels) with at least one mask voxel, and the profiles.
+    """Average each per-voxel array in ``maps`` over 1-voxel shells of the distance to the box centre ``(N/2)``.
+
+    Returns the shell radii (voxels) with at least one mask voxel, and the profiles.
     """
     z, y, x = np.unravel_index(index, shape)
     c = [s / 2.0 for s in shape]
@@ -288,6 +306,13 @@ EXPLANATION = (
 
 
 def run(ctx1):
+    """Compute section 1.f, the directional local resolution (MonoDir with the half maps' noise).
+
+    Not applicable when R is worse than 10 Å.  Results: the mean directional resolution (Å), the χ²
+    uniformity test of the best directions on a lattice (p, χ², degrees of freedom, voxels, spacing, counts),
+    percentiles of the finest/coarsest/min/max directional resolutions per voxel (Å), per-direction medians,
+    the radial profile and the mean-directional map's percentiles; ``vrs_compat`` holds the reference's KS p.
+    """
     from ..analyses.base import SectionResult, md_table, not_applicable
     from .common import check_estimate
     from .localres_common import finish_local, overlay_figure, start_resolution

@@ -25,12 +25,16 @@ voxel values.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import NotMeasurable
 from ..monores import TwoFailureSweep
 from ..spiral import frequency_axes, hermitian_full, quantile_at
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 STEP_A = 0.5
 NOISE_QUANTILE = 0.95
@@ -66,7 +70,7 @@ class HalfMonogenic:
     component along an axis set to 0 on that axis's Nyquist plane (as in :mod:`gpuvalid.spiral`).
     """
 
-    def __init__(self, be, h1, h2):
+    def __init__(self, be: Backend, h1, h2):
         xp = be.xp
         self.be = be
         h1 = be.asarray(h1, dtype=xp.float32)
@@ -91,8 +95,9 @@ class HalfMonogenic:
         self._lp = None                           # (fd, box, L on the box): the last low-pass filter
 
     def amplitude(self, F, H):
-        """Monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with full spectrum ``F`` filtered by the real
-        radial-or-not filter ``H`` (full grid).
+        """Return the monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with spectrum ``F`` filtered by ``H``.
+
+        ``F`` is the full spectrum; ``H`` a real filter on the full grid, radial or not.
         """
         xp, be = self.be.xp, self.be
         uz, uy, ux = self.u
@@ -121,7 +126,7 @@ class HalfMonogenic:
         return xp.sqrt(A, out=A)
 
     def lowpass(self, A, fd: float):
-        """``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``.
+        """Return ``A`` low-passed: 1 below ``fd`` cycles/voxel, raised cosine to 0 at ``fd + 0.02``.
 
         The filter is 0 for ``|f| ≥ fd + 0.02``, so only the box ``|f_j| ≤ fd + 0.02`` of the spectrum is
         computed: the real FFT along x is cut to that box before the FFT along y, which is cut before the
@@ -148,8 +153,10 @@ class HalfMonogenic:
         return be.irfftn(S, s=(nx,), axes=(2,)).astype(xp.float32, copy=False)
 
     def _lowpass_filter(self, fd: float):
-        """``(box, L)``: per axis ``(n, k)`` (frequency indices ``|i| ≤ k`` kept; ``k = None``: all) and the
-        filter on that box; ``box`` None: the full half spectrum (cached for the last ``fd``).
+        """Return ``(box, L)``, the box of the spectrum the low-pass keeps and the filter on it.
+
+        ``box`` holds per axis ``(n, k)`` (frequency indices ``|i| ≤ k`` kept; ``k = None``: all); ``box`` None:
+        the full half spectrum (cached for the last ``fd``).
         """
         if self._lp is not None and self._lp[0] == fd:
             return self._lp[1], self._lp[2]
@@ -176,7 +183,7 @@ class HalfMonogenic:
 
 
 def _take(xp, a, axis: int, n: int, k: int | None):
-    """The frequency indices ``0 … k`` and ``n − k … n − 1`` of ``a`` along ``axis`` (all when ``k`` is None)."""
+    """Return the frequency indices ``0 … k`` and ``n − k … n − 1`` of ``a`` along ``axis`` (all if ``k`` is None)."""
     if k is None:
         return a
     lo = [slice(None)] * a.ndim
@@ -205,8 +212,10 @@ def _put(xp, a, axis: int, n: int, k: int | None):
 
 def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
                      coarse_step_A: float | None = None, coarse_above_A: float = 8.0) -> np.ndarray:
-    """Resolutions (Å) from ``start_A`` down to ``2·Ts`` in ``step_A`` steps (``coarse_step_A`` above
-    ``coarse_above_A`` when given), the last one exactly ``2·Ts`` when the steps do not land on it.
+    """Return the resolutions (Å) from ``start_A`` down to ``2·Ts`` in ``step_A`` steps.
+
+    ``coarse_step_A`` steps above ``coarse_above_A`` when given; the last one is exactly ``2·Ts`` when the steps
+    do not land on it.
     """
     nyq = 2.0 * voxel_size
     out, d = [], float(start_A)
@@ -217,11 +226,12 @@ def resolution_steps(voxel_size: float, start_A: float, step_A: float = STEP_A,
     return np.asarray(out)
 
 
-def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
-    """What the host needs after a step of one or more sweeps, in one read: each sweep's noise threshold
-    (:func:`quantile_at` with ``on_device``) and the fraction of its voxels still in it (host float64
-    arrays).  On a GPU a step's launches then run without a host wait inside it (1.e: one sweep; 1.f: one
-    per direction).
+def step_readback(be: Backend, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
+    """Read back what the host needs after a step of one or more sweeps, in one read.
+
+    Each sweep's noise threshold (:func:`quantile_at` with ``on_device``) and the fraction of its voxels still
+    in it (host float64 arrays).  On a GPU a step's launches then run without a host wait inside it (1.e: one
+    sweep; 1.f: one per direction).
     """
     xp = be.xp
     counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
@@ -229,9 +239,10 @@ def step_readback(be, thresholds, sweeps) -> tuple[np.ndarray, np.ndarray]:
     return both[0], both[1] / max(int(sweeps[0].step.size), 1)
 
 
-def masked_smooth(be, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
-    """Gaussian smoothing (σ voxels) of values known at the flat indices ``idx`` only:
-    ``G(R·m)/G(m)`` at those voxels.
+def masked_smooth(be: Backend, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
+    """Smooth with a Gaussian (σ voxels) values known at the flat indices ``idx`` only.
+
+    Returns ``G(R·m)/G(m)`` at those voxels.
     """
     xp = be.xp
     R = xp.zeros(int(np.prod(shape)), dtype=xp.float32)
@@ -243,15 +254,20 @@ def masked_smooth(be, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
     return (num / xp.maximum(den, xp.float32(1e-6))).astype(xp.float32)
 
 
-def monores_half(be, h1, h2, mask, voxel_size: float, start_A: float, step_A: float = STEP_A,
+def monores_half(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, step_A: float = STEP_A,
                  quantile: float = NOISE_QUANTILE, smooth_sigma: float = SMOOTH_SIGMA,
                  engine: HalfMonogenic | None = None) -> dict:
-    """MonoRes half-map local resolution (Å).
+    """Compute the MonoRes half-map local resolution (Å).
 
     ``h1``, ``h2``: half maps; ``mask``: the (hard) mask, bool; ``start_A``: the coarsest resolution of the
     sweep.  Returns a dict: ``map`` (host float32, NaN outside the mask), ``raw_map`` (before smoothing),
     ``steps`` [(d Å, noise level)], ``never_passed_fraction``, ``nyquist_fraction`` (voxels still passing
-    at 2·Ts), ``seconds``.  Raises :class:`NotMeasurable` for an empty mask or a zero noise level.
+    at 2·Ts), ``start_A``, ``seconds``.
+
+    Raises
+    ------
+    NotMeasurable
+        When the mask is empty, or the noise level is not finite and positive (identical or zeroed halves).
     """
     t0 = time.perf_counter()
     xp = be.xp
@@ -295,9 +311,10 @@ def monores_half(be, h1, h2, mask, voxel_size: float, start_A: float, step_A: fl
 
 def vrs_histogram_percentiles(values: np.ndarray, R: float | None,
                               qs=(0.025, 0.25, 0.5, 0.75, 0.975)) -> tuple[list[float], float | None]:
-    """The reference's reading of MonoRes percentiles: a histogram of ``round((max − min)·4)`` bins (≈ 0.25 Å)
-    over ``[min, max]`` (rounded to 0.01 Å), its last two bins dropped, the CDF interpolated linearly at the
-    bin centres; returns the percentiles (Å) and ``CDF(R)`` as a percentage.
+    """Return the percentiles (Å) and ``CDF(R)`` (a percentage) as the reference reads them from MonoRes.
+
+    A histogram of ``round((max − min)·4)`` bins (≈ 0.25 Å) over ``[min, max]`` (rounded to 0.01 Å), its last
+    two bins dropped, the CDF interpolated linearly at the bin centres.
     """
     v = np.asarray(values, dtype=float)
     lo, hi = round(float(v.min()), 2), round(float(v.max()), 2)
@@ -325,7 +342,7 @@ EXPLANATION = (
 
 
 def half_engine(ctx1) -> HalfMonogenic:
-    """The spectra of the half-map mean and difference (shared by 1.e and 1.f, cached on the context)."""
+    """Return the spectra of the half-map mean and difference (shared by 1.e and 1.f, cached on the context)."""
     eng = ctx1.cache.get("half_monogenic")
     if eng is None:
         eng = HalfMonogenic(ctx1.be, ctx1.h1, ctx1.h2)
@@ -334,6 +351,12 @@ def half_engine(ctx1) -> HalfMonogenic:
 
 
 def run(ctx1):
+    """Compute section 1.e, the MonoRes local resolution with the noise from the half-map difference.
+
+    Results: the start of the sweep and its step (Å), the smoothing σ (voxels), the fractions of voxels that
+    never pass and that still pass at 2·Ts, the noise level of each step, and the local-resolution percentiles
+    and map written by ``finish_local``; ``vrs_compat`` holds the reference's histogram percentiles.
+    """
     from ..analyses.base import SectionResult
     from .localres_common import CRITERIA, finish_local, overlay_figure, start_resolution
 

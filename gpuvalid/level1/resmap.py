@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import NotMeasurable
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 P_VALUE = 0.05
 START_FACTOR = 2.2      # first scale 2.2·Ts
@@ -41,14 +45,14 @@ H2_CONST = 2.254
 
 
 def _axes_icosahedral() -> np.ndarray:
-    """The 6 axes through opposite vertices of an icosahedron (unit vectors)."""
+    """Return the 6 axes through opposite vertices of an icosahedron (unit vectors)."""
     g = (1 + math.sqrt(5)) / 2
     v = np.array([[0, 1, g], [0, -1, g], [1, g, 0], [-1, g, 0], [g, 0, 1], [g, 0, -1]], dtype=float)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def _axes_dodecahedral() -> np.ndarray:
-    """The 10 axes through opposite vertices of a dodecahedron (unit vectors)."""
+    """Return the 10 axes through opposite vertices of a dodecahedron (unit vectors)."""
     g = (1 + math.sqrt(5)) / 2
     v = [[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1],
          [0, 1 / g, g], [0, -1 / g, g], [1 / g, g, 0], [-1 / g, g, 0], [g, 0, 1 / g], [g, 0, -1 / g]]
@@ -57,8 +61,10 @@ def _axes_dodecahedral() -> np.ndarray:
 
 
 def scale_kernels(alpha_A: float, voxel_size: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """The 16 orthonormalised kernels ``[16, w, w, w]`` (``w = 2r + 1``) at resolution ``alpha_A`` and the
-    null weights ``λ`` of the statistic (eigenvalues of the kernels' Gram matrix); returns ``(K, lam, r)``.
+    """Return ``(K, lam, r)``: the 16 orthonormalised kernels at resolution ``alpha_A`` and the null weights.
+
+    ``K`` is ``[16, w, w, w]`` (``w = 2r + 1``); ``lam`` the null weights ``λ`` of the statistic (eigenvalues of
+    the kernels' Gram matrix).
 
     With ``s = √w_gauss``, the design ``B = s·A`` is QR-factorised with the constant first; the kernels are
     ``s·Q[:, 1:]``, so ``Σ_k (K_k ⋆ y)²`` is the drop of the weighted residual sum of squares.
@@ -86,8 +92,9 @@ def scale_kernels(alpha_A: float, voxel_size: float) -> tuple[np.ndarray, np.nda
 
 
 def highpass(r, alpha_A: float, voxel_size: float, xp=np):
-    """The pre-filter of scale ``alpha_A`` on |f| in cycles/voxel ``r``: 0 below ``HP_LO/α``, raised cosine
-    up to 1 at ``1/α`` (``f`` in Å⁻¹ = r/Ts), 1 above.
+    """Return the pre-filter of scale ``alpha_A`` on |f| in cycles/voxel ``r``.
+
+    0 below ``HP_LO/α``, raised cosine up to 1 at ``1/α`` (``f`` in Å⁻¹ = r/Ts), 1 above.
     """
     lo, hi = HP_LO / alpha_A * voxel_size, 1.0 / alpha_A * voxel_size
     t = xp.clip((r - lo) / (hi - lo), 0.0, 1.0)
@@ -95,9 +102,10 @@ def highpass(r, alpha_A: float, voxel_size: float, xp=np):
 
 
 def null_weights(K: np.ndarray, alpha_A: float, voxel_size: float, grid: int = 64) -> np.ndarray:
-    """Weights λ of ``LRS = Σ λ_i χ²₁`` under white unit noise passed through the pre-filter: the eigenvalues
-    of ``G_kl = Σ_u (h ⋆ K_k)(u)·(h ⋆ K_l)(u)`` computed by Parseval on a ``grid³`` box (a Riemann sum of a
-    smooth integrand; the kernels are zero-padded and centred at the origin).
+    """Return the weights λ of ``LRS = Σ λ_i χ²₁`` under white unit noise passed through the pre-filter.
+
+    The eigenvalues of ``G_kl = Σ_u (h ⋆ K_k)(u)·(h ⋆ K_l)(u)`` computed by Parseval on a ``grid³`` box (a
+    Riemann sum of a smooth integrand; the kernels are zero-padded and centred at the origin).
     """
     nk, w = K.shape[0], K.shape[1]
     M = max(grid, 2 * w + 1)
@@ -161,10 +169,11 @@ def weighted_chi2_sf(t: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.clip(sf, 0.0, 1.0)
 
 
-def by_threshold(p, q: float, be) -> float:
-    """Benjamini–Yekutieli FDR threshold: the largest ``p_(k)`` with ``p_(k) ≤ k·q/(m·Σ_{i≤m} 1/i)``
-    (−1 when none passes).  ``p``: an array of backend ``be`` (on a device it is sorted there; only the
-    threshold comes back).
+def by_threshold(p, q: float, be: Backend) -> float:
+    """Return the Benjamini–Yekutieli FDR threshold of the p-values ``p`` at level ``q``.
+
+    The largest ``p_(k)`` with ``p_(k) ≤ k·q/(m·Σ_{i≤m} 1/i)`` (−1 when none passes).  ``p``: an array of
+    backend ``be`` (on a device it is sorted there; only the threshold comes back).
     """
     xp = be.xp
     m = int(p.size)
@@ -177,9 +186,10 @@ def by_threshold(p, q: float, be) -> float:
     return be.scalar(ps[last]) if last >= 0 else -1.0
 
 
-def _whiten(be, h1, h2):
-    """``V = (h1 + h2)/2`` and ``N = (h1 − h2)/2`` divided in Fourier space by ``√P_N`` (shell-averaged power of
-    ``N``; shells of one Fourier voxel), returned as spectra (``rfftn``) on the device.
+def _whiten(be: Backend, h1, h2):
+    """Return the whitened spectra (``rfftn``, on the device) of ``V = (h1 + h2)/2`` and ``N = (h1 − h2)/2``.
+
+    Both are divided in Fourier space by ``√P_N`` (shell-averaged power of ``N``; shells of one Fourier voxel).
     """
     xp = be.xp
     shape = h1.shape
@@ -209,12 +219,17 @@ def _whiten(be, h1, h2):
     return FV, FN
 
 
-def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = STEP_A,
+def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = STEP_A,
            p_value: float = P_VALUE) -> dict:
-    """ResMap-like local resolution (Å) at the ``mask`` voxels.
+    """Compute the ResMap-like local resolution (Å) at the ``mask`` voxels.
 
     Returns a dict: ``map`` (host float32, NaN outside the mask), ``scales`` [(α Å, voxels assigned, σ²)],
     ``never_fraction`` (voxels not assigned up to ``max_A``), ``max_A``, ``seconds``.
+
+    Raises
+    ------
+    NotMeasurable
+        When the mask is empty, or the whitened half-map difference has no noise inside it (identical halves).
     """
     t0 = time.perf_counter()
     xp = be.xp
@@ -289,9 +304,11 @@ def resmap(be, h1, h2, mask, voxel_size: float, max_A: float, step_A: float = ST
 
 
 def vrs_percentiles(res_map: np.ndarray, voxel_size: float) -> tuple[list[float] | None, np.ndarray | None]:
-    """The reference's view of a ResMap result: ResMap 1.x stops at ``round(4·Ts, 0.5)`` and writes 100 Å
-    elsewhere; the reference drops the 100-Å voxels, fills them with the mean of the others, smooths with
-    σ = 1.5 voxels and takes the percentiles of the kept voxels.  Returns ``(percentiles, kept values)``.
+    """Return the reference's view of a ResMap result: ``(percentiles, kept values)``.
+
+    ResMap 1.x stops at ``round(4·Ts, 0.5)`` and writes 100 Å elsewhere; the reference drops the 100-Å voxels,
+    fills them with the mean of the others, smooths with σ = 1.5 voxels and takes the percentiles of the kept
+    voxels.
     """
     import scipy.ndimage as ndi
 
@@ -320,6 +337,12 @@ EXPLANATION = (
 
 
 def run(ctx1):
+    """Compute section 1.d, the ResMap-like local resolution (local likelihood-ratio tests, FDR 5 %).
+
+    Results: the scales tested and the voxels assigned at each (Å), the whitened noise variance, the fraction
+    of voxels never assigned up to the top scale (Å), and the local-resolution percentiles and map written by
+    ``finish_local``; ``vrs_compat`` holds the percentiles with the reference's ``round(4·Ts)`` cut.
+    """
     from ..analyses.base import SectionResult
     from .localres_common import CRITERIA, finish_local, start_resolution
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 DEFAULT_CUBE_CELLS = 48  # cube-map cells per face edge (about 1.9° per cell)
 
@@ -33,7 +37,7 @@ class HalfSpectrum:
     shell, ``k/(N·Ts)``).
     """
 
-    def __init__(self, be, shape: tuple, voxel_size: float):
+    def __init__(self, be: Backend, shape: tuple, voxel_size: float):
         xp = be.xp
         self.be = be
         self.shape = tuple(int(s) for s in shape)
@@ -70,7 +74,7 @@ class HalfSpectrum:
         return self.be.xp.sqrt(fz * fz + fy * fy + fx * fx)
 
     def counts(self) -> np.ndarray:
-        """Number of full-spectrum coefficients per shell (host float64)."""
+        """Return the number of full-spectrum coefficients per shell (host float64)."""
         if self._count is None:
             self._count = self._sum(self.weight)
         return self._count
@@ -81,7 +85,7 @@ class HalfSpectrum:
         return self.be.to_host(s[: self.nshell]).astype(np.float64)
 
     def unit_vectors(self):
-        """Unit direction ``(ux, uy, uz)`` in map axes of every coefficient (float32; the origin gives 0)."""
+        """Return the unit direction ``(ux, uy, uz)`` in map axes of every coefficient (float32; the origin: 0)."""
         xp = self.be.xp
         fx, fy, fz = self._f
         r = self.radius
@@ -89,8 +93,10 @@ class HalfSpectrum:
         return fx * inv, fy * inv, fz * inv
 
     def shell_order(self):
-        """``(order, starts)``: flat half-spectrum indices sorted by shell (stable) and the start of each
-        shell in that order (length ``nshell + 1``); the coefficients as stored, no Hermitian weights.
+        """Return ``(order, starts)``: flat half-spectrum indices sorted by shell, and where each shell starts.
+
+        ``order`` is sorted by shell (stable); ``starts`` is the start of each shell in that order (length
+        ``nshell + 1``); the coefficients as stored, no Hermitian weights.
         """
         if self._order is None:
             xp = self.be.xp
@@ -118,12 +124,14 @@ class FscTerms:
 
     @property
     def fsc(self) -> np.ndarray:
+        """FSC per shell, ``cross/√(p1·p2)`` (NaN where a half has no power)."""
         return fsc_ratio(self.cross, self.p1, self.p2)
 
 
 def fsc_ratio(cross, p1, p2, xp=np):
-    """FSC ``Σ Re(F1·F2*) / √(Σ|F1|²·Σ|F2|²)`` from shell sums (NaN where a half has no power); ``xp``: the
-    arrays' module (NumPy, or CuPy for device arrays).
+    """Return the FSC ``Σ Re(F1·F2*) / √(Σ|F1|²·Σ|F2|²)`` from shell sums (NaN where a half has no power).
+
+    ``xp``: the arrays' module (NumPy, or CuPy for device arrays).
     """
     den = xp.sqrt(p1 * p2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -140,7 +148,8 @@ def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
 
 
 def dpr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
-    """Amplitude-weighted differential phase residual per shell (degrees):
+    """Return the amplitude-weighted differential phase residual per shell (degrees).
+
     ``√(Σ(|F1|+|F2|)·Δφ² / Σ(|F1|+|F2|))`` with ``Δφ = arg(F1 F2*)`` in (−π, π].
     """
     xp = geo.be.xp
@@ -152,8 +161,9 @@ def dpr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
 
 
 def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
-    """Spectral SNR of the full map per shell: ``Σ|S|²/Σ|Nz|² − 1`` with ``S = (F1+F2)/2``,
-    ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``).
+    """Return the spectral SNR of the full map per shell.
+
+    ``Σ|S|²/Σ|Nz|² − 1`` with ``S = (F1+F2)/2``, ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``).
     """
     s_re, s_im = F1.real + F2.real, F1.imag + F2.imag
     d_re, d_im = F1.real - F2.real, F1.imag - F2.imag
@@ -162,10 +172,12 @@ def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
         return np.where(s[1] > 0, s[0] / np.where(s[1] > 0, s[1], 1.0) - 1.0, np.nan)
 
 
-def ssnr_vrs(be, F1, F2, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's "SSNR": per shell ``int(r)`` (``r`` the distance in voxel-index units from the centre,
-    ``r < N/2``, ``N = shape[0]``), the *mean of the amplitude ratios* ``|S|/|Nz|``; returns
-    ``(radial, f_vrs)`` with its frequency axis ``i·2·Ts/N`` left to the caller (``f_vrs = i``).
+def ssnr_vrs(be: Backend, F1, F2, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Return the reference's "SSNR", the *mean of the amplitude ratios* ``|S|/|Nz|`` per shell.
+
+    Shells are ``int(r)`` (``r`` the distance in voxel-index units from the centre, ``r < N/2``,
+    ``N = shape[0]``); returns ``(radial, f_vrs)`` with its frequency axis ``i·2·Ts/N`` left to the caller
+    (``f_vrs = i``).
     """
     xp = be.xp
     nz, ny, nx = shape
@@ -197,8 +209,9 @@ def ssnr_vrs(be, F1, F2, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 def first_crossing(x: np.ndarray, y: np.ndarray, level: float, mode: str = "below",
                    first: int = 2) -> tuple[float | None, str | None]:
-    """Linearly interpolated ``x`` where ``y`` first goes below (``mode='below'``) or above (``'above'``)
-    ``level``, searching from index ``first`` (the first shells are ignored).
+    """Find the linearly interpolated ``x`` where ``y`` first goes below or above ``level``.
+
+    ``mode='below'`` or ``'above'``; the search starts at index ``first`` (the first shells are ignored).
 
     Returns ``(x_cross, None)`` or ``(None, reason)``: the curve never crosses, or it is already past the
     level at index ``first``.
@@ -222,8 +235,10 @@ def first_crossing(x: np.ndarray, y: np.ndarray, level: float, mode: str = "belo
 
 
 def vrs_first_cross(x: np.ndarray, y: np.ndarray, level: float, mode: str = "lesser") -> float | None:
-    """The reference's crossing rule: the first index ``i0`` with ``y < level`` (``'lesser'``) or ``> level``
-    (``'greater'``), required ``i0 > 1``, interpolated between ``i0 − 1`` and ``i0``; else None.
+    """Find a crossing of ``level`` by the reference's rule (None when there is none).
+
+    The first index ``i0`` with ``y < level`` (``'lesser'``) or ``> level`` (``'greater'``), required
+    ``i0 > 1``, interpolated between ``i0 − 1`` and ``i0``; else None.
     """
     y = np.asarray(y, dtype=float)
     hit = np.flatnonzero(y < level) if mode == "lesser" else np.flatnonzero(y > level)
@@ -238,8 +253,9 @@ def vrs_first_cross(x: np.ndarray, y: np.ndarray, level: float, mode: str = "les
 # ---- directions ------------------------------------------------------------------------------------------
 
 def fibonacci_hemisphere(n: int) -> np.ndarray:
-    """``n`` near-uniform unit vectors ``(x, y, z)`` on the hemisphere ``z ≥ 0`` (Fibonacci lattice:
-    ``z_i = 1 − (i + ½)/n``, azimuth ``i·π(3 − √5)``).
+    """Return ``n`` near-uniform unit vectors ``(x, y, z)`` on the hemisphere ``z ≥ 0``.
+
+    Fibonacci lattice: ``z_i = 1 − (i + ½)/n``, azimuth ``i·π(3 − √5)``.
     """
     i = np.arange(n, dtype=float)
     z = 1.0 - (i + 0.5) / n
@@ -249,7 +265,7 @@ def fibonacci_hemisphere(n: int) -> np.ndarray:
 
 
 def _cube_bin_centres(nc: int) -> np.ndarray:
-    """Unit centres of the equiangular cube-map cells on the faces +x, +y, +z: ``[3·nc², 3]``."""
+    """Return the unit centres of the equiangular cube-map cells on the faces +x, +y, +z: ``[3·nc², 3]``."""
     a = (np.arange(nc) + 0.5) / nc * (math.pi / 2) - math.pi / 4
     ta = np.tan(a)
     A, B = np.meshgrid(ta, ta, indexing="ij")
@@ -324,8 +340,9 @@ def cone_weights(centres: np.ndarray, directions: np.ndarray, half_angle_deg: fl
 
 
 def directional_fsc(binned: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Directional FSC ``[nshell, ndir]`` from binned ``(cross, p1, p2)`` sums and cone weights ``W``
-    (host arrays; ``W`` is sparse, a cone covers a few % of the bins, so the product is a sparse one).
+    """Return the directional FSC ``[nshell, ndir]`` from binned ``(cross, p1, p2)`` sums and cone weights ``W``.
+
+    Host arrays; ``W`` is sparse (a cone covers a few % of the bins), so the product is a sparse one.
     """
     import scipy.sparse
 

@@ -21,6 +21,8 @@ from ..simulate.structure import read_atoms
 
 @dataclass
 class SimHalves:
+    """Simulated halves ``h_i = signal + n_i`` (float arrays, voxel size in Å) with the parts kept apart."""
+
     signal: np.ndarray
     n1: np.ndarray
     n2: np.ndarray
@@ -28,10 +30,12 @@ class SimHalves:
 
     @property
     def h1(self) -> np.ndarray:
+        """Half map 1, ``signal + n1`` (float32)."""
         return (self.signal + self.n1).astype(np.float32)
 
     @property
     def h2(self) -> np.ndarray:
+        """Half map 2, ``signal + n2`` (float32)."""
         return (self.signal + self.n2).astype(np.float32)
 
     @property
@@ -42,8 +46,10 @@ class SimHalves:
 
 def model_signal(model_path, voxel_size: float, box: int, bfactor_A2: float = 50.0,
                  cutoff_A: float | None = None) -> np.ndarray:
-    """Density of the model centred in a cubic ``box`` (float32), blurred by ``exp(−B s²/4)`` and, when
-    ``cutoff_A`` is given, set to zero beyond ``1/cutoff_A`` Å⁻¹ (a sharp band limit).
+    """Return the density of the model centred in a cubic ``box`` (float32).
+
+    Blurred by ``exp(−B s²/4)`` and, when ``cutoff_A`` is given, set to zero beyond ``1/cutoff_A`` Å⁻¹ (a sharp
+    band limit).
     """
     atoms = read_atoms(model_path)
     centre = 0.5 * (atoms.xyz.min(0) + atoms.xyz.max(0))

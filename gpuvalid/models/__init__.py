@@ -1,5 +1,7 @@
-"""gpuvalid's own learned models: the local-resolution network (0.e, PyTorch, optional) and the hand
-model (0.h, a linear classifier over mirror-odd helical-twist features; NumPy only at inference).
+"""gpuvalid's own learned models: the local-resolution network and the hand model.
+
+The local-resolution network (0.e) is PyTorch and optional; the hand model (0.h) is a linear classifier
+over mirror-odd helical-twist features (NumPy only at inference).
 
 Trained here on simulated maps (:mod:`gpuvalid.simulate`) by ``python -m gpuvalid.models.train
 {locres,hand}``; the weights ship in ``gpuvalid/models/weights``.  Importing this package does not
@@ -15,7 +17,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def torch_available() -> bool:
-    """True when ``import torch`` works."""
+    """Return True when ``import torch`` works."""
     try:
         importlib.import_module("torch")
         return True

@@ -24,9 +24,14 @@ Works on any backend (NumPy/SciPy or CuPy/cupyx arrays through ``be``); returns 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..masks import bounding_box
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 FINE_SIGMAS_A = (0.8, 1.0, 1.2)
 AXIS_SIGMAS_A = (2.0, 2.5, 3.0)
@@ -37,7 +42,7 @@ BLOCK_A = 12.0           # Å: edge of the cubic blocks whose partial sums give 
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
-def _hessian(be, V, sigma_vox: float, idx):
+def _hessian(be: Backend, V, sigma_vox: float, idx):
     """Hessian ``(n, 3, 3)`` of the Gaussian-smoothed ``V`` at flat indices ``idx`` (per voxel²)."""
     xp, ndi = be.xp, be.ndimage
     H = xp.empty((int(idx.size), 3, 3), dtype=xp.float32)
@@ -51,7 +56,7 @@ def _hessian(be, V, sigma_vox: float, idx):
     return H
 
 
-def _gradient(be, V, sigma_vox: float, idx):
+def _gradient(be: Backend, V, sigma_vox: float, idx):
     """Gradient ``(3, n)`` of the Gaussian-smoothed ``V`` at flat indices ``idx`` (per voxel)."""
     g = []
     for a in range(3):
@@ -62,16 +67,18 @@ def _gradient(be, V, sigma_vox: float, idx):
 
 
 def _subset(xp, idx, n: int):
-    """About ``n`` of the flat indices ``idx``, chosen by a multiplicative hash of the index: the same
-    voxels on every backend and run, with no lattice stride that could alias with the density.
+    """About ``n`` of the flat indices ``idx``, chosen by a multiplicative hash of the index.
+
+    The same voxels on every backend and run, with no lattice stride that could alias with the density.
     """
     h = (idx.astype(xp.uint64) * xp.uint64(2654435761)) % xp.uint64(1 << 32)
     return idx[h < xp.uint64(int(n / int(idx.size) * (1 << 32)))]
 
 
 def _block_ids(xp, idx, shape, block_vox: float):
-    """Block of each flat index: cubes of ``block_vox`` voxels on a grid centred on the voxels' centroid,
-    so that a mirror along an array axis maps the partition onto itself (block k ↔ −1 − k).
+    """Block of each flat index: cubes of ``block_vox`` voxels on a grid centred on the voxels' centroid.
+
+    Centred so that a mirror along an array axis maps the partition onto itself (block k ↔ −1 − k).
     """
     zyx = xp.stack(xp.unravel_index(idx, shape)).astype(xp.float64)
     c = zyx.mean(1, keepdims=True)
@@ -81,9 +88,11 @@ def _block_ids(xp, idx, shape, block_vox: float):
     return xp.unique(key, return_inverse=True)[1].reshape(-1)
 
 
-def twist_features(be, V, mask, voxel_size: float, scales=SCALES, block_A: float | None = BLOCK_A) -> dict:
-    """The features ``T(σ_f, σ_L)`` (one per scale pair, in the order of ``scales``) of the density ``V``
-    (clipped at 0) over ``mask``, with the fraction of the mask voxels in tube-like density.
+def twist_features(be: Backend, V, mask, voxel_size: float, scales=SCALES, block_A: float | None = BLOCK_A) -> dict:
+    """Compute the helical-twist features ``T(σ_f, σ_L)`` of the density ``V`` over ``mask``.
+
+    One feature per scale pair, in the order of ``scales``, of ``V`` clipped at 0, with the fraction of the
+    mask voxels in tube-like density.
 
     With ``block_A`` (Å), also the partial sums ``Σ τ·w`` (``block_num``) and ``Σ |g|²·w`` (``block_den``)
     over cubic blocks of that edge, arrays ``(n_blocks, n_scales)``: the features are their column sums'
@@ -91,6 +100,17 @@ def twist_features(be, V, mask, voxel_size: float, scales=SCALES, block_A: float
     Blocks are ordered by position, so the arrays of a mirrored map are those of the map, re-ordered.
 
     ``V``, ``mask``: host or device arrays of ``be``; ``voxel_size`` in Å (the σ are in Å).
+
+    Returns
+    -------
+    dict
+        ``features`` (host floats), ``scales``, ``n_voxels`` (mask voxels used, at most ``MAX_VOXELS``),
+        ``tube_fraction`` and, with ``block_A``, ``block_num`` and ``block_den``.
+
+    Raises
+    ------
+    ValueError
+        When ``mask`` is empty.
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)

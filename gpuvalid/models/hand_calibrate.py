@@ -54,6 +54,10 @@ MARGIN = 1.25
 
 
 def category(helix: float, na: bool, mixed: bool) -> str:
+    """Calibration category of a map from its helical fraction ``helix`` and whether it is nucleic acid or mixed.
+
+    'protein+RNA', 'nucleic acid', or by helical fraction: 'helical' (≥ 0.3), 'mixed α/β' (≥ 0.15), 'β-rich'.
+    """
     if mixed:
         return "protein+RNA"
     if na:
@@ -62,7 +66,7 @@ def category(helix: float, na: bool, mixed: bool) -> str:
 
 
 def segment(V: np.ndarray, mask: np.ndarray, pad: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """A deposited-segment-like map: the density zeroed beyond ``pad`` voxels of the mask and cut to its box."""
+    """Return a deposited-segment-like map: the density zeroed beyond ``pad`` voxels of the mask and cut to its box."""
     import scipy.ndimage as ndi
 
     keep = ndi.binary_dilation(mask, iterations=pad)
@@ -71,7 +75,7 @@ def segment(V: np.ndarray, mask: np.ndarray, pad: int = 2) -> tuple[np.ndarray, 
 
 
 def complex_of(a: Atoms, b: Atoms, rng) -> Atoms:
-    """``a`` and ``b``, randomly oriented, side by side (touching at their 90th-percentile radii × 0.8)."""
+    """Place ``a`` and ``b``, randomly oriented, side by side (touching at their 90th-percentile radii × 0.8)."""
     a, b = a.transformed(random_rotation(rng)), b.transformed(random_rotation(rng))
     ca, cb = a.xyz.mean(0), b.xyz.mean(0)
     ra = np.percentile(np.linalg.norm(a.xyz - ca, axis=1), 90)
@@ -127,9 +131,10 @@ def _evidence(model: dict, r: dict) -> dict:
 
 
 def _moments(model: dict, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Per map: the standardised features ``a`` (n_scales) and the jackknife covariance ``S`` of the
-    standardised leave-one-block-out features, so that for weights ``w`` the log-odds is ``w·a`` and its
-    jackknife variance ``wᵀ S w``.
+    """Per map: the standardised features ``a`` (n_scales) and their jackknife covariance ``S``.
+
+    ``S`` is the jackknife covariance of the standardised leave-one-block-out features, so that for weights
+    ``w`` the log-odds is ``w·a`` and its jackknife variance ``wᵀ S w``.
     """
     rms = np.asarray(model["rms"], dtype=np.float64)
     A, S = [], []
@@ -146,11 +151,14 @@ def _moments(model: dict, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_weights(model: dict, rows: list[dict], k: float = 1.0, z0: float = 3.0, l2: float = 1e-3) -> dict:
-    """Weights that maximise the evidence rather than only the fit: over the protein-only maps ``m`` (all of
-    the correct hand), minimise ``mean softplus(k·(z_m + z0))`` with ``z_m = w·a_m / √(wᵀ S_m w)`` (pushes
-    every map's jackknife ``z`` below −z0; scale-free in ``w``; Nelder–Mead from the current weights), then
-    fit the scale ``α`` of ``α·w`` by bias-free logistic regression of each map (label 0) and its mirror
-    (label 1) with an L2 penalty ``l2·|α w|²``, so the score stays a probability. No bias: still odd.
+    """Refit the classifier's weights to maximise the evidence rather than only the fit.
+
+    Over the protein-only maps ``m`` (all of the correct hand), minimise ``mean softplus(k·(z_m + z0))``
+    with ``z_m = w·a_m / √(wᵀ S_m w)`` (pushes every map's jackknife ``z`` below −z0; scale-free in ``w``;
+    Nelder–Mead from the current weights), then fit the scale ``α`` of ``α·w`` by bias-free logistic
+    regression of each map (label 0) and its mirror (label 1) with an L2 penalty ``l2·|α w|²``, so the score
+    stays a probability. No bias: still odd.  Returns a copy of ``model`` with the new weights and the
+    fit's record in ``meta["weights_fit"]``.
     """
     from scipy.optimize import minimize, minimize_scalar
 
@@ -176,7 +184,7 @@ def fit_weights(model: dict, rows: list[dict], k: float = 1.0, z0: float = 3.0, 
 
 
 def calibrate(model: dict, rows: list[dict]) -> dict:
-    """The abstention rule from calibration maps (see the module docstring)."""
+    """Derive the abstention rule from calibration maps (see the module docstring)."""
     prot = [r for r in rows if r["category"] not in ("nucleic acid", "protein+RNA")]
     duplex_max = MARGIN * max(r["duplex"] for r in prot)
     rule = {"block_A": BLOCK_A, "duplex_max": duplex_max, "min_blocks": MIN_BLOCKS, "z_min": 0.0}
@@ -224,6 +232,11 @@ def evaluate(model: dict, rows: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run the calibration from the command line (see the module docstring); return the exit status 0.
+
+    Writes ``hand.json`` (with the ``abstain`` rule) and the ``calibration`` entry of ``hand_metrics.json``
+    in ``--out`` (default: the shipped weights folder).
+    """
     ap = argparse.ArgumentParser(prog="python -m gpuvalid.models.hand_calibrate", description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)

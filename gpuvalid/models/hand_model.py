@@ -1,5 +1,7 @@
-"""The hand model (0.h): a linear classifier without bias over the helical-twist features, and the rules
-that make it abstain when the evidence is weak.
+"""The hand model (0.h) and the rules that make it abstain.
+
+A linear classifier without bias over the helical-twist features, and the rules that make it abstain when
+the evidence is weak.
 
 ``logit = Σ_k w_k · T_k / s_k`` with ``T_k`` the mirror-odd twist features of
 :mod:`gpuvalid.models.chirality` at the scale pairs ``k``, ``s_k`` their RMS over the training maps and
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,11 +41,24 @@ from .. import models
 from . import preprocess as P
 from .chirality import BLOCK_A, DUPLEX_SCALES, twist_features
 
+if TYPE_CHECKING:
+    from ..backend import Backend
+
 MIN_MASK_VOXELS = 50
 
 
 def load(path: str | Path | None = None) -> dict:
-    """The stored model: ``{"scales", "rms", "weights", "abstain", "meta"}`` (``abstain`` optional)."""
+    """Read the stored model: ``{"scales", "rms", "weights", "abstain", "meta"}`` (``abstain`` optional).
+
+    ``path``: a JSON file; default the shipped ``hand.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the weights file does not exist.
+    ValueError
+        When ``scales``, ``rms`` and ``weights`` differ in length.
+    """
     p = Path(path) if path else models.weights_path("hand")
     if not p.is_file():
         raise FileNotFoundError(f"model weights not found: {p}")
@@ -58,17 +74,20 @@ def _coef(model: dict) -> np.ndarray:
 
 def logit(model: dict, features) -> float:
     """``Σ w_k · T_k / s_k``."""
-    return float(sum(w * f / s for w, f, s in zip(model["weights"], features, model["rms"])))
+    return float(sum(w * f / s for w, f, s in zip(model["weights"], features, model["rms"], strict=True)))
 
 
 def sigmoid(x: float) -> float:
+    """Logistic function ``1 / (1 + e⁻ˣ)``, evaluated without overflow for large ``|x|``."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def jackknife(model: dict, block_num: np.ndarray, block_den: np.ndarray) -> tuple[float, float, int]:
-    """``(logit, se, n_blocks)``: the log-odds from the block sums ``(n_blocks, n_scales)`` and its
+    """Log-odds from the block sums and its delete-one-block jackknife standard error.
+
+    Returns ``(logit, se, n_blocks)``: the log-odds from the block sums ``(n_blocks, n_scales)`` and its
     delete-one-block jackknife standard error ``se² = (n−1)/n · Σ (L₍ᵢ₎ − L̄)²`` (blocks with no tube
-    density carry no evidence and are not counted).
+    density carry no evidence and are not counted; ``se`` is infinite for fewer than 2 blocks).
     """
     c = _coef(model)
     bn, bd = np.asarray(block_num, np.float64), np.asarray(block_den, np.float64)
@@ -104,9 +123,10 @@ def abstain_reason(model: dict, ev: dict) -> str | None:
     return None
 
 
-def map_evidence(be, V1: np.ndarray, mask, ts1: float, model: dict) -> dict:
-    """Features, block sums and coarse (duplex) twist of the map ``V1`` (about 1 Å voxels of ``ts1`` Å)
-    over ``mask``.
+def map_evidence(be: Backend, V1: np.ndarray, mask, ts1: float, model: dict) -> dict:
+    """Features, block sums and coarse (duplex) twist of the map ``V1`` over ``mask``.
+
+    ``V1`` is on the working grid (about 1 Å voxels of ``ts1`` Å).
     """
     block_A = (model.get("abstain") or {}).get("block_A", BLOCK_A)
     f = twist_features(be, V1, mask, ts1, tuple(tuple(s) for s in model["scales"]), block_A=block_A)
@@ -127,16 +147,19 @@ def evidence_from(model: dict, raw: dict) -> dict:
     return ev
 
 
-def hand_score(be, V, voxel_size: float, threshold: float, path: str | Path | None = None) -> dict:
-    """Hand score of the map ``V`` (Å voxels; a host array or one on ``be``'s device) at contour
-    ``threshold``, with its evidence and the reason to abstain (``abstain``: None when the hand can be called).
+def hand_score(be: Backend, V, voxel_size: float, threshold: float, path: str | Path | None = None) -> dict:
+    """Hand score of the map ``V`` at contour ``threshold``, with its evidence and the reason to abstain.
+
+    ``V``: Å voxels of ``voxel_size``, a host array or one on ``be``'s device; ``abstain`` in the result is
+    None when the hand can be called.
 
     The map is resampled to about 1 Å/voxel (:func:`preprocess.to_working_grid`) on ``be``'s device; the
     contour mask ``V ≥ t`` on that grid chooses the voxels; the features are computed there too.
 
     Raises
     ------
-        ValueError: the contour mask on the working grid holds fewer than ``MIN_MASK_VOXELS`` voxels.
+    ValueError
+        When the contour mask on the working grid holds fewer than ``MIN_MASK_VOXELS`` voxels.
     """
     model = load(path)
     V1, ts_axes = P.to_working_grid(V, voxel_size, be=be)

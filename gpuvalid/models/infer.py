@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from . import preprocess as P
 from . import weights_path
 from .nets import build
 
+if TYPE_CHECKING:
+    from ..backend import Backend
+
 TILE = 48          # output voxels per tile edge (CPU)
 GPU_TILE = 64      # output voxels per tile edge on a GPU (less halo per output voxel)
 BATCH_BYTES = 2 * 2 ** 30    # device memory for one batch of tiles' activations (cap)
@@ -30,8 +34,15 @@ BATCH_BYTES = 2 * 2 ** 30    # device memory for one batch of tiles' activations
 
 @lru_cache(maxsize=8)
 def load(kind: str, path: str | None = None, device: str = "cpu"):
-    """The network stored for ``kind`` ('locres'), or in the file ``path``, in eval mode on ``device``; its
-    ``kind`` attribute is the stored model's ('locres' or 'locres_fine': which working grid it needs).
+    """Load the network stored for ``kind`` ('locres'), or in the file ``path``, in eval mode on ``device``.
+
+    Its ``kind`` attribute is the stored model's ('locres' or 'locres_fine': which working grid it needs).
+    Cached: the same arguments return the same module.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the weights file does not exist.
     """
     p = Path(path) if path else weights_path(kind)
     if not p.is_file():
@@ -45,10 +56,11 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     return net.to(device)
 
 
-def _tile_origins(shape: tuple, tile: int, where=None, be=None) -> list[tuple[int, int, int]]:
-    """Corners ``(z0, y0, x0)`` of the output tiles of edge ``tile`` covering ``shape`` (those holding a
-    ``where`` voxel), in z, y, x order; ``where`` may be a device array of ``be`` (one block reduction, one
-    small copy to the host).
+def _tile_origins(shape: tuple, tile: int, where=None, be: Backend=None) -> list[tuple[int, int, int]]:
+    """Corners ``(z0, y0, x0)`` of the output tiles of edge ``tile`` covering ``shape``.
+
+    Only the tiles holding a ``where`` voxel, in z, y, x order; ``where`` may be a device array of ``be``
+    (one block reduction, one small copy to the host).
     """
     nt = [-(-int(n) // tile) for n in shape]
     if where is None:
@@ -64,23 +76,27 @@ def _tile_origins(shape: tuple, tile: int, where=None, be=None) -> list[tuple[in
 
 def _tiles(shape: tuple, tile: int, where: np.ndarray | None) -> list[tuple[slice, slice, slice]]:
     """Output tiles of edge ``tile`` covering ``shape`` (those holding a ``where`` voxel)."""
-    return [tuple(slice(o, min(o + tile, n)) for o, n in zip(org, shape))
+    return [tuple(slice(o, min(o + tile, n)) for o, n in zip(org, shape, strict=True))
             for org in _tile_origins(shape, tile, where)]
 
 
 def activation_bytes_per_voxel(net) -> int:
-    """Device bytes per input voxel of a tile while the network runs (no gradients): three float32
-    activations of the widest layer alive at a time, and as much again for the convolution's work area.
+    """Device bytes per input voxel of a tile while the network runs (no gradients).
+
+    Three float32 activations of the widest layer alive at a time, and as much again for the convolution's
+    work area.
     """
     width = max(max(net.channels), getattr(net.head[0], "out_channels", 1))
     return int(2 * 3 * 4 * width)
 
 
-def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be=None,
+def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be: Backend=None,
               batch_bytes: int | None = None, overwrite_x: bool = False):
-    """Network output for every voxel of ``x`` (same shape; the input is padded by reflection by half the
-    receptive field).  Tiles without any ``where`` voxel are skipped (left NaN).  With ``overwrite_x`` (and
-    a float32 ``x``) the output is written into ``x`` once its padded copy is made: one map-sized array less.
+    """Run the network on every voxel of ``x``: the output has the same shape.
+
+    The input is padded by reflection by half the receptive field.  Tiles without any ``where`` voxel are
+    skipped (left NaN).  With ``overwrite_x`` (and a float32 ``x``) the output is written into ``x`` once its
+    padded copy is made: one map-sized array less.
 
     With a GPU backend ``be`` (``x``, ``where`` and the result on its device) the tiles (edge
     ``GPU_TILE``) run in batches of at most ``batch_bytes`` of activations, or the whole map at once when it
@@ -119,9 +135,11 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
     return out
 
 
-def _batch_budget(be, batch_bytes: int | None) -> int:
-    """Bytes of activations one batch may use: ``batch_bytes``, else a quarter of the device budget
-    (:func:`gpuvalid.memory.available_bytes`) capped at ``BATCH_BYTES``, at least 256 MiB.
+def _batch_budget(be: Backend, batch_bytes: int | None) -> int:
+    """Bytes of activations one batch may use.
+
+    ``batch_bytes``, else a quarter of the device budget (:func:`gpuvalid.memory.available_bytes`) capped
+    at ``BATCH_BYTES``, at least 256 MiB.
     """
     if batch_bytes:
         return int(batch_bytes)
@@ -151,8 +169,9 @@ def _full_fp32():
 
 
 def _run_net(net, blk, xp):
-    """``net`` on a device array ``blk`` (B, 1, D, H, W) through DLPack; output (B, d, h, w) as an array of
-    ``xp`` sharing torch's memory.
+    """Run ``net`` on a device array ``blk`` (B, 1, D, H, W) through DLPack.
+
+    The output (B, d, h, w) is an array of ``xp`` sharing torch's memory.
     """
     with torch.no_grad(), _full_fp32():
         y = net(torch.from_dlpack(blk))
@@ -161,9 +180,10 @@ def _run_net(net, blk, xp):
     return xp.from_dlpack(y.contiguous())
 
 
-def _tile_cover(shape: tuple, tile: int, where, be):
-    """Device bool map of the voxels in the tiles of edge ``tile`` holding a ``where`` voxel (the voxels the
-    CPU path computes).
+def _tile_cover(shape: tuple, tile: int, where, be: Backend):
+    """Device bool map of the voxels in the tiles of edge ``tile`` holding a ``where`` voxel.
+
+    These are the voxels the CPU path computes.
     """
     xp = be.xp
     nt = [-(-int(n) // tile) for n in shape]
@@ -176,8 +196,10 @@ def _tile_cover(shape: tuple, tile: int, where, be):
 
 
 def _output_array(xp, x, overwrite_x: bool, fill: float | None = float("nan")):
-    """The float32 output of :func:`apply_fcn`, filled with ``fill`` (None: left as it is, to be written
-    whole): ``x`` itself with ``overwrite_x`` (when it is a float32 C-contiguous array), else a new array.
+    """Return the float32 output array of :func:`apply_fcn`, filled with ``fill``.
+
+    ``fill`` None: left as it is, to be written whole.  The array is ``x`` itself with ``overwrite_x`` (when
+    it is a float32 C-contiguous array), else a new array.
     """
     out = x if (overwrite_x and x.dtype == xp.float32 and x.flags.c_contiguous) else \
         xp.empty(x.shape, dtype=xp.float32)
@@ -186,9 +208,11 @@ def _output_array(xp, x, overwrite_x: bool, fill: float | None = float("nan")):
     return out
 
 
-def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, overwrite_x: bool = False):
-    """:func:`apply_fcn` on a GPU backend: the same voxels as the CPU path (tiles of edge ``tile`` holding a
-    ``where`` voxel), computed in tiles of ``GPU_TILE`` batched, or in one call when the map fits.
+def _apply_fcn_device(net, x, where, be: Backend, tile: int, batch_bytes: int | None, overwrite_x: bool = False):
+    """Run :func:`apply_fcn` on a GPU backend.
+
+    The same voxels as the CPU path (tiles of edge ``tile`` holding a ``where`` voxel), computed in tiles of
+    ``GPU_TILE`` batched, or in one call when the map fits.
     """
     xp = be.xp
     x = be.asarray(x, dtype=xp.float32)
@@ -211,7 +235,7 @@ def _apply_fcn_device(net, x, where, be, tile: int, batch_bytes: int | None, ove
         # whole tiles everywhere: the reflection goes on past the map's end up to the last tile's edge (those
         # voxels' outputs are dropped; a kept voxel's output sees only its receptive field, inside the
         # reflection of width r)
-        xpad = xp.pad(x, [(r, r + k * gt - n) for k, n in zip(nt, shape)], mode="reflect")
+        xpad = xp.pad(x, [(r, r + k * gt - n) for k, n in zip(nt, shape, strict=True)], mode="reflect")
         out = _output_array(xp, x, overwrite_x)
         T = gt + 2 * r
         nb = max(1, min(len(origins), budget // (T ** 3 * per_voxel)))
@@ -236,6 +260,7 @@ FINE_BELOW_A = 2.0      # R (Å) below which the fine model (0.5 Å grid, 1.5–
 
 
 def fine_weights_path() -> Path:
+    """Path of the fine local-resolution model's weights (``locres_fine.pt`` beside ``locres.pt``)."""
     return weights_path("locres").with_name(f"{FINE_KIND}.pt")
 
 
@@ -247,9 +272,10 @@ def locres_kind(resolution: float | None) -> str:
 
 
 def locres_on_working_grid(V1, mask1, device: str = "cpu", path: str | None = None, kind: str = "locres",
-                           be=None):
-    """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere); arrays on
-    ``be``'s device (host NumPy when ``be`` is None).
+                           be: Backend=None):
+    """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere).
+
+    Arrays on ``be``'s device (host NumPy when ``be`` is None).
     """
     if path is None and kind == FINE_KIND:
         path = str(fine_weights_path())
@@ -264,7 +290,7 @@ def _backend_for(device: str):
 
 
 def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | None = None,
-                   kind: str = "locres", be=None):
+                   kind: str = "locres", be: Backend=None):
     """Local resolution (Å) at the ``mask`` voxels of the input grid (NaN elsewhere).
 
     The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine', also when the
@@ -273,9 +299,13 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
     the input voxels; values are clamped to [max(lo, 2·Ts), hi] Å with [lo, hi] the network's output range.
 
     With a backend ``be`` everything runs on its device (``V`` and ``mask`` host or device arrays) and the
-    result is a device array; without one, host NumPy in and out (on ``device``).  Raises
-    :class:`NotMeasurable` when the grid's Nyquist limit 2·Ts is at or beyond the network's upper bound (no
-    estimate could be other than that bound), before anything is allocated.
+    result is a device array; without one, host NumPy in and out (on ``device``).
+
+    Raises
+    ------
+    NotMeasurable
+        When the grid's Nyquist limit 2·Ts is at or beyond the network's upper bound (no estimate could be
+        other than that bound), before anything is allocated.
     """
     host_io = be is None
     if be is None:

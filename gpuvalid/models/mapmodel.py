@@ -48,8 +48,9 @@ EDGE_VOX = 3
 
 
 def model_density(atoms: Atoms, shape: tuple, voxel_size: float, origin_A=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """Density of ``atoms`` on the map grid ``shape`` (``[z, y, x]``, voxel ``Ts`` Å, voxel 0 at
-    ``origin_A`` = (x, y, z) Å).
+    """Density of ``atoms`` on the map grid ``shape``.
+
+    The grid is ``[z, y, x]`` with voxel ``Ts`` = ``voxel_size`` Å and voxel 0 at ``origin_A`` = (x, y, z) Å.
     """
     V, _ = atom_density(atoms, voxel_size, shape=tuple(shape), origin_A=np.asarray(origin_A, float))
     return V
@@ -66,9 +67,10 @@ def model_footprint(atoms: Atoms, shape: tuple, voxel_size: float, origin_A, rad
 
 def soft_model_mask(atoms: Atoms, shape: tuple, voxel_size: float, origin_A, resolution_A: float,
                     sigma_A: float = 2.0) -> np.ndarray:
-    """Soft mask around the model: voxels within ``max(3, 0.6·R)`` Å of an atom, blurred by a Gaussian of
-    ``sigma_A`` Å.  Applied to map and model alike, it keeps density the model does not explain
-    (neighbouring subunits, ligands, micelle) out of the windows, as a map-model FSC's mask does.
+    """Soft mask around the model: voxels within ``max(3, 0.6·R)`` Å of an atom, blurred.
+
+    The blur is a Gaussian of ``sigma_A`` Å.  Applied to map and model alike, it keeps density the model does
+    not explain (neighbouring subunits, ligands, micelle) out of the windows, as a map-model FSC's mask does.
     """
     fp = model_footprint(atoms, shape, voxel_size, origin_A, max(3.0, 0.6 * resolution_A))
     return scipy.ndimage.gaussian_filter(fp.astype(np.float32), sigma_A / voxel_size)
@@ -89,9 +91,11 @@ def correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def placement(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float) -> dict:
-    """Does the model line up with the map?  Correlation of the map with the model density low-passed to
-    ``resolution_A`` over the model's footprint (3 Å around the atoms), with the header origin and with a
-    zero origin; the better one is returned with both values and the fraction of atoms inside the box.
+    """Check whether the model lines up with the map, with the header origin or with a zero origin.
+
+    Correlation of the map with the model density low-passed to ``resolution_A`` over the model's footprint
+    (3 Å around the atoms), with the header origin and with a zero origin; the better one is returned with
+    both values and the fraction of atoms inside the box.
     """
     out = {}
     for key, org in (("header_origin", np.asarray(origin_A, float)), ("zero_origin", np.zeros(3))):
@@ -114,10 +118,12 @@ def rotation_z(deg: float, flip: bool = False) -> np.ndarray:
 
 def fit_rigid(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float,
               rotations: list) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """Exhaustive rigid-body fit: for each rotation (about the model's centroid) the translation that
-    maximises the cross-correlation of the map with the model density low-passed to ``resolution_A``
-    (FFT, whole voxels).  Returns ``(cross-correlation, rotation, translation Å)`` per rotation, best first;
-    apply as ``atoms.transformed(rot, shift)``.
+    """Exhaustive rigid-body fit of ``atoms`` into ``V`` over the given rotations.
+
+    For each rotation (about the model's centroid) the translation that maximises the cross-correlation of
+    the map with the model density low-passed to ``resolution_A`` (FFT, whole voxels).  Returns
+    ``(cross-correlation, rotation, translation Å)`` per rotation, best first; apply as
+    ``atoms.transformed(rot, shift)``.
     """
     c = atoms.xyz.mean(0)
     FV = np.conj(scipy.fft.rfftn(V - V.mean()))
@@ -135,15 +141,17 @@ def fit_rigid(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resoluti
 
 
 def concatenate(parts: list) -> Atoms:
+    """Join several :class:`Atoms` into one, in order."""
     return Atoms(*[np.concatenate([getattr(a, f) for a in parts]) for f in
                    ("xyz", "element", "z", "name", "res_key", "res_name")])
 
 
 def fit_copies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A, resolution_A: float, rotations: list,
                n_copies: int, min_separation_A: float) -> tuple[Atoms, list]:
-    """``n_copies`` placements of ``atoms`` (e.g. the rings of an oligomer when the model is one ring):
-    the best fits of :func:`fit_rigid` whose centroids are at least ``min_separation_A`` Å apart; returns
-    the combined atoms and the fits used.
+    """Place ``n_copies`` copies of ``atoms`` in ``V`` (e.g. the rings of an oligomer when the model is one ring).
+
+    The copies are the best fits of :func:`fit_rigid` whose centroids are at least ``min_separation_A`` Å
+    apart; returns the combined atoms and the fits used.
     """
     fits, used = fit_rigid(V, atoms, voxel_size, origin_A, resolution_A, rotations), []
     c = atoms.xyz.mean(0)
@@ -184,8 +192,9 @@ class LocalFSC:
 
 def local_fsc_resolution(V: np.ndarray, M: np.ndarray, voxel_size: float, where: np.ndarray, window_A: float,
                          stride_A: float = 4.0, threshold: float = FSC_THRESHOLD, batch: int = 256) -> LocalFSC:
-    """Local resolution (Å) where the windowed map-model FSC first falls below ``threshold``, at the voxels
-    of ``where`` (see the module docstring).
+    """Local resolution (Å) where the windowed map-model FSC first falls below ``threshold``.
+
+    At the voxels of ``where`` (see the module docstring); ``M`` is the model density on the map's grid.
     """
     n = max(8, 2 * int(round(window_A / voxel_size / 2)))
     h = n // 2
@@ -290,10 +299,12 @@ def rotation_angle_deg(rot: np.ndarray) -> float:
 
 @dataclass
 class RigidBodyFit:
-    """One rigid body's local refinement: the correlation of the map with the model density low-passed to
-    R over the body's 3 Å footprint before and after, the motion (rotation ``rot`` about the body's centroid
-    ``centre_A``, then ``shift_A``), its size (angle °, centroid shift Å, RMS and largest atom displacement
-    Å) and whether a parameter stopped at the search bound.
+    """One rigid body's local refinement.
+
+    The correlation of the map with the model density low-passed to R over the body's 3 Å footprint before
+    and after, the motion (rotation ``rot`` about the body's centroid ``centre_A``, then ``shift_A``), its
+    size (angle °, centroid shift Å, RMS and largest atom displacement Å) and whether a parameter stopped at
+    the search bound.
     """
 
     label: str
@@ -311,6 +322,7 @@ class RigidBodyFit:
     at_bound: bool
 
     def apply(self, xyz: np.ndarray) -> np.ndarray:
+        """Move coordinates ``xyz`` (n, 3) Å by the fit: ``rot·(x − centre_A) + centre_A + shift_A``."""
         return (xyz - self.centre_A) @ self.rot.T + self.centre_A + self.shift_A
 
 
@@ -318,8 +330,9 @@ def refine_rigid_bodies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A
                         groups: np.ndarray | None = None, grid_deg: float = REFINE_GRID_DEG,
                         max_angle_deg: float = REFINE_MAX_ANGLE_DEG, max_shift_A: float = REFINE_MAX_SHIFT_A,
                         cycles: int = REFINE_CYCLES, n_starts: int = 3) -> tuple[Atoms, list[RigidBodyFit]]:
-    """Local rigid-body refinement of ``atoms`` in the map ``V``, one rigid body per group (default: per
-    chain), as done before a map-model FSC so that it measures the map rather than a model left where a
+    """Refine ``atoms`` in the map ``V`` locally as rigid bodies, one per group (default: per chain).
+
+    This is done before a map-model FSC so that it measures the map rather than a model left where a
     crystal structure or a neighbouring map put it.
 
     For each body, with every other atom held where it is: the map is sampled (cubic B-spline) at the
@@ -373,8 +386,8 @@ def refine_rigid_bodies(V: np.ndarray, atoms: Atoms, voxel_size: float, origin_A
             a0 = np.maximum(lo[::-1], 0)
             a1 = np.minimum(lo[::-1] + np.array(sub_shape), shape_map)
             if (a1 > a0).all():
-                Vs[tuple(slice(p - q, r - q) for p, q, r in zip(a0, lo[::-1], a1))] = \
-                    V[tuple(slice(p, r) for p, r in zip(a0, a1))]
+                Vs[tuple(slice(p - q, r - q) for p, q, r in zip(a0, lo[::-1], a1, strict=True))] = \
+                    V[tuple(slice(p, r) for p, r in zip(a0, a1, strict=True))]
             Vc = scipy.ndimage.spline_filter(Vs, order=3, mode="nearest")
             Oc = scipy.ndimage.spline_filter(Mo, order=3, mode="nearest")
             fp = model_footprint(body, sub_shape, ts, sub_org, REFINE_FOOTPRINT_A)

@@ -1,6 +1,7 @@
-"""Fully convolutional 3-D networks (valid convolutions): each output voxel sees a cube of
-``receptive_field`` voxels of the input (13³ at 1 Å/voxel), so training on patches and inference on a
-whole map compute the same function.
+"""Fully convolutional 3-D networks (valid convolutions).
+
+Each output voxel sees a cube of ``receptive_field`` voxels of the input (13³ at 1 Å/voxel), so training on
+patches and inference on a whole map compute the same function.
 
 - :class:`LocResNet` regresses local resolution in [2, 13] Å (``2 + 11·sigmoid``) on the 1 Å working
   grid, or in another range (the fine model on the 0.5 Å grid).
@@ -18,7 +19,7 @@ DEFAULT_CHANNELS = (1, 8, 12, 12, 16, 16, 16)
 
 def _trunk(channels: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for cin, cout in zip(channels[:-1], channels[1:]):
+    for cin, cout in zip(channels[:-1], channels[1:], strict=True):
         layers += [nn.Conv3d(cin, cout, 3), nn.GELU()]
     return nn.Sequential(*layers)
 
@@ -34,9 +35,14 @@ class FCNet(nn.Module):
 
     @property
     def receptive_field(self) -> int:
+        """Edge (voxels) of the input cube each output voxel sees: 1 + 2 per 3×3×3 convolution."""
         return 1 + 2 * (len(self.channels) - 1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw head output ``(B, d, h, w)`` for an input ``(B, 1, D, H, W)``.
+
+        Valid convolutions: each edge shrinks by ``receptive_field − 1``.
+        """
         return self.head(self.trunk(x))[:, 0]
 
 
@@ -48,12 +54,19 @@ class LocResNet(FCNet):
         self.LO, self.HI = (float(v) for v in out_range)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Local resolution (Å): ``LO + (HI − LO)·sigmoid(logits)`` per valid output voxel."""
         return self.LO + (self.HI - self.LO) * torch.sigmoid(self.logits(x))
 
 
 def build(kind: str, channels=None, out_range=None) -> FCNet:
-    """Network for 'locres' or 'locres_fine' (default widths unless ``channels`` is given; output range
-    ``out_range`` Å, default [2, 13]).
+    """Build the network for 'locres' or 'locres_fine'.
+
+    Default widths unless ``channels`` is given; output range ``out_range`` Å, default [2, 13].
+
+    Raises
+    ------
+    ValueError
+        When ``kind`` is not 'locres' or 'locres_fine'.
     """
     if kind in ("locres", "locres_fine"):
         return LocResNet(channels or DEFAULT_CHANNELS, out_range=out_range or (2.0, 13.0))
@@ -61,4 +74,5 @@ def build(kind: str, channels=None, out_range=None) -> FCNet:
 
 
 def n_parameters(net: nn.Module) -> int:
+    """Count the parameters (weights and biases) of ``net``."""
     return sum(p.numel() for p in net.parameters())

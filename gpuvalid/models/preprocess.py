@@ -14,49 +14,59 @@ Every function takes an optional backend ``be`` (:mod:`gpuvalid.backend`): array
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..masks import grown_box
 from ..resample import fourier_resample, grid_shape, grid_voxel_sizes
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
 
 
 def cpu_backend():
+    """Return the CPU backend (NumPy/SciPy, host arrays), the default of every function here."""
     from ..backend import get_backend
 
     return get_backend("cpu")
 
 
-def _be(be):
+def _be(be: Backend):
     return cpu_backend() if be is None else be
 
 
 def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL_A) -> tuple:
-    """Working-grid box: per axis the edge nearest ``N·Ts/Ts'`` with small prime factors, within 1 % of it
-    (:func:`gpuvalid.resample.grid_shape`: fast transforms on both devices).
+    """Working-grid box: per axis the edge nearest ``N·Ts/Ts'`` with small prime factors.
+
+    Each edge is within 1 % of ``N·Ts/Ts'`` (:func:`gpuvalid.resample.grid_shape`: fast transforms on both
+    devices).
     """
     return grid_shape(shape, voxel_size, new_voxel)
 
 
-def resample(V, new_shape: tuple, be=None):
-    """Fourier resampling of a map to ``new_shape`` (same mean value) on ``be``'s device: an alias of
-    :func:`gpuvalid.resample.fourier_resample` with the argument order of this module.
+def resample(V, new_shape: tuple, be: Backend=None):
+    """Fourier-resample a map to ``new_shape`` (same mean value) on ``be``'s device.
+
+    An alias of :func:`gpuvalid.resample.fourier_resample` with the argument order of this module.
     """
     return fourier_resample(_be(be), V, new_shape)
 
 
-def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be=None) -> tuple:
-    """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model);
-    returns ``(V1, ts1)`` with ``ts1`` the exact voxel size of each axis (z, y, x; Å, each within 1 % of
+def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be: Backend=None) -> tuple:
+    """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model).
+
+    Returns ``(V1, ts1)`` with ``ts1`` the exact voxel size of each axis (z, y, x; Å, each within 1 % of
     ``new_voxel``); ``V1`` on ``be``'s device.
     """
     shape = working_shape(V.shape, voxel_size, new_voxel)
     return fourier_resample(_be(be), V, shape), grid_voxel_sizes(V.shape, voxel_size, shape)
 
 
-def locres_input(V, be=None):
+def locres_input(V, be: Backend=None):
     """Map divided by its local RMS (Gaussian window of σ = 3 voxels), on ``be``'s device.
 
     The Gaussian runs as its three 1-D passes (what ``gaussian_filter`` does, bit for bit on the CPU) between
@@ -79,11 +89,13 @@ def locres_input(V, be=None):
     return a
 
 
-def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be=None):
-    """The ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) mapped to a grid of ``shape1`` at ``ts1``
-    Å/voxel (one size, or one per axis z, y, x), each to its nearest voxel, dilated ``dilate_vox`` times
-    (6-connected); returns ``(mask1, points)`` with ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates
-    of the mask voxels on that grid (row-major order of the mask voxels), both on ``be``'s device.
+def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be: Backend=None):
+    """Map the ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) to a grid of ``shape1``.
+
+    The new grid has ``ts1`` Å/voxel (one size, or one per axis z, y, x); each mask voxel goes to its nearest
+    voxel, and the result is dilated ``dilate_vox`` times (6-connected).  Returns ``(mask1, points)`` with
+    ``points`` (n, 3) the fractional ``[z, y, x]`` coordinates of the mask voxels on that grid (row-major
+    order of the mask voxels), both on ``be``'s device.
     """
     be = _be(be)
     xp = be.xp
@@ -104,7 +116,7 @@ def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, b
     return m1, pts
 
 
-def sample_coords(V_at, points, be=None):
+def sample_coords(V_at, points, be: Backend=None):
     """Trilinear interpolation of ``V_at`` at fractional ``[z, y, x]`` voxel coordinates (n, 3)."""
     be = _be(be)
     return be.ndimage.map_coordinates(V_at, points.T, order=1, mode="nearest")

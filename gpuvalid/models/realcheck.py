@@ -58,7 +58,7 @@ def _pct_of(v: np.ndarray, R: float) -> float:
 
 
 def contour_for_model_volume(V: np.ndarray, n_atoms: int, voxel_size: float) -> float:
-    """The level enclosing the model's volume (17 Å³ per non-hydrogen atom)."""
+    """Return the contour level enclosing the model's volume (17 Å³ per non-hydrogen atom)."""
     from gpuvalid.simulate.filters import threshold_for_volume
     from gpuvalid.simulate.maps import VOLUME_PER_ATOM_A3
 
@@ -186,6 +186,7 @@ def check_map(path: Path, threshold: float | None, R: float, model_path: Path, w
 
 
 def markdown(rows: list[dict]) -> str:
+    """Markdown table of :func:`check_map` results, one row per map (unmeasured maps with their reason)."""
     head = ("| map | R (Å) | model CC (before → after refinement) | largest chain motion | voxels | "
             "reference median (10–90 %) | network median (10–90 %) | median bias | "
             "Pearson / Spearman | P(R) network / reference |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -213,6 +214,15 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the check from the command line (see the module docstring); return the exit status 0.
+
+    Writes ``--out`` (default ``realcheck.json``) after each map and prints the Markdown table.
+
+    Raises
+    ------
+    SystemExit
+        When no ``shared/data`` folder is given (``--data``) or found.
+    """
     from gpuvalid.simulate.sources import shared_data_dir
 
     ap = argparse.ArgumentParser(prog="python -m gpuvalid.models.realcheck",

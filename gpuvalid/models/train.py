@@ -63,10 +63,12 @@ def _cut(a: np.ndarray, c, half: int, patch: int) -> np.ndarray:
 def locres_patches(structs: list, rng, maps_per_structure: int, patches_per_map: int, patch: int = PATCH,
                    rf: int = 13, grid_A: float = 1.0, res_range=(2.0, 13.0), deposit: bool = False,
                    crop_radius_A: float = 30.0, sharpen: bool = False, log_res: bool = False) -> dict:
-    """Input patches (local-RMS normalised), target local resolution and loss mask of the valid output,
-    from maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``:
-    made to look like deposited maps; ``sharpen``: atom envelope flattened up to the finest resolution;
-    :func:`gpuvalid.simulate.maps.simulate_locres`).
+    """Simulate training patches for the local-resolution network.
+
+    Input patches (local-RMS normalised), target local resolution and loss mask of the valid output, from
+    maps simulated at ``grid_A`` Å/voxel with local resolutions in ``res_range`` Å (``deposit``: made to
+    look like deposited maps; ``sharpen``: atom envelope flattened up to the finest resolution;
+    :func:`gpuvalid.simulate.maps.simulate_locres`).  Returns ``{"x", "y", "m"}`` stacked arrays.
     """
     X, Y, M = [], [], []
     r = rf // 2
@@ -87,15 +89,21 @@ def _augment(x: torch.Tensor, *ys: torch.Tensor, gen: torch.Generator):
     k = int(torch.randint(0, 4, (1,), generator=gen))
     axes = [(2, 3), (2, 4), (3, 4)][int(torch.randint(0, 3, (1,), generator=gen))]
     x = torch.rot90(x, k, axes)
-    return (x, *[torch.rot90(y, k, (a - 1, b - 1)) for y, (a, b) in zip(ys, [axes] * len(ys))])
+    return (x, *[torch.rot90(y, k, (a - 1, b - 1)) for y, (a, b) in zip(ys, [axes] * len(ys), strict=True)])
 
 
 def fit(kind: str, data: dict, val: dict | None, seed: int, steps: int, batch: int = 16,
         lr: float = 3e-3, log=print, channels=None, log_every: int = 25, out_range=None,
         relative: bool = False) -> tuple:
-    """Train the local-resolution network (``kind`` 'locres') for ``steps`` AdamW steps with cosine
-    learning-rate decay and an L1 loss (Å; ``relative``: |error|/truth, so that 0.5 Å at 1.5 Å weighs as
-    2 Å at 6 Å) over the masked output voxels of rotated patches; returns (net, history).
+    """Train the local-resolution network (``kind`` 'locres' or 'locres_fine') for ``steps`` AdamW steps.
+
+    Cosine learning-rate decay and an L1 loss (Å; ``relative``: |error|/truth, so that 0.5 Å at 1.5 Å
+    weighs as 2 Å at 6 Å) over the masked output voxels of rotated patches; returns (net, history).
+
+    Raises
+    ------
+    ValueError
+        When ``kind`` is not a local-resolution network (the hand model is trained by :func:`fit_hand`).
     """
     if kind not in ("locres", "locres_fine"):
         raise ValueError(f"fit() trains the local-resolution networks, not {kind!r} (the hand model: fit_hand)")
@@ -160,8 +168,9 @@ def evaluate_patches(kind: str, net, data: dict, seed: int = 0) -> float:
 
 # ------------------------------------------------------------------------------- hand model
 def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RES_RANGE) -> dict:
-    """Twist features of simulated maps (correct hand) at resolutions drawn uniformly in ``res_range`` Å,
-    computed exactly as at inference (1 Å grid, contour mask of the simulation).
+    """Twist features of simulated maps (correct hand) at resolutions drawn uniformly in ``res_range`` Å.
+
+    Computed exactly as at inference (1 Å grid, contour mask of the simulation).
     """
     from gpuvalid.backend import get_backend
 
@@ -178,9 +187,10 @@ def hand_features(structs: list, rng, maps_per_structure: int, res_range=HAND_RE
 
 
 def fit_hand(data: dict, seed: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-3, log=print) -> tuple:
-    """Bias-free logistic regression of "mirrored" on the standardised features: each map once as is
-    (label 0) and once mirrored (features negated, which is exact for these odd features; label 1).
-    Returns (model dict for :mod:`hand_model`, history).
+    """Fit the hand model: bias-free logistic regression of "mirrored" on the standardised features.
+
+    Each map once as is (label 0) and once mirrored (features negated, which is exact for these odd
+    features; label 1).  Returns (model dict for :mod:`hand_model`, history).
     """
     torch.manual_seed(seed)
     X = torch.from_numpy(data["x"])
@@ -217,6 +227,7 @@ def hand_accuracy(model: dict, data: dict) -> float:
 
 
 def save(net, kind: str, out_dir: Path, meta: dict) -> Path:
+    """Write ``net`` as ``<out_dir>/<kind>.pt`` (kind, channels, state, output range, ``meta``); return the path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / f"{kind}.pt"
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -240,9 +251,10 @@ LOCRES_SETUPS = {  # kind: working grid (Å/voxel), training resolutions (Å), o
 
 def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print, kind: str = "locres",
                 deposit: bool = False, weights: Path | None = None, sharpen: bool = False) -> dict:
-    """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth
-    (maps simulated as in training for ``kind``; ``deposit``: deposited-looking maps; ``sharpen``: sharpened
-    maps, also where the setup does not sharpen).
+    """MAE of the network on whole held-out test maps, and of the monogenic estimate, against the truth.
+
+    Maps simulated as in training for ``kind``; ``deposit``: deposited-looking maps; ``sharpen``: sharpened
+    maps, also where the setup does not sharpen.
     """
     from gpuvalid.backend import get_backend
     from gpuvalid.errors import NotMeasurable
@@ -289,12 +301,14 @@ def test_locres(seed: int, out_dir: Path, maps_per_structure: int = 2, log=print
 
 def check_fine_range(seed: int, weights: Path, n_maps: int = 12, res_range=(1.5, 2.5), voxel_sizes=(0.5, 0.6),
                      compare: Path | None = None, log=print) -> dict:
-    """The fine model where it is needed: held-out maps (test structures) simulated with best local resolution
-    in ``res_range`` Å at ``voxel_sizes`` Å/voxel (alternating), each twice from the same random state (same
-    rotation, crop, resolution field, B-factor), unsharpened and sharpened (:func:`simulate_locres`
-    ``sharpen``), run through the whole :func:`~.infer.predict_locres` path with the hard mask (as 0.e
-    does); per map the median truth and the median estimate over the hard mask.  ``compare``: another
-    weights file run on the same maps (e.g. the 1 Å model).
+    """Check the fine model where it is needed, on held-out maps at its finest resolutions.
+
+    Held-out maps (test structures) simulated with best local resolution in ``res_range`` Å at
+    ``voxel_sizes`` Å/voxel (alternating), each twice from the same random state (same rotation, crop,
+    resolution field, B-factor), unsharpened and sharpened (:func:`simulate_locres` ``sharpen``), run through
+    the whole :func:`~.infer.predict_locres` path with the hard mask (as 0.e does); per map the median truth
+    and the median estimate over the hard mask.  ``compare``: another weights file run on the same maps
+    (e.g. the 1 Å model).
     """
     from gpuvalid.backend import get_backend
     from gpuvalid.context import MapContext
@@ -346,9 +360,11 @@ def check_fine_range(seed: int, weights: Path, n_maps: int = 12, res_range=(1.5,
 
 def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius_A: float | None = HAND_CROP_A,
               log=print) -> dict:
-    """Map-level hand accuracy on held-out test structures and their mirror images (each mirrored map is
-    simulated, mirrored and scored through :func:`hand_model.hand_score` like any input), per resolution;
-    maps of ``crop_radius_A`` Å crops around a random Cα (as in training) or, with None, of whole models.
+    """Map-level hand accuracy on held-out test structures and their mirror images, per resolution.
+
+    Each mirrored map is simulated, mirrored and scored through :func:`hand_model.hand_score` like any
+    input; maps of ``crop_radius_A`` Å crops around a random Cα (as in training) or, with None, of whole
+    models.
     """
     from gpuvalid.backend import get_backend
     from gpuvalid.simulate.filters import mirror
@@ -379,6 +395,11 @@ def test_hand(seed: int, out_dir: Path, resolutions=(3.0, 4.0, 4.5), crop_radius
 
 
 def main(argv=None) -> int:
+    """Train (or test) from the command line (see the module docstring); return the exit status 0.
+
+    Writes the weights and ``<kind>_metrics.json`` to ``--out`` (default: the shipped weights folder;
+    ``--check-fine``: ``locres_fine_check.json``).
+    """
     ap = argparse.ArgumentParser(prog="python -m gpuvalid.models.train",
                                  description="Train gpuvalid's local-resolution or hand networks from scratch.")
     ap.add_argument("kind", choices=["locres", "locres_fine", "hand"])

@@ -26,8 +26,12 @@ views above) ``W`` is an exact transpose/flip of the map; other angles use trili
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 SPEC_VIEWS = ((0.0, -90.0, -90.0), (-90.0, 0.0, -90.0), (0.0, 0.0, 0.0))
 
@@ -58,7 +62,7 @@ def rotation_matrix(angles) -> np.ndarray:
 
 
 def is_signed_permutation(R: np.ndarray) -> bool:
-    """True when ``R`` maps map axes onto screen axes exactly (multiples of 90°)."""
+    """Return True when ``R`` maps map axes onto screen axes exactly (multiples of 90°)."""
     A = np.abs(R)
     return bool(np.all((A == 0) | (A == 1)) and np.all(A.sum(0) == 1) and np.all(A.sum(1) == 1))
 
@@ -113,11 +117,16 @@ def camera_transform(shape_zyx, R: np.ndarray):
     return M, off, (D, H, W)
 
 
-def camera_volume(be, V, R: np.ndarray, cval: float):
+def camera_volume(be: Backend, V, R: np.ndarray, cval: float):
     """``W[d, r, c]``: the map ``V[z, y, x]`` (device array) seen through rotation ``R``.
 
     Signed permutations are exact transposes/flips (contiguous copy); other rotations are trilinear
     resampling with ``cval`` (finite) outside the box.
+
+    Raises
+    ------
+    ValueError
+        When the rotation needs resampling and ``cval`` is not finite.
     """
     M, off, out_shape = camera_transform(V.shape, R)
     if is_signed_permutation(M):
@@ -141,7 +150,7 @@ def camera_volume(be, V, R: np.ndarray, cval: float):
     return W
 
 
-def sample_map(be, L, R: np.ndarray, d, r, c):
+def sample_map(be: Backend, L, R: np.ndarray, d, r, c):
     """Trilinear samples of the map ``L[z, y, x]`` (device) at camera-frame points ``(d, r, c)``.
 
     The points (1-D device arrays, voxels of the camera grid of rotation ``R`` for a box of

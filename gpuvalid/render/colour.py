@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 DEFAULT_CMAP = "jet"
 LUT_SIZE = 256
@@ -16,7 +21,7 @@ def lut(cmap: str = DEFAULT_CMAP, n: int = LUT_SIZE) -> np.ndarray:
     return cm(np.linspace(0.0, 1.0, n))[:, :3].astype(np.float32)
 
 
-def map_colours(be, values, lo: float, hi: float, cmap: str = DEFAULT_CMAP):
+def map_colours(be: Backend, values, lo: float, hi: float, cmap: str = DEFAULT_CMAP):
     """RGB ``(n, 3)`` for ``values`` (device, 1-D): ``lo`` → first colour, ``hi`` → last, clipped.
 
     The table index is ``round((v − lo) / (hi − lo) · (n − 1))``; NaN values get grey.

@@ -15,7 +15,12 @@ pixel in ``kernels/raycast.cu`` with the same arithmetic (compiled without FMA c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 KERNEL_FILE = "raycast.cu"
 KERNEL_OPTIONS = ("--std=c++17", "--fmad=false")
@@ -38,11 +43,16 @@ def _split(x: np.ndarray, n: int):
     return i, (x - i).astype(np.float32)
 
 
-def first_crossing(be, W, rows, cols, t: float):
+def first_crossing(be: Backend, W, rows, cols, t: float):
     """Depth (voxels, float32, NaN = miss) of the first crossing of ``t`` for each pixel ray.
 
     ``W`` is the contiguous float32 camera-frame map (device), ``rows`` and ``cols`` host float32
     arrays of pixel-centre coordinates; the result has shape ``(len(rows), len(cols))`` on the device.
+
+    Raises
+    ------
+    ValueError
+        When ``W`` has fewer than 2 rows or 2 columns (no cell to interpolate in).
     """
     if W.shape[1] < 2 or W.shape[2] < 2:
         raise ValueError("camera-frame map needs at least 2 rows and 2 columns")
@@ -105,7 +115,7 @@ def _first_crossing_numpy(W: np.ndarray, rows: np.ndarray, cols: np.ndarray, t: 
     return depth
 
 
-def _first_crossing_cuda(be, W, rows, cols, t: float):
+def _first_crossing_cuda(be: Backend, W, rows, cols, t: float):
     xp = be.xp
     D, H, Wd = W.shape
     W = xp.ascontiguousarray(W, dtype=xp.float32)

@@ -8,11 +8,15 @@ the same scale (``px_per_voxel`` pixels per voxel, i.e. ``px_per_voxel / Ts`` pi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..masks import bounding_box
 from . import camera, colour, raycast, shading
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 DEFAULT_SIZE = 512
 
@@ -29,21 +33,25 @@ class Rendering:
 
     @property
     def hit(self) -> np.ndarray:
+        """Boolean ``(H, W)`` image of the pixels whose ray reached the surface."""
         return ~np.isnan(self.depth)
 
     @property
     def description(self) -> str:
+        """The view in plain words (:func:`gpuvalid.render.camera.describe_view`)."""
         return camera.describe_view(self.angles)
 
 
-def crop_box(be, V, threshold: float, margin: int = 2) -> tuple:
+def crop_box(be: Backend, V, threshold: float, margin: int = 2) -> tuple:
     """Slices (z, y, x) of the bounding box of ``V ≥ t`` grown by ``margin`` voxels (None if empty)."""
     return bounding_box(be, V >= threshold, margin)
 
 
-def _pad_to_two(be, A, cval):
-    """Pad axes shorter than 2 voxels (a flat map still gives a cell to interpolate in) with ``cval``,
-    or by repeating the edge when ``cval`` is None (local maps: no NaN fill on the device).
+def _pad_to_two(be: Backend, A, cval):
+    """Pad axes shorter than 2 voxels (a flat map still gives a cell to interpolate in).
+
+    The padding is ``cval``, or a repeat of the edge when ``cval`` is None (local maps: no NaN fill on the
+    device).
     """
     pad = [(0, max(0, 2 - n)) for n in A.shape]
     if any(p[1] for p in pad):
@@ -54,7 +62,7 @@ def _pad_to_two(be, A, cval):
     return A
 
 
-def render_views(be, V, threshold: float, views=camera.SPEC_VIEWS, *, size: int = DEFAULT_SIZE,
+def render_views(be: Backend, V, threshold: float, views=camera.SPEC_VIEWS, *, size: int = DEFAULT_SIZE,
                  values=None, lo: float | None = None, hi: float | None = None,
                  cmap: str = colour.DEFAULT_CMAP, surface_colour=shading.SURFACE_COLOUR,
                  lighting: shading.Lighting = shading.DEFAULT_LIGHTING, crop: bool = True) -> list[Rendering]:
@@ -64,6 +72,11 @@ def render_views(be, V, threshold: float, views=camera.SPEC_VIEWS, *, size: int 
     point mapped from ``lo..hi`` onto ``cmap``; otherwise it has ``surface_colour``.  The largest image
     side is ``size`` pixels.  Returns one :class:`Rendering` per view (empty images when nothing
     reaches the threshold).
+
+    Raises
+    ------
+    ValueError
+        When ``values`` does not have the shape of ``V``.
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
@@ -88,10 +101,10 @@ def render_views(be, V, threshold: float, views=camera.SPEC_VIEWS, *, size: int 
     shapes = [camera.camera_transform(Vc.shape, R)[2] for R in rots]
     s = size / max(max(sh[1], sh[2]) for sh in shapes)
     return [_render_one(be, Vc, Lc, t, v, R, s, cval, lo, hi, cmap, surface_colour, lighting)
-            for v, R in zip(views, rots)]
+            for v, R in zip(views, rots, strict=True)]
 
 
-def _render_one(be, Vc, Lc, t, angles, R, s, cval, lo, hi, cmap, surface_colour, lighting) -> Rendering:
+def _render_one(be: Backend, Vc, Lc, t, angles, R, s, cval, lo, hi, cmap, surface_colour, lighting) -> Rendering:
     xp = be.xp
     W = camera.camera_volume(be, Vc, R, cval)
     D, H, Wd = W.shape

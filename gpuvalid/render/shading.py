@@ -11,8 +11,12 @@ background.  Silhouette edges are drawn where the surface meets the background o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,14 @@ def _unit(v) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
-def sample(be, W, d, r, c):
+def sample(be: Backend, W, d, r, c):
     """Trilinear samples of ``W[d, r, c]`` at fractional points (1-D device arrays; edge clamped)."""
     coords = be.xp.stack([d, r, c]).astype(be.xp.float32)
     return be.ndimage.map_coordinates(W, coords, order=1, mode="nearest")
 
 
-def normals(be, W, d, r, c, h: float = 1.0):
-    """Unit outward normals ``(n, 3)`` in screen axes at camera-frame points ``(d, r, c)``."""
+def normals(be: Backend, W, d, r, c, h: float = 1.0):
+    """Compute unit outward normals ``(n, 3)`` in screen axes at camera-frame points ``(d, r, c)``."""
     xp = be.xp
     gd = sample(be, W, d + h, r, c) - sample(be, W, d - h, r, c)
     gr = sample(be, W, d, r + h, c) - sample(be, W, d, r - h, c)
@@ -66,7 +70,7 @@ def normals(be, W, d, r, c, h: float = 1.0):
     return n
 
 
-def shade(be, base, n, depth, lighting: Lighting = DEFAULT_LIGHTING):
+def shade(be: Backend, base, n, depth, lighting: Lighting = DEFAULT_LIGHTING):
     """RGB ``(n, 3)`` of surface points with colours ``base`` ``(n, 3)``, normals ``n`` and depth."""
     xp = be.xp
     L = be.asarray(_unit(lighting.key_dir))
@@ -83,9 +87,11 @@ def shade(be, base, n, depth, lighting: Lighting = DEFAULT_LIGHTING):
     return xp.clip(rgb, 0, 1)
 
 
-def silhouette(be, depth_img, lighting: Lighting = DEFAULT_LIGHTING):
-    """Boolean image of silhouette pixels: surface pixels within ``edge_width`` of the background or
-    of a surface lying more than ``edge_jump`` voxels farther away.
+def silhouette(be: Backend, depth_img, lighting: Lighting = DEFAULT_LIGHTING):
+    """Return the boolean image of silhouette pixels.
+
+    Those are surface pixels within ``edge_width`` of the background or of a surface lying more than
+    ``edge_jump`` voxels farther away.
     """
     xp = be.xp
     w = int(lighting.edge_width)

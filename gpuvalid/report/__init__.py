@@ -10,8 +10,10 @@ FORMATS = ("md", "html", "json")
 
 
 def write_report(report, out_dir, formats=FORMATS) -> tuple[Path | None, Path | None]:
-    """Write ``report.md``, ``report.html`` and ``results.json`` (atomically; those named in ``formats``)
-    into ``out_dir``; return the paths of ``report.md`` and ``results.json`` (None when not written).
+    """Write ``report.md``, ``report.html`` and ``results.json`` into ``out_dir`` (atomically).
+
+    Only the formats named in ``formats`` are written; returns the paths of ``report.md`` and
+    ``results.json`` (None when not written).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

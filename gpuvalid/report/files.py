@@ -12,8 +12,9 @@ from pathlib import Path
 
 
 def umask() -> int:
-    """The process's file-creation mask, read without changing it where /proc allows (``os.umask`` has to
-    set it to read it, which races with other threads creating files).
+    """Return the process's file-creation mask, read without changing it where /proc allows.
+
+    ``os.umask`` has to set it to read it, which races with other threads creating files.
     """
     try:
         with open("/proc/self/status") as fh:

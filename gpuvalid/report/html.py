@@ -98,7 +98,7 @@ def _inline_text(tok: Token) -> str:
 
 
 def _section_of(heading: str, sections: dict) -> str | None:
-    """The section id a ``## <id> <title>`` heading names (longest id first), or None."""
+    """Return the section id a ``## <id> <title>`` heading names (longest id first), or None."""
     for sid in sorted(sections, key=len, reverse=True):
         if heading == sid or heading.startswith(sid + " "):
             return sid
@@ -155,8 +155,9 @@ def _is_caption(tokens, i) -> bool:
 
 
 def _status_dot(inline: Token, sid: str, status: str) -> None:
-    """Replace the Markdown's status emoji before the section id by a coloured dot (emoji fonts are often
-    missing in print and on servers): the cell becomes ``● <sid>``.
+    """Replace the Markdown's status emoji before the section id by a coloured dot.
+
+    Emoji fonts are often missing in print and on servers; the cell becomes ``● <sid>``.
     """
     dot = Token("html_inline", "", 0)
     dot.content = f'<span class="dot st-{status}" title="{status.replace("_", " ")}"></span>'
@@ -188,7 +189,7 @@ def _link_row_cell(inline: Token, href: str) -> None:
 
 
 def render_html(report, markdown_text: str, out_dir=None) -> str:
-    """The HTML page of ``markdown_text`` (the ``report.md`` of ``report``); figures read from ``out_dir``."""
+    """Render the HTML page of ``markdown_text`` (the ``report.md`` of ``report``); figures read from ``out_dir``."""
     sections = dict(getattr(report, "sections", {}) or {})
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
     tokens = _drop_empty_theads(md.parse(markdown_text))
@@ -266,7 +267,7 @@ def render_html(report, markdown_text: str, out_dir=None) -> str:
             continue
         if t.type == "inline" and current is not None:
             ch = t.children or []
-            for a, b in zip(ch, ch[1:]):  # "**Status: …**" coloured by the section's status
+            for a, b in zip(ch, ch[1:], strict=False):  # "**Status: …**" coloured by the section's status
                 if a.type == "strong_open" and b.type == "text" and b.content.startswith("Status"):
                     a.attrSet("class", f"st st-{sections[current].status}")
         if t.type == "inline":  # any other image (inline in a paragraph): embedded too, or dropped

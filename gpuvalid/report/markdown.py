@@ -25,8 +25,10 @@ def _figures(figs) -> list[str]:
 
 
 def level1_absent(report) -> tuple[list[str], str] | None:
-    """When every Level 1 section does not apply for one and the same reason (no half maps), their ids and
-    that reason: the summary then says it once instead of eight times.
+    """Return the Level 1 section ids and their common reason when none of them applies, else None.
+
+    That is when every Level 1 section does not apply for one and the same reason (no half maps): the
+    summary then says it once instead of eight times.
     """
     l1 = [(sid, s) for sid, s in report.sections.items() if sid.startswith("1.")]
     if not l1 or any(s.status != "not_applicable" for _, s in l1) or len({s.reason for _, s in l1}) != 1:
@@ -35,6 +37,11 @@ def level1_absent(report) -> tuple[list[str], str] | None:
 
 
 def render_summary(report) -> list[str]:
+    """Return the lines of the "Summary" part of ``report.md``.
+
+    The overall score, the status table, the warnings, the sections not evaluated and the overall-quality
+    paragraph.
+    """
     lines = ["## Summary", ""]
     lines.append(f"**Overall score: {report.passed} out of {report.evaluable} evaluable items passed.** "
                  "Evaluable items are the sections that were measured (OK or with warnings); sections that "
@@ -65,6 +72,11 @@ def render_summary(report) -> list[str]:
 
 
 def render_input(report) -> list[str]:
+    """Return the lines of the "Input data" part of ``report.md``.
+
+    File, SHA-256, box, voxel size (Å), threshold, resolution (Å), origin (Å), density statistics, input
+    notes and input figures.
+    """
     inp = report.input
     data = inp.data
     src = inp.sources
@@ -92,6 +104,11 @@ def render_input(report) -> list[str]:
 
 
 def render_section(s) -> list[str]:
+    """Return the lines of one section's part: explanation, results and figures, criteria, status, differences.
+
+    Sections that were not measured, do not apply or are not implemented show only their explanation and
+    the reason.
+    """
     lines = [f"## {s.id} {s.title}", ""]
     if s.explanation:
         lines += [f"**What it measures.** {s.explanation}", ""]
@@ -115,6 +132,7 @@ def render_section(s) -> list[str]:
 
 
 def render_markdown(report) -> str:
+    """Return the whole ``report.md`` text: title line, summary, input data and every section."""
     inp = report.input
     be = report.backend
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

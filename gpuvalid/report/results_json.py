@@ -10,6 +10,10 @@ from .files import atomic_write_text
 
 
 def results_dict(report) -> dict:
+    """Return the ``results.json`` content: version, input, score, backend, timing and every section's values.
+
+    NaN/Inf become ``null`` (:func:`~gpuvalid.analyses.base.jsonable`); ``half_maps`` is added for Level 1.
+    """
     inp = report.input
     return jsonable({
         "gpuvalid_version": report.version,

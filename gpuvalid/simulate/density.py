@@ -75,7 +75,7 @@ def atom_density(atoms: Atoms, voxel_size: float, shape: tuple | None = None, or
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random proper rotation matrix (det +1: the hand is kept)."""
+    """Return a uniformly random proper rotation matrix (det +1: the hand is kept)."""
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     a, b, c, d = q

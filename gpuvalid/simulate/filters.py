@@ -39,8 +39,10 @@ def smooth_field(shape: tuple, rng: np.random.Generator, corr_vox: float) -> np.
 
 def local_resolution_field(shape: tuple, rng: np.random.Generator, voxel_size: float, lo_A: float, hi_A: float,
                            centre_weight: float | None = None) -> np.ndarray:
-    """A smooth local-resolution map in [lo_A, hi_A] Å: a random blend of a radial trend (best in the
-    centre, as in most reconstructions) and a smooth random field with a 10–25 Å correlation length.
+    """Return a smooth local-resolution map in [lo_A, hi_A] Å.
+
+    The map is a random blend of a radial trend (best in the centre, as in most reconstructions) and a
+    smooth random field with a 10–25 Å correlation length.
     """
     zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
     radial = np.sqrt(xx**2 + yy**2 + zz**2) / np.sqrt(3)
@@ -53,8 +55,10 @@ def local_resolution_field(shape: tuple, rng: np.random.Generator, voxel_size: f
 
 
 def anisotropic_frequency(shape: tuple, voxel_size: float, axis_xyz, factor: float) -> np.ndarray:
-    """Effective |s| (Å⁻¹, ``rfftn`` half grid) for a resolution ``factor`` times worse along the unit
-    vector ``axis_xyz`` (x, y, z) than across it: ``sqrt(s² + (factor² − 1)·(s·u)²)``.
+    """Effective |s| (Å⁻¹, ``rfftn`` half grid) of an anisotropic resolution.
+
+    The resolution is ``factor`` times worse along the unit vector ``axis_xyz`` (x, y, z) than across it:
+    ``sqrt(s² + (factor² − 1)·(s·u)²)``.
     """
     fz = np.fft.fftfreq(shape[0], voxel_size)[:, None, None]
     fy = np.fft.fftfreq(shape[1], voxel_size)[None, :, None]
@@ -66,10 +70,11 @@ def anisotropic_frequency(shape: tuple, voxel_size: float, axis_xyz, factor: flo
 
 def blend_resolutions(V: np.ndarray, voxel_size: float, res_field: np.ndarray, n_levels: int = 12,
                       edge: float = 0.1, s_eff: np.ndarray | None = None) -> np.ndarray:
-    """Map whose local resolution follows ``res_field`` (Å): copies of ``V`` low-passed at levels spaced
-    evenly in 1/d are mixed per voxel by linear interpolation in 1/d between the two nearest levels.
-    ``edge``: half-width of the raised-cosine edge relative to 1/d; ``s_eff``: the frequency to filter on
-    (default |s|; :func:`anisotropic_frequency` for an anisotropic map).
+    """Map whose local resolution follows ``res_field`` (Å).
+
+    Copies of ``V`` low-passed at levels spaced evenly in 1/d are mixed per voxel by linear interpolation
+    in 1/d between the two nearest levels.  ``edge``: half-width of the raised-cosine edge relative to 1/d;
+    ``s_eff``: the frequency to filter on (default |s|; :func:`anisotropic_frequency` for an anisotropic map).
     """
     lo, hi = float(res_field.min()), float(res_field.max())
     s = spatial_frequency(V.shape, voxel_size) if s_eff is None else s_eff
@@ -94,8 +99,10 @@ def blend_resolutions(V: np.ndarray, voxel_size: float, res_field: np.ndarray, n
 
 def coloured_noise(shape: tuple, rng: np.random.Generator, voxel_size: float, sigma: float,
                    bfactor_A2: float = 0.0, nyquist_A: float | None = None) -> np.ndarray:
-    """Gaussian noise of standard deviation ``sigma`` whose spectrum decays as ``exp(-B s²/4)`` and stops
-    at ``1/nyquist_A`` (the band limit of a map recorded at voxel size ``nyquist_A/2``).
+    """Gaussian noise of standard deviation ``sigma`` with a decaying, band-limited spectrum.
+
+    The spectrum decays as ``exp(-B s²/4)`` and stops at ``1/nyquist_A`` (the band limit of a map recorded
+    at voxel size ``nyquist_A/2``).
     """
     F = scipy.fft.rfftn(rng.normal(size=shape).astype(np.float32))
     s = spatial_frequency(shape, voxel_size)
@@ -108,8 +115,10 @@ def coloured_noise(shape: tuple, rng: np.random.Generator, voxel_size: float, si
 
 def shaped_noise(signal: np.ndarray, rng: np.random.Generator, voxel_size: float, sigma: float,
                  n_bins: int = 40) -> np.ndarray:
-    """Gaussian noise of standard deviation ``sigma`` whose radial amplitude spectrum follows that of
-    ``signal`` (the noise of a reconstruction shares the map's envelope: CTF, B-factor).
+    """Gaussian noise of standard deviation ``sigma`` shaped like ``signal``'s spectrum.
+
+    Its radial amplitude spectrum follows that of ``signal`` (the noise of a reconstruction shares the
+    map's envelope: CTF, B-factor).
     """
     S = np.abs(scipy.fft.rfftn(signal))
     s = spatial_frequency(signal.shape, voxel_size)
@@ -122,8 +131,10 @@ def shaped_noise(signal: np.ndarray, rng: np.random.Generator, voxel_size: float
 
 
 def bfactor(V: np.ndarray, voxel_size: float, bfactor_A2: float, limit_A: float | None = None) -> np.ndarray:
-    """``V`` multiplied by ``exp(−B s²/4)`` in Fourier space (B < 0 sharpens); with ``limit_A`` the factor
-    stops changing beyond ``1/limit_A`` Å⁻¹ (sharpening is followed by a low-pass in practice).
+    """``V`` multiplied by ``exp(−B s²/4)`` in Fourier space (B < 0 sharpens).
+
+    With ``limit_A`` the factor stops changing beyond ``1/limit_A`` Å⁻¹ (sharpening is followed by a
+    low-pass in practice).
     """
     F = scipy.fft.rfftn(V)
     s = spatial_frequency(V.shape, voxel_size)
@@ -146,6 +157,6 @@ def mirror(V: np.ndarray, axis: int = 2) -> np.ndarray:
 
 
 def threshold_for_volume(V: np.ndarray, n_voxels: int) -> float:
-    """The level at which ``V ≥ t`` holds ``n_voxels`` voxels."""
+    """Return the level ``t`` at which ``V ≥ t`` holds ``n_voxels`` voxels."""
     n_voxels = int(np.clip(n_voxels, 1, V.size))
     return float(np.partition(V.ravel(), V.size - n_voxels)[V.size - n_voxels])

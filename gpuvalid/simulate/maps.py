@@ -27,8 +27,10 @@ SHARPEN_FRACTION = (0.6, 1.0)                   # fraction of the envelope's B t
 
 @dataclass
 class SimMap:
-    """One simulated map: density ``[z, y, x]`` at ``voxel_size`` Å, its contour ``threshold``, the
-    molecule ``mask`` (``V ≥ t``), the true ``local_res`` map (Å) and the ``helix`` voxels (or None).
+    """One simulated map with its ground truth.
+
+    Density ``[z, y, x]`` at ``voxel_size`` Å, its contour ``threshold``, the molecule ``mask``
+    (``V ≥ t``), the true ``local_res`` map (Å) and the ``helix`` voxels (or None).
     """
 
     V: np.ndarray
@@ -71,11 +73,13 @@ def _random_unit(rng: np.random.Generator) -> np.ndarray:
 
 def deposit_like(V: np.ndarray, signal: np.ndarray, rng: np.random.Generator, voxel_size: float, lo_A: float,
                  n_atoms: int) -> tuple[np.ndarray, dict]:
-    """Post-processing as in deposited maps, each step at random: a global B-factor (sharpening to −120 Å²
-    or blurring to +50 Å², frozen beyond ``1/lo_A``), a low-pass at the best local resolution ``lo_A``, a
-    density offset, and a mask (zero outside the molecule dilated by 3–8 Å, with or without a 2–6 Å
-    raised-cosine edge) or solvent flattening (solvent pulled towards its mean).  None of these moves the local
-    resolution (the low-pass is at the finest one).
+    """Apply post-processing as in deposited maps, each step at random.
+
+    The steps: a global B-factor (sharpening to −120 Å² or blurring to +50 Å², frozen beyond ``1/lo_A``),
+    a low-pass at the best local resolution ``lo_A``, a density offset, and a mask (zero outside the
+    molecule dilated by 3–8 Å, with or without a 2–6 Å raised-cosine edge) or solvent flattening (solvent
+    pulled towards its mean).  None of these moves the local resolution (the low-pass is at the finest one).
+    Returns ``(V, params)`` with the steps taken and their values.
     """
     p: dict = {}
     if rng.random() < 0.8:
@@ -139,8 +143,9 @@ def simulate_locres(atoms: Atoms, rng: np.random.Generator, voxel_size: float = 
     maps) at 0.1–1.2 of the signal's σ, and :func:`deposit_like` post-processing.  With ``sharpen`` (the
     fine model's data), the atoms' envelope is flattened up to the finest resolution before the filter and
     the noise (:func:`sharpen_envelope`).  ``log_res``: the best resolution log-uniform and the spread
-    5–80 % of it, as with ``deposit`` (more maps, and more voxels, at the fine end).  The recording voxel size is at most ``d_min/2.2`` (a map cannot
-    be finer than its Nyquist limit; this only bites below 1.76 Å, so maps from 2 Å on are unchanged).
+    5–80 % of it, as with ``deposit`` (more maps, and more voxels, at the fine end).  The recording voxel size
+    is at most ``d_min/2.2`` (a map cannot be finer than its Nyquist limit; this only bites below 1.76 Å, so
+    maps from 2 Å on are unchanged).
     """
     a = crop_atoms(atoms.transformed(random_rotation(rng)), rng, crop_radius_A)
     if deposit or log_res:   # log-uniform best resolution, spread 5–80 % of it (as many maps at 3 Å as at 10 Å)

@@ -35,6 +35,8 @@ _DSSP = ("1ahsA 1bvyF 1dx5I 1eteA 1h4aX 1i8nA 1lpbA 1mr1D 1or4A 1pdoA 1v7mV 1y1l
 
 @dataclass(frozen=True)
 class Structure:
+    """One atomic model of the catalogue: its id, source, file inside the source and split group."""
+
     name: str        # short id
     source: str      # shared | mdat | pdbfixer
     member: str      # path inside the source (folder or sdist)
@@ -77,6 +79,7 @@ def split_of(group: str, val_frac: float = 0.15, test_frac: float = 0.15) -> str
 
 
 def splits(structures: list[Structure] | None = None) -> dict[str, list[Structure]]:
+    """Structures (default: the whole :func:`catalogue`) sorted into 'train', 'val' and 'test' by group."""
     out: dict[str, list[Structure]] = {"train": [], "val": [], "test": []}
     for s in structures or catalogue():
         out[split_of(s.group)].append(s)
@@ -84,10 +87,12 @@ def splits(structures: list[Structure] | None = None) -> dict[str, list[Structur
 
 
 def cache_dir() -> Path:
+    """Folder of the downloaded structures: ``$GPUVALID_STRUCTURES`` or ``~/.cache/gpuvalid/structures``."""
     return Path(os.environ.get("GPUVALID_STRUCTURES", Path.home() / ".cache" / "gpuvalid" / "structures"))
 
 
 def shared_data_dir() -> Path | None:
+    """Return the shared data folder holding ``models/`` (``$GPUVALID_DATA``, else ``../shared/data``), or None."""
     env = os.environ.get("GPUVALID_DATA")
     cands = [Path(env)] if env else []
     cands.append(Path(__file__).resolve().parents[3] / "shared" / "data")

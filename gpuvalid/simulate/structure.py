@@ -22,8 +22,10 @@ _WATER = {"HOH", "WAT", "DOD", "H2O", "TIP", "TIP3", "SOL"}
 
 @dataclass
 class Atoms:
-    """Atoms of one model: ``xyz`` (n, 3) Å in x, y, z order; per-atom element, atomic number,
-    atom name, residue key (chain, residue number, insertion code) and residue name.
+    """Atoms of one model.
+
+    ``xyz`` (n, 3) Å in x, y, z order; per-atom element, atomic number, atom name, residue key (chain,
+    residue number, insertion code) and residue name.
     """
 
     xyz: np.ndarray
@@ -37,6 +39,7 @@ class Atoms:
         return len(self.xyz)
 
     def subset(self, keep: np.ndarray) -> "Atoms":
+        """Return the atoms selected by ``keep`` (boolean mask or indices)."""
         return Atoms(self.xyz[keep], self.element[keep], self.z[keep], self.name[keep],
                      self.res_key[keep], self.res_name[keep])
 
@@ -99,7 +102,7 @@ def _parse_cif(text: str):
                 i += 1
             idx = {c: k for k, c in enumerate(cols)}
 
-            def g(tok, *names, default=""):
+            def g(tok, *names, default="", idx=idx):
                 for n in names:
                     if n in idx:
                         return tok[idx[n]]
@@ -136,9 +139,10 @@ def _parse_cif(text: str):
 
 
 def _first_copies(rows: list) -> list:
-    """Each (residue, atom name) once: the first copy.  Some files repeat atoms of alternate side-chain
-    conformations without alternate-location labels (the DSSP test chains do); kept, they would put two or
-    three times the density on those side chains.
+    """Each (residue, atom name) once: the first copy.
+
+    Some files repeat atoms of alternate side-chain conformations without alternate-location labels (the
+    DSSP test chains do); kept, they would put two or three times the density on those side chains.
     """
     seen, out = set(), []
     for r in rows:
@@ -150,7 +154,13 @@ def _first_copies(rows: list) -> list:
 
 
 def read_atoms(path, keep_hydrogens: bool = False) -> Atoms:
-    """Atoms of the first model in a PDB (``.pdb``/``.ent``) or mmCIF (``.cif``) file, ``.gz`` allowed."""
+    """Atoms of the first model in a PDB (``.pdb``/``.ent``) or mmCIF (``.cif``) file, ``.gz`` allowed.
+
+    Raises
+    ------
+    ValueError
+        When the file holds no atoms (after dropping waters and, unless ``keep_hydrogens``, hydrogens).
+    """
     path = Path(path)
     text = _open_text(path)
     is_cif = ".cif" in path.name.lower() or text.lstrip().startswith("data_")
