@@ -58,6 +58,15 @@ def check_positive(value, name: str, *, error: type[Exception] = ValueError) -> 
     ------
     ValueError
         When ``value`` is not a finite positive number (``error`` instead when given, e.g. ``InputError``).
+
+    Examples
+    --------
+    >>> check_positive("1.742", "voxel size (Å)")
+    1.742
+    >>> check_positive(0, "voxel size (Å)")
+    Traceback (most recent call last):
+    ...
+    ValueError: voxel size (Å) must be a positive number, got 0
     """
     return check_number(value, name, positive=True, error=error)
 

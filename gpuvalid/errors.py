@@ -5,10 +5,17 @@ import unicodedata
 
 
 def one_line(message) -> str:
-    """Return ``message`` as one printable line.
+    r"""Return ``message`` as one printable line.
 
     Whitespace runs are collapsed, control characters and undecodable bytes (surrogate escapes of odd file
     names) shown as escapes, and the line is at most 500 characters.
+
+    Examples
+    --------
+    >>> one_line("cannot read map.mrc:\n  the header is\ttruncated")
+    'cannot read map.mrc: the header is truncated'
+    >>> one_line("bad\x07name")
+    'bad\\x07name'
     """
     text = " ".join(str(message).split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")

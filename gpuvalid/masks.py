@@ -138,6 +138,11 @@ def ball(radius_vox: int) -> np.ndarray:
 def dilation_radius_vox(voxel_size: float, distance_A: float = DILATION_A) -> int:
     """Return ``ceil(distance / Ts)`` voxels (at least 1), the radius of the dilation ball.
 
+    Examples
+    --------
+    >>> dilation_radius_vox(1.742), dilation_radius_vox(0.9), dilation_radius_vox(1.0)   # 2 Å
+    (2, 3, 2)
+
     Raises
     ------
     ValueError

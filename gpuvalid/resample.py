@@ -174,7 +174,13 @@ FFT_EDGE_TOL = 0.01
 
 
 def largest_prime_factor(n: int) -> int:
-    """Return the largest prime factor of ``n ≥ 1`` (1 for 1)."""
+    """Return the largest prime factor of ``n ≥ 1`` (1 for 1).
+
+    Examples
+    --------
+    >>> largest_prime_factor(446), largest_prime_factor(448), largest_prime_factor(1)
+    (223, 7, 1)
+    """
     n, p, best = int(n), 2, 1
     while p * p <= n:
         while n % p == 0:
@@ -190,6 +196,15 @@ def fft_length(target: float, tol: float = FFT_EDGE_TOL) -> int:
     Among the edges within ``tol·target`` of it, the nearest whose prime factors are all ≤ 7, else the nearest
     with factors ≤ 13 (ties: the larger edge); ``round(target)`` when there is neither (``round(target)``
     itself when its factors are ≤ 7).
+
+    Examples
+    --------
+    EMD-5168 (1.742 Å) in 256³ and 384³ boxes at 1 Å: 446 = 2·223 and 669 = 3·223 would need Bluestein FFTs.
+
+    >>> fft_length(256 * 1.742), fft_length(384 * 1.742)   # 448 = 2⁶·7, 672 = 2⁵·3·7
+    (448, 672)
+    >>> fft_length(100.2)                                   # 100 = 2²·5² is already fast
+    100
     """
     lo, hi = int(np.floor(target * (1.0 - tol))), int(np.ceil(target * (1.0 + tol)))
     window = [m for m in range(max(1, lo), hi + 1) if abs(m - target) <= tol * target]
@@ -205,6 +220,14 @@ def grid_shape(shape: tuple, voxel_size: float, new_voxel: float, minimum: int =
 
     Per axis the edge is :func:`fft_length` of ``N·Ts/Ts'`` (at least ``minimum``); the voxel of each axis is
     ``N·Ts/M``.
+
+    Examples
+    --------
+    >>> shape = grid_shape((256, 256, 200), 1.742, 1.0)
+    >>> shape
+    (448, 448, 350)
+    >>> [round(v, 4) for v in grid_voxel_sizes((256, 256, 200), 1.742, shape)]
+    [0.9954, 0.9954, 0.9954]
     """
     return tuple(max(minimum, fft_length(n * voxel_size / new_voxel)) for n in shape)
 
