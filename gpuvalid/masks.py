@@ -158,7 +158,11 @@ def dilate(be: Backend, mask, radius_vox: int):
     Only the mask's bounding box grown by the radius can change, so the dilation runs on that crop and
     is pasted into an empty box (the same voxels as dilating the whole box: a molecule in a large box
     costs its own size, not the box's). On the crop: a thresholded Euclidean distance transform on the
-    CPU (exact, O(N)) and ``binary_dilation`` with the ball on the GPU.
+    CPU (exact, O(N)) and ``binary_dilation`` with the ball on the GPU.  Both give the same voxels
+    (``tests/test_masks.py`` and ``test_gpu_equivalence.py``).  The GPU keeps the ball: cupyx's distance
+    transform (PBA+) pads the crop to its block size and holds two encoded int32/int64 arrays and the
+    distances per padded voxel, where the ball dilation holds one bool mask; at 2 Å the ball has at most
+    (2·ceil(2/Ts) + 1)³ voxels.
     """
     box = bounding_box(be, mask, radius_vox)
     if box is None:
