@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:  # a faster inflater where installed
-    from isal import igzip as _igzip
-    from isal import isal_zlib as _zlib_stream
+    from isal import igzip as _igzip, isal_zlib as _zlib_stream
 except ImportError:  # pragma: no cover - depends on the environment
     _igzip = None
     _zlib_stream = zlib

@@ -63,9 +63,7 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
     """
     from ..runner import run_section
     from .context import Level1Context, load_halves
-    from .halves import SID as HSID
-    from .halves import TITLE as HTITLE
-    from .halves import refused
+    from .halves import SID as HSID, TITLE as HTITLE, refused
 
     out: dict[str, SectionResult] = {}
     if progress:

@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import L1_BOX_BYTES as BYTES_PER_BOX
-from ..memory import L1_FSC_GROUP_ROWS as GROUP_ROWS
-from ..memory import L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES
-from ..memory import L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK
-from ..memory import L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES
-from ..memory import available_bytes
+from ..memory import (
+    L1_BOX_BYTES as BYTES_PER_BOX,
+    L1_FSC_GROUP_ROWS as GROUP_ROWS,
+    L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES,
+    L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK,
+    L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES,
+    available_bytes,
+)
 from .shells import fsc_ratio
 
 if TYPE_CHECKING:

@@ -401,8 +401,7 @@ def run(ctx1):
     ]
     fig_dir = ctx0.options.figure_dir
     if fig_dir is not None:
-        from ..figures import level1 as f1
-        from ..figures import level1_local as fl
+        from ..figures import level1 as f1, level1_local as fl
         from .common import add_figure
         add_figure(ctx1, res, lambda: fl.radial_profile_png(
             fig_dir / "l1_monodir_radial.png", rad * Ts, prof, "Directional resolution against radius"),

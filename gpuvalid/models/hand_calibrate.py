@@ -42,8 +42,7 @@ from gpuvalid.simulate.helix import helix_fraction
 from gpuvalid.simulate.maps import simulate_uniform
 from gpuvalid.simulate.structure import Atoms, read_atoms
 
-from . import WEIGHTS_DIR
-from . import hand_model as H
+from . import WEIGHTS_DIR, hand_model as H
 from .chirality import BLOCK_A
 
 RES_RANGE = (2.5, 5.0)

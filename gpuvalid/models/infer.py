@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import NotMeasurable
-from . import preprocess as P
-from . import weights_path
+from . import preprocess as P, weights_path
 from .nets import build
 
 if TYPE_CHECKING:

@@ -22,8 +22,7 @@ from gpuvalid.simulate.helix import helix_fraction
 from gpuvalid.simulate.maps import simulate_locres, simulate_uniform
 from gpuvalid.simulate.structure import read_atoms
 
-from . import WEIGHTS_DIR
-from . import preprocess as P
+from . import WEIGHTS_DIR, preprocess as P
 from .nets import build, n_parameters
 
 PATCH = 24
