@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
 from .masks import resampled_shape
-from .resample import grid_shape
+from .resample import WORK_VOXEL_A, grid_shape
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -148,7 +148,6 @@ FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 CUFFT_AREA_PER_WORK_VOXEL = 8
 SLAB_FFT_BYTES = 3 * 8 * FFT_SLAB_ELEMENTS
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
-WORK_VOXEL_A = 1.0             # 0.e/0.h working grid (gpuvalid.models.preprocess.WORK_VOXEL_A)
 ENV_BUDGET = "GPUVALID_DEVICE_BUDGET"
 
 

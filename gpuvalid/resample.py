@@ -171,6 +171,9 @@ def fourier_resample(be: Backend, V, new_shape: tuple):
 FFT_PRIME_PREFERENCE = (7, 13)
 #: how far (relative) such an edge may be from the exact ``N·Ts/Ts'``: the voxel stays within 1 % of ``Ts'``
 FFT_EDGE_TOL = 0.01
+#: the working grid of the learned sections 0.e and 0.h (Å per voxel), shared by their preprocessing
+#: (:mod:`gpuvalid.models.preprocess`) and the memory estimates
+WORK_VOXEL_A = 1.0
 
 
 def largest_prime_factor(n: int) -> int:

@@ -55,7 +55,7 @@ def load(kind: str, path: str | None = None, device: str = "cpu"):
     return net.to(device)
 
 
-def _tile_origins(shape: tuple, tile: int, where=None, be: Backend=None) -> list[tuple[int, int, int]]:
+def _tile_origins(shape: tuple, tile: int, where=None, be: Backend | None = None) -> list[tuple[int, int, int]]:
     """Corners ``(z0, y0, x0)`` of the output tiles of edge ``tile`` covering ``shape``.
 
     Only the tiles holding a ``where`` voxel, in z, y, x order; ``where`` may be a device array of ``be``
@@ -89,7 +89,7 @@ def activation_bytes_per_voxel(net) -> int:
     return int(2 * 3 * 4 * width)
 
 
-def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be: Backend=None,
+def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, be: Backend | None = None,
               batch_bytes: int | None = None, overwrite_x: bool = False):
     """Run the network on every voxel of ``x``: the output has the same shape.
 
@@ -271,7 +271,7 @@ def locres_kind(resolution: float | None) -> str:
 
 
 def locres_on_working_grid(V1, mask1, device: str = "cpu", path: str | None = None, kind: str = "locres",
-                           be: Backend=None):
+                           be: Backend | None = None):
     """Local resolution (Å) on the working grid at the voxels of ``mask1`` (NaN elsewhere).
 
     Arrays on ``be``'s device (host NumPy when ``be`` is None).
@@ -289,7 +289,7 @@ def _backend_for(device: str):
 
 
 def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | None = None,
-                   kind: str = "locres", be: Backend=None):
+                   kind: str = "locres", be: Backend | None = None):
     """Local resolution (Å) at the ``mask`` voxels of the input grid (NaN elsewhere).
 
     The map is resampled to the working grid of ``kind`` (1 Å/voxel; 0.5 Å for 'locres_fine', also when the

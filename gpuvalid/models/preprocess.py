@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..masks import grown_box
-from ..resample import fourier_resample, grid_shape, grid_voxel_sizes
+from ..resample import WORK_VOXEL_A, fourier_resample, grid_shape, grid_voxel_sizes
 
 if TYPE_CHECKING:
     from ..backend import Backend
 
-WORK_VOXEL_A = 1.0
 LOCAL_RMS_SIGMA_VOX = 3.0
 
 
@@ -35,7 +34,7 @@ def cpu_backend():
     return get_backend("cpu")
 
 
-def _be(be: Backend):
+def _be(be: Backend | None) -> Backend:
     return cpu_backend() if be is None else be
 
 
@@ -48,7 +47,7 @@ def working_shape(shape: tuple, voxel_size: float, new_voxel: float = WORK_VOXEL
     return grid_shape(shape, voxel_size, new_voxel)
 
 
-def resample(V, new_shape: tuple, be: Backend=None):
+def resample(V, new_shape: tuple, be: Backend | None = None):
     """Fourier-resample a map to ``new_shape`` (same mean value) on ``be``'s device.
 
     An alias of :func:`gpuvalid.resample.fourier_resample` with the argument order of this module.
@@ -56,7 +55,7 @@ def resample(V, new_shape: tuple, be: Backend=None):
     return fourier_resample(_be(be), V, new_shape)
 
 
-def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be: Backend=None) -> tuple:
+def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be: Backend | None = None) -> tuple:
     """Map resampled to about ``new_voxel`` Å/voxel (1 Å, or 0.5 Å for the fine local-resolution model).
 
     Returns ``(V1, ts1)`` with ``ts1`` the exact voxel size of each axis (z, y, x; Å, each within 1 % of
@@ -66,7 +65,7 @@ def to_working_grid(V, voxel_size: float, new_voxel: float = WORK_VOXEL_A, be: B
     return fourier_resample(_be(be), V, shape), grid_voxel_sizes(V.shape, voxel_size, shape)
 
 
-def locres_input(V, be: Backend=None):
+def locres_input(V, be: Backend | None = None):
     """Map divided by its local RMS (Gaussian window of σ = 3 voxels), on ``be``'s device.
 
     The Gaussian runs as its three 1-D passes (what ``gaussian_filter`` does, bit for bit on the CPU) between
@@ -89,7 +88,7 @@ def locres_input(V, be: Backend=None):
     return a
 
 
-def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be: Backend=None):
+def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be: Backend | None = None):
     """Map the ``mask`` voxels of the input grid (Ts = ``voxel_size`` Å) to a grid of ``shape1``.
 
     The new grid has ``ts1`` Å/voxel (one size, or one per axis z, y, x); each mask voxel goes to its nearest
@@ -116,7 +115,7 @@ def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, b
     return m1, pts
 
 
-def sample_coords(V_at, points, be: Backend=None):
+def sample_coords(V_at, points, be: Backend | None = None):
     """Trilinear interpolation of ``V_at`` at fractional ``[z, y, x]`` voxel coordinates (n, 3)."""
     be = _be(be)
     return be.ndimage.map_coordinates(V_at, points.T, order=1, mode="nearest")
