@@ -1,5 +1,5 @@
 """The package's docstrings and imports hold the line (style lesson 4): ruff's pydocstyle rules (numpy
-convention), import order and bugbear pass on ``gpuvalid/`` (configured in ``pyproject.toml``), and every
+convention), import order, bugbear and pyflakes pass on ``gpuvalid/`` (configured in ``pyproject.toml``), and every
 public function that raises an exception itself says so in a numpydoc ``Raises`` section.
 
 ``python tests/test_lint.py gpuvalid/archive`` lists the undocumented raises under one folder.
@@ -101,7 +101,7 @@ def test_checker_sees_a_missing_raises_section(tmp_path):
 
 
 def test_ruff_passes_on_the_package():
-    """ruff (the dev extra) with the rules of pyproject.toml: docstrings (numpy convention), imports, bugbear."""
+    """ruff (the dev extra) with the rules of pyproject.toml: docstrings (numpy convention), imports, bugbear, pyflakes."""
     ruff = shutil.which("ruff") or (Path(sys.executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e .[dev] installs it)")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..errors import NotMeasurable
 from ..masks import bounding_box
 from .base import SectionResult, md_table

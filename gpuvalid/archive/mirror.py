@@ -19,7 +19,7 @@ def header_xml(emdb_id: str, *, box_zyx=None, voxel_size=None, contour=None, res
                method: str = "singleParticle", map_file: str | None = None) -> str:
     """Return a minimal v3.0 header; ``voxel_size`` is one number or (x, y, z) in Å."""
     lay = layout(emdb_id)
-    out = [f'<?xml version="1.0" encoding="UTF-8"?>',
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<emd emdb_id="{lay.emdb_id}" version="3.0.0.0">',
            "  <structure_determination_list><structure_determination>",
            f"    <method>{escape(method)}</method>"]

@@ -102,7 +102,7 @@ def run(ctx1) -> SectionResult:
         return fmt_A(v) if v is not None else f"— ({why})"
 
     res.blocks.append(md_table(
-        ["estimate", "unmasked halves", f"soft-masked halves"],
+        ["estimate", "unmasked halves", "soft-masked halves"],
         [["FSC = 0.143", cell(u143, u143_why), cell(m143, m143_why)],
          ["FSC = 0.5", cell(u05, u05_why), cell(m05, m05_why)],
          ["DPR = 45°", "—" if soft else cell(d45, d45_why), cell(d45, d45_why) if soft else "—"],
