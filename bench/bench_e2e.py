@@ -115,11 +115,18 @@ def real_maps():
 
 
 def run_sections(be, V, ts, t, R, only=None):
-    """``{sid: (SectionResult, seconds)}`` for one map on one backend (figures off)."""
+    """``{sid: (SectionResult, seconds)}`` for one map on one backend (figures off).
+
+    The traceback of a section's internal error goes to stderr (the table gives its one-line reason).
+    """
     ctx = MapContext(be, V, ts, t, R, name="bench")
-    out = run_timed(be, ctx, SECTIONS, only)
+    errors: list[str] = []
+    out = run_timed(be, ctx, SECTIONS, only, error_log=errors)
     ctx.release()
     be.free_pool()
+    for e in errors:
+        if "Traceback" in e:
+            print(f"# {be.device}: {e}", file=sys.stderr, flush=True)
     return out
 
 
@@ -141,9 +148,21 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
             agree = "yes" if ok else f"NO: {detail}"
         res = r_dev or r_cpu
         rows.append(dict(map=name, box="×".join(map(str, V.shape)), voxels=n, work_voxels=n1, section=sid,
-                         status=res.status, device_note=res.values.get("device", ""), cpu_s=s_cpu, dev_s=s_dev,
+                         status=res.status, reason=_reasons(r_cpu, r_dev),
+                         device_note=res.values.get("device", ""), cpu_s=s_cpu, dev_s=s_dev,
                          peak_bytes=peak, estimate_bytes=est.get(sid), agree=agree))
     return rows
+
+
+def _reasons(r_cpu, r_dev) -> str:
+    """Why a section was not measured (or does not apply), per device where they differ ("" when measured)."""
+    ran = {k: r for k, r in (("CPU", r_cpu), ("device", r_dev)) if r is not None}
+    got = {k: r.reason for k, r in ran.items() if r.status not in ("ok", "warnings") and r.reason}
+    if not got:
+        return ""
+    if len(ran) == 1 or (len(got) == len(ran) and len(set(got.values())) == 1):
+        return next(iter(got.values()))
+    return "; ".join(f"{k}: {v}" for k, v in got.items())
 
 
 def _fmt(rows, device: str) -> str:
@@ -166,7 +185,9 @@ def _fmt(rows, device: str) -> str:
                      f"{p / max(r['voxels'], r['work_voxels']):.0f}" if p is not None else "—",
                      f"{r['estimate_bytes'] / 2**30:.2f}" if r.get("estimate_bytes") else "—", r["agree"]]
             out.append("| " + " | ".join(cells[i] for i in keep) + " |")
-    return "\n".join(out)
+    why = [f"- {r['map']}, {r['section']} ({r['status']}): {r['reason']}" for r in rows
+           if r.get("reason") and r["status"] != "not_applicable"]
+    return "\n".join(out + ([""] + why if why else []))
 
 
 def _total(rs) -> dict:
@@ -177,7 +198,7 @@ def _total(rs) -> dict:
     peaks = [r["peak_bytes"] for r in rs if r["peak_bytes"] is not None]
     bad = [r["section"] for r in rs if r["agree"].startswith("NO")]
     agree = "—" if all(r["agree"] == "—" for r in rs) else ("yes" if not bad else "NO: " + ", ".join(bad))
-    return dict(rs[0], section="**all**", status="", device_note="", cpu_s=tot("cpu_s"), dev_s=tot("dev_s"),
+    return dict(rs[0], section="**all**", status="", reason="", device_note="", cpu_s=tot("cpu_s"), dev_s=tot("dev_s"),
                 peak_bytes=max(peaks) if peaks else None, estimate_bytes=None, agree=agree)
 
 

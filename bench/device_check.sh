@@ -7,15 +7,22 @@
 #   bash bench/device_check.sh --standin     # anywhere: the same steps on cuda:0 = the CuPy stand-in of
 #                                            # tests/standin (GPU code paths on the CPU, small sizes)
 #
-# Steps (each with its own time limit; a failing step does not stop the others):
+# Steps, in the order they run (each with its own time limit; a failing step does not stop the others):
 #   1 environment (nvidia-smi, versions, gpuvalid info) and bench/fft_sizes.py (the edges 446 and 669, each with
 #     a prime factor 223, that 0.e's working grid had before it chose 448 and 672: one 3-D FFT each)
 #   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
-#     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run)
-#   3 pytest -m gpu (every GPU-vs-CPU test)
+#     again with the cache filled, and on the CPU (issue: the GPU run must not be slower than the CPU run);
+#     every later step uses the kernel cache these runs filled ($CUPY_CACHE_DIR)
+#   5b right after 2: bench/bench_e2e.py on EMD-5168 in 512³ and 768³ noise boxes on the GPU alone (the 768³
+#     memory budget; a section that is not measured is listed with its reason, an internal error's traceback
+#     goes to the log)
+#   5e right after 5b: bench/big_arrays.py: CuPy's boolean-mask scatter and gather, flatnonzero, cumsum and
+#     nanmedian on 2³¹ + 2²⁰ elements, against the answers known from the mask, and gpuvalid's slab forms
+#   3 pytest -m gpu (every GPU-vs-CPU test), each failure printed as it happens (GPUVALID_PRINT_FAILURES), the
+#     25 slowest tests at the end
 #   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
-#   5 bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³) (5a), then 512³ and
-#     768³ on the GPU alone (5b, after step 7); Markdown and JSON under $OUT
+#   5a bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³); Markdown and
+#     JSON under $OUT
 #   5d right after 5a: the CPU alone on the 384³ map (all eight sections), printed to the log: the same-machine
 #     CPU seconds of the issue's 384³ ratio (5a runs the CPU only up to 256³, so that its GPU rows are kept
 #     whatever happens to this longer CPU run)
@@ -76,6 +83,7 @@ ENTRIES=8
 L1_JOBS="$DEV:128,$DEV:256,cpu:128,$DEV:384"   # step 8, in this order (a time limit keeps what was measured)
 L1_COMPARE="128,256"                            # step 8: boxes where 1.c's two device engines are also timed
 L1_LIMIT=150
+BIG_ELEMENTS=$(( 2**31 + 2**20 ))   # step 5e: bench/big_arrays.py (about 30 GB of device memory at its peak)
 ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
     ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
@@ -84,12 +92,12 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"; BIG_ELEMENTS=3000001
     L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"; BIG_ELEMENTS=3000001
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
@@ -111,6 +119,10 @@ if [ -z "${GPUVALID_DATA:-}" ]; then
     if [ -f .devdata/MANIFEST.tsv ]; then export GPUVALID_DATA=$ROOT/.devdata; else export GPUVALID_DATA=$ROOT/../shared/data; fi
 fi
 GV="$PY -m gpuvalid.cli"
+# one CuPy kernel cache for every step: step 2 empties it for its cold run, and the steps after it reuse what
+# the runs before them compiled (as a node's persistent cache does; in 2026-11-27's check each step compiled
+# into the default cache again)
+export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/gv_cupy_cache}
 MAP=$GPUVALID_DATA/emd_5168.map
 FAILED=()
 T_START=$(date +%s)
@@ -147,14 +159,12 @@ run_once() {  # run_once DEVICE OUT_NAME: wall seconds of one `gpuvalid run` in 
 
 startup() {
     mkdir -p /tmp/gv_device_check
-    export CUPY_CACHE_DIR=/tmp/gv_cupy_cache_cold
-    rm -rf "$CUPY_CACHE_DIR"
+    rm -rf "$CUPY_CACHE_DIR"                          # the cold run compiles every kernel it needs
     run_once "$DEV" run_cold_cache
     run_once "$DEV" run_warm_cache
     run_once cpu run_cpu
     $PY -X importtime -c "import gpuvalid.cli" 2> /tmp/gv_device_check/importtime_cli.txt
     tail -1 /tmp/gv_device_check/importtime_cli.txt
-    unset CUPY_CACHE_DIR
 }
 
 env_info() {
@@ -186,8 +196,14 @@ if [ -n "$ONLY_L1" ]; then
     exit 0
 fi
 step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
+if [ -n "$SIZES_BIG" ]; then
+    step "5b bench_e2e ${SIZES_BIG} (GPU only)" 120 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
+        --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
+fi
+step "5e CuPy past 2³¹ elements ($BIG_ELEMENTS)" 60 $PY bench/big_arrays.py --device "$DEV" --elements $BIG_ELEMENTS
 if [ "$DEV" != cpu ]; then
-    step "3 pytest -m gpu" $PYTEST_LIMIT $PY -m pytest -m gpu -q -p no:cacheprovider tests
+    step "3 pytest -m gpu" $PYTEST_LIMIT env GPUVALID_PRINT_FAILURES=1 $PY -m pytest -m gpu -q -p no:cacheprovider \
+        --durations=25 tests
 else
     echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
 fi
@@ -202,10 +218,6 @@ step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --de
 step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
 step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
     --out /tmp/gv_archive_bench
-if [ -n "$SIZES_BIG" ]; then
-    step "5b bench_e2e ${SIZES_BIG} (GPU only)" 120 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
-        --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
-fi
 level1_local
 
 echo

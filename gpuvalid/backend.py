@@ -61,6 +61,30 @@ def find_kernel_source(filename: str) -> Path:
 #: 2-D transforms of z-slabs and 1-D transforms of y-slabs of at most FFT_SLAB_ELEMENTS each.
 FFT_SLABS_ABOVE = 2 ** 30
 FFT_SLAB_ELEMENTS = 2 ** 27
+#: cuFFT reads and writes at addresses aligned to its complex type (8 bytes in single precision, 16 in double)
+#: and answers CUFFT_INVALID_VALUE otherwise (cupy/cupy#9229): every slab handed to it starts at a multiple of
+#: FFT_ALIGN_BYTES from a base that is itself aligned (a z-slab of a float32 map with an odd number of voxels
+#: per plane would start 4 bytes off)
+FFT_ALIGN_BYTES = 16
+#: boolean-mask selections of more elements go by slabs on a GPU (:meth:`Backend.masked`)
+MASK_SLAB_ELEMENTS = 2 ** 30
+
+
+def _address(a) -> int:
+    """Address (bytes) of ``a``'s first element: CuPy's ``data.ptr``, NumPy's ``ctypes.data``."""
+    data = a.data
+    return int(data.ptr) if hasattr(data, "ptr") else int(a.ctypes.data)
+
+
+def _slab_step(plane_elements: int, itemsize: int) -> int:
+    """Planes per slab: at most ``FFT_SLAB_ELEMENTS`` elements, and a whole number of ``FFT_ALIGN_BYTES``.
+
+    The step is a multiple of ``FFT_ALIGN_BYTES / gcd(plane bytes, FFT_ALIGN_BYTES)`` planes (rounded down,
+    at least one such multiple), so that every slab of an aligned array starts aligned.
+    """
+    q = FFT_ALIGN_BYTES // math.gcd(int(plane_elements) * int(itemsize), FFT_ALIGN_BYTES)
+    step = max(1, FFT_SLAB_ELEMENTS // int(plane_elements))
+    return max(q, step - step % q)
 
 
 class Backend:
@@ -100,6 +124,29 @@ class Backend:
     def scalar(self, a) -> float:
         """Python float of a 0-d array (synchronises on GPU)."""
         return float(self.to_host(a))
+
+    def masked(self, a, mask):
+        """``a[mask]`` (row-major order) for a boolean ``mask`` of ``a``'s shape, on arrays of any size.
+
+        On a GPU, arrays of more than ``MASK_SLAB_ELEMENTS`` go by slabs along the first axis: CuPy places
+        the selected elements by a scan of the mask, and its scans went wrong past 2³² elements
+        (cupy/cupy#9841, #10268), which a working grid at 1 Å reaches (1700³).
+        """
+        if not self.is_gpu or a.ndim == 0 or a.size <= MASK_SLAB_ELEMENTS:
+            return a[mask]
+        step = max(1, MASK_SLAB_ELEMENTS // max(1, a.size // a.shape[0]))
+        return self.xp.concatenate([a[i:i + step][mask[i:i + step]] for i in range(0, a.shape[0], step)])
+
+    def flatnonzero(self, a):
+        """``xp.flatnonzero(a)`` (int64 flat indices, ascending) for arrays of any size.
+
+        On a GPU, by slabs of ``MASK_SLAB_ELEMENTS`` of the flattened array, like :meth:`masked`.
+        """
+        flat = a.reshape(-1)
+        if not self.is_gpu or flat.size <= MASK_SLAB_ELEMENTS:
+            return self.xp.flatnonzero(flat)
+        xp, step = self.xp, MASK_SLAB_ELEMENTS
+        return xp.concatenate([xp.flatnonzero(flat[i:i + step]) + i for i in range(0, flat.size, step)])
 
     def synchronize(self) -> None:
         """Wait until this backend's device has finished its queued work (nothing to do on CPU)."""
@@ -183,7 +230,7 @@ class Backend:
         a = self._complex_work(a, overwrite_x)
         f = self._fft.ifftn if inverse else self._fft.fftn
         nz, ny, nx = a.shape
-        step = max(1, FFT_SLAB_ELEMENTS // (ny * nx))
+        step = _slab_step(ny * nx, a.itemsize)
         for z0 in range(0, nz, step):
             blk = a[z0:z0 + step]                       # contiguous
             r = f(blk, axes=(1, 2), overwrite_x=True, **self._kw())
@@ -220,9 +267,11 @@ class Backend:
         """
         xp = self.xp
         ctype = xp.complex128 if a.dtype == xp.float64 else xp.complex64
+        if _address(a) % FFT_ALIGN_BYTES or not a.flags.c_contiguous:
+            a = a.copy()                                 # an aligned, contiguous base for the slabs
         nz, ny, nx = a.shape
         out = xp.empty((nz, ny, nx // 2 + 1), dtype=ctype)
-        step = max(1, FFT_SLAB_ELEMENTS // (ny * nx))
+        step = _slab_step(ny * nx, a.itemsize)
         for z0 in range(0, nz, step):
             out[z0:z0 + step] = self._fft.rfftn(a[z0:z0 + step], axes=(1, 2), **self._kw())
         self._axis0_by_slabs(out, inverse=False)
@@ -241,7 +290,7 @@ class Backend:
         self._axis0_by_slabs(a, inverse=True)
         rtype = xp.float64 if a.dtype == xp.complex128 else xp.float32
         out = xp.empty(s, dtype=rtype)
-        step = max(1, FFT_SLAB_ELEMENTS // (s[1] * s[2]))
+        step = _slab_step(s[1] * s[2], out.itemsize)     # aligned slabs of the output (and of ``a``)
         for z0 in range(0, s[0], step):
             blk = a[z0:z0 + step]                       # contiguous, destroyed by the C2R transform
             out[z0:z0 + step] = self._fft.irfftn(blk, s=s[1:], axes=(1, 2), overwrite_x=True, **self._kw())

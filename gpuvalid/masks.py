@@ -250,9 +250,9 @@ def background_sphere_index(be: Backend, hard_mask):
     y = xp.arange(shape[1], dtype=xp.float32)[None, :, None] - c[1]
     x = xp.arange(shape[2], dtype=xp.float32)[None, None, :] - c[2]
     inside = (z * z + y * y + x * x) < rad * rad
-    idx = xp.flatnonzero((~hard_mask & inside).ravel())
+    idx = be.flatnonzero(~hard_mask & inside)
     if idx.size == 0:
-        idx = xp.flatnonzero((~hard_mask).ravel())
+        idx = be.flatnonzero(~hard_mask)
     return idx
 
 

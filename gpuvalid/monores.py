@@ -215,7 +215,7 @@ def monogenic_local_resolution(be: Backend, V, voxel_size: float, mask, low_A: f
     eng = SpiralEngine(be, V, voxel_size)
     # the sweep's state is kept at the mask voxels only (flat indices ``at``): the amplitude maps are needed
     # over the whole box for the noise level, the comparisons only where a resolution is reported
-    at = xp.flatnonzero(mask.reshape(-1))
+    at = be.flatnonzero(mask)
     sweep = TwoFailureSweep(xp, int(at.size), float(1.0 / freqs[0]))
     shells = []
     for f0, A in eng.amplitudes(freqs, width):

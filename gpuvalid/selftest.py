@@ -198,11 +198,11 @@ def _run_level1(be: Backend, halves, ts, t, R, only=None):
     return out
 
 
-def run_timed(be: Backend, ctx, sections, only=None) -> dict:
+def run_timed(be: Backend, ctx, sections, only=None, error_log: list[str] | None = None) -> dict:
     """Run each of ``sections`` on ``ctx`` in turn and return ``{sid: (SectionResult, seconds)}``.
 
     ``sections`` holds ``(sid, title, module)`` (module None: not implemented, skipped); each is timed until
-    the device is done.
+    the device is done.  ``error_log`` (a list) receives the traceback of every internal error.
     """
     from .runner import run_section
 
@@ -211,7 +211,7 @@ def run_timed(be: Backend, ctx, sections, only=None) -> dict:
         if module is None or (only and sid not in only):
             continue
         t0 = time.perf_counter()
-        res = run_section(module, sid, title, ctx)
+        res = run_section(module, sid, title, ctx, error_log)
         be.synchronize()
         out[sid] = (res, time.perf_counter() - t0)
     return out

@@ -56,3 +56,13 @@ def torch_device(gpu) -> str:
 
 
 requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA device / CuPy not installed")
+
+
+def pytest_runtest_logreport(report):
+    """With ``GPUVALID_PRINT_FAILURES=1``, print each failure as it happens (the device check's time limit can
+    stop pytest before its summary: the GPU session of 2026-11-27 lost the one failure it saw that way)."""
+    if report.failed and os.environ.get("GPUVALID_PRINT_FAILURES", "") not in ("", "0"):
+        import sys
+
+        text = report.longreprtext
+        print(f"\n!!! FAILED {report.nodeid} ({report.when}):\n{text[-4000:]}\n", file=sys.stderr, flush=True)

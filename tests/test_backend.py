@@ -125,3 +125,46 @@ def _check_real_slabs(be, r):
 def test_real_fft_by_slabs_equals_the_full_transform(slab_case):
     be, _, r = slab_case
     _check_real_slabs(be, r)
+
+
+def test_slab_steps_keep_cufft_alignment():
+    """Every slab of an aligned array starts at a multiple of 16 bytes (cuFFT's R2C input must be aligned to
+    its complex type, cupy/cupy#9229), whatever the plane's size; at least one plane per slab."""
+    import gpuvalid.backend as B
+
+    for plane in (1, 3, 117, 13 * 8, 673 * 1344, 1344 * 1344, 1025 * 1025, 2 ** 28 + 1):
+        for itemsize in (4, 8, 16):
+            step = B._slab_step(plane, itemsize)
+            assert step >= 1 and step * plane * itemsize % B.FFT_ALIGN_BYTES == 0
+            q = B.FFT_ALIGN_BYTES // np.gcd(plane * itemsize, B.FFT_ALIGN_BYTES)
+            assert step <= max(q, B.FFT_SLAB_ELEMENTS // plane)      # no larger than the cap needs
+
+
+def test_real_fft_by_slabs_of_a_misaligned_view(slab_case):
+    """A float32 map that is a view 4 bytes into its buffer (odd planes: 13·9 voxels) goes by slabs of an
+    aligned copy: numpy.fft's transform (float64 reference, 1e-5 of the largest coefficient).  On a GPU
+    the view itself would be refused by cuFFT (the stand-in refuses it too)."""
+    be, _, r = slab_case
+    flat = be.asarray(np.concatenate([[0.0], r.ravel()]).astype(np.float32))
+    view = flat[1:].reshape(r.shape)
+    want = np.fft.rfftn(r.astype(np.float64))
+    got = be.to_host(be.rfftn(view))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.gpu)])
+def test_masked_selection_by_slabs(device, request, monkeypatch):
+    """``be.masked`` equals NumPy's ``a[mask]`` (same values, row-major order) and ``be.flatnonzero`` NumPy's
+    ``flatnonzero`` when they go by slabs (here above 50 elements instead of 2³⁰), on odd slab counts and an
+    empty mask."""
+    import gpuvalid.backend as B
+
+    be = get_backend("cpu") if device == "cpu" else request.getfixturevalue("gpu")
+    monkeypatch.setattr(B, "MASK_SLAB_ELEMENTS", 50)
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(11, 6, 5)).astype(np.float32)
+    for mask in (a > 0.3, np.zeros(a.shape, bool), np.ones(a.shape, bool)):
+        got = be.to_host(be.masked(be.asarray(a), be.asarray(mask)))
+        np.testing.assert_array_equal(got, a[mask])
+        idx = be.to_host(be.flatnonzero(be.asarray(mask)))
+        np.testing.assert_array_equal(idx, np.flatnonzero(mask))

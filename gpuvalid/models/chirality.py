@@ -120,7 +120,7 @@ def twist_features(be: Backend, V, mask, voxel_size: float, scales=SCALES, block
     margin = int(np.ceil(4 * max(max(s) for s in scales) / voxel_size))
     box = bounding_box(be, mask, margin)     # filters near the mask see the same neighbourhood as on the full map
     V, mask = xp.maximum(V[box], 0), mask[box]
-    idx = xp.flatnonzero(mask.reshape(-1))
+    idx = be.flatnonzero(mask)
     if int(idx.size) > MAX_VOXELS:     # bounds the memory of the per-voxel derivatives on large maps
         idx = _subset(xp, idx, MAX_VOXELS)
     fine = {sf: (_gradient(be, V, sf / voxel_size, idx), _hessian(be, V, sf / voxel_size, idx))

@@ -248,8 +248,8 @@ def _apply_fcn_device(net, x, where, be: Backend, tile: int, batch_bytes: int | 
                 out[z:z + dz, yy:yy + dy, w:w + dx] = y[k, :dz, :dy, :dx]
             del y
         del xpad
-    if cover is not None:
-        out[~cover] = xp.nan
+    if cover is not None:          # element-wise: no scan of a working-grid-sized mask (Backend.masked)
+        xp.copyto(out, float("nan"), where=~cover)
     return out
 
 
@@ -325,7 +325,7 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
     lr1 = apply_fcn(net, x, m1, device, be=be, overwrite_x=True)   # into x: no second working-grid map
     del x
     if be.is_gpu:                                     # in place on the device
-        med = xp.nanmedian(lr1[m1])
+        med = xp.nanmedian(be.masked(lr1, m1))
         del m1
         xp.copyto(lr1, med.astype(xp.float32), where=xp.isnan(lr1))
     else:

@@ -327,6 +327,15 @@ def _wrap(obj):
     return obj
 
 
+class _MemoryPointer:
+    """``cupy.cuda.MemoryPointer`` reduced to its address (``ptr``, bytes)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: int):
+        self.ptr = int(ptr)
+
+
 class ndarray:
     """A device array: a NumPy array that behaves like ``cupy.ndarray`` at the host/device boundary."""
 
@@ -464,6 +473,7 @@ class ndarray:
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
     T = property(lambda self: _wrap(self._a.T))
+    data = property(lambda self: _MemoryPointer(self._a.ctypes.data))   # CuPy: a MemoryPointer; ``.ptr``
 
     real = property(lambda self: _wrap(self._a.real), lambda self, v: _set_part(self, "real", v))
     imag = property(lambda self: _wrap(self._a.imag), lambda self, v: _set_part(self, "imag", v))
@@ -803,6 +813,33 @@ def _in_place(name: str):
 
 for _n in ("fft", "ifft", "fftn", "ifftn", "fft2", "ifft2"):
     fft_scipy._extra[_n] = _in_place(_n)
+
+
+def _aligned_real_input(ns: Namespace, name: str):
+    """A real-to-complex transform refuses an input that is not aligned to cuFFT's complex type.
+
+    cuFFT reads the input of an R2C transform at an address aligned to ``cufftComplex`` (8 bytes; 16 for
+    double precision) and answers ``CUFFT_INVALID_VALUE`` otherwise (cupy/cupy#9229); CuPy passes a
+    contiguous input as it is (a view of a z-slab of a float32 map whose planes hold an odd number of voxels
+    starts 4 bytes off), and copies only a non-contiguous one.  NumPy's allocations are 16-byte aligned, so
+    the offset of a view is what is checked.
+    """
+    f = ns._extra.get(name) or ns._function(name, getattr(scipy.fft, name), API["modules"][ns._key][name])
+
+    def call(x, *args, **kwargs):
+        if isinstance(x, ndarray) and x.dtype.kind == "f" and (x.flags.c_contiguous or x.flags.f_contiguous):
+            align = 16 if x.dtype.itemsize == 8 else 8
+            if x._a.ctypes.data % align:
+                raise RuntimeError(f"CUFFT_INVALID_VALUE (cupy stand-in: {ns._key}.{name} input at an address "
+                                   f"{x._a.ctypes.data % align} bytes off the {align}-byte alignment cuFFT needs)")
+        return f(x, *args, **kwargs)
+
+    return call
+
+
+for _ns in (fft, fft_scipy):
+    for _n in ("rfft", "rfft2", "rfftn"):
+        _ns._extra[_n] = _aligned_real_input(_ns, _n)
 
 
 def backend(device_bytes: int | None = None) -> Backend:

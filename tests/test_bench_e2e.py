@@ -1,0 +1,55 @@
+"""bench/bench_e2e.py: a section that is not measured says why, in the table and in the JSON rows (the
+device check of 2026-11-27 ran 0.e of the 768³ map into "not_measured" without a word on the cause)."""
+
+import importlib.util
+from pathlib import Path
+
+from gpuvalid.analyses.base import SectionResult, not_applicable, not_measured
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "bench" / "bench_e2e.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(section, status, reason):
+    return dict(map="m", box="4×4×4", voxels=64, work_voxels=64, section=section, status=status, reason=reason,
+                device_note="", cpu_s=1.0, dev_s=0.5, peak_bytes=640, estimate_bytes=2 ** 30, agree="yes")
+
+
+def test_reasons_of_each_device():
+    b = _module()
+    ok = SectionResult("0.e", "Local resolution", status="ok")
+    lost = not_measured("0.e", "Local resolution", "internal error (RuntimeError: x)")
+    assert b._reasons(ok, ok) == ""
+    assert b._reasons(ok, lost) == "device: internal error (RuntimeError: x)"
+    assert b._reasons(lost, lost) == "internal error (RuntimeError: x)"          # said once when the same
+    assert b._reasons(None, lost) == "internal error (RuntimeError: x)"
+    na = not_applicable("0.h", "Hand", "the resolution is worse than 5 Å")
+    assert b._reasons(na, na) == "the resolution is worse than 5 Å"
+
+
+def test_table_lists_why_a_section_was_not_measured():
+    b = _module()
+    rows = [_row("0.a", "ok", ""), _row("0.e", "not_measured", "device: out of memory"),
+            _row("0.h", "not_applicable", "no hand at 6.6 Å")]
+    text = b._fmt(rows, "cuda:0")
+    assert "- m, 0.e (not_measured): device: out of memory" in text
+    assert "no hand at 6.6 Å" not in text                 # a section that does not apply is not a failure
+    assert "| m | 4×4×4 | **all** |" in text and "**all** |  | 3.00 |" in text
+
+
+def test_big_arrays_dry_run(capsys):
+    """bench/big_arrays.py (device check step 5e) on a small CPU array: every operation answers right, so a
+    "wrong" on a device is CuPy's, not the script's expectation."""
+    spec = importlib.util.spec_from_file_location("big_arrays", REPO / "bench" / "big_arrays.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for n in (5001, 5000):                    # the last element selected by the stride, and not
+        assert mod.main(["--device", "cpu", "--elements", str(n)]) == 0
+        rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "operation" not in r]
+        assert len(rows) == 9 and all(r.split(" | ")[1] == "right" for r in rows), rows
