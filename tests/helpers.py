@@ -10,6 +10,16 @@ import numpy as np
 DATA = Path(os.environ.get("GPUVALID_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def bench_module(name: str):
+    """Import ``bench/<name>.py`` (the benchmark scripts are not a package) and return the module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def write_map(path: Path, data: np.ndarray, voxel_size=1.0, **header) -> Path:
     with mrcfile.new(str(path), overwrite=True) as m:
         m.set_data(np.asarray(data, dtype=np.float32))

@@ -1,19 +1,12 @@
 """bench/bench_e2e.py: a section that is not measured says why, in the table and in the JSON rows (the
 device check of 2026-11-27 ran 0.e of the 768³ map into "not_measured" without a word on the cause)."""
 
-import importlib.util
-from pathlib import Path
-
 from gpuvalid.analyses.base import SectionResult, not_applicable, not_measured
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import bench_module
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "bench" / "bench_e2e.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("bench_e2e")
 
 
 def _row(section, status, reason):
@@ -46,9 +39,7 @@ def test_table_lists_why_a_section_was_not_measured():
 def test_big_arrays_dry_run(capsys):
     """bench/big_arrays.py (device check step 5e) on a small CPU array: every operation answers right, so a
     "wrong" on a device is CuPy's, not the script's expectation."""
-    spec = importlib.util.spec_from_file_location("big_arrays", REPO / "bench" / "big_arrays.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = bench_module("big_arrays")
     for n in (5001, 5000):                    # the last element selected by the stride, and not
         assert mod.main(["--device", "cpu", "--elements", str(n)]) == 0
         rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "operation" not in r]

@@ -1,19 +1,16 @@
 """bench/profile_run.py (device check step 5c): one run on the CPU writes exactly one text file holding every
 section's seconds and, per section, the two cProfile tables (by cumulative and by own time)."""
 
-import importlib.util
 from pathlib import Path
 
 from gpuvalid.analyses import SECTIONS
+from tests.helpers import bench_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("profile_run", REPO / "bench" / "profile_run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("profile_run")
 
 
 def _rows(block: str, heading: str) -> list[str]:
