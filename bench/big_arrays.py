@@ -6,9 +6,11 @@ elements in some versions (cupy/cupy#9841: ``cumsum`` returned its input unchang
 gpuvalid selects such masks by slabs (``Backend.masked``, ``Backend.flatnonzero``); this script checks the
 single-call forms on the device, so that the slabs can be dropped when CuPy is right.
 
-    python bench/big_arrays.py --device cuda:0                  # 2³¹ + 2²⁰ elements (about 11 GB of device memory)
+    python bench/big_arrays.py --device cuda:0                  # 2³¹ + 2²⁰ elements (about 30 GB of device memory)
     python bench/big_arrays.py --device cpu --elements 100000    # a dry run
 
+Then 0.e's other steps on a cube of as many voxels (trilinear sampling, reflection padding, a Gaussian pass,
+the tile-occupancy reduction), each checked at two known voxels, one of them past 2³¹ in flat order.
 Prints one row per operation: right, wrong (and how) or the error, and seconds.
 """
 
@@ -77,7 +79,55 @@ def main(argv=None) -> int:
          lambda m: "right" if m == 1.0 else f"wrong: {m}")
     if vals is not None:
         _row("arange gather (small)", lambda: vals[mask], lambda g: "right" if float(g[-1]) == n - 1 else "wrong")
+    del mask, a
+    _volume_ops(be, n)
     return 0
+
+
+def _volume_ops(be, n: int) -> None:
+    """0.e's other steps on a cube of at least ``n`` voxels (edge a multiple of 16) holding two known voxels:
+    trilinear sampling, reflection padding, one Gaussian pass and the tile-occupancy reduction."""
+    import numpy as np
+    from scipy import ndimage as snd
+
+    xp, nd = be.xp, be.ndimage
+    m = -(-round(n ** (1 / 3)) // 16) * 16
+    while m ** 3 < n:
+        m += 16
+    V = xp.zeros((m, m, m), dtype=xp.float32)
+    V[m - 2, m - 3, m - 4] = 5.0                     # past 2³¹ in flat order when m³ > 2³¹
+    V[1, 2, 3] = 7.0
+    print(f"# cube {m}³ = {m ** 3} voxels ({m ** 3 / 2 ** 31:.3f} × 2³¹)")
+    pts = xp.asarray(np.array([[m - 2, 1], [m - 3, 2], [m - 4, 3]], dtype=np.float64))
+    _row("map_coordinates (order 1)", lambda: be.to_host(nd.map_coordinates(V, pts, order=1, mode="nearest")),
+         lambda v: "right" if v.tolist() == [5.0, 7.0] else f"wrong: {v.tolist()}")
+    r = 6
+
+    def pad():
+        P = xp.pad(V, r, mode="reflect")             # NumPy's reflect: P[r + m - 1 + k] = V[m - 1 - k]
+        return float(P[r + m - 2, r + m - 3, r + m - 4]), float(P[r + m, r + m + 1, r + m + 2])
+
+    _row("pad (reflect)", pad, lambda v: "right" if v == (5.0, 5.0) else f"wrong: {v}")
+    line = np.zeros(41, dtype=np.float32)             # the same deltas on a short line: the reflections at the
+    line[[1, 39]] = 1.0                                # ends add the same weights (σ = 3, 4σ = 12 < 39 - 1)
+    g = snd.gaussian_filter1d(line, 3.0, mode="reflect")
+    want = (5 * float(g[39]), 7 * float(g[1]))
+
+    def gauss():
+        G = nd.gaussian_filter1d(V, 3.0, axis=0, mode="reflect")
+        return float(G[m - 2, m - 3, m - 4]), float(G[1, 2, 3])
+
+    _row("gaussian_filter1d (axis 0)", gauss,
+         lambda v: "right" if np.allclose(v, want, rtol=1e-5) else f"wrong: {v} (want {want})")
+    t = 16
+
+    def tiles():
+        occ = (V != 0).reshape(m // t, t, m // t, t, m // t, t).any(axis=(1, 3, 5))
+        return sorted(map(tuple, be.to_host(xp.argwhere(occ)).tolist()))
+
+    last = (m - 1) // t
+    _row("tile occupancy (6-D any)", tiles,
+         lambda v: "right" if v == [(0, 0, 0), (last, last, last)] else f"wrong: {v}")
 
 
 if __name__ == "__main__":

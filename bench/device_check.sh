@@ -17,7 +17,8 @@
 #     memory budget; a section that is not measured is listed with its reason, an internal error's traceback
 #     goes to the log)
 #   5e right after 5b: bench/big_arrays.py: CuPy's boolean-mask scatter and gather, flatnonzero, cumsum and
-#     nanmedian on 2³¹ + 2²⁰ elements, against the answers known from the mask, and gpuvalid's slab forms
+#     nanmedian on 2³¹ + 2²⁰ elements, against the answers known from the mask, and gpuvalid's slab forms; then
+#     0.e's other steps (trilinear sampling, reflection padding, a Gaussian pass, tile occupancy) on a 1296³ cube
 #   3 pytest -m gpu (every GPU-vs-CPU test), each failure printed as it happens (GPUVALID_PRINT_FAILURES), the
 #     25 slowest tests at the end
 #   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
