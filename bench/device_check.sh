@@ -36,8 +36,8 @@
 #     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; at 128³ and 256³ 1.c
 #     is also timed with each device engine (raw kernels, batched cuFFT); last, with its own limit (it only
 #     gets what the steps before it left); l1local.{md,json} beside the log
-#   --level1-local: steps 1 and 8 alone (300 s), to measure Level 1 local resolution when the full check
-#     leaves it no time
+#   --level1-local: steps 1 and 8 alone, with the Level 1 `-m gpu` tests between them (`-k level1`, 150 s at
+#     most): Level 1 on its own device run (450 s), when the full check leaves it no time
 # Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
 # e2e_{small,big}.{md,json}, l1local.{md,json} and the profile profile_<N>.txt beside it: eight files, all the
 # device tool brings back (add none without removing one); reports of the start-up runs go to /tmp. The steps
@@ -87,7 +87,7 @@ L1_LIMIT=150
 BIG_ELEMENTS=$(( 2**31 + 2**20 ))   # step 5e: bench/big_arrays.py (about 30 GB of device memory at its peak)
 ONLY_L1=""
 if [ "$MODE" = "--level1-local" ]; then
-    ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-300}
+    ONLY_L1=1; L1_LIMIT=290; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-450}
 fi
 PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs and memory estimates included)
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
@@ -191,6 +191,10 @@ fi
 exec > >(tee -a "$LOG") 2>&1
 step "1 environment" 60 env_info
 if [ -n "$ONLY_L1" ]; then
+    if [ "$DEV" != cpu ]; then   # issue 12's GPU-vs-CPU tests (17: file names with level1, and Level 1 end to end)
+        step "3L pytest -m gpu -k level1" 150 env GPUVALID_PRINT_FAILURES=1 $PY -m pytest -m gpu -k level1 -q \
+            -p no:cacheprovider --durations=10 tests
+    fi
     level1_local
     echo; echo "=== done in $(( $(date +%s) - T_START )) s; log: $LOG"
     [ ${#FAILED[@]} -gt 0 ] && { printf 'FAILED: %s\n' "${FAILED[@]}"; exit 1; }
