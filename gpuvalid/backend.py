@@ -129,7 +129,7 @@ class Backend:
         """``a[mask]`` (row-major order) for a boolean ``mask`` of ``a``'s shape, on arrays of any size.
 
         On a GPU, arrays of more than ``MASK_SLAB_ELEMENTS`` go by slabs along the first axis: CuPy places
-        the selected elements by a scan of the mask, and its scans went wrong past 2³² elements
+        the selected elements by a scan of the mask, and its scans went wrong past 2³¹–2³² elements
         (cupy/cupy#9841, #10268), which a working grid at 1 Å reaches (1700³).
         """
         if not self.is_gpu or a.ndim == 0 or a.size <= MASK_SLAB_ELEMENTS:
