@@ -11,6 +11,7 @@ estimate of :mod:`gpuvalid.memory`, and whether the numbers agree within the GPU
 
     python bench/bench_e2e.py [--sizes 128 256 384 512 768] [--device cuda:0] [--cpu-max 384]
                               [--real] [--md out.md] [--json out.json]
+    python bench/bench_e2e.py --compare gpu.json cpu.json    # device results of one run vs CPU results of another
 
 ``--device cpu`` runs the CPU only (one column); ``--cpu-max`` skips the CPU run above that box edge (the
 GPU columns are still measured, the ratio is then "—").
@@ -35,6 +36,7 @@ from gpuvalid import memory  # noqa: E402
 from gpuvalid.analyses import SECTIONS  # noqa: E402
 from gpuvalid.backend import cuda_available, get_backend  # noqa: E402
 from gpuvalid.context import MapContext  # noqa: E402
+from gpuvalid.analyses.base import SectionResult, jsonable  # noqa: E402
 from gpuvalid.selftest import TOLERANCE, compare, run_timed  # noqa: E402
 
 DATA = Path(os.environ.get("GPUVALID_DATA", ROOT.parent / "shared" / "data"))
@@ -150,8 +152,41 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
         rows.append(dict(map=name, box="×".join(map(str, V.shape)), voxels=n, work_voxels=n1, section=sid,
                          status=res.status, reason=_reasons(r_cpu, r_dev),
                          device_note=res.values.get("device", ""), cpu_s=s_cpu, dev_s=s_dev,
-                         peak_bytes=peak, estimate_bytes=est.get(sid), agree=agree))
+                         peak_bytes=peak, estimate_bytes=est.get(sid), agree=agree,
+                         result_cpu=_stored(r_cpu), result_dev=_stored(r_dev)))
     return rows
+
+
+def _stored(res) -> dict | None:
+    """What :func:`gpuvalid.selftest.compare` reads of a result (status, warnings, values), for the JSON rows."""
+    return None if res is None else {"status": res.status, "warnings": list(res.warnings),
+                                     "values": jsonable(res.values)}
+
+
+def _restored(sid: str, d: dict) -> SectionResult:
+    return SectionResult(sid, sid, status=d["status"], warnings=list(d["warnings"]), values=d["values"])
+
+
+def compare_runs(dev_json: Path, cpu_json: Path) -> list[tuple[str, str, str]]:
+    """``(map, section, agreement)`` of the device results of one run's JSON against the CPU results of
+    another's, for each map and section both hold (the device check's 384³ map: GPU in step 5a, CPU in 5d).
+
+    A first file from a CPU-only run (a rehearsal) gives its CPU results.
+    """
+    dev_rows = json.loads(Path(dev_json).read_text())["rows"]
+    cpu_rows = {(r["map"], r["section"]): r for r in json.loads(Path(cpu_json).read_text())["rows"]
+                if r.get("result_cpu")}
+    side = "result_dev" if any(r.get("result_dev") for r in dev_rows) else "result_cpu"   # a CPU-only first run
+    out = []
+    for r in dev_rows:
+        c = cpu_rows.get((r["map"], r["section"]))
+        if c is None or not r.get(side):
+            continue
+        sid = r["section"]
+        ok, detail = compare(_restored(sid, c["result_cpu"]), _restored(sid, r[side]),
+                             *TOLERANCE.get(sid, (1e-5, 1e-9)))
+        out.append((r["map"], sid, "yes" if ok else f"NO: {detail}"))
+    return out
 
 
 def _reasons(r_cpu, r_dev) -> str:
@@ -218,7 +253,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", nargs="*", default=None, help="only these section ids")
     ap.add_argument("--md", type=Path, help="write the Markdown table here too")
     ap.add_argument("--json", type=Path, help="write the rows as JSON here")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("DEVICE_JSON", "CPU_JSON"),
+                    help="run nothing: the agreement of the device results of one --json file with the CPU "
+                         "results of another, per map and section")
     args = ap.parse_args(argv)
+    if args.compare:
+        pairs = compare_runs(*args.compare)
+        print("| map | section | agree (device of the first file vs CPU of the second) |\n|---|---|---|")
+        for m, sid, a in pairs:
+            print(f"| {m} | {sid} | {a} |")
+        if not pairs:
+            print("no map and section in both files")
+        return 1 if (not pairs or any(a.startswith("NO") for _, _, a in pairs)) else 0
 
     dev = get_backend("cuda:0" if args.device == "auto" and cuda_available() else
                       ("cpu" if args.device == "auto" else args.device))

@@ -22,11 +22,12 @@
 #   3 pytest -m gpu (every GPU-vs-CPU test), each failure printed as it happens (GPUVALID_PRINT_FAILURES), the
 #     25 slowest tests at the end
 #   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
-#   5a bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³); Markdown and
-#     JSON under $OUT
-#   5d right after 5a: the CPU alone on the 384³ map (all eight sections), printed to the log: the same-machine
+#   5a bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³); the table in the
+#     log, the rows (with every section's values) in e2e_small.json
+#   5d right after 5a: the CPU alone on the 384³ map (all eight sections; e2e_cpu384.json): the same-machine
 #     CPU seconds of the issue's 384³ ratio (5a runs the CPU only up to 256³, so that its GPU rows are kept
-#     whatever happens to this longer CPU run)
+#     whatever happens to this longer CPU run), then `bench_e2e.py --compare`: the 384³ GPU numbers of 5a
+#     against these CPU numbers, section by section, within the GPU tests' tolerances
 #   5c bench/profile_run.py right after 5d: the 384³ map once more, every section under cProfile with
 #     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
 #     profile_384.txt under $OUT: where the time goes inside each section, without another device run
@@ -38,9 +39,9 @@
 #     gets what the steps before it left); l1local.{md,json} beside the log
 #   --level1-local: steps 1 and 8 alone, with the Level 1 `-m gpu` tests between them (`-k level1`, 150 s at
 #     most): Level 1 on its own device run (450 s), when the full check leaves it no time
-# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e tables as
-# e2e_{small,big}.{md,json}, l1local.{md,json} and the profile profile_<N>.txt beside it: eight files, all the
-# device tool brings back (add none without removing one); reports of the start-up runs go to /tmp. The steps
+# Everything is logged to $OUT/device_check.log ($OUT when set, else bench/out/), with the e2e rows as
+# e2e_{small,big,cpu384}.json (their tables are in the log), l1local.{md,json} and the profile profile_<N>.txt
+# beside it: seven files, of the eight the device tool brings back; reports of the start-up runs go to /tmp. The steps
 # share a budget of 470 s ($DEVICE_CHECK_SECONDS): a step gets at most what is left; step 8 comes last and
 # gets what the others left.
 # The device machine's image has CuPy, torch, SciPy, typer, rich but no mrcfile: --prepare downloads its wheel
@@ -75,7 +76,7 @@ DEV=cuda:0
 SIZES_SMALL="128 256 384"
 SIZES_BIG="512 768"
 CPU_MAX=256
-CPU_BASELINE_SIZE=384   # step 5d (empty: skipped; 64 in a rehearsal or on the stand-in, to rehearse the step)
+CPU_BASELINE_SIZE=384   # step 5d (empty: skipped; in a rehearsal or on the stand-in 128, the size 5a runs there)
 SPIRAL_SIZES="128 256 384"
 PROFILE_SIZE=384   # step 5c
 FFT_SIZES="446 448 669 672"   # step 1: EMD-5168 in 256³ and 384³ at 1 Å: N·Ts rounded (2·223, 3·223) and the edges 0.e uses
@@ -93,12 +94,12 @@ PYTEST_LIMIT=180   # the -m gpu tests on a GPU node (42 tests; end-to-end runs a
 if [ "$MODE" = "--standin" ]; then   # every Python process loads tests/standin/site/sitecustomize.py
     export GPUVALID_CUPY_STANDIN=1 PYTHONPATH=$ROOT/tests/standin/site${PYTHONPATH:+:$PYTHONPATH}
     SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=150
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"; BIG_ELEMENTS=3000001
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="128"; BIG_ELEMENTS=3000001
     L1_JOBS="$DEV:48,cpu:48"; L1_COMPARE=48; L1_LIMIT=240; PYTEST_LIMIT=600; DEVICE_CHECK_SECONDS=${DEVICE_CHECK_SECONDS:-1500}
 fi
 if [ "$MODE" = "--rehearse" ]; then
     DEV=cpu; SIZES_SMALL="128"; SIZES_BIG=""; CPU_MAX=128; SPIRAL_SIZES="64"; ENTRIES=2; PROFILE_SIZE=64; PROFILE_LIMIT=120
-    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="64"; BIG_ELEMENTS=3000001
+    FFT_SIZES="111 112"; CPU_BASELINE_SIZE="128"; BIG_ELEMENTS=3000001
     L1_JOBS="cpu:48,cpu:64"; L1_LIMIT=240
 fi
 ARCHIVE_LIMIT=60; [ "$DEV" = cpu ] && ARCHIVE_LIMIT=240
@@ -203,7 +204,7 @@ fi
 step "2 start-up (cold/warm kernel cache, CPU)" 120 startup
 if [ -n "$SIZES_BIG" ]; then
     step "5b bench_e2e ${SIZES_BIG} (GPU only)" 120 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_BIG --cpu-max 0 \
-        --md "$OUTDIR/e2e_big.md" --json "$OUTDIR/e2e_big.json"
+        --json "$OUTDIR/e2e_big.json"
 fi
 step "5e CuPy past 2³¹ elements ($BIG_ELEMENTS)" 60 $PY bench/big_arrays.py --device "$DEV" --elements $BIG_ELEMENTS
 if [ "$DEV" != cpu ]; then
@@ -214,9 +215,12 @@ else
 fi
 step "4 selftest" 90 $GV selftest --device "$DEV"
 step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
-    --md "$OUTDIR/e2e_small.md" --json "$OUTDIR/e2e_small.json"
+    --json "$OUTDIR/e2e_small.json"
 if [ -n "$CPU_BASELINE_SIZE" ]; then
-    step "5d CPU baseline ${CPU_BASELINE_SIZE}³" 100 $PY bench/bench_e2e.py --device cpu --sizes $CPU_BASELINE_SIZE
+    step "5d CPU baseline ${CPU_BASELINE_SIZE}³" 100 $PY bench/bench_e2e.py --device cpu --sizes $CPU_BASELINE_SIZE \
+        --json "$OUTDIR/e2e_cpu${CPU_BASELINE_SIZE}.json"
+    step "5d GPU vs CPU at ${CPU_BASELINE_SIZE}³" 20 $PY bench/bench_e2e.py --compare "$OUTDIR/e2e_small.json" \
+        "$OUTDIR/e2e_cpu${CPU_BASELINE_SIZE}.json"
 fi
 step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \
     --out "$OUTDIR"

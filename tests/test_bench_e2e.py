@@ -44,3 +44,28 @@ def test_big_arrays_dry_run(capsys):
         assert mod.main(["--device", "cpu", "--elements", str(n)]) == 0
         rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "operation" not in r]
         assert len(rows) == 13 and all(r.split(" | ")[1] == "right" for r in rows), rows
+
+
+def test_compare_runs_across_two_json_files(tmp_path):
+    """``--compare``: the device results stored by one run agree with the CPU results stored by another when
+    their values are within the section's tolerance, and not when a value moves past it (0.a: 1e-5 relative)."""
+    import json
+
+    b = _module()
+    ok = SectionResult("0.a", "Mass analysis", status="ok", values={"com_A": [1.0, 2.0], "device": "cuda:0"})
+    near = SectionResult("0.a", "Mass analysis", status="ok", values={"com_A": [1.0 + 1e-7, 2.0], "device": "cpu"})
+    far = SectionResult("0.a", "Mass analysis", status="ok", values={"com_A": [1.001, 2.0], "device": "cpu"})
+
+    def write(name, res, side):
+        row = dict(_row("0.a", res.status, ""), result_cpu=None, result_dev=None)
+        row[side] = b._stored(res)
+        (tmp_path / name).write_text(json.dumps({"machine": "m", "rows": [row]}))
+        return tmp_path / name
+
+    dev = write("dev.json", ok, "result_dev")
+    assert b.compare_runs(dev, write("near.json", near, "result_cpu")) == [("m", "0.a", "yes")]
+    (m, sid, agree), = b.compare_runs(dev, write("far.json", far, "result_cpu"))
+    assert agree.startswith("NO") and "com_A" in agree
+    assert b.main(["--compare", str(dev), str(tmp_path / "near.json")]) == 0
+    assert b.main(["--compare", str(dev), str(tmp_path / "far.json")]) == 1
+    assert b.main(["--compare", str(dev), str(dev)]) == 1          # no CPU results in it: nothing compared
