@@ -28,11 +28,11 @@
 #     CPU seconds of the issue's 384³ ratio (5a runs the CPU only up to 256³, so that its GPU rows are kept
 #     whatever happens to this longer CPU run), then `bench_e2e.py --compare`: the 384³ GPU numbers of 5a
 #     against these CPU numbers, section by section, within the GPU tests' tolerances
-#   5c bench/profile_run.py right after 5d: the 384³ map once more, every section under cProfile with
+#   7 bench/bench_archive.py --device cuda:0 (8 entries), right after 5d
+#   5c bench/profile_run.py: the 384³ map once more, every section under cProfile with
 #     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
 #     profile_384.txt under $OUT: where the time goes inside each section, without another device run
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
-#   7 bench/bench_archive.py --device cuda:0 (8 entries)
 #   8 bench/bench_level1_local.py: Level 1 local resolution 1.c–1.f on simulated half maps (1oel), the GPU at
 #     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; at 128³ and 256³ 1.c
 #     is also timed with each device engine (raw kernels, batched cuFFT); last, with its own limit (it only
@@ -222,11 +222,11 @@ if [ -n "$CPU_BASELINE_SIZE" ]; then
     step "5d GPU vs CPU at ${CPU_BASELINE_SIZE}³" 20 $PY bench/bench_e2e.py --compare "$OUTDIR/e2e_small.json" \
         "$OUTDIR/e2e_cpu${CPU_BASELINE_SIZE}.json"
 fi
+step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
+    --out /tmp/gv_archive_bench
 step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \
     --out "$OUTDIR"
 step "6 bench_spiral" 60 $PY bench/bench_spiral.py --device "$DEV" --sizes $SPIRAL_SIZES --no-reference --repeat 1 --no-real
-step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
-    --out /tmp/gv_archive_bench
 level1_local
 
 echo
