@@ -168,3 +168,34 @@ def test_masked_selection_by_slabs(device, request, monkeypatch):
         np.testing.assert_array_equal(got, a[mask])
         idx = be.to_host(be.flatnonzero(be.asarray(mask)))
         np.testing.assert_array_equal(idx, np.flatnonzero(mask))
+
+
+def test_release_fft_plans_drops_each_plan_without_clear():
+    """The cached plans go one by one (``del cache[key]``): CuPy's ``PlanCache.clear()`` runs a full
+    ``gc.collect()`` each time, 40–60 ms with torch loaded (0.46 s of a 384³ run's 1.16 s on an H200)."""
+    from types import SimpleNamespace
+
+    from gpuvalid.backend import Backend
+
+    class Cache:
+        def __init__(self):
+            self.plans = {("C2C", (8, 8)): "plan a", ("R2C", (4, 4, 4)): "plan b"}
+            self.cleared = 0
+
+        def __iter__(self):                 # CuPy yields (key, node), most recently used first
+            return iter(list(self.plans.items()))
+
+        def __delitem__(self, key):
+            del self.plans[key]
+
+        def clear(self):
+            self.cleared += 1
+            self.plans.clear()
+
+    cache = Cache()
+    xp = SimpleNamespace(fft=SimpleNamespace(config=SimpleNamespace(get_plan_cache=lambda: cache)))
+    Backend("cupy", "cuda:0", xp, None, None, device_id=0).release_fft_plans()
+    assert cache.plans == {} and cache.cleared == 0
+    cache.plans = {}
+    Backend("cupy", "cuda:0", xp, None, None, device_id=0).release_fft_plans()   # an empty cache: nothing to do
+    assert cache.cleared == 0

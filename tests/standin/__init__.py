@@ -656,8 +656,23 @@ def _set_allocator(fn=None):
 
 
 class _PlanCache:
+    """CuPy's per-device cuFFT plan cache, as gpuvalid uses it: iterating gives ``(key, node)`` pairs and
+    ``del cache[key]`` drops one plan (scipy.fft keeps no plans here, so the cache stays empty)."""
+
+    def __init__(self):
+        self._plans: dict = {}
+
+    def __iter__(self):
+        return iter(list(self._plans.items()))
+
+    def __delitem__(self, key):
+        del self._plans[key]
+
+    def get_curr_size(self) -> int:
+        return len(self._plans)
+
     def clear(self):
-        pass
+        self._plans.clear()
 
 
 class _FftConfig:
