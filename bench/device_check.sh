@@ -7,7 +7,9 @@
 #   bash bench/device_check.sh --standin     # anywhere: the same steps on cuda:0 = the CuPy stand-in of
 #                                            # tests/standin (GPU code paths on the CPU, small sizes)
 #
-# Steps, in the order they run (each with its own time limit; a failing step does not stop the others):
+# Steps, in the order they run (each with its own time limit; a failing step does not stop the others); what
+# issue 14 still has to show on a device comes first (5b, 5e, 5a, 5d), the steps measured on the H200 of
+# 2026-11-27 last (bench/RESULTS.md):
 #   1 environment (nvidia-smi, versions, gpuvalid info) and bench/fft_sizes.py (the edges 446 and 669, each with
 #     a prime factor 223, that 0.e's working grid had before it chose 448 and 672: one 3-D FFT each)
 #   2 start-up: one `gpuvalid run` of EMD-5168 (100³, no figures) on the GPU with an empty CuPy kernel cache,
@@ -19,16 +21,16 @@
 #   5e right after 5b: bench/big_arrays.py: CuPy's boolean-mask scatter and gather, flatnonzero, cumsum and
 #     nanmedian on 2³¹ + 2²⁰ elements, against the answers known from the mask, and gpuvalid's slab forms; then
 #     0.e's other steps (trilinear sampling, reflection padding, a Gaussian pass, tile occupancy) on a 1296³ cube
-#   3 pytest -m gpu (every GPU-vs-CPU test), each failure printed as it happens (GPUVALID_PRINT_FAILURES), the
-#     25 slowest tests at the end
-#   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
 #   5a bench/bench_e2e.py: EMD-5168 in 128³–384³ noise boxes on GPU and CPU (CPU up to 256³); the table in the
 #     log, the rows (with every section's values) in e2e_small.json
 #   5d right after 5a: the CPU alone on the 384³ map (all eight sections; e2e_cpu384.json): the same-machine
 #     CPU seconds of the issue's 384³ ratio (5a runs the CPU only up to 256³, so that its GPU rows are kept
 #     whatever happens to this longer CPU run), then `bench_e2e.py --compare`: the 384³ GPU numbers of 5a
 #     against these CPU numbers, section by section, within the GPU tests' tolerances
-#   7 bench/bench_archive.py --device cuda:0 (8 entries), right after 5d
+#   3 pytest -m gpu (every GPU-vs-CPU test), each failure printed as it happens (GPUVALID_PRINT_FAILURES), the
+#     25 slowest tests at the end
+#   4 gpuvalid selftest --device cuda:0 (Level 0 and Level 1)
+#   7 bench/bench_archive.py --device cuda:0 (8 entries)
 #   5c bench/profile_run.py: the 384³ map once more, every section under cProfile with
 #     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
 #     profile_384.txt under $OUT: where the time goes inside each section, without another device run
@@ -207,13 +209,6 @@ if [ -n "$SIZES_BIG" ]; then
         --json "$OUTDIR/e2e_big.json"
 fi
 step "5e CuPy past 2³¹ elements ($BIG_ELEMENTS)" 60 $PY bench/big_arrays.py --device "$DEV" --elements $BIG_ELEMENTS
-if [ "$DEV" != cpu ]; then
-    step "3 pytest -m gpu" $PYTEST_LIMIT env GPUVALID_PRINT_FAILURES=1 $PY -m pytest -m gpu -q -p no:cacheprovider \
-        --durations=25 tests
-else
-    echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
-fi
-step "4 selftest" 90 $GV selftest --device "$DEV"
 step "5a bench_e2e ${SIZES_SMALL}" 130 $PY bench/bench_e2e.py --device "$DEV" --sizes $SIZES_SMALL --cpu-max $CPU_MAX \
     --json "$OUTDIR/e2e_small.json"
 if [ -n "$CPU_BASELINE_SIZE" ]; then
@@ -222,6 +217,13 @@ if [ -n "$CPU_BASELINE_SIZE" ]; then
     step "5d GPU vs CPU at ${CPU_BASELINE_SIZE}³" 20 $PY bench/bench_e2e.py --compare "$OUTDIR/e2e_small.json" \
         "$OUTDIR/e2e_cpu${CPU_BASELINE_SIZE}.json"
 fi
+if [ "$DEV" != cpu ]; then
+    step "3 pytest -m gpu" $PYTEST_LIMIT env GPUVALID_PRINT_FAILURES=1 $PY -m pytest -m gpu -q -p no:cacheprovider \
+        --durations=25 tests
+else
+    echo; echo "=== 3 pytest -m gpu: skipped in a rehearsal (no GPU) ==="
+fi
+step "4 selftest" 90 $GV selftest --device "$DEV"
 step "7 bench_archive" $ARCHIVE_LIMIT $PY bench/bench_archive.py --device "$DEV" --entries $ENTRIES --data "$GPUVALID_DATA" \
     --out /tmp/gv_archive_bench
 step "5c profile ${PROFILE_SIZE}³" $PROFILE_LIMIT $PY bench/profile_run.py --device "$DEV" --size $PROFILE_SIZE \
