@@ -290,7 +290,8 @@ class Backend:
         self._axis0_by_slabs(a, inverse=True)
         rtype = xp.float64 if a.dtype == xp.complex128 else xp.float32
         out = xp.empty(s, dtype=rtype)
-        step = _slab_step(s[1] * s[2], out.itemsize)     # aligned slabs of the output (and of ``a``)
+        step = _slab_step(s[1] * s[2], out.itemsize)     # aligned output slabs; ``a``'s start on whole complex
+        # elements, all the alignment a complex-to-real input needs
         for z0 in range(0, s[0], step):
             blk = a[z0:z0 + step]                       # contiguous, destroyed by the C2R transform
             out[z0:z0 + step] = self._fft.irfftn(blk, s=s[1:], axes=(1, 2), overwrite_x=True, **self._kw())
