@@ -197,6 +197,7 @@ def run(
     """
     from .backend import get_backend
     from .io import load_map_input
+    from .memory import check_settings
     from .pipeline import validate
     from .report import write_report
 
@@ -210,6 +211,7 @@ def run(
         inp = load_map_input(map_path, threshold=threshold, resolution=resolution, voxel_size=voxel_size,
                              header=header or hdr, resample_anisotropic=resample_anisotropic,
                              max_voxels=max_voxels)
+        check_settings()
         be = get_backend(device)
         prepare_out_dir(out_dir, inp.sha256, inp.path.name, force, keep=fmts)
         from .analyses import SECTIONS

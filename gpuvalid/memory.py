@@ -23,6 +23,16 @@ Fallback
 runs out of memory anyway, the section runs on the CPU backend instead and its result says so
 (``values["device"]`` and a line in the report).  Never an out-of-memory crash, never a lost entry.
 
+Host memory
+-----------
+On the CPU the same form with the host factors :data:`HOST_BYTES_PER_VOXEL` (:func:`estimate_host_bytes`):
+the CPU path's own peaks, measured as resident-memory growth by ``bench/host_peaks.py``, are lower than
+the device's for some sections and higher for others.  :func:`host_available_bytes` is the memory the
+kernel reports as available (``MemAvailable``), less what a cgroup limit (a Slurm job, a container)
+leaves; ``$GPUVALID_HOST_BUDGET`` caps this process at that many bytes in all.  A section whose host
+estimate exceeds it is "could not be measured" with both numbers, before it starts: a laptop given a
+768³ map gets a report with that line, not a process killed by the kernel.
+
 Measurement
 -----------
 :class:`PeakMeter` records the device high-water mark while a section runs: the peak of CuPy's memory
@@ -45,8 +55,9 @@ from .resample import WORK_VOXEL_A, grid_shape
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["BYTES_PER_VOXEL", "estimate_bytes", "estimate_run", "working_voxels", "available_bytes",
-           "resized_voxels", "parse_bytes", "gib", "PeakMeter", "run_within_budget", "is_device_oom"]
+__all__ = ["BYTES_PER_VOXEL", "HOST_BYTES_PER_VOXEL", "estimate_bytes", "estimate_host_bytes", "estimate_run",
+           "working_voxels", "available_bytes", "host_available_bytes", "resized_voxels", "parse_bytes", "gib",
+           "PeakMeter", "run_within_budget", "is_device_oom", "check_settings"]
 
 GIB = 2 ** 30
 NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activations (models.infer)
@@ -142,6 +153,34 @@ BYTES_PER_VOXEL = {
     "1.h": {"input": 56, "fixed": 2 ** 26},
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
+#: 0.e on the CPU: one tile's activations per torch thread (edge models.infer.TILE plus the receptive
+#: field's halo, times models.infer.activation_bytes_per_voxel: 79 MiB for the shipped network)
+HOST_TILE_BYTES = 80 * 2 ** 20
+HOST_FIXED_BYTES = 256 * 2 ** 20   # the CPU path's small arrays, FFT plans and thread buffers
+#: host bytes per voxel of the CPU path at its peak, in the form of BYTES_PER_VOXEL ("per_thread": bytes per
+#: CPU thread).  Upper bounds, about 1.2-1.5 times the resident-memory growth per voxel that bench/host_peaks.py
+#: measured between box sizes (bench/RESULTS.md, "Host memory of the CPU path": EMD-5168 and EMD-3488 in
+#: 192³-288³ noise, 1OEL halves 96³-224³).  0.e: its monogenic phase 48-50 B per input voxel, its network
+#: phase 10-11 B per working-grid voxel; 1.c, 1.d: mostly fixed (their boxes and kernels go in chunks)
+HOST_BYTES_PER_VOXEL = {
+    "0.a": {"input": 8},
+    "0.b": {"input": 4},
+    "0.c": {"input": 28},
+    "0.d": {"input": 32},
+    "0.e": {"phases": ({"input": 68}, {"input": 8, "work": 18, "per_thread": HOST_TILE_BYTES})},
+    "0.f": {"input": 16, "resized": 40},
+    "0.g": {"input": 12, "resized": 40},
+    "0.h": {"work": 40},
+    "1.a": {"input": 56},
+    "1.b": {"input": 44},
+    "1.c": {"input": 24, "fixed": 96 * 2 ** 20},
+    "1.d": {"input": 84},
+    "1.e": {"input": 96},
+    "1.f": {"input": 200},
+    "1.g": {"input": 72},
+    "1.h": {"input": 84},
+}
+ENV_HOST_BUDGET = "GPUVALID_HOST_BUDGET"
 #: of a "work" factor, the cuFFT work area of the working grid's transform (up to a complex64 grid, 8 B), which a
 #: grid of FFT_SLABS_ABOVE voxels or more does not have: it is transformed by slabs, whose contiguous copy and
 #: plan work area take at most SLAB_FFT_BYTES
@@ -184,8 +223,30 @@ def estimate_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float 
     return int(FIXED_BYTES + max(_phase_bytes(ph, shape, voxel_size, resolution, mask_voxels) for ph in phases))
 
 
+def estimate_host_bytes(sid: str, shape: tuple, voxel_size: float, resolution: float | None = None,
+                        mask_voxels: int | None = None) -> int:
+    """Return the host bytes section ``sid`` adds at its peak on the CPU path.
+
+    Arguments as :func:`estimate_bytes`; the factors are :data:`HOST_BYTES_PER_VOXEL`, with one CPU thread's
+    share for every usable core.
+    """
+    per = HOST_BYTES_PER_VOXEL.get(sid, {"input": 64})
+    phases = per.get("phases", (per,))
+    threads = _cpu_threads()
+    return int(HOST_FIXED_BYTES + max(ph.get("per_thread", 0) * threads
+                                      + _phase_bytes(ph, shape, voxel_size, resolution, mask_voxels, host=True)
+                                      for ph in phases))
+
+
+def _cpu_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float | None,
-                 mask_voxels: int | None = None) -> int:
+                 mask_voxels: int | None = None, host: bool = False) -> int:
     total = per.get("fixed", 0)
     n_mask = math.prod(int(n) for n in shape) if mask_voxels is None else int(mask_voxels)
     if per.get("mask"):
@@ -197,7 +258,7 @@ def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float |
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):
         nw = working_voxels(shape, voxel_size)
-        if nw >= FFT_SLABS_ABOVE:   # transformed by slabs (Backend._fftn_slabs): no working-grid-sized cuFFT
+        if nw >= FFT_SLABS_ABOVE and not host:   # transformed by slabs (Backend._fftn_slabs): no working-grid-sized cuFFT
             total += (per["work"] - CUFFT_AREA_PER_WORK_VOXEL) * nw + SLAB_FFT_BYTES   # work area
         else:
             total += per["work"] * nw
@@ -211,7 +272,7 @@ def estimate_run(shape: tuple, voxel_size: float, resolution: float | None = Non
     return {sid: estimate_bytes(sid, shape, voxel_size, resolution) for sid in BYTES_PER_VOXEL}
 
 
-def parse_bytes(text: str) -> int:
+def parse_bytes(text: str, name: str = ENV_BUDGET) -> int:
     """Parse a size such as ``'8GiB'``, ``'512 MiB'``, ``'2GB'``, ``'3e9'`` into bytes.
 
     Raises
@@ -221,11 +282,30 @@ def parse_bytes(text: str) -> int:
     """
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(text))
     if not m:
-        raise ValueError(f"{ENV_BUDGET}: cannot read {text!r} as a size (e.g. 8GiB, 512MiB, 3e9)")
+        raise ValueError(f"{name}: cannot read {text!r} as a size (e.g. 8GiB, 512MiB, 3e9)")
     value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
     if not unit:
         return int(value)
     return int(value * (1024 if binary else 1000) ** " KMGT".index(unit))
+
+
+def check_settings() -> None:
+    """Read ``$GPUVALID_DEVICE_BUDGET`` and ``$GPUVALID_HOST_BUDGET`` once, before a run starts.
+
+    Raises
+    ------
+    InputError
+        When one is set to something that is not a size: one line for the user, not an error in every
+        section.
+    """
+    from .errors import InputError
+
+    for name in (ENV_BUDGET, ENV_HOST_BUDGET):
+        if os.environ.get(name):
+            try:
+                parse_bytes(os.environ[name], name)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
 
 
 def _pool(be: Backend):
@@ -251,6 +331,83 @@ def available_bytes(be: Backend) -> int | None:
         return max(0, cap if free is None else min(cap, int(free)))
     free = be.free_memory_bytes()
     return None if free is None else max(0, int(free) - RESERVE_BYTES)
+
+
+def rss_bytes() -> int:
+    """Resident host memory of this process (Linux; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def host_available_bytes() -> int | None:
+    """Host bytes a CPU section may still allocate (None where the system does not say).
+
+    ``MemAvailable`` of ``/proc/meminfo``, or less when this process's cgroup (a Slurm job, a container)
+    has a lower limit: its limit less its use, page cache not counted (the kernel reclaims it).
+    ``$GPUVALID_HOST_BUDGET`` caps the process at that many bytes in all (its resident memory counts).
+    """
+    room = [v for v in (_meminfo_available(), _cgroup_room()) if v is not None]
+    env = os.environ.get(ENV_HOST_BUDGET)
+    if env:
+        room.append(parse_bytes(env, ENV_HOST_BUDGET) - rss_bytes())
+    return max(0, min(room)) if room else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """Limit less use (page cache excluded) of this process's memory cgroup, v2 or v1; None without one.
+
+    ``proc``: the process's cgroup list; ``root``: where the hierarchies are mounted.
+    """
+    try:
+        with open(proc) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hid, ctrl, path = (line.split(":", 2) + ["", ""])[:3]
+        if hid == "0" and ctrl == "":                       # v2: one unified hierarchy
+            dirs = [f"{root}{path}".rstrip("/"), root]
+            names = ("memory.max", "memory.current", "memory.stat", "file ")
+        elif "memory" in ctrl.split(","):                   # v1: the memory controller's own tree
+            dirs = [f"{root}/memory{path}".rstrip("/"), f"{root}/memory"]
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_cache ")
+        else:
+            continue
+        for d in dirs:
+            limit, used = _read_int(f"{d}/{names[0]}"), _read_int(f"{d}/{names[1]}")
+            if limit is None or used is None or limit >= 2 ** 60:   # no limit ("max", or v1's huge number)
+                continue
+            cache = 0
+            try:
+                with open(f"{d}/{names[2]}") as f:
+                    cache = next((int(x.split()[1]) for x in f if x.startswith(names[3])), 0)
+            except (OSError, ValueError, IndexError):
+                pass
+            return limit - max(0, used - cache)
+    return None
 
 
 def is_device_oom(exc: BaseException) -> bool:
@@ -350,13 +507,16 @@ def run_within_budget(run, sid: str, ctx):
     mask_voxels = _mask_voxels(ctx) if (be.is_gpu and "mask" in BYTES_PER_VOXEL.get(sid, {})) else None
     need = estimate_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution, mask_voxels)
     if not be.is_gpu:
+        _require_host_memory(sid, ctx)
         res = run(ctx)
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     avail = available_bytes(be)
     if avail is not None and need > avail:
+        why = f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}"
+        _require_host_memory(sid, ctx, why)
         res = run(ctx.on_cpu())
-        _mark_fallback(res, f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}")
+        _mark_fallback(res, why)
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     meter = PeakMeter(be)
@@ -367,9 +527,10 @@ def run_within_budget(run, sid: str, ctx):
         if not is_device_oom(exc):
             raise
         be.free_pool()
+        why = f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, budget {gib(avail)}"
+        _require_host_memory(sid, ctx, why)
         res = run(ctx.on_cpu())
-        _mark_fallback(res, f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, "
-                            f"budget {gib(avail)}")
+        _mark_fallback(res, why)
         res.peak_device_bytes, res.estimated_device_bytes = None, need
         return res
     res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
@@ -377,6 +538,35 @@ def run_within_budget(run, sid: str, ctx):
         be.release_fft_plans()
     _release_torch_cache()
     return res
+
+
+def _require_host_memory(sid: str, ctx, device_why: str = "") -> None:
+    """Refuse section ``sid`` when its host estimate exceeds :func:`host_available_bytes`.
+
+    The section is about to run on the CPU; ``device_why``: why not on the device (empty on a CPU run).
+
+    Raises
+    ------
+    NotMeasurable
+        With the estimate and what is available, before any of it is allocated.
+    """
+    avail = host_available_bytes()
+    if avail is None:
+        return
+    per = HOST_BYTES_PER_VOXEL.get(sid, {})
+    masked = any("mask" in ph for ph in per.get("phases", (per,)))
+    need = estimate_host_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution,
+                               _mask_voxels(ctx) if masked else None)
+    if need <= avail:
+        return
+    from .errors import NotMeasurable
+
+    where = f"it {device_why} and on the CPU it" if device_why else "it"
+    env = os.environ.get(ENV_HOST_BUDGET)
+    source = f"with ${ENV_HOST_BUDGET}={env}" if env else "on this machine"
+    raise NotMeasurable(f"{where} needs about {gib(need)} of host memory (estimate), and {gib(avail)} are "
+                        f"available {source}: run it on a machine with more memory"
+                        + ("" if device_why else " or on a GPU"))
 
 
 def _release_torch_cache() -> None:

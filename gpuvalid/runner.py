@@ -40,12 +40,20 @@ def run_section(module_name: str | None, sid: str, title: str, ctx,
 
 def _call_section(module_name: str, sid: str, title: str, ctx,
                   error_log: list[str] | None) -> SectionResult:
-    """``module.run(ctx)``; NumPy/SciPy warnings raised inside go to ``errors.log``, not to the terminal."""
+    """``module.run(ctx)``; NumPy/SciPy warnings raised inside go to ``errors.log``, not to the terminal.
+
+    A module's ``applicability(ctx)`` (where it has one) comes first: a section that does not apply to the
+    map says so, whatever its memory estimate.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             from .memory import run_within_budget  # issue 14: device memory budget, CPU fallback
-            res = run_within_budget(importlib.import_module(module_name).run, sid, ctx)
+            module = importlib.import_module(module_name)
+            applies = getattr(module, "applicability", None)   # "does not apply" before any memory estimate
+            res = applies(ctx) if applies is not None else None
+            if res is None:
+                res = run_within_budget(module.run, sid, ctx)
         except NotMeasurable as exc:
             res = not_measured(sid, title, str(exc))
         except MemoryError:

@@ -231,7 +231,9 @@ def selftest(device: str = "auto", *, voxel_size: float = 1.2, only: set[str] | 
              console=None) -> tuple[int, list[Row]]:
     """Run the self-test; returns ``(exit code, rows)`` and prints the table on ``console`` (rich)."""
     from .backend import get_backend
+    from .memory import check_settings
 
+    check_settings()
     be = get_backend(device)
     cpu = get_backend("cpu")
     V, ts, t, R = synthetic_map(voxel_size)

@@ -173,7 +173,7 @@ def test_whole_run_on_a_tiny_device_keeps_every_section(tmp_path):
 def test_working_grids_transformed_by_slabs_need_no_grid_sized_cufft_area():
     """A working grid of FFT_SLABS_ABOVE voxels or more is transformed by slabs (gpuvalid.backend): its 0.e
     estimate drops the cuFFT work area (8 B per working voxel) and adds the slabs' fixed part instead; a 768³
-    map at 1.742 Å (1,338³ working voxels) then fits an 80 GB device."""
+    map at 1.742 Å (1,344³ working voxels) then fits an 80 GB device."""
     from gpuvalid.backend import FFT_SLABS_ABOVE
 
     small, big = (256,) * 3, (768,) * 3

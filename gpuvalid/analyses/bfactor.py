@@ -29,6 +29,13 @@ CRITERIA = (f"Warn when the B-factor is outside [{B_MIN:g}, {B_MAX:g}] Å²: bel
             "strongly blurred (heavy damping), above 0 Å² it is oversharpened.")
 
 
+def applicability(ctx) -> SectionResult | None:
+    """Return the "does not apply" result when no resolution is reported, else None."""
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    return None
+
+
 def run(ctx) -> SectionResult:
     """Compute section 0.d (global B-factor from the Guinier fit) of the report.
 
@@ -41,8 +48,9 @@ def run(ctx) -> SectionResult:
     NotMeasurable
         When the Guinier fit cannot be made (too few shells between 15 Å and R).
     """
-    if ctx.resolution is None:
-        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    skip = applicability(ctx)
+    if skip is not None:
+        return skip
     R = ctx.resolution
     be = ctx.be
     try:

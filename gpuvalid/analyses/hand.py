@@ -49,6 +49,16 @@ DIFFERENCES = [
 ]
 
 
+def applicability(ctx) -> SectionResult | None:
+    """Return the "does not apply" result without a resolution or for R > 5 Å, else None (nothing allocated)."""
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    if ctx.resolution > R_MAX:
+        return not_applicable(SID, TITLE, f"the resolution {ctx.resolution:g} Å is worse than {R_MAX:g} Å",
+                              EXPLANATION)
+    return None
+
+
 def run(ctx) -> SectionResult:
     """Compute section 0.h (hand) of the report: the score that the map is mirrored.
 
@@ -62,11 +72,9 @@ def run(ctx) -> SectionResult:
         When the model weights are missing, the map cannot be scored, or the classifier abstains (weak
         evidence or nucleic acid dominates).
     """
-    if ctx.resolution is None:
-        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
-    if ctx.resolution > R_MAX:
-        return not_applicable(SID, TITLE, f"the resolution {ctx.resolution:g} Å is worse than {R_MAX:g} Å",
-                              EXPLANATION)
+    skip = applicability(ctx)
+    if skip is not None:
+        return skip
     if not models.weights_path("hand").is_file():
         raise NotMeasurable(f"the model weights are missing ({models.weights_path('hand').name})")
     ctx.require_mask()

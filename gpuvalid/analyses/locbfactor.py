@@ -131,6 +131,13 @@ def be_mask_host(ctx) -> np.ndarray:
     return m
 
 
+def applicability(ctx) -> SectionResult | None:
+    """Return the "does not apply" result when no resolution is reported, else None."""
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    return None
+
+
 def run(ctx) -> SectionResult:
     """Compute section 0.f (local B-factor) of the report on the map resized to Ts' = R/2.
 
@@ -143,8 +150,9 @@ def run(ctx) -> SectionResult:
     NotMeasurable
         When the resized hard mask is empty or holds no finite local B-factor.
     """
-    if ctx.resolution is None:
-        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    skip = applicability(ctx)
+    if skip is not None:
+        return skip
     ctx.require_mask()
     be = ctx.be
     rz = ctx.resized

@@ -146,6 +146,17 @@ def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
                    f"{agree['median_difference_A']:+.2f} Å, voxel-wise correlation {corr_txt}.")
 
 
+def applicability(ctx) -> SectionResult | None:
+    """Return the "does not apply" result without a resolution or outside :func:`r_range`, else None."""
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    R = ctx.resolution
+    lo_R, hi_R = r_range()
+    if not (lo_R <= R <= hi_R):
+        return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {lo_R:g}–{hi_R:g} Å", EXPLANATION)
+    return None
+
+
 def run(ctx) -> SectionResult:
     """Compute section 0.e (local resolution) of the report: the network estimate, cross-checked by the monogenic one.
 
@@ -159,12 +170,10 @@ def run(ctx) -> SectionResult:
         When R is finer than the Nyquist limit 2·Ts, the hard mask is empty, or neither the network nor the
         monogenic estimate gives a measurement.
     """
-    if ctx.resolution is None:
-        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    skip = applicability(ctx)
+    if skip is not None:
+        return skip
     R = ctx.resolution
-    lo_R, hi_R = r_range()
-    if not (lo_R <= R <= hi_R):
-        return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {lo_R:g}–{hi_R:g} Å", EXPLANATION)
     _nyquist_check(R, ctx.voxel_size)
     ctx.require_mask()
     be = ctx.be

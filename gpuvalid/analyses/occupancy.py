@@ -87,6 +87,13 @@ def local_occupancy(be: Backend, V, voxel_size: float, hard_mask, resolution: fl
     return O, shells
 
 
+def applicability(ctx) -> SectionResult | None:
+    """Return the "does not apply" result when no resolution is reported, else None."""
+    if ctx.resolution is None:
+        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    return None
+
+
 def run(ctx) -> SectionResult:
     """Compute section 0.g (local occupancy) of the report on the map resized to Ts' = R/2.
 
@@ -95,8 +102,9 @@ def run(ctx) -> SectionResult:
     ``vrs_compat`` the percentiles with the reference's Nyquist term.  Not applicable without a resolution;
     :func:`local_occupancy` raises :class:`NotMeasurable` when it cannot be computed.
     """
-    if ctx.resolution is None:
-        return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
+    skip = applicability(ctx)
+    if skip is not None:
+        return skip
     ctx.require_mask()
     be = ctx.be
     rz = ctx.resized

@@ -121,6 +121,9 @@ def register(app: typer.Typer) -> None:
                                 scheduler=scheduler, shard=parse_shard(shard))
             if opts.workers < 1 or opts.prefetch < 0:
                 raise GpuvalidError("--workers must be ≥ 1 and --prefetch ≥ 0")
+            from ..memory import check_settings
+
+            check_settings()
             res = run_batch(rows, opts)
         other = f" ({res.by_other} finished by another process meanwhile)" if res.by_other else ""
         Console().print(f"{res.done} done, {res.failed} failed, {res.skipped} skipped (already done){other} in "
