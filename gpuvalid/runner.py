@@ -43,7 +43,7 @@ def _call_section(module_name: str, sid: str, title: str, ctx,
     """``module.run(ctx)``; NumPy/SciPy warnings raised inside go to ``errors.log``, not to the terminal.
 
     A module's ``applicability(ctx)`` (where it has one) comes first: a section that does not apply to the
-    map says so, whatever its memory estimate.
+    map, or whose parameters make it impossible (``NotMeasurable``), says so whatever its memory estimate.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -50,12 +50,20 @@ DIFFERENCES = [
 
 
 def applicability(ctx) -> SectionResult | None:
-    """Return the "does not apply" result without a resolution or for R > 5 Å, else None (nothing allocated)."""
+    """Return the "does not apply" result without a resolution or for R > 5 Å, else None (nothing allocated).
+
+    Raises
+    ------
+    NotMeasurable
+        When the model weights are missing.
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     if ctx.resolution > R_MAX:
         return not_applicable(SID, TITLE, f"the resolution {ctx.resolution:g} Å is worse than {R_MAX:g} Å",
                               EXPLANATION)
+    if not models.weights_path("hand").is_file():
+        raise NotMeasurable(f"the model weights are missing ({models.weights_path('hand').name})")
     return None
 
 
@@ -75,8 +83,6 @@ def run(ctx) -> SectionResult:
     skip = applicability(ctx)
     if skip is not None:
         return skip
-    if not models.weights_path("hand").is_file():
-        raise NotMeasurable(f"the model weights are missing ({models.weights_path('hand').name})")
     ctx.require_mask()
     from ..models.hand_model import hand_score
 

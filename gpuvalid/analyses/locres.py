@@ -147,13 +147,22 @@ def _agreement(ni: np.ndarray, mi: np.ndarray) -> tuple[dict, str]:
 
 
 def applicability(ctx) -> SectionResult | None:
-    """Return the "does not apply" result without a resolution or outside :func:`r_range`, else None."""
+    """Return the "does not apply" result without a resolution or outside :func:`r_range`, else None.
+
+    Nothing is allocated (the runner calls it before any memory estimate).
+
+    Raises
+    ------
+    NotMeasurable
+        When R is finer than the Nyquist limit 2·Ts (whose 1 Å working grid would be absurd).
+    """
     if ctx.resolution is None:
         return not_applicable(SID, TITLE, "no resolution reported", EXPLANATION)
     R = ctx.resolution
     lo_R, hi_R = r_range()
     if not (lo_R <= R <= hi_R):
         return not_applicable(SID, TITLE, f"the resolution {R:g} Å is outside {lo_R:g}–{hi_R:g} Å", EXPLANATION)
+    _nyquist_check(R, ctx.voxel_size)
     return None
 
 
@@ -174,7 +183,6 @@ def run(ctx) -> SectionResult:
     if skip is not None:
         return skip
     R = ctx.resolution
-    _nyquist_check(R, ctx.voxel_size)
     ctx.require_mask()
     be = ctx.be
     if int(be.scalar(be.xp.count_nonzero(ctx.hard_mask))) == 0:
