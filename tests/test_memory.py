@@ -186,3 +186,12 @@ def test_working_grids_transformed_by_slabs_need_no_grid_sized_cufft_area():
     assert memory.estimate_bytes("0.e", big, 1.742, 6.6) == full(
         big, nw_big, phase["work"] - memory.CUFFT_AREA_PER_WORK_VOXEL, memory.SLAB_FFT_BYTES)
     assert memory.estimate_bytes("0.e", big, 1.742, 6.6) < 75e9
+
+
+def test_results_json_carries_the_device_peak_of_a_device_section():
+    from gpuvalid.analyses.base import SectionResult
+
+    res = SectionResult("0.d", "Global B-factor", seconds=1.0)
+    assert "peak_device_bytes" not in res.to_json()          # a CPU section: no device numbers
+    res.peak_device_bytes, res.estimated_device_bytes = 123, 456
+    assert (res.to_json()["peak_device_bytes"], res.to_json()["estimated_device_bytes"]) == (123, 456)

@@ -51,6 +51,8 @@ class SectionResult:
     summary: str = ""
     key: str = ""
     seconds: float = 0.0
+    peak_device_bytes: int | None = None       # device high-water mark while it ran (gpuvalid.memory)
+    estimated_device_bytes: int | None = None  # what gpuvalid.memory estimated before it ran
     promised: tuple[str, ...] = ()  # keys of ``values`` that must be finite numbers (besides PROMISED)
 
     def finish(self) -> "SectionResult":
@@ -70,12 +72,19 @@ class SectionResult:
         return STATUS_TEXT[self.status].format(n=len(self.warnings))
 
     def to_json(self) -> dict:
-        """Return the section's entry in ``results.json`` (title, status, warnings, values, timing, reason)."""
+        """Return the section's entry in ``results.json`` (title, status, warnings, values, timing, reason).
+
+        A section that ran on a GPU adds its measured device peak and the estimate made before it ran (bytes).
+        """
         d = {"title": self.title, "status": self.status, "warnings": list(self.warnings),
              "values": jsonable(self.values), "vrs_compat": jsonable(self.vrs_compat),
              "seconds": round(self.seconds, 3)}
         if self.reason:
             d["reason"] = self.reason
+        if self.peak_device_bytes is not None:
+            d["peak_device_bytes"] = int(self.peak_device_bytes)
+            est = self.estimated_device_bytes
+            d["estimated_device_bytes"] = None if est is None else int(est)
         return d
 
 
