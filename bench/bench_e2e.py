@@ -7,7 +7,8 @@ shared/data at their own size.  Per section: seconds on the CPU and on ``--devic
 a small map: CUDA context, cuFFT plans and kernel compilation are not counted), their ratio, the device
 high-water mark of the section (CuPy pool + torch allocator, :class:`gpuvalid.memory.PeakMeter`) in bytes
 per voxel of the input map and of the larger of the input map and 0.e's 1 Å working grid, the memory
-estimate of :mod:`gpuvalid.memory`, and whether the numbers agree within the GPU tests' tolerances.
+estimate of :mod:`gpuvalid.memory`, and whether the numbers agree within the GPU tests' tolerances; for the CPU
+run, each section's resident-memory growth beside its host estimate (a second table).
 
     python bench/bench_e2e.py [--sizes 128 256 384 512 768] [--device cuda:0] [--cpu-max 384]
                               [--real] [--md out.md] [--json out.json]
@@ -31,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from gpuvalid import memory  # noqa: E402
 from gpuvalid.analyses import SECTIONS  # noqa: E402
@@ -116,14 +118,29 @@ def real_maps():
     return out
 
 
-def run_sections(be, V, ts, t, R, only=None):
+def run_sections(be, V, ts, t, R, only=None, host: dict | None = None):
     """``{sid: (SectionResult, seconds)}`` for one map on one backend (figures off).
 
     The traceback of a section's internal error goes to stderr (the table gives its one-line reason).
+    ``host`` (a dict, CPU runs) receives each section's resident-memory growth in bytes (sampled every 2 ms;
+    a lower bound of its peak, as the allocator may reuse what an earlier section freed) and its host
+    estimate, made just before it ran (torch's import counts until a section has loaded it).
     """
     ctx = MapContext(be, V, ts, t, R, name="bench")
     errors: list[str] = []
-    out = run_timed(be, ctx, SECTIONS, only, error_log=errors)
+    if host is None:
+        out = run_timed(be, ctx, SECTIONS, only, error_log=errors)
+    else:
+        from host_peaks import RssPeak
+
+        out = {}
+        for sec in SECTIONS:
+            est = memory.estimate_host_bytes(sec[0], V.shape, ts, R)
+            base = memory.rss_bytes()
+            with RssPeak() as peak:
+                got = run_timed(be, ctx, [sec], only, error_log=errors)
+            out.update(got)
+            host.update({sid: (peak.peak - base, est) for sid in got})
     ctx.release()
     be.free_pool()
     for e in errors:
@@ -137,7 +154,8 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
     n1 = memory.working_voxels(V.shape, ts)
     est = memory.estimate_run(V.shape, ts, R)
     got = run_sections(dev, V, ts, t, R, only) if dev.is_gpu else None
-    ref = run_sections(cpu, V, ts, t, R, only) if (run_cpu or not dev.is_gpu) else None
+    host: dict = {}
+    ref = run_sections(cpu, V, ts, t, R, only, host) if (run_cpu or not dev.is_gpu) else None
     rows = []
     base = ref if ref is not None else got
     for sid in base:
@@ -153,6 +171,7 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
                          status=res.status, reason=_reasons(r_cpu, r_dev),
                          device_note=res.values.get("device", ""), cpu_s=s_cpu, dev_s=s_dev,
                          peak_bytes=peak, estimate_bytes=est.get(sid), agree=agree,
+                         host_bytes=host.get(sid, (None, None))[0], host_estimate_bytes=host.get(sid, (None, None))[1],
                          result_cpu=_stored(r_cpu), result_dev=_stored(r_dev)))
     return rows
 
@@ -222,7 +241,19 @@ def _fmt(rows, device: str) -> str:
             out.append("| " + " | ".join(cells[i] for i in keep) + " |")
     why = [f"- {r['map']}, {r['section']} ({r['status']}): {r['reason']}" for r in rows
            if r.get("reason") and r["status"] != "not_applicable"]
-    return "\n".join(out + ([""] + why if why else []))
+    return "\n".join(out + ([""] + why if why else []) + _fmt_host(rows))
+
+
+def _fmt_host(rows) -> list[str]:
+    """The CPU run's host memory per section against ``memory.estimate_host_bytes`` (the CPU path's guard)."""
+    rs = [r for r in rows if r.get("host_bytes") is not None]
+    if not rs:
+        return []
+    out = ["", "| map | section | CPU run: RSS growth MiB | host estimate MiB | within |", "|---|---|---|---|---|"]
+    for r in rs:
+        h, e = r["host_bytes"], r["host_estimate_bytes"]
+        out.append(f"| {r['map']} | {r['section']} | {h / 2**20:.0f} | {e / 2**20:.0f} | {'yes' if h <= e else 'NO'} |")
+    return out
 
 
 def _total(rs) -> dict:

@@ -157,6 +157,9 @@ FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 #: field's halo, times models.infer.activation_bytes_per_voxel: 79 MiB for the shipped network)
 HOST_TILE_BYTES = 80 * 2 ** 20
 HOST_FIXED_BYTES = 256 * 2 ** 20   # the CPU path's small arrays, FFT plans and thread buffers
+#: importing torch and running the network's first tile (192 + 54 MiB measured with the CPU wheel): counted by
+#: the sections that use torch ("torch" in their entry) while it is not loaded yet
+HOST_TORCH_BYTES = 288 * 2 ** 20
 #: host bytes per voxel of the CPU path at its peak, in the form of BYTES_PER_VOXEL ("per_thread": bytes per
 #: CPU thread).  Upper bounds, about 1.2-1.5 times the resident-memory growth per voxel that bench/host_peaks.py
 #: measured between box sizes (bench/RESULTS.md, "Host memory of the CPU path": EMD-5168 and EMD-3488 in
@@ -167,7 +170,8 @@ HOST_BYTES_PER_VOXEL = {
     "0.b": {"input": 4},
     "0.c": {"input": 28},
     "0.d": {"input": 32},
-    "0.e": {"phases": ({"input": 68}, {"input": 8, "work": 18, "per_thread": HOST_TILE_BYTES})},
+    "0.e": {"phases": ({"input": 68}, {"input": 8, "work": 18, "per_thread": HOST_TILE_BYTES}),
+            "torch": HOST_TORCH_BYTES},
     "0.f": {"input": 16, "resized": 40},
     "0.g": {"input": 12, "resized": 40},
     "0.h": {"work": 40},
@@ -228,14 +232,17 @@ def estimate_host_bytes(sid: str, shape: tuple, voxel_size: float, resolution: f
     """Return the host bytes section ``sid`` adds at its peak on the CPU path.
 
     Arguments as :func:`estimate_bytes`; the factors are :data:`HOST_BYTES_PER_VOXEL`, with one CPU thread's
-    share for every usable core.
+    share for every usable core and, for a section that uses torch before this process has loaded it,
+    :data:`HOST_TORCH_BYTES`.
     """
     per = HOST_BYTES_PER_VOXEL.get(sid, {"input": 64})
     phases = per.get("phases", (per,))
     threads = _cpu_threads()
-    return int(HOST_FIXED_BYTES + max(ph.get("per_thread", 0) * threads
-                                      + _phase_bytes(ph, shape, voxel_size, resolution, mask_voxels, host=True)
-                                      for ph in phases))
+    torch = per.get("torch", 0) if "torch" not in sys.modules else 0    # its import, once per process
+    return int(HOST_FIXED_BYTES + torch + max(ph.get("per_thread", 0) * threads
+                                              + _phase_bytes(ph, shape, voxel_size, resolution, mask_voxels,
+                                                             host=True)
+                                              for ph in phases))
 
 
 def _cpu_threads() -> int:
@@ -334,11 +341,18 @@ def available_bytes(be: Backend) -> int | None:
 
 
 def rss_bytes() -> int:
-    """Resident host memory of this process (Linux; 0 where unknown)."""
+    """Resident host memory of this process (Linux; elsewhere its peak so far, or 0 where unknown)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) * (1 if sys.platform == "darwin" else 1024)   # bytes on macOS, KiB elsewhere
+    except (ImportError, OSError, ValueError):
         return 0
 
 
@@ -346,10 +360,15 @@ def host_available_bytes() -> int | None:
     """Host bytes a CPU section may still allocate (None where the system does not say).
 
     ``MemAvailable`` of ``/proc/meminfo``, or less when this process's cgroup (a Slurm job, a container)
-    has a lower limit: its limit less its use, page cache not counted (the kernel reclaims it).
-    ``$GPUVALID_HOST_BUDGET`` caps the process at that many bytes in all (its resident memory counts).
+    has a lower limit: its limit less its use, page cache not counted (the kernel reclaims it).  Where the
+    system does not report available memory (macOS), the machine's physical memory less what this process
+    holds: only a section that could not fit the whole machine is refused.  ``$GPUVALID_HOST_BUDGET`` caps
+    the process at that many bytes in all (its resident memory counts).
     """
-    room = [v for v in (_meminfo_available(), _cgroup_room()) if v is not None]
+    avail = _meminfo_available()
+    if avail is None and (phys := _physical_bytes()) is not None:
+        avail = phys - rss_bytes()
+    room = [v for v in (avail, _cgroup_room()) if v is not None]
     env = os.environ.get(ENV_HOST_BUDGET)
     if env:
         room.append(parse_bytes(env, ENV_HOST_BUDGET) - rss_bytes())
@@ -365,6 +384,13 @@ def _meminfo_available() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _physical_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _read_int(path: str) -> int | None:

@@ -69,3 +69,14 @@ def test_compare_runs_across_two_json_files(tmp_path):
     assert b.main(["--compare", str(dev), str(tmp_path / "near.json")]) == 0
     assert b.main(["--compare", str(dev), str(tmp_path / "far.json")]) == 1
     assert b.main(["--compare", str(dev), str(dev)]) == 1          # no CPU results in it: nothing compared
+
+
+def test_host_table_of_the_cpu_run():
+    """The CPU run's resident-memory growth per section beside its host estimate; none for a device-only run."""
+    b = _module()
+    mib = 2 ** 20
+    rows = [dict(_row("0.c", "ok", ""), host_bytes=59 * mib, host_estimate_bytes=312 * mib),
+            dict(_row("0.e", "ok", ""), host_bytes=700 * mib, host_estimate_bytes=625 * mib)]
+    text = b._fmt(rows, "cpu")
+    assert "| m | 0.c | 59 | 312 | yes |" in text and "| m | 0.e | 700 | 625 | NO |" in text
+    assert "RSS growth" not in b._fmt([_row("0.c", "ok", "")], "cuda:0")

@@ -38,12 +38,19 @@ def test_host_estimate_form(monkeypatch):
     nw = memory.working_voxels(shape, ts)
     per = memory.HOST_BYTES_PER_VOXEL
     assert memory.estimate_host_bytes("0.c", shape, ts, 6.6) == memory.HOST_FIXED_BYTES + per["0.c"]["input"] * 10**6
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())   # loaded: no import cost
     for threads in (1, 16):
         monkeypatch.setattr(memory, "_cpu_threads", lambda threads=threads: threads)
         mono, net = per["0.e"]["phases"]
         want = max(mono["input"] * 10**6,
                    net["input"] * 10**6 + net["work"] * nw + threads * memory.HOST_TILE_BYTES)
         assert memory.estimate_host_bytes("0.e", shape, ts, 6.6) == memory.HOST_FIXED_BYTES + want
+    loaded = memory.estimate_host_bytes("0.e", shape, ts, 6.6)
+    monkeypatch.delitem(sys.modules, "torch")                  # not loaded yet: its import counts
+    assert memory.estimate_host_bytes("0.e", shape, ts, 6.6) == loaded + memory.HOST_TORCH_BYTES
+    assert memory.estimate_host_bytes("0.c", shape, ts, 6.6) == memory.HOST_FIXED_BYTES + per["0.c"]["input"] * 10**6
     # no slab discount on the host (the CPU's FFTs take the whole grid)
     big = (768,) * 3
     assert memory.estimate_host_bytes("0.h", big, ts) == (memory.HOST_FIXED_BYTES
@@ -156,3 +163,14 @@ def test_a_section_that_does_not_apply_says_so_before_any_memory_estimate(monkey
                 res = run_section(mods[sid], sid, sid, MapContext(be, V, 1.5, 0.3, R))
                 assert res.status == "not_applicable", (sid, R, res.reason)
         assert run_section(mods["0.d"], "0.d", "0.d", MapContext(be, V, 1.5, 0.3, 6.0)).status == "not_measured"
+
+
+def test_without_meminfo_the_physical_memory_bounds_the_host_budget(monkeypatch):
+    """macOS has no /proc/meminfo: the machine's physical memory less what the process holds."""
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: None)
+    monkeypatch.setattr(memory, "_cgroup_room", lambda: None)
+    monkeypatch.setattr(memory, "_physical_bytes", lambda: 16 * 2 ** 30)
+    monkeypatch.setattr(memory, "rss_bytes", lambda: 2 ** 30)
+    assert memory.host_available_bytes() == 15 * 2 ** 30
+    monkeypatch.setattr(memory, "_physical_bytes", lambda: None)
+    assert memory.host_available_bytes() is None                 # nothing known: no guard
