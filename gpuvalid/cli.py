@@ -205,13 +205,13 @@ def run(
         fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
         if not fmts or set(fmts) - {"md", "html", "json"}:
             raise InputError(f"--format {formats!r}: give a comma-separated list of md, html, json")
+        check_settings()   # the budgets in the environment, before a map is read
         map_path, hdr = resolve_map_argument(map, archive, download, base_url, cache_dir)
         out_dir = Path("reports") / safe_name(map_path) if out is None else Path(out)
         check_out_dir(out, out_dir, map_path)
         inp = load_map_input(map_path, threshold=threshold, resolution=resolution, voxel_size=voxel_size,
                              header=header or hdr, resample_anisotropic=resample_anisotropic,
                              max_voxels=max_voxels)
-        check_settings()
         be = get_backend(device)
         prepare_out_dir(out_dir, inp.sha256, inp.path.name, force, keep=fmts)
         from .analyses import SECTIONS
