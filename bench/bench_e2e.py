@@ -161,17 +161,18 @@ def bench_one(name, V, ts, t, R, dev, cpu, run_cpu: bool, only=None) -> list[dic
     for sid in base:
         r_cpu, s_cpu = ref[sid] if ref else (None, None)
         r_dev, s_dev = got[sid] if got else (None, None)
-        peak = getattr(r_dev, "peak_device_bytes", None) if r_dev is not None else None
+        peak = r_dev.peak_device_bytes if r_dev is not None else None
         agree = "—"
         if r_cpu is not None and r_dev is not None:
             ok, detail = compare(r_cpu, r_dev, *TOLERANCE.get(sid, (1e-5, 1e-9)))
             agree = "yes" if ok else f"NO: {detail}"
         res = r_dev or r_cpu
+        host_bytes, host_est = host.get(sid, (None, None))
         rows.append(dict(map=name, box="×".join(map(str, V.shape)), voxels=n, work_voxels=n1, section=sid,
                          status=res.status, reason=_reasons(r_cpu, r_dev),
                          device_note=res.values.get("device", ""), cpu_s=s_cpu, dev_s=s_dev,
                          peak_bytes=peak, estimate_bytes=est.get(sid), agree=agree,
-                         host_bytes=host.get(sid, (None, None))[0], host_estimate_bytes=host.get(sid, (None, None))[1],
+                         host_bytes=host_bytes, host_estimate_bytes=host_est,
                          result_cpu=_stored(r_cpu), result_dev=_stored(r_dev)))
     return rows
 

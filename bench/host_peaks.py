@@ -3,8 +3,8 @@
 Each section runs in its own process (memory freed by an earlier section and kept by the allocator would
 hide a later one's), torch imported first (its libraries are a fixed cost, not a section's), the map and its
 masks made before the section starts.  Per section: the growth of the process's resident memory (RSS,
-sampled every 2 ms) over what it held when the section started, in bytes per voxel of the input map and of the larger of the input map and 0.e's
-1 Å working grid, beside :func:`gpuvalid.memory.estimate_host_bytes` (what the CPU path's guard
+sampled every 2 ms) over what it held when the section started, in bytes per voxel of the input map and of
+the larger of the input map and 0.e's 1 Å working grid, beside :func:`gpuvalid.memory.estimate_host_bytes` (what the CPU path's guard
 compares with the memory available), and, between two sizes of the same map, the growth of both: the
 estimate must bound the peak at each size and grow at least as fast with the map.
 
@@ -56,8 +56,19 @@ class RssPeak:
         return False
 
 
-def _sections_level0(key: str, n: int, only: str) -> list[dict]:
-    sys.path.insert(0, str(ROOT))
+def _measured(map_name: str, section: tuple, ctx, voxels: int, work_voxels: int, estimate: int) -> list[dict]:
+    """Run ``section`` (sid, title, module) on ``ctx`` inside :class:`RssPeak`: its row."""
+    from gpuvalid.runner import run_section
+
+    sid, title, module = section
+    base = rss_bytes()
+    with RssPeak() as p:
+        res = run_section(module, sid, title, ctx)
+    return [dict(map=map_name, section=sid, status=res.status, seconds=res.seconds, voxels=voxels,
+                 work_voxels=work_voxels, added=p.peak - base, estimate=estimate)]
+
+
+def _sections_level0(key: str, n: int, sid: str) -> list[dict]:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_e2e import embed_in_noise
 
@@ -66,7 +77,6 @@ def _sections_level0(key: str, n: int, only: str) -> list[dict]:
     from gpuvalid.backend import get_backend
     from gpuvalid.context import MapContext
     from gpuvalid.io import load_map_input
-    from gpuvalid.runner import run_section
 
     f, t, R = MAPS[key]
     inp = load_map_input(DATA / f, threshold=t, resolution=R)
@@ -74,22 +84,12 @@ def _sections_level0(key: str, n: int, only: str) -> list[dict]:
     ts = inp.voxel_size
     ctx = MapContext(get_backend("cpu"), V, ts, t, R, name="host-peaks")
     _ = ctx.hard_mask, ctx.soft_mask
-    rows = []
-    for sid, title, module in SECTIONS:
-        if sid != only:
-            continue
-        base = rss_bytes()
-        with RssPeak() as p:
-            res = run_section(module, sid, title, ctx)
-        rows.append(dict(map=f"{key} in {n}³", section=sid, status=res.status, seconds=res.seconds,
-                         voxels=int(V.size), work_voxels=memory.working_voxels(V.shape, ts),
-                         added=p.peak - base,
-                         estimate=memory.estimate_host_bytes(sid, V.shape, ts, R)))
-    return rows
+    section = next(s for s in SECTIONS if s[0] == sid)
+    return _measured(f"{key} in {n}³", section, ctx, int(V.size), memory.working_voxels(V.shape, ts),
+                     memory.estimate_host_bytes(sid, V.shape, ts, R))
 
 
-def _sections_level1(n: int, only: str) -> list[dict]:
-    sys.path.insert(0, str(ROOT))
+def _sections_level1(n: int, sid: str) -> list[dict]:
     import numpy as np
 
     from gpuvalid import memory
@@ -98,7 +98,6 @@ def _sections_level1(n: int, only: str) -> list[dict]:
     from gpuvalid.level1 import SECTIONS1
     from gpuvalid.level1.context import HalfMaps, Level1Context
     from gpuvalid.level1.simhalves import simulate_halves
-    from gpuvalid.runner import run_section
 
     sim = simulate_halves(DATA / "models" / "1oel.pdb", 1.0, n, bfactor_A2=60.0, noise_rel=1.0, seed=0)
     P = sim.primary
@@ -106,20 +105,11 @@ def _sections_level1(n: int, only: str) -> list[dict]:
     mask = int(np.count_nonzero(ctx0.hard_mask))
     _ = ctx0.soft_mask
     hm = HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (sim.h1, sim.h2), ("-", "-"), ((1.0,) * 3, (1.0,) * 3))
-    rows = []
-    for sid, title, module in SECTIONS1:
-        if sid != only:
-            continue
-        ctx1 = Level1Context(ctx0, hm)
-        _ = ctx1.h1, ctx1.h2                      # the halves section holds them
-        base = rss_bytes()
-        with RssPeak() as p:
-            res = run_section(module, sid, title, ctx1)
-        ctx1.release()
-        rows.append(dict(map=f"1OEL halves {n}³", section=sid, status=res.status, seconds=res.seconds,
-                         voxels=int(P.size), work_voxels=0, added=p.peak - base,
-                         estimate=memory.estimate_host_bytes(sid, P.shape, 1.0, 3.0, mask)))
-    return rows
+    ctx1 = Level1Context(ctx0, hm)
+    _ = ctx1.h1, ctx1.h2                      # the halves section holds them
+    section = next(s for s in SECTIONS1 if s[0] == sid)
+    return _measured(f"1OEL halves {n}³", section, ctx1, int(P.size), 0,
+                     memory.estimate_host_bytes(sid, P.shape, 1.0, 3.0, mask))
 
 
 def measure(kind: str, n: int, sid: str) -> list[dict]:

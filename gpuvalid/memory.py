@@ -265,7 +265,7 @@ def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float |
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):
         nw = working_voxels(shape, voxel_size)
-        if nw >= FFT_SLABS_ABOVE and not host:   # transformed by slabs (Backend._fftn_slabs): no working-grid-sized cuFFT
+        if nw >= FFT_SLABS_ABOVE and not host:   # device slabs (Backend._fftn_slabs): no grid-sized cuFFT
             total += (per["work"] - CUFFT_AREA_PER_WORK_VOXEL) * nw + SLAB_FFT_BYTES   # work area
         else:
             total += per["work"] * nw
@@ -579,10 +579,7 @@ def _require_host_memory(sid: str, ctx, device_why: str = "") -> None:
     avail = host_available_bytes()
     if avail is None:
         return
-    per = HOST_BYTES_PER_VOXEL.get(sid, {})
-    masked = any("mask" in ph for ph in per.get("phases", (per,)))
-    need = estimate_host_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution,
-                               _mask_voxels(ctx) if masked else None)
+    need = estimate_host_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution)   # no host entry is per mask voxel
     if need <= avail:
         return
     from .errors import NotMeasurable

@@ -254,7 +254,7 @@ def selftest(device: str = "auto", *, voxel_size: float = 1.2, only: set[str] | 
         if "device" in b.values:
             detail += f"; {b.values['device']}"
         rows.append(Row(sid, a.title, b.status, ta, tb if be.is_gpu else None,
-                        getattr(b, "peak_device_bytes", None), ok, detail))
+                        b.peak_device_bytes, ok, detail))
     code = 0 if all(r.agree for r in rows) else 1
     if console is not None:
         _print(console, rows, be, V.shape, ts, R)
