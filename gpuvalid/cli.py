@@ -363,6 +363,16 @@ def info(device: str = typer.Option("auto", "--device", "-d", help="cpu, cuda:N 
         table.add_row(k, str(v))
     table.add_row("CUDA usable", "yes" if cuda_available() else "no (CuPy missing or no device)")
     table.add_row("kernel folders", ", ".join(str(d) for d in kernel_dirs()) or "none")
+    from .ledger import describe
+    from .memory import gib, host_available_bytes
+
+    try:
+        host = host_available_bytes()
+    except ValueError as exc:   # an unreadable $GPUVALID_HOST_BUDGET
+        table.add_row("host memory available", str(exc))
+    else:
+        table.add_row("host memory available", "unknown" if host is None else gib(host))
+    table.add_row("memory ledger", describe())
     table.add_row("python", sys.version.split()[0])
     console.print(table)
 

@@ -33,6 +33,12 @@ leaves; ``$GPUVALID_HOST_BUDGET`` caps this process at that many bytes in all.  
 estimate exceeds it is "could not be measured" with both numbers, before it starts: a laptop given a
 768³ map gets a report with that line, not a process killed by the kernel.
 
+Several processes
+-----------------
+While a section runs, its estimate is claimed in the machine's ledger (:mod:`gpuvalid.ledger`): the
+compute workers of a batch, batch shards on one node and ``gpuvalid run`` started side by side see what
+the others are about to allocate, and a section that would not fit beside them waits for them first.
+
 Measurement
 -----------
 :class:`PeakMeter` records the device high-water mark while a section runs: the peak of CuPy's memory
@@ -42,12 +48,14 @@ device; ``None`` on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
 from typing import TYPE_CHECKING
 
+from . import ledger
 from .backend import FFT_SLAB_ELEMENTS, FFT_SLABS_ABOVE
 from .masks import resampled_shape
 from .resample import WORK_VOXEL_A, grid_shape
@@ -327,17 +335,20 @@ def used_bytes(be: Backend) -> int:
     return int(pool.used_bytes()) if pool is not None else 0
 
 
-def available_bytes(be: Backend) -> int | None:
-    """Device bytes a section may still allocate (None on the CPU: no budget)."""
+def available_bytes(be: Backend, others: int = 0) -> int | None:
+    """Device bytes a section may still allocate (None on the CPU: no budget).
+
+    ``others``: what other gpuvalid processes still have to allocate on the device (:mod:`.ledger`); it
+    comes off the device's free memory, not off this process's own ``$GPUVALID_DEVICE_BUDGET``.
+    """
     if not be.is_gpu:
         return None
     env = os.environ.get(ENV_BUDGET)
+    free = be.free_memory_bytes()
     if env:
         cap = parse_bytes(env) - used_bytes(be)
-        free = be.free_memory_bytes()
-        return max(0, cap if free is None else min(cap, int(free)))
-    free = be.free_memory_bytes()
-    return None if free is None else max(0, int(free) - RESERVE_BYTES)
+        return max(0, cap if free is None else min(cap, int(free) - others))
+    return None if free is None else max(0, int(free) - RESERVE_BYTES - others)
 
 
 def rss_bytes() -> int:
@@ -356,19 +367,21 @@ def rss_bytes() -> int:
         return 0
 
 
-def host_available_bytes() -> int | None:
+def host_available_bytes(others: int = 0) -> int | None:
     """Host bytes a CPU section may still allocate (None where the system does not say).
 
     ``MemAvailable`` of ``/proc/meminfo``, or less when this process's cgroup (a Slurm job, a container)
     has a lower limit: its limit less its use, page cache not counted (the kernel reclaims it).  Where the
     system does not report available memory (macOS), the machine's physical memory less what this process
     holds: only a section that could not fit the whole machine is refused.  ``$GPUVALID_HOST_BUDGET`` caps
-    the process at that many bytes in all (its resident memory counts).
+    the process at that many bytes in all (its resident memory counts).  ``others``: what other gpuvalid
+    processes still have to allocate (:mod:`.ledger`); it comes off the machine's and the cgroup's room, not
+    off this process's own budget.
     """
     avail = _meminfo_available()
     if avail is None and (phys := _physical_bytes()) is not None:
         avail = phys - rss_bytes()
-    room = [v for v in (avail, _cgroup_room()) if v is not None]
+    room = [v - others for v in (avail, _cgroup_room()) if v is not None]
     env = os.environ.get(ENV_HOST_BUDGET)
     if env:
         room.append(parse_bytes(env, ENV_HOST_BUDGET) - rss_bytes())
@@ -528,37 +541,43 @@ def run_within_budget(run, sid: str, ctx):
     The result gets ``peak_device_bytes`` (the measured high-water mark, None on the CPU) and
     ``estimated_device_bytes``; a section moved to the CPU carries ``values["device"] = "cpu (fallback:
     …)"`` and a line saying why.  A device out-of-memory error during the section also reruns it on the CPU.
+    While it runs, its estimate is claimed in the machine's :mod:`ledger <gpuvalid.ledger>`: a section of
+    another gpuvalid process that would not fit beside it waits.
     """
     be = ctx.be
     mask_voxels = _mask_voxels(ctx) if (be.is_gpu and "mask" in BYTES_PER_VOXEL.get(sid, {})) else None
     need = estimate_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution, mask_voxels)
     if not be.is_gpu:
-        _require_host_memory(sid, ctx)
-        res = run(ctx)
-        res.peak_device_bytes, res.estimated_device_bytes = None, need
-        return res
+        return _on_host(run, sid, ctx, need)
+    kind = f"cuda:{be.device_id}"
     avail = available_bytes(be)
-    if avail is not None and need > avail:
-        why = f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}"
-        _require_host_memory(sid, ctx, why)
-        res = run(ctx.on_cpu())
-        _mark_fallback(res, why)
-        res.peak_device_bytes, res.estimated_device_bytes = None, need
-        return res
+    if avail is not None and need > avail and not ledger.others_present(kind):
+        return _on_host(run, sid, ctx, need, f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}")
     meter = PeakMeter(be)
-    try:
-        with meter:
-            res = run(ctx)
-    except Exception as exc:
-        if not is_device_oom(exc):
-            raise
-        be.free_pool()
-        why = f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, budget {gib(avail)}"
-        _require_host_memory(sid, ctx, why)
-        res = run(ctx.on_cpu())
-        _mark_fallback(res, why)
-        res.peak_device_bytes, res.estimated_device_bytes = None, need
-        return res
+    with ledger.hold(kind, need, lambda others: available_bytes(be, others)) as claim:   # others may go first
+        avail = available_bytes(be, claim.others_bytes)
+        if avail is not None and need > avail:
+            why = f"needs {gib(need)} of device memory (estimate), budget {gib(avail)}"
+            if claim.others_bytes:
+                why += f" beside the {gib(claim.others_bytes)} that other gpuvalid processes held"
+            if claim.waited_s >= 1.0:
+                why += f" (waited {claim.waited_s:.0f} s)"
+        else:
+            why = None
+            try:
+                with meter:
+                    res = run(ctx)
+            except Exception as exc:
+                if not is_device_oom(exc):
+                    raise
+                be.free_pool()
+                why = (f"the device ran out of memory ({type(exc).__name__}); estimate {gib(need)}, "
+                       f"budget {gib(avail)}")
+        if why is None and ledger.others_present(kind):   # hand the cached blocks to the process waiting
+            be.free_pool()
+    if why is not None:
+        return _on_host(run, sid, ctx, need, why)
+    _note_wait(res, claim)
     res.peak_device_bytes, res.estimated_device_bytes = meter.peak, need
     if need >= RELEASE_PLANS_ABOVE:   # large maps: the cached plans' work areas would crowd the next section
         be.release_fft_plans()
@@ -566,30 +585,53 @@ def run_within_budget(run, sid: str, ctx):
     return res
 
 
-def _require_host_memory(sid: str, ctx, device_why: str = "") -> None:
-    """Refuse section ``sid`` when its host estimate exceeds :func:`host_available_bytes`.
+def _on_host(run, sid: str, ctx, need: int, device_why: str = ""):
+    """Run section ``sid`` on the CPU within the host memory (``device_why``: why not on the device)."""
+    with _host_memory(sid, ctx, device_why) as claim:
+        res = run(ctx.on_cpu() if device_why else ctx)
+    if device_why:
+        _mark_fallback(res, device_why)
+    _note_wait(res, claim)
+    res.peak_device_bytes, res.estimated_device_bytes = None, need
+    return res
+
+
+def _note_wait(res, claim: ledger.Hold) -> None:
+    """Say in the section that it waited for memory that other gpuvalid processes held (one second or more)."""
+    if claim.waited_s >= 1.0 and res.status not in ("not_applicable", "not_implemented", "not_measured"):
+        res.memory_wait_s = claim.waited_s
+        res.blocks.insert(0, f"*Waited {claim.waited_s:.0f} s for memory that other gpuvalid processes on this "
+                             "machine held.*")
+
+
+@contextlib.contextmanager
+def _host_memory(sid: str, ctx, device_why: str = ""):
+    """Claim section ``sid``'s host estimate in the ledger and refuse it when it exceeds the room left.
 
     The section is about to run on the CPU; ``device_why``: why not on the device (empty on a CPU run).
+    The room is :func:`host_available_bytes` less what other gpuvalid processes still have to allocate.
 
     Raises
     ------
     NotMeasurable
         With the estimate and what is available, before any of it is allocated.
     """
-    avail = host_available_bytes()
-    if avail is None:
-        return
     need = estimate_host_bytes(sid, ctx.shape, ctx.voxel_size, ctx.resolution)   # no host entry is per mask voxel
-    if need <= avail:
-        return
-    from .errors import NotMeasurable
+    with ledger.hold("host", need, host_available_bytes, rss=rss_bytes) as claim:
+        avail = host_available_bytes(claim.others_bytes)
+        if avail is not None and need > avail:
+            from .errors import NotMeasurable
 
-    where = f"it {device_why} and on the CPU it" if device_why else "it"
-    env = os.environ.get(ENV_HOST_BUDGET)
-    source = f"with ${ENV_HOST_BUDGET}={env}" if env else "on this machine"
-    raise NotMeasurable(f"{where} needs about {gib(need)} of host memory (estimate), and {gib(avail)} are "
-                        f"available {source}: run it on a machine with more memory"
-                        + ("" if device_why else " or on a GPU"))
+            where = f"it {device_why} and on the CPU it" if device_why else "it"
+            env = os.environ.get(ENV_HOST_BUDGET)
+            source = f"with ${ENV_HOST_BUDGET}={env}" if env else "on this machine"
+            if claim.others_bytes:
+                source += (f", {gib(claim.others_bytes)} more being held by other gpuvalid processes (waited "
+                           f"{claim.waited_s:.0f} s)")
+            raise NotMeasurable(f"{where} needs about {gib(need)} of host memory (estimate), and {gib(avail)} are "
+                                f"available {source}: run it on a machine with more memory"
+                                + ("" if device_why else " or on a GPU"))
+        yield claim
 
 
 def _release_torch_cache() -> None:

@@ -25,6 +25,21 @@ if STANDIN:
 
 cuda_available, get_backend = _backend.cuda_available, _backend.get_backend
 
+# the memory ledger of this test run alone (gpuvalid.ledger): a batch or run elsewhere on the machine neither
+# waits for the tests nor makes them wait; subprocesses inherit it
+_OWN_LEDGER = None
+if not os.environ.get("GPUVALID_MEMORY_LEDGER"):
+    import tempfile
+
+    _OWN_LEDGER = os.environ["GPUVALID_MEMORY_LEDGER"] = tempfile.mkdtemp(prefix="gpuvalid-test-ledger-")
+
+
+def pytest_unconfigure(config):
+    if _OWN_LEDGER is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_LEDGER, ignore_errors=True)
+
 from tests.helpers import DATA  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -88,7 +88,7 @@ def test_no_import_cycles():
 
 #: the numerical floor: array backend, resampling, masks, transforms and fits, memory, the per-map context
 CORE = ("gpuvalid.backend", "gpuvalid.resample", "gpuvalid.masks", "gpuvalid.spiral", "gpuvalid.guinier",
-        "gpuvalid.monores", "gpuvalid.memory", "gpuvalid.context", "gpuvalid.lazy", "gpuvalid.errors")
+        "gpuvalid.monores", "gpuvalid.memory", "gpuvalid.ledger", "gpuvalid.context", "gpuvalid.lazy", "gpuvalid.errors")
 #: what sits on top of it: sections, figures, reports, Level 1, the pipeline and the front ends
 UPPER = ("gpuvalid.analyses", "gpuvalid.figures", "gpuvalid.report", "gpuvalid.level1", "gpuvalid.archive",
          "gpuvalid.pipeline", "gpuvalid.runner", "gpuvalid.cli", "gpuvalid.selftest")

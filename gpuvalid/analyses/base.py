@@ -53,6 +53,7 @@ class SectionResult:
     seconds: float = 0.0
     peak_device_bytes: int | None = None       # device high-water mark while it ran (gpuvalid.memory)
     estimated_device_bytes: int | None = None  # what gpuvalid.memory estimated before it ran
+    memory_wait_s: float = 0.0  # seconds it waited for memory that other gpuvalid processes held (gpuvalid.ledger)
     promised: tuple[str, ...] = ()  # keys of ``values`` that must be finite numbers (besides PROMISED)
 
     def finish(self) -> "SectionResult":
@@ -74,7 +75,8 @@ class SectionResult:
     def to_json(self) -> dict:
         """Return the section's entry in ``results.json`` (title, status, warnings, values, timing, reason).
 
-        A section that ran on a GPU adds its measured device peak and the estimate made before it ran (bytes).
+        A section that ran on a GPU adds its measured device peak and the estimate made before it ran (bytes);
+        one that waited a second or more for memory that other gpuvalid processes held adds the seconds.
         """
         d = {"title": self.title, "status": self.status, "warnings": list(self.warnings),
              "values": jsonable(self.values), "vrs_compat": jsonable(self.vrs_compat),
@@ -85,6 +87,8 @@ class SectionResult:
             d["peak_device_bytes"] = int(self.peak_device_bytes)
             est = self.estimated_device_bytes
             d["estimated_device_bytes"] = None if est is None else int(est)
+        if self.memory_wait_s >= 1.0:
+            d["memory_wait_s"] = round(self.memory_wait_s, 1)
         return d
 
 
