@@ -38,7 +38,8 @@ try:
 except ImportError:  # Windows: no ledger
     fcntl = None
 
-__all__ = ["ENV_LEDGER", "MAX_WAIT_S", "Claim", "Hold", "ledger_dir", "hold", "claims", "others_present", "describe"]
+__all__ = ["ENV_LEDGER", "MAX_WAIT_S", "Claim", "Hold", "ledger_dir", "hold", "claims", "others_present", "describe",
+           "rss_of"]
 
 ENV_LEDGER = "GPUVALID_MEMORY_LEDGER"
 POLL_S = 0.25
@@ -118,7 +119,8 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _rss_of(pid: int) -> int | None:
+def rss_of(pid: int | str) -> int | None:
+    """Return the resident bytes of process ``pid`` (``"self"``: this one), None where ``/proc`` does not say."""
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -146,7 +148,7 @@ def outstanding(c: Claim) -> int:
     """Bytes the holder of ``c`` may still allocate (host: its claim less its growth since; device: all)."""
     if c.kind != "host":
         return c.need
-    rss = _rss_of(c.pid)
+    rss = rss_of(c.pid)
     return c.need if rss is None else max(0, c.need - max(0, rss - c.rss0))
 
 

@@ -353,11 +353,9 @@ def available_bytes(be: Backend, others: int = 0) -> int | None:
 
 def rss_bytes() -> int:
     """Resident host memory of this process (Linux; elsewhere its peak so far, or 0 where unknown)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
+    rss = ledger.rss_of("self")
+    if rss is not None:
+        return rss
     try:
         import resource
 
@@ -528,7 +526,7 @@ def _mask_voxels(ctx) -> int | None:
 
 
 def _mark_fallback(res, why: str) -> None:
-    if res.status in ("not_applicable", "not_implemented", "not_measured"):  # no number to qualify
+    if not res.evaluable:  # no number to qualify
         return
     res.values = dict(res.values or {})
     res.values["device"] = f"cpu (fallback: {why})"
@@ -598,7 +596,7 @@ def _on_host(run, sid: str, ctx, need: int, device_why: str = ""):
 
 def _note_wait(res, claim: ledger.Hold) -> None:
     """Say in the section that it waited for memory that other gpuvalid processes held (one second or more)."""
-    if claim.waited_s >= 1.0 and res.status not in ("not_applicable", "not_implemented", "not_measured"):
+    if claim.waited_s >= 1.0 and res.evaluable:
         res.memory_wait_s = claim.waited_s
         res.blocks.insert(0, f"*Waited {claim.waited_s:.0f} s for memory that other gpuvalid processes on this "
                              "machine held.*")

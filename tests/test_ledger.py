@@ -38,7 +38,7 @@ def sleeper():
 
 def claim(d, pid, need, kind="host", state="hold", since=None, rss0=None):
     """Write the claim that process ``pid`` would write (``rss0``: its resident bytes then; default now)."""
-    rss0 = ledger._rss_of(pid) if rss0 is None else rss0
+    rss0 = ledger.rss_of(pid) if rss0 is None else rss0
     ledger._write(d, ledger.Claim(pid, kind, int(need), int(rss0 or 0), time.time() if since is None else since,
                                   state))
 
@@ -64,7 +64,7 @@ def test_a_section_that_fits_beside_the_others_goes_ahead(tmp_path):
 def test_what_a_holder_already_allocated_is_not_counted_twice(tmp_path):
     """The holder's resident growth since its claim is in MemAvailable already: only the rest is outstanding."""
     with sleeper() as pid:
-        rss = ledger._rss_of(pid)
+        rss = ledger.rss_of(pid)
         if rss is None:
             pytest.skip("no /proc/<pid>/statm on this system: whole claims count")
         claim(tmp_path, pid, rss + 64 * 2 ** 20, rss0=0)        # it has allocated all but 64 MiB of it
@@ -83,7 +83,7 @@ def test_claims_of_ended_processes_are_dropped(tmp_path):
     claim(tmp_path, p.pid, 100 * GIB, rss0=0)
     z = subprocess.Popen([sys.executable, "-c", "pass"])       # ended, not yet reaped: a zombie
     t0 = time.monotonic()
-    while ledger._rss_of(z.pid) not in (None, 0) and time.monotonic() - t0 < 30:
+    while ledger.rss_of(z.pid) not in (None, 0) and time.monotonic() - t0 < 30:
         time.sleep(0.02)
     claim(tmp_path, z.pid, 100 * GIB, rss0=0)
     (tmp_path / "claim-123.json").write_text("{not json")
