@@ -257,7 +257,31 @@ class Backend:
         """
         if s is not None and len(s) == 3 and self._by_slabs(a, None, axes, elements=math.prod(int(n) for n in s)):
             return self._irfftn_slabs(a, tuple(int(n) for n in s), overwrite_x)
+        if not self.is_gpu and overwrite_x and axes is None and s is not None and self._lean_c2r(a, s):
+            return self._irfftn_in_place(a, tuple(int(n) for n in s))
         return self._fft.irfftn(a, s=s, axes=axes, overwrite_x=overwrite_x, **self._kw())
+
+    @staticmethod
+    def _lean_c2r(a, s) -> bool:
+        """Whether ``a`` is the whole half spectrum of a real map of shape ``s`` (C-contiguous, complex)."""
+        return (a.ndim >= 2 and len(s) == a.ndim and a.flags.c_contiguous
+                and a.dtype in (np.complex64, np.complex128)
+                and tuple(a.shape) == tuple(int(n) for n in s[:-1]) + (int(s[-1]) // 2 + 1,))
+
+    def _irfftn_in_place(self, a, s: tuple):
+        """Compute :meth:`irfftn` on the CPU without SciPy's complex temporary (``a`` is destroyed).
+
+        ``scipy.fft.irfftn`` copies the half spectrum for its complex passes even with ``overwrite_x``.  Here they
+        run in place on ``a`` unscaled, then the complex-to-real pass on the last axis, then the ``1/N``: the
+        passes and the scaling of pocketfft's own ``irfftn`` (the same float32 numbers, checked in the tests),
+        with one map-sized array less.
+        """
+        kw = self._kw()
+        y = self._fft.ifftn(a, axes=tuple(range(a.ndim - 1)), norm="forward", overwrite_x=True, **kw)
+        v = self._fft.irfft(y, n=s[-1], axis=-1, norm="forward", **kw)
+        del y
+        v *= v.dtype.type(np.longdouble(1) / math.prod(s))
+        return v
 
     def _rfftn_slabs(self, a):
         """Compute :meth:`rfftn` of a 3-D real ``a`` by slabs.

@@ -16,9 +16,11 @@ so ``A² = |z1|² + |z2|²`` needs two inverse FFTs per shell instead of four, a
 bookkeeping.  ``H_j`` is set to 0 on the Nyquist plane of axis ``j`` (even boxes), where the sign of
 ``f_j`` is undefined; this keeps ``v_j`` real (the reference keeps a tiny imaginary Nyquist term there).
 
-The forward transform is one real FFT (``rfftn``), extended once to the full grid by Hermitian symmetry.
+The forward transform is one real FFT (``rfftn``).  GPU: extended once to the full grid by Hermitian symmetry.
 CPU: ``scipy.fft`` with all cores, float32/complex64 when the map is float32, float64 when the map is
-float64.  Measured float32 error against float64 (emd_5168, shells from 1/15 Å⁻¹ to Nyquist): per voxel
+float64; the half spectrum is kept, and each z-slab's full rows, radii and Riesz factors are made per shell
+(in cache), so a shell holds the half spectrum, the two packed spectra (inverted in place) and the amplitude:
+about 21 B per voxel in float32, where whole-grid factors took 40 (``bench/RESULTS.md``).  Measured float32 error against float64 (emd_5168, shells from 1/15 Å⁻¹ to Nyquist): per voxel
 2e-7 relative (median), 5e-6 (99.9 %), 1e-4 at worst where A is close to 0; at most 1e-6 of the largest
 amplitude (``bench/RESULTS.md``).
 GPU: CuPy/cuFFT (plans cached across shells) and the raw kernels of ``kernels/spiral.cu`` — one kernel
@@ -117,7 +119,11 @@ class SpiralEngine:
         V = V.astype(work_dtype(be, V.dtype), copy=False)
         self.shape = tuple(int(n) for n in V.shape)
         self.real_dtype = V.dtype
-        self.F = hermitian_full(be.xp, be.rfftn(V), self.shape)
+        # the map's spectrum: full on a GPU (the packing kernel reads any coefficient), its rfftn half on the
+        # CPU (4 B per voxel less; each slab's full rows are rebuilt from it by Hermitian symmetry)
+        Fh = be.rfftn(V)
+        self.F = hermitian_full(be.xp, Fh, self.shape) if be.is_gpu else None
+        self._Fh = None if be.is_gpu else Fh
         self.nvox = int(np.prod(self.shape))
         self._batch = batch
         self._norms: dict = {}   # Σ S of the shells computed so far, keyed by (f0, w)
@@ -129,25 +135,65 @@ class SpiralEngine:
 
     # ---- grids (CPU) -------------------------------------------------------------------------
     def _build_cpu_grids(self) -> None:
+        """Keep the frequency axes (Å⁻¹) only: the radius and Riesz factors are made per slab and shell.
+
+        Three map-sized grids (|f|, 1 + u_x and u_z − i·u_y: 16 B per voxel in float32) are never held; the
+        slab's are computed by the same element operations, so the amplitudes do not change by one bit.
+        """
         rd = self.real_dtype
         fz, fy, fx = (a.astype(rd) for a in frequency_axes(self.shape, self.voxel_size))
         fz, fy, fx = fz[:, None, None], fy[None, :, None], fx[None, None, :]
-        r = np.sqrt(fz * fz + fy * fy + fx * fx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.where(r > 0, 1.0 / r, 0.0).astype(rd)
         units = []
         for axis, f in enumerate((fz, fy, fx)):
             f = f.copy()
             k = _nyquist_index(self.shape[axis])
             if k is not None:
                 f.reshape(-1)[k] = 0.0  # Riesz component undefined on the Nyquist plane
-            units.append(f * inv)
-        uz, uy, ux = units
-        self._r = r
-        self._c1 = (1.0 + ux).astype(rd)                              # v0 + i·vx
-        self._c2 = np.empty(self.shape, dtype=self.F.dtype)           # vy + i·vz
-        self._c2.real = uz
-        self._c2.imag = -uy
+            units.append(f)
+        self._axes = (fz * fz, fy * fy, fx * fx)     # squared frequencies, broadcast per axis
+        self._units = tuple(units)                    # the same with 0 on each axis's Nyquist plane
+
+    def _full_rows(self, sl: slice, out) -> None:
+        """Write the full spectrum's z-rows ``sl`` into ``out`` from the half spectrum (``F(−k) = conj F(k)``)."""
+        Fh, (nz, ny, nx) = self._Fh, self.shape
+        nxh = Fh.shape[-1]
+        out[:, :, :nxh] = Fh[sl]
+        if nx > nxh:
+            zs = (-np.arange(sl.start, sl.stop)) % nz
+            ys = (-np.arange(ny)) % ny
+            np.conj(Fh[zs[:, None], ys[None, :], nx - nxh:0:-1], out=out[:, :, nxh:])
+
+    def _spectrum_plane(self, axis: int, k: int):
+        """Return the full spectrum's plane ``k`` along ``axis`` (a 2-D array of the other two axes)."""
+        if self.F is not None:
+            return self.be.xp.take(self.F, k, axis=axis)
+        Fh, (nz, ny, nx) = self._Fh, self.shape
+        nxh = Fh.shape[-1]
+        idx = [np.arange(n) for n in self.shape]
+        idx[axis] = np.array([k])
+        iz, iy, ix = np.ix_(*idx)
+        mirrored = ix >= nxh
+        direct = Fh[iz, iy, np.where(mirrored, 0, ix)]
+        other = np.conj(Fh[(-iz) % nz, (-iy) % ny, np.where(mirrored, nx - ix, 0)])
+        return np.take(np.where(mirrored, other, direct), 0, axis=axis)
+
+    def _slab_grids(self, sl: slice, R, INV, C1, C2) -> None:
+        """Fill |f| (``R``), 1 + u_x (``C1``) and u_z − i·u_y (``C2``) for the z-slab ``sl`` (``INV``: scratch).
+
+        ``u_j = f_j/|f|`` (0 at the origin and on axis j's Nyquist plane).
+        """
+        fz2, fy2, fx2 = self._axes
+        qz, qy, qx = self._units
+        np.add(fz2[sl] + fy2, fx2, out=R)
+        np.sqrt(R, out=R)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(1.0, R, out=INV)
+        np.copyto(INV, 0.0, where=~(R > 0))
+        np.multiply(qx, INV, out=C1)
+        np.add(C1, 1.0, out=C1)
+        np.multiply(qz[sl], INV, out=C2.real)
+        np.multiply(qy, INV, out=C2.imag)
+        np.negative(C2.imag, out=C2.imag)
 
     # ---- public API --------------------------------------------------------------------------
     def amplitude(self, f0: float, width: float):
@@ -216,28 +262,30 @@ class SpiralEngine:
         Each element-wise chain then runs in cache (memory traffic, not arithmetic, bounds these steps).  The
         two full spectra are allocated once and reused: fresh large allocations cost page faults.
         """
-        rd, cd = self.real_dtype, self.F.dtype
+        rd, cd = self.real_dtype, self._Fh.dtype
         if getattr(self, "_work", None) is None:
             slabs = _slabs(self.shape)
             n0 = slabs[0].stop - slabs[0].start
             tmp_shape = (n0,) + self.shape[1:]
             self._work = (slabs, np.empty(self.shape, cd), np.empty(self.shape, cd),
-                          np.empty(tmp_shape, rd), np.empty(tmp_shape, rd), np.empty(tmp_shape, cd))
-        slabs, P1, P2, S0, R0, T0 = self._work
+                          *(np.empty(tmp_shape, rd) for _ in range(4)), *(np.empty(tmp_shape, cd) for _ in range(2)))
+        slabs, P1, P2, S0, R0, I0, K0, T0, Q0 = self._work
         k = rd.type(-0.5 / (width * width))
         f0r = rd.type(f0)
         norm = 0.0
         for sl in slabs:
             n = sl.stop - sl.start
-            S, T = S0[:n], T0[:n]
-            np.subtract(self._r[sl], f0r, out=S)
+            S, T, C1, C2 = S0[:n], T0[:n], K0[:n], Q0[:n]
+            self._slab_grids(sl, R0[:n], I0[:n], C1, C2)
+            np.subtract(R0[:n], f0r, out=S)
             np.multiply(S, S, out=S)
             np.multiply(S, k, out=S)
             np.exp(S, out=S)
             norm += float(S.sum(dtype=np.float64))
-            np.multiply(self.F[sl], S, out=T)              # S·F
-            np.multiply(T, self._c1[sl], out=P1[sl])       # → v0 + i·vx
-            np.multiply(T, self._c2[sl], out=P2[sl])       # → vy + i·vz
+            self._full_rows(sl, T)
+            np.multiply(T, S, out=T)                       # S·F
+            np.multiply(T, C1, out=P1[sl])                 # → v0 + i·vx
+            np.multiply(T, C2, out=P2[sl])                 # → vy + i·vz
         self._norms[(f0, width)] = norm
         A = np.empty(self.shape, rd)
         if norm <= 0:
@@ -315,7 +363,7 @@ class SpiralEngine:
             fj = 1.0 / (2.0 * ts)
             r = xp.sqrt(fa * fa + fb * fb + fj * fj)
             S = xp.exp(-(r - f0) ** 2 / (2.0 * width * width))
-            plane = xp.take(self.F, k, axis=axis)
+            plane = self._spectrum_plane(axis, k)
             m = xp.abs(self.be.ifftn(plane * (S * fj / r), axes=(0, 1))) / (n * norm)
             out += xp.expand_dims((m * m).astype(xp.float32), axis)
         return out

@@ -119,11 +119,16 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
             t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
             out[sl] = net(t)[0].float().cpu().numpy()
 
-    tiles = _tiles(x.shape, tile, where)
+    _run_tiles(run, _tiles(x.shape, tile, where), device)
+    return out
+
+
+def _run_tiles(run, tiles: list, device: str) -> None:
+    """Call ``run`` on every tile: in turn on a torch GPU, else single-threaded tiles side by side."""
     if not str(device).startswith("cpu"):
         for sl in tiles:
             run(sl)
-        return out
+        return
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -131,7 +136,74 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
             list(ex.map(run, tiles))
     finally:
         torch.set_num_threads(n)
-    return out
+
+
+#: host bytes of one slab of the streamed CPU path (at least one tile row is taken, whatever this allows)
+STREAM_SLAB_BYTES = 256 * 2 ** 20
+
+
+def stream_rows(shape: tuple, tile: int, r: int, slab_bytes: int = STREAM_SLAB_BYTES) -> int:
+    """Output rows per slab of :func:`apply_fcn_streamed`: whole tile rows, as many as ``slab_bytes`` allows.
+
+    A slab of ``n`` rows holds, in float32 planes: its local-RMS rows and their filter buffer (``n`` + 2·(``r`` +
+    :data:`~gpuvalid.models.preprocess.LOCAL_RMS_RADIUS`) each), the padded network input (``n + 2r``), its
+    output and the previous slab's (``n`` each).  At least one tile row, and at least ``r + LOCAL_RMS_RADIUS``
+    rows, so a slab never reads the rows of the slab two before it.
+    """
+    plane = 4 * int(shape[1]) * int(shape[2])
+    fixed = plane * (4 * (r + P.LOCAL_RMS_RADIUS) + 2 * r)
+    k = max(1, int((slab_bytes - fixed) // (5 * plane)) // tile)
+    while k * tile < r + P.LOCAL_RMS_RADIUS:
+        k += 1
+    return k * tile
+
+
+def apply_fcn_streamed(net, V1: np.ndarray, where, device: str = "cpu", tile: int | None = None,
+                       slab_bytes: int = STREAM_SLAB_BYTES) -> np.ndarray:
+    """:func:`apply_fcn` of :func:`~gpuvalid.models.preprocess.locres_input` ``(V1)``, in z-slabs, into ``V1``.
+
+    The CPU path of 0.e on a large working grid: the network's input (the map over its local RMS) is made
+    slab by slab (:func:`~gpuvalid.models.preprocess.locres_input_rows`), never for the whole grid, and each
+    slab's output replaces ``V1``'s rows once the next slab no longer reads them.  Besides ``V1`` (host
+    float32, C-contiguous; overwritten and returned) it holds one slab's buffers and two slabs' outputs
+    (:func:`stream_rows`), where the whole-grid path holds three working-grid maps.  Every value is the
+    whole-grid path's, bit for bit (the same tiles, inputs, reflections and regulariser).
+    """
+    tile = tile or TILE
+    r = net.receptive_field // 2
+    shape = V1.shape
+    nz = shape[0]
+    eps = P.local_rms_eps(V1)
+    rows = stream_rows(shape, tile, r, slab_bytes)
+    by_row: dict[int, list] = {}
+    for sl in _tiles(shape, tile, where):
+        by_row.setdefault(sl[0].start // rows, []).append(sl)
+    pending = None                                   # (z0, z1, output rows) not yet written into V1
+    for k, z0 in enumerate(range(0, nz, rows)):
+        z1 = min(z0 + rows, nz)
+        out = np.full((z1 - z0,) + tuple(shape[1:]), np.nan, dtype=np.float32)
+        tiles = by_row.get(k, [])
+        if tiles:
+            lo, hi = max(0, z0 - r), min(nz, z1 + r)
+            x = P.locres_input_rows(V1, lo, hi, eps)
+            xpad = np.pad(x, ((r - (z0 - lo), r - (hi - z1)), (r, r), (r, r)), mode="reflect")
+            del x
+
+            def run(sl, xpad=xpad, out=out, z0=z0):
+                blk = xpad[sl[0].start - z0:sl[0].stop - z0 + 2 * r, sl[1].start:sl[1].stop + 2 * r,
+                         sl[2].start:sl[2].stop + 2 * r]
+                with torch.no_grad():   # grad mode is per thread
+                    t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
+                    out[sl[0].start - z0:sl[0].stop - z0, sl[1], sl[2]] = net(t)[0].float().cpu().numpy()
+
+            _run_tiles(run, tiles, device)
+            del xpad
+        if pending is not None:                      # this slab has read the rows it needed
+            V1[pending[0]:pending[1]] = pending[2]
+        pending = (z0, z1, out)
+    if pending is not None:
+        V1[pending[0]:pending[1]] = pending[2]
+    return V1
 
 
 def _batch_budget(be: Backend, batch_bytes: int | None) -> int:
@@ -320,16 +392,22 @@ def predict_locres(V, voxel_size: float, mask, device: str = "cpu", path: str | 
                             f"upper bound {net.HI:g} Å: no local resolution finer than that can be measured")
     V1, ts1 = P.to_working_grid(V, voxel_size, grid, be)
     m1, pts = P.mask_to_grid(mask, voxel_size, ts1, V1.shape, max(2, int(round(2.0 / grid))), be)
-    x = P.locres_input(V1, be)
-    del V1
-    lr1 = apply_fcn(net, x, m1, device, be=be, overwrite_x=True)   # into x: no second working-grid map
-    del x
-    if be.is_gpu:                                     # in place on the device
-        med = xp.nanmedian(be.masked(lr1, m1))
+    if be.is_gpu:
+        x = P.locres_input(V1, be)
+        del V1
+        lr1 = apply_fcn(net, x, m1, device, be=be, overwrite_x=True)   # into x: no second working-grid map
+        del x
+        med = xp.nanmedian(be.masked(lr1, m1))        # in place on the device
         del m1
         xp.copyto(lr1, med.astype(xp.float32), where=xp.isnan(lr1))
-    else:
-        lr1 = np.where(np.isnan(lr1), np.nanmedian(lr1[m1]), lr1)
+    else:                                             # by slabs, into V1: one working-grid map in all
+        lr1 = apply_fcn_streamed(net, V1, m1, device)
+        del V1
+        med = np.nanmedian(lr1[m1])
+        del m1
+        for z in range(0, lr1.shape[0], 64):
+            rows = lr1[z:z + 64]
+            np.copyto(rows, med, where=np.isnan(rows))
     vals = P.sample_coords(lr1, pts, be)
     del lr1, pts
     out = xp.full(V.shape, xp.nan, dtype=xp.float32)

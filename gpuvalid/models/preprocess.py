@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ..backend import Backend
 
 LOCAL_RMS_SIGMA_VOX = 3.0
+#: reach (voxels) of the local-RMS Gaussian: SciPy's and CuPy's default truncation at 4 σ
+LOCAL_RMS_RADIUS = int(4.0 * LOCAL_RMS_SIGMA_VOX + 0.5)
 
 
 def cpu_backend():
@@ -77,6 +79,12 @@ def locres_input(V, be: Backend | None = None):
     V = be.asarray(V, dtype=xp.float32)
     a = V * V
     eps = 1e-6 * float(xp.mean(a)) + 1e-30
+    return _divide_by_local_rms(be, V, a, eps)
+
+
+def _divide_by_local_rms(be: Backend, V, a, eps: float):
+    """``V / sqrt(G_σ(a) + eps)`` with ``a = V²``; ``a`` is overwritten and returned."""
+    xp = be.xp
     b = xp.empty_like(a)
     for axis in range(V.ndim):                       # a → b → a → b (3-D)
         be.ndimage.gaussian_filter1d(a, LOCAL_RMS_SIGMA_VOX, axis=axis, output=b, mode="reflect")
@@ -86,6 +94,44 @@ def locres_input(V, be: Backend | None = None):
     xp.sqrt(a, out=a)
     xp.divide(V, a, out=a)
     return a
+
+
+def _pairwise_square_sum(flat: np.ndarray, lo: int, hi: int, chunk: int) -> np.float32:
+    """``Σ flat[lo:hi]²`` in float32, split where NumPy's pairwise summation splits a contiguous sum.
+
+    Only ``chunk`` squares are held at a time; the halves are added in the same tree as ``np.sum(flat²)``
+    (the same float32 number on the NumPy versions tested, where the split is at half the length rounded
+    down to a multiple of 8).
+    """
+    n = hi - lo
+    if n <= chunk:
+        b = flat[lo:hi]
+        return np.add.reduce(b * b)
+    n2 = n // 2
+    n2 -= n2 % 8
+    return np.float32(_pairwise_square_sum(flat, lo, lo + n2, chunk) + _pairwise_square_sum(flat, lo + n2, hi, chunk))
+
+
+def local_rms_eps(V: np.ndarray, chunk: int = 1 << 22) -> float:
+    """Return the regulariser of :func:`locres_input`, ``1e-6·mean(V²) + 1e-30``, without a map-sized ``V²``.
+
+    ``V``: a host float32 map.
+    """
+    flat = np.ascontiguousarray(V, dtype=np.float32).reshape(-1)
+    s = _pairwise_square_sum(flat, 0, flat.size, chunk)
+    return 1e-6 * float(s.dtype.type(s / flat.size)) + 1e-30
+
+
+def locres_input_rows(V: np.ndarray, lo: int, hi: int, eps: float) -> np.ndarray:
+    """Rows ``lo:hi`` (first axis) of :func:`locres_input` of the host float32 map ``V``, given its ``eps``.
+
+    Computed from those rows and :data:`LOCAL_RMS_RADIUS` more on each side (the map's own edge reflects, as
+    in the whole map's filter): each value is the one of the whole map's, bit for bit.
+    """
+    a0, a1 = max(0, lo - LOCAL_RMS_RADIUS), min(V.shape[0], hi + LOCAL_RMS_RADIUS)
+    block = V[a0:a1]
+    x = _divide_by_local_rms(cpu_backend(), block, block * block, eps)
+    return x[lo - a0:hi - a0]
 
 
 def mask_to_grid(mask, voxel_size: float, ts1, shape1: tuple, dilate_vox: int, be: Backend | None = None):
