@@ -278,7 +278,8 @@ def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: f
                 Kf *= FVh
                 c = be.irfftn(Kf, s=shape).reshape(-1)[idx]
             else:
-                c = be.irfftn(FVh * xp.conj(Kf), s=shape).reshape(-1)[idx]   # correlation q_k ⋆ V
+                c = be.irfftn(FVh * xp.conj(Kf), s=shape,                     # correlation q_k ⋆ V
+                              overwrite_x=True).reshape(-1)[idx]               # (a temporary: in place)
             T += c * c
             del Kf, c
         del FVh
