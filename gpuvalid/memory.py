@@ -171,19 +171,20 @@ HOST_TORCH_BYTES = 288 * 2 ** 20
 #: host bytes per voxel of the CPU path at its peak, in the form of BYTES_PER_VOXEL ("per_thread": bytes per
 #: CPU thread).  Upper bounds, about 1.2-1.5 times the resident-memory growth per voxel that bench/host_peaks.py
 #: measured between box sizes (bench/RESULTS.md, "Host memory of the CPU path": EMD-5168 and EMD-3488 in
-#: 192³-288³ noise, 1OEL halves 96³-224³).  0.e: its monogenic phase about 31 B per input voxel (the spiral
-#: engine keeps the half spectrum and makes its factors per slab), its network phase about 6-9 B per working-grid
-#: voxel (the resampled map, its half spectrum while it is made, the mask; the network's input by slabs);
-#: 0.f, 0.g: the engine on the map at R/2; 1.c, 1.d: mostly fixed (their boxes and kernels go in chunks)
+#: 192³-288³ noise, 1OEL halves 96³-224³).  0.e: its monogenic phase about 17-24 B per input voxel (the
+#: spiral engine holds the half spectrum and one packed spectrum, and makes its factors per slab), its network
+#: phase about 6-9 B per working-grid voxel (the resampled map, its half spectrum while it is made, the mask;
+#: the network's input by slabs); 0.f, 0.g: the engine on the map at R/2; 1.c, 1.d: mostly fixed (their boxes
+#: and kernels go in chunks)
 HOST_BYTES_PER_VOXEL = {
     "0.a": {"input": 8},
     "0.b": {"input": 4},
     "0.c": {"input": 28},
     "0.d": {"input": 32},
-    "0.e": {"phases": ({"input": 42}, {"input": 8, "work": 10, "per_thread": HOST_TILE_BYTES}),
+    "0.e": {"phases": ({"input": 32}, {"input": 8, "work": 10, "per_thread": HOST_TILE_BYTES}),
             "torch": HOST_TORCH_BYTES},
-    "0.f": {"input": 16, "resized": 26},
-    "0.g": {"input": 12, "resized": 26},
+    "0.f": {"input": 16, "resized": 18},
+    "0.g": {"input": 12, "resized": 18},
     "0.h": {"work": 40},
     "1.a": {"input": 56},
     "1.b": {"input": 44},

@@ -19,8 +19,9 @@ bookkeeping.  ``H_j`` is set to 0 on the Nyquist plane of axis ``j`` (even boxes
 The forward transform is one real FFT (``rfftn``).  GPU: extended once to the full grid by Hermitian symmetry.
 CPU: ``scipy.fft`` with all cores, float32/complex64 when the map is float32, float64 when the map is
 float64; the half spectrum is kept, and each z-slab's full rows, radii and Riesz factors are made per shell
-(in cache), so a shell holds the half spectrum, the two packed spectra (inverted in place) and the amplitude:
-about 21 B per voxel in float32, where whole-grid factors took 40 (``bench/RESULTS.md``).  Measured float32 error against float64 (emd_5168, shells from 1/15 Å⁻¹ to Nyquist): per voxel
+(in cache), so a shell holds the half spectrum, one packed spectrum (inverted in place, then refilled for the
+second pair of components) and the amplitude: about 13 B per voxel in float32, where two packed spectra and
+whole-grid factors took 40 (``bench/RESULTS.md``).  Measured float32 error against float64 (emd_5168, shells from 1/15 Å⁻¹ to Nyquist): per voxel
 2e-7 relative (median), 5e-6 (99.9 %), 1e-4 at worst where A is close to 0; at most 1e-6 of the largest
 amplitude (``bench/RESULTS.md``).
 GPU: CuPy/cuFFT (plans cached across shells) and the raw kernels of ``kernels/spiral.cu`` — one kernel
@@ -177,8 +178,10 @@ class SpiralEngine:
         other = np.conj(Fh[(-iz) % nz, (-iy) % ny, np.where(mirrored, nx - ix, 0)])
         return np.take(np.where(mirrored, other, direct), 0, axis=axis)
 
-    def _slab_grids(self, sl: slice, R, INV, C1, C2) -> None:
+    def _slab_grids(self, sl: slice, R, INV, C1=None, C2=None) -> None:
         """Fill |f| (``R``), 1 + u_x (``C1``) and u_z − i·u_y (``C2``) for the z-slab ``sl`` (``INV``: scratch).
+
+        ``C1`` or ``C2`` None: not made.
 
         ``u_j = f_j/|f|`` (0 at the origin and on axis j's Nyquist plane).
         """
@@ -189,11 +192,13 @@ class SpiralEngine:
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(1.0, R, out=INV)
         np.copyto(INV, 0.0, where=~(R > 0))
-        np.multiply(qx, INV, out=C1)
-        np.add(C1, 1.0, out=C1)
-        np.multiply(qz[sl], INV, out=C2.real)
-        np.multiply(qy, INV, out=C2.imag)
-        np.negative(C2.imag, out=C2.imag)
+        if C1 is not None:
+            np.multiply(qx, INV, out=C1)
+            np.add(C1, 1.0, out=C1)
+        if C2 is not None:
+            np.multiply(qz[sl], INV, out=C2.real)
+            np.multiply(qy, INV, out=C2.imag)
+            np.negative(C2.imag, out=C2.imag)
 
     # ---- public API --------------------------------------------------------------------------
     def amplitude(self, f0: float, width: float):
@@ -257,50 +262,41 @@ class SpiralEngine:
 
     # ---- CPU path ----------------------------------------------------------------------------
     def _amplitude_cpu(self, f0: float, width: float):
-        """Compute one shell on the CPU, in z-slabs of ~2^18 voxels.
+        """Compute one shell on the CPU, in z-slabs of ~2^18 voxels, with one packed spectrum.
 
         Each element-wise chain then runs in cache (memory traffic, not arithmetic, bounds these steps).  The
-        two full spectra are allocated once and reused: fresh large allocations cost page faults.
+        packed spectrum ``S·F·(1 + u_x)`` is inverted in place and its squared modulus summed into ``A``; then
+        the same buffer takes ``S·F·(u_z − i·u_y)`` (the slab's factors made again) for the second half of the
+        sum.  One map-sized complex buffer instead of two, allocated once and reused (fresh large allocations
+        cost page faults); the sums are those of two buffers, in the same order.
         """
         rd, cd = self.real_dtype, self._Fh.dtype
         if getattr(self, "_work", None) is None:
             slabs = _slabs(self.shape)
             n0 = slabs[0].stop - slabs[0].start
             tmp_shape = (n0,) + self.shape[1:]
-            self._work = (slabs, np.empty(self.shape, cd), np.empty(self.shape, cd),
+            self._work = (slabs, np.empty(self.shape, cd),
                           *(np.empty(tmp_shape, rd) for _ in range(4)), *(np.empty(tmp_shape, cd) for _ in range(2)))
-        slabs, P1, P2, S0, R0, I0, K0, T0, Q0 = self._work
-        k = rd.type(-0.5 / (width * width))
-        f0r = rd.type(f0)
-        norm = 0.0
-        for sl in slabs:
-            n = sl.stop - sl.start
-            S, T, C1, C2 = S0[:n], T0[:n], K0[:n], Q0[:n]
-            self._slab_grids(sl, R0[:n], I0[:n], C1, C2)
-            np.subtract(R0[:n], f0r, out=S)
-            np.multiply(S, S, out=S)
-            np.multiply(S, k, out=S)
-            np.exp(S, out=S)
-            norm += float(S.sum(dtype=np.float64))
-            self._full_rows(sl, T)
-            np.multiply(T, S, out=T)                       # S·F
-            np.multiply(T, C1, out=P1[sl])                 # → v0 + i·vx
-            np.multiply(T, C2, out=P2[sl])                 # → vy + i·vz
+        slabs, P = self._work[:2]
+        norm = self._pack_cpu(P, f0, width, second=False)   # → v0 + i·vx
         self._norms[(f0, width)] = norm
         A = np.empty(self.shape, rd)
         if norm <= 0:
             A.fill(0)
             return A
-        z1 = sfft.ifftn(P1, workers=-1, overwrite_x=True)
-        z2 = sfft.ifftn(P2, workers=-1, overwrite_x=True)
-        inv = rd.type(1.0 / norm)
+        t0 = self._work[3]
+        z = sfft.ifftn(P, workers=-1, overwrite_x=True)
         for sl in slabs:
-            n = sl.stop - sl.start
-            a, t = A[sl], R0[:n]
-            u, v = z1[sl], z2[sl]
+            a, t, u = A[sl], t0[:sl.stop - sl.start], z[sl]
             np.multiply(u.real, u.real, out=a)
             np.multiply(u.imag, u.imag, out=t)
             a += t
+        del z
+        self._pack_cpu(P, f0, width, second=True)           # → vy + i·vz
+        z = sfft.ifftn(P, workers=-1, overwrite_x=True)
+        inv = rd.type(1.0 / norm)
+        for sl in slabs:
+            a, t, v = A[sl], t0[:sl.stop - sl.start], z[sl]
             np.multiply(v.real, v.real, out=t)
             a += t
             np.multiply(v.imag, v.imag, out=t)
@@ -308,6 +304,27 @@ class SpiralEngine:
             np.sqrt(a, out=a)
             a *= inv
         return A
+
+    def _pack_cpu(self, P, f0: float, width: float, second: bool) -> float:
+        """Fill ``P`` with ``S·F·(1 + u_x)`` (or ``S·F·(u_z − i·u_y)`` when ``second``) by slabs; return ``ΣS``."""
+        rd = self.real_dtype
+        slabs, _, S0, R0, I0, K0, T0, Q0 = self._work
+        k = rd.type(-0.5 / (width * width))
+        f0r = rd.type(f0)
+        norm = 0.0
+        for sl in slabs:
+            n = sl.stop - sl.start
+            S, T, C = S0[:n], T0[:n], (Q0 if second else K0)[:n]
+            self._slab_grids(sl, R0[:n], I0[:n], None if second else C, C if second else None)
+            np.subtract(R0[:n], f0r, out=S)
+            np.multiply(S, S, out=S)
+            np.multiply(S, k, out=S)
+            np.exp(S, out=S)
+            norm += float(S.sum(dtype=np.float64))
+            self._full_rows(sl, T)
+            np.multiply(T, S, out=T)                       # S·F
+            np.multiply(T, C, out=P[sl])
+        return norm
 
     # ---- GPU path ----------------------------------------------------------------------------
     def _amplitudes_gpu(self, freqs: list[float], width: float):

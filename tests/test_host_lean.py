@@ -2,8 +2,9 @@
 
 - ``Backend.irfftn`` with ``overwrite_x`` on the CPU (complex passes in place, no SciPy temporary) against
   ``scipy.fft.irfftn``: to 1e-6 of the largest value (bit for bit with the SciPy of this project's tests).
-- The spiral engine's CPU path (half spectrum, per-slab factors) against a slow direct computation, and the
-  memory it traces: no whole-grid factor arrays (at most 30 B per voxel; the former form took 44).
+- The spiral engine's CPU path (half spectrum, per-slab factors, one packed spectrum) against a slow direct
+  computation, and the memory it traces: no whole-grid factor arrays (at most 24 B per voxel; the former form
+  took 44).
 - 0.e's network by slabs (``apply_fcn_streamed``) against the whole-grid network input and tiles, bit for
   bit, holding less than one working-grid map besides the map it overwrites.
 """
@@ -51,8 +52,9 @@ def test_spiral_cpu_half_spectrum_equals_direct(shape):
 
 
 def test_spiral_cpu_holds_no_whole_grid_factors():
-    """Traced peak of the engine and two shells at 128³ float32: the half spectrum (4 B), the two packed
-    spectra (16 B), one amplitude (4 B) and the slab scratch: ≤ 30 B per voxel (44 with whole-grid factors)."""
+    """Traced peak of the engine and two shells at 128³ float32: the half spectrum (4 B), one packed spectrum
+    (8 B), one amplitude (4 B) and the slab scratch (4 B at this size): ≤ 24 B per voxel (44 with whole-grid
+    factors and two packed spectra)."""
     V = np.random.default_rng(0).standard_normal((128, 128, 128)).astype(np.float32)
     tracemalloc.start()
     try:
@@ -62,7 +64,7 @@ def test_spiral_cpu_holds_no_whole_grid_factors():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak / V.size <= 30
+    assert peak / V.size <= 24
 
 
 def test_local_rms_by_rows_and_its_regulariser_equal_the_whole_map():
