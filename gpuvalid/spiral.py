@@ -181,9 +181,7 @@ class SpiralEngine:
     def _slab_grids(self, sl: slice, R, INV, C1=None, C2=None) -> None:
         """Fill |f| (``R``), 1 + u_x (``C1``) and u_z − i·u_y (``C2``) for the z-slab ``sl`` (``INV``: scratch).
 
-        ``C1`` or ``C2`` None: not made.
-
-        ``u_j = f_j/|f|`` (0 at the origin and on axis j's Nyquist plane).
+        ``u_j = f_j/|f|`` (0 at the origin and on axis j's Nyquist plane); ``C1`` or ``C2`` None: not made.
         """
         fz2, fy2, fx2 = self._axes
         qz, qy, qx = self._units
