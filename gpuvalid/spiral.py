@@ -275,14 +275,13 @@ class SpiralEngine:
             tmp_shape = (n0,) + self.shape[1:]
             self._work = (slabs, np.empty(self.shape, cd),
                           *(np.empty(tmp_shape, rd) for _ in range(4)), *(np.empty(tmp_shape, cd) for _ in range(2)))
-        slabs, P = self._work[:2]
+        slabs, P, _, t0 = self._work[:4]                   # t0: a real slab of scratch
         norm = self._pack_cpu(P, f0, width, second=False)   # → v0 + i·vx
         self._norms[(f0, width)] = norm
         A = np.empty(self.shape, rd)
         if norm <= 0:
             A.fill(0)
             return A
-        t0 = self._work[3]
         z = sfft.ifftn(P, workers=-1, overwrite_x=True)
         for sl in slabs:
             a, t, u = A[sl], t0[:sl.stop - sl.start], z[sl]

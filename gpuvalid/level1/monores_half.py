@@ -140,9 +140,10 @@ class HalfMonogenic:
             S = be.rfftn(A)
             if be.is_gpu:
                 S *= L
-                return be.irfftn(S, s=self.shape).astype(xp.float32, copy=False)
-            S = S * L                        # a product of its own: the inverse may destroy it (in place)
-            return be.irfftn(S, s=self.shape, overwrite_x=True).astype(xp.float32, copy=False)
+            else:
+                S = S * L
+            # S is not needed after: on the CPU the inverse's complex passes then run in place
+            return be.irfftn(S, s=self.shape, overwrite_x=not be.is_gpu).astype(xp.float32, copy=False)
         (nz, kz), (ny, ky), (nx, kx) = box
         S = be.rfftn(A, axes=(2,))[:, :, : kx + 1]
         S = _take(xp, be.fftn(S, axes=(1,)), 1, ny, ky)

@@ -112,15 +112,24 @@ def apply_fcn(net, x, where=None, device: str = "cpu", tile: int | None = None, 
     r = net.receptive_field // 2
     xp = np.pad(x.astype(np.float32, copy=False), r, mode="reflect")
     out = _output_array(np, x, overwrite_x)
+    _run_tiles(_tile_job(net, xp, out, r, device), _tiles(x.shape, tile, where), device)
+    return out
 
+
+def _tile_job(net, xpad: np.ndarray, out: np.ndarray, r: int, device: str, z0: int = 0):
+    """Return the function that runs ``net`` on one output tile (its slices on the whole grid).
+
+    ``xpad``: the network input padded by ``r`` on every side, ``out``: the output; both hold the grid's rows
+    from ``z0`` on (a slab of :func:`apply_fcn_streamed`, or the whole grid).
+    """
     def run(sl):
-        blk = xp[sl[0].start:sl[0].stop + 2 * r, sl[1].start:sl[1].stop + 2 * r, sl[2].start:sl[2].stop + 2 * r]
+        z = slice(sl[0].start - z0, sl[0].stop - z0)
+        blk = xpad[z.start:z.stop + 2 * r, sl[1].start:sl[1].stop + 2 * r, sl[2].start:sl[2].stop + 2 * r]
         with torch.no_grad():   # grad mode is per thread
             t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
-            out[sl] = net(t)[0].float().cpu().numpy()
+            out[z, sl[1], sl[2]] = net(t)[0].float().cpu().numpy()
 
-    _run_tiles(run, _tiles(x.shape, tile, where), device)
-    return out
+    return run
 
 
 def _run_tiles(run, tiles: list, device: str) -> None:
@@ -152,9 +161,7 @@ def stream_rows(shape: tuple, tile: int, r: int, slab_bytes: int = STREAM_SLAB_B
     """
     plane = 4 * int(shape[1]) * int(shape[2])
     fixed = plane * (4 * (r + P.LOCAL_RMS_RADIUS) + 2 * r)
-    k = max(1, int((slab_bytes - fixed) // (5 * plane)) // tile)
-    while k * tile < r + P.LOCAL_RMS_RADIUS:
-        k += 1
+    k = max(1, int((slab_bytes - fixed) // (5 * plane)) // tile, -(-(r + P.LOCAL_RMS_RADIUS) // tile))
     return k * tile
 
 
@@ -188,15 +195,7 @@ def apply_fcn_streamed(net, V1: np.ndarray, where, device: str = "cpu", tile: in
             x = P.locres_input_rows(V1, lo, hi, eps)
             xpad = np.pad(x, ((r - (z0 - lo), r - (hi - z1)), (r, r), (r, r)), mode="reflect")
             del x
-
-            def run(sl, xpad=xpad, out=out, z0=z0):
-                blk = xpad[sl[0].start - z0:sl[0].stop - z0 + 2 * r, sl[1].start:sl[1].stop + 2 * r,
-                         sl[2].start:sl[2].stop + 2 * r]
-                with torch.no_grad():   # grad mode is per thread
-                    t = torch.from_numpy(np.ascontiguousarray(blk))[None, None].to(device)
-                    out[sl[0].start - z0:sl[0].stop - z0, sl[1], sl[2]] = net(t)[0].float().cpu().numpy()
-
-            _run_tiles(run, tiles, device)
+            _run_tiles(_tile_job(net, xpad, out, r, device, z0), tiles, device)
             del xpad
         if pending is not None:                      # this slab has read the rows it needed
             V1[pending[0]:pending[1]] = pending[2]
