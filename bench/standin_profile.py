@@ -1,7 +1,7 @@
 """Device memory, host/device copies and host work of each Level 0 section's GPU code path, measured on the
 CuPy stand-in (tests/standin; no GPU needed): what a GPU run would hold and move, before a GPU session.
 
-    python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5]
+    python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5] [--level1]
     python bench/standin_profile.py --launches --sizes 384 [--level1]
 
 ``--launches`` counts instead what a GPU run's time is made of besides arithmetic: per section, the device
@@ -9,7 +9,8 @@ operations it would launch (CuPy element-wise/reduction/copy kernels, raw kernel
 cupyx.ndimage calls), the points where the host waits for the device (a device value read as a number, a
 ``get``, a data-sized result), the bytes those operations read and write, and a floor on the section's GPU
 seconds from a stated model (:func:`floor_seconds`), with the gpuvalid lines that launch the most.
-``--level1`` does the same for the Level 1 sections on two simulated half maps of the same box.
+``--level1`` does the same for the Level 1 sections on two simulated half maps of the same box (without
+``--launches``: their device high-water marks, per voxel of one half map, with the buffers alive at each).
 
 For each section (on a fresh context, as ``bench_e2e.run_sections``): the device high-water mark in bytes
 per voxel of the input map and of the larger of the input and 0.e's 1 Å working grid (the issue-14
@@ -182,7 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", nargs="*", default=None)
     ap.add_argument("--top", type=int, default=4, help="buffers (or launching lines) listed per section")
     ap.add_argument("--launches", action="store_true", help="count device operations and host waits instead")
-    ap.add_argument("--level1", action="store_true", help="with --launches: also the Level 1 sections")
+    ap.add_argument("--level1", action="store_true",
+                    help="also the Level 1 sections (two simulated half maps of the same box)")
     args = ap.parse_args(argv)
     be = standin.install()
     if args.launches:
@@ -218,7 +220,40 @@ def main(argv=None) -> int:
         standin.trace(False)
         print("\nBuffers alive at each section's peak (bytes per input voxel, allocating line):\n")
         print("\n".join(f"    {line}" for line in notes))
+        if args.level1:
+            level1_peaks(n, be, args)
     return 0
+
+
+def level1_peaks(n: int, be, args) -> None:
+    """Device high-water mark of each Level 1 section on the simulated half maps of ``bench_level1_local``,
+    in bytes per voxel of one half map and per voxel of its mask, with the buffers alive at the peak."""
+    import bench_level1_local as L
+    from gpuvalid.context import MapContext, RunOptions
+    from gpuvalid.level1 import SECTIONS1
+    from gpuvalid.level1.context import HalfMaps, Level1Context
+    from gpuvalid.runner import run_section
+
+    ts, h1, h2, P, _ = L.simulated(n)
+    ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
+    ctx1 = Level1Context(ctx0, HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (h1, h2), ("-", "-"), ((ts,) * 3,) * 2))
+    print(f"\n## Level 1, two simulated {n}³ half maps (1oel, {ts:g} Å)\n")
+    print("| section | status | peak B/voxel (one half) | estimate B/voxel |\n|---|---|---|---|")
+    notes = []
+    for sid, title, mod in SECTIONS1:
+        if mod is None or (args.sections and sid not in args.sections):
+            continue
+        standin.trace(True)
+        res = run_section(mod, sid, title, ctx1)
+        peak = res.peak_device_bytes or 0
+        est = res.estimated_device_bytes or 0
+        print(f"| {sid} | {res.status} | {peak / P.size:.1f} | {est / P.size:.1f} |", flush=True)
+        notes += [f"{sid}: {b / P.size:6.2f} B/voxel  {site}" for b, site in standin.TRACE["live"][:args.top]]
+    standin.trace(False)
+    print("\nBuffers alive at each section's peak (bytes per voxel of one half, allocating line):\n")
+    print("\n".join(f"    {line}" for line in notes))
+    ctx1.release()
+    ctx0.release()
 
 
 if __name__ == "__main__":

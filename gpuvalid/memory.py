@@ -119,8 +119,9 @@ BYTES_PER_VOXEL = {
     # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "mask_chunk": (bytes per
     # mask voxel, voxels at a time) for what is done in chunks of mask voxels; "fixed": bytes whatever the
     # size.  Stand-in peaks at 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation
-    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 67, 1.f 109 + the per-voxel summaries'
-    # pass (351 in all: below 2¹⁷ mask voxels the pass holds every one), 1.g 42, 1.h 49.
+    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 38, 1.f 79 + the per-voxel summaries'
+    # pass (331 in all: below 2¹⁷ mask voxels the pass holds every one), 1.g 42, 1.h 49 (1.e and 1.f on the
+    # half spectra since 2026-11-27: 67 and 109 before).
     # 1.a: the cached spectra of the halves and of the masked halves (rfftn, 4 B each), the mask copy, the shell
     # geometry (int32 shell, float32 weight) and the FSC/DPR/SSNR sums' half-grid temporaries
     "1.a": {"input": 56},
@@ -142,18 +143,19 @@ BYTES_PER_VOXEL = {
     # and the inverse (+ C2R input copy and work area); per mask voxel the index, the gathered correlations
     # and the statistic
     "1.d": {"input": 36, "mask": 24},
-    # 1.e: the engine (full complex64 spectra of the half sum and difference 16 B, |f| and the three unit
-    # components 16 B), per step the high-pass (4 B), the filtered spectrum turned into v0 + i·vx by an
-    # in-place inverse, the Riesz-packed spectrum and its in-place inverse (8 B each), the amplitude and a
-    # temporary (8 B), cuFFT's work area (8 B), the amplitude low-pass (rfftn grid); per mask voxel the
-    # index, the sweep (3 B), its update, the gathered amplitudes and the quantile's sort
-    "1.e": {"input": 72, "mask": 40},
-    # 1.f: the engine (32 B), the 47 cones as their coefficients (int32 index + float32 weight, 3.4 % of the
-    # grid each: 13 B), the spectrum grid and its in-place inverse (8 B) with cuFFT's work area (8 B), the
-    # amplitude and its low-pass (≈ 12 B); per mask voxel the 47 sweeps (3 B each), what 1.e needs and a
-    # direction's median (its values and their sort, 16 B); one pass of the per-voxel summaries over the
-    # directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, L1_DIR_SUMMARY_CHUNK voxels at a time)
-    "1.f": {"input": 88, "mask": 47 * 3 + 56, "mask_chunk": (47 * L1_DIR_SUMMARY_BYTES, L1_DIR_SUMMARY_CHUNK)},
+    # 1.e: the engine (the rfftn half spectra of the half sum and difference 8 B, |f| and 1/|f| on the half
+    # grid 4 B), per step the high-pass (2 B), the filtered half spectrum (4 B), one Riesz factor (2 B) and
+    # its product (4 B) turned into a real component by an in-place inverse (4 B) with cuFFT's work area
+    # (4 B), the amplitude (4 B), the amplitude low-pass (rfftn grid); per mask voxel the index, the sweep
+    # (3 B), its update, the gathered amplitudes and the quantile's sort
+    "1.e": {"input": 44, "mask": 40},
+    # 1.f: the engine (12 B), the 47 cones as their half-grid coefficients (int32 index + float32 u·d, 2-4 %
+    # of the half grid each: ≈ 6 B), the half-grid work array (4 B), the two real components (8 B) with
+    # cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel the 47 sweeps (3 B each),
+    # what 1.e needs and a direction's median (its values and their sort, 16 B); one pass of the per-voxel
+    # summaries over the directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, L1_DIR_SUMMARY_CHUNK voxels at
+    # a time)
+    "1.f": {"input": 48, "mask": 47 * 3 + 56, "mask_chunk": (47 * L1_DIR_SUMMARY_BYTES, L1_DIR_SUMMARY_CHUNK)},
     # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (unit vectors, cube-map face
     # and cell, int32 index: half-grid temporaries), the cross and power terms; fixed: the direction-binned
     # float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at N = 1024)
@@ -175,7 +177,8 @@ HOST_TORCH_BYTES = 288 * 2 ** 20
 #: spiral engine holds the half spectrum and one packed spectrum, and makes its factors per slab), its network
 #: phase about 6-9 B per working-grid voxel (the resampled map, its half spectrum while it is made, the mask;
 #: the network's input by slabs); 0.f, 0.g: the engine on the map at R/2; 1.c, 1.d: mostly fixed (their boxes
-#: and kernels go in chunks)
+#: and kernels go in chunks); 1.e, 1.f: the half spectra and their complex-to-real transforms, 37 and 40 B per
+#: voxel of growth from 160³ to 224³ (72 and 84 B per voxel at 224³ when they held the full spectra)
 HOST_BYTES_PER_VOXEL = {
     "0.a": {"input": 8},
     "0.b": {"input": 4},
@@ -190,8 +193,8 @@ HOST_BYTES_PER_VOXEL = {
     "1.b": {"input": 44},
     "1.c": {"input": 24, "fixed": 96 * 2 ** 20},
     "1.d": {"input": 84},
-    "1.e": {"input": 96},
-    "1.f": {"input": 200},
+    "1.e": {"input": 48},
+    "1.f": {"input": 64},
     "1.g": {"input": 72},
     "1.h": {"input": 84},
 }

@@ -7,11 +7,12 @@ each defines a double cone of Fourier space, ``|u·d| ≥ cos 15°`` (``u`` the 
 
 For each direction the MonoRes sweep of 1.e runs inside its cone: the signal ``V = (h1+h2)/2`` and the noise
 ``N = (h1−h2)/2`` are high-passed at ``fd = Ts/d`` (raised-cosine edge 0.02 cycles/voxel) and restricted to
-the cone; the amplitude is that of the analytic signal along ``d`` — ``v0 + i·v_d = IFFT(H·C·F·(1 + u·d))``,
-one inverse transform per map (the Riesz components across ``d`` are at most sin 15° of the field inside
-the cone and are left out).  The noise level is the exact 0.95 quantile of the noise amplitude over the
-mask; the two-failure rule of 1.e applies, and a direction's sweep ends when fewer than 2.5 % of the voxels are
-left in it (the reference's rule; those voxels keep their last pass).  Resolutions go from ``start``
+the cone; the amplitude is that of the analytic signal along ``d``, ``√(v0² + v_d²)`` with ``v0 = IFFT(H·C·F)``
+and ``v_d = IFFT(−i·(u·d)·H·C·F)``, two complex-to-real transforms of the half spectrum per map (the Riesz
+components across ``d`` are at most sin 15° of the field inside the cone and are left out).  The noise level
+is the exact 0.95 quantile of the noise amplitude over the mask; the two-failure rule of 1.e applies, and a
+direction's sweep ends when fewer than 2.5 % of the voxels are left in it (the reference's rule; those voxels
+keep their last pass).  Resolutions go from ``start``
 (``min(18, max(10, 5·R))`` Å) to ``2·Ts`` in 1 Å steps above 8 Å and 0.5 Å steps below (the reference's "fast"
 rule).
 
@@ -72,8 +73,8 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
 
     The loop runs over the steps, and inside each over the directions whose sweep goes on (every direction
     sees the same steps in the same order as a loop over directions would).  Each cone is kept as its
-    Fourier coefficients only (flat indices, ``|f|`` and ``1 + u·d`` there, about 3.4 % of the grid each), so
-    a step's filtered spectrum is written into a zeroed grid at those indices, and the amplitude low-pass
+    Fourier coefficients on the half grid only (flat indices and ``u·d`` there, 2–4 % of the half grid each), so
+    a step's filtered spectrum is written into a zeroed half grid at those indices, and the amplitude low-pass
     filter is built once per step for every direction and both maps.
 
     Raises
@@ -93,8 +94,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
     dirs = directions(ndir)
     cones = [cone_support(eng, d, cone_deg) for d in dirs]
     FV, FN, r = eng.FV.reshape(-1), eng.FN.reshape(-1), eng.r.reshape(-1)
-    G = xp.zeros(eng.shape, dtype=xp.complex64)
-    Gf = G.reshape(-1)
+    G = xp.zeros(eng.half_shape, dtype=xp.complex64)       # zero outside the cone being transformed
     sweeps = [TwoFailureSweep(xp, n, float(steps[0])) for _ in dirs]
     used = [0] * len(dirs)
     going = list(range(len(dirs)))
@@ -102,22 +102,16 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
         fd = voxel_size / d
         thresholds = []
         for k in going:
-            ci, wi = cones[k]
+            ci, ud = cones[k]
             used[k] += 1
-            Hw = raised_cosine_up(r[ci], fd - TRANSITION, fd, xp) * wi     # H·(1 + u·d) on the cone
-            # |IFFT(H·F·(1 + u·d))| = √(v0² + v_d²): the amplitude of the analytic signal along d (its Riesz
-            # component along d), one inverse transform per map
-            Gf[ci] = FN[ci] * Hw
-            AN = eng.lowpass(_cone_amplitude(be, G), fd)
+            Hc = raised_cosine_up(r[ci], fd - TRANSITION, fd, xp)     # the high-pass on the cone
+            AN = eng.lowpass(_cone_amplitude(be, eng, G, FN, ci, Hc, ud), fd)
             thr = quantile_at(be, AN, idx, quantile, on_device=True)
             thresholds.append(thr)
             del AN
-            Gf[ci] = FV[ci] * Hw
-            AV = eng.lowpass(_cone_amplitude(be, G), fd)
+            AV = eng.lowpass(_cone_amplitude(be, eng, G, FV, ci, Hc, ud), fd)
             sweeps[k].update(AV.reshape(-1)[idx] > thr, float(d))
-            if not be.is_gpu:
-                Gf[ci] = 0
-            del AV, Hw
+            del AV, Hc
         thr_h, alive_h = step_readback(be, thresholds, [sweeps[k] for k in going])
         for thr in thr_h:
             if not np.isfinite(thr) or thr <= 0:
@@ -125,7 +119,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
         going = [k for k, a in zip(going, alive_h, strict=True) if a >= STOP_FRACTION]
         if not going:
             break
-    del G, Gf, cones
+    del G, cones
     out = directional_summaries(be, sweeps, seed)
     if keep_res:
         out["res"] = np.stack([be.to_host(sw.value) for sw in sweeps]).astype(np.float32)
@@ -198,36 +192,49 @@ def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
     return h.astype(xp.int64)
 
 
-def _cone_amplitude(be: Backend, G):
-    """Return ``|IFFT(G)|`` (float32), ``G`` zero outside the cone's coefficients.
+def _cone_amplitude(be: Backend, eng: HalfMonogenic, G, F, ci, Hc, ud):
+    """Return the amplitude ``√(v0² + v_d²)`` (float32) of the analytic signal along a cone's axis ``d``.
 
-    On the device the inverse transform runs in place (no second complex grid) and ``G`` is zeroed afterwards;
-    on the CPU ``G`` is left as it was (the caller zeroes the cone's coefficients).
+    ``v0 = IFFT(H·C·F)`` and ``v_d = IFFT(−i·(u·d)·H·C·F)`` (its Riesz component along ``d``), each a
+    complex-to-real transform of the half spectrum: ``F`` (flat half spectrum) and the high-pass ``Hc`` and
+    ``ud = u·d`` taken at the cone's flat indices ``ci``.  ``G`` (the half grid, zero on entry) is the
+    transforms' work array, zero again on return.
     """
     xp = be.xp
-    if not be.is_gpu:
-        return xp.abs(be.ifftn(G))
-    Z = be.ifftn(G, overwrite_x=True)
-    A = xp.abs(Z)
-    del Z
+    Gf = G.reshape(-1)
+    X = F[ci] * Hc
+    Gf[ci] = X
+    v0 = be.irfftn(G, s=eng.shape, overwrite_x=True)    # in place (on the CPU faster than SciPy's own copy)
     G.fill(0)
-    return A
+    X *= ud
+    X *= xp.complex64(-1j)
+    Gf[ci] = X
+    del X
+    vd = be.irfftn(G, s=eng.shape, overwrite_x=True)
+    G.fill(0)
+    v0 *= v0                          # √(v0² + v_d²), in place (NumPy's hypot is several times slower)
+    vd *= vd
+    v0 += vd
+    del vd
+    return xp.sqrt(v0, out=v0)
 
 
 def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
-    """Return the double cone ``|u·d| ≥ cos(cone_deg)`` of the full FFT grid of ``eng``.
+    """Return the double cone ``|u·d| ≥ cos(cone_deg)`` on the half grid of ``eng``.
 
-    As ``(flat indices, 1 + u·d there)`` (int32 indices when the grid allows, float32 weights).
+    As ``(flat indices, u·d there)`` (int32 indices when the grid allows, float32 ``u·d``).  The double cone
+    is symmetric under ``f → −f``, so its half-grid coefficients describe it whole.
     """
     xp = eng.be.xp
     dx, dy, dz = (float(v) for v in d)
-    uz, uy, ux = eng.u
-    ud = (ux * np.float32(dx) + uy * np.float32(dy) + uz * np.float32(dz)).astype(xp.float32)
+    ud = eng.unit(2) * np.float32(dx)
+    ud += eng.unit(1) * np.float32(dy)
+    ud += eng.unit(0) * np.float32(dz)
     cone = xp.abs(ud) >= math.cos(math.radians(cone_deg))
     ci = xp.flatnonzero(cone.reshape(-1))
     if ud.size < 2 ** 31:
         ci = ci.astype(xp.int32)
-    return ci, (1.0 + ud.reshape(-1)[ci]).astype(xp.float32)
+    return ci, ud.reshape(-1)[ci].astype(xp.float32)
 
 
 def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:

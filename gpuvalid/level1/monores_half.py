@@ -6,10 +6,9 @@ the step's digital frequency (cycles/voxel):
 
 1. high-pass both spectra with ``H(r) = 0`` for ``r < fd − 0.02``, a raised cosine up to 1 at ``r = fd``,
    1 beyond (``r = |f|`` in cycles/voxel);
-2. monogenic amplitude ``A = √(v0² + vx² + vy² + vz²)`` of each high-passed map, with the spiral (Riesz)
-   filters of :mod:`gpuvalid.spiral` (``i·H_j = u_j``, two packed inverse transforms
-   ``v0 + i·vx = IFFT(H·F·(1 + u_x))``, ``vy + i·vz = IFFT(H·F·(u_z − i·u_y))``, ``H_j = 0`` on the Nyquist
-   plane of axis ``j``);
+2. monogenic amplitude ``A = √(v0² + vx² + vy² + vz²)`` of each high-passed map, with the Riesz filters
+   of :mod:`gpuvalid.spiral` (``u_j = f_j/|f|``, 0 on the Nyquist plane of axis ``j``): ``v0 = IFFT(H·F)``,
+   ``v_j = IFFT(−i·u_j·H·F)``, each a complex-to-real transform of the half spectrum (the maps are real);
 3. low-pass the amplitude (1 below ``fd``, raised cosine to 0 at ``fd + 0.02``): its envelope at the scale
    of the step;
 4. the noise level is the exact 0.95 quantile (linear interpolation) of the noise amplitude over the mask
@@ -31,7 +30,7 @@ import numpy as np
 
 from ..errors import NotMeasurable
 from ..monores import TwoFailureSweep
-from ..spiral import frequency_axes, hermitian_full, quantile_at
+from ..spiral import frequency_axes, quantile_at
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -64,10 +63,13 @@ def _one_minus(a, xp):
 
 
 class HalfMonogenic:
-    """Spectra of ``V = (h1+h2)/2`` and ``N = (h1−h2)/2`` on the full FFT grid and the Riesz factors.
+    """Half spectra (the ``rfftn`` grid) of ``V = (h1+h2)/2`` and ``N = (h1−h2)/2``, and the frequency geometry.
 
-    ``r`` is ``|f|`` in cycles/voxel; ``u`` the unit frequency vector per axis ``(uz, uy, ux)`` with the
-    component along an axis set to 0 on that axis's Nyquist plane (as in :mod:`gpuvalid.spiral`).
+    ``r`` is ``|f|`` in cycles/voxel on the half grid and ``inv_r`` its inverse (0 at the origin);
+    :meth:`unit` gives the unit frequency vector's component ``u_j = f_j/|f|`` along an axis, 0 on that axis's
+    Nyquist plane (as in :mod:`gpuvalid.spiral`): then ``−i·u_j·F`` is the half spectrum of a real map, and
+    each monogenic component is one complex-to-real transform.  About 12 bytes per voxel (two half spectra,
+    ``r`` and ``inv_r``) instead of the full grid's two complex spectra and four real grids.
     """
 
     def __init__(self, be: Backend, h1, h2):
@@ -76,53 +78,61 @@ class HalfMonogenic:
         h1 = be.asarray(h1, dtype=xp.float32)
         h2 = be.asarray(h2, dtype=xp.float32)
         self.shape = tuple(int(s) for s in h1.shape)
-        self.FV = hermitian_full(xp, be.rfftn(0.5 * (h1 + h2)).astype(xp.complex64, copy=False), self.shape)
-        self.FN = hermitian_full(xp, be.rfftn(0.5 * (h1 - h2)).astype(xp.complex64, copy=False), self.shape)
-        fz, fy, fx = (xp.asarray(a.astype(np.float32)) for a in frequency_axes(self.shape, 1.0))
-        fz, fy, fx = fz[:, None, None], fy[None, :, None], fx[None, None, :]
-        self.r = xp.sqrt(fz * fz + fy * fy + fx * fx)
-        inv = xp.where(self.r > 0, 1.0 / xp.maximum(self.r, xp.float32(1e-12)), xp.float32(0.0))
-        units = []
+        self.FV = be.rfftn(0.5 * (h1 + h2)).astype(xp.complex64, copy=False)
+        self.FN = be.rfftn(0.5 * (h1 - h2)).astype(xp.complex64, copy=False)
+        nx = self.shape[2]
+        fz, fy, fx = (a.astype(np.float32) for a in frequency_axes(self.shape, 1.0))
+        fx = fx[: nx // 2 + 1]
+        self._f = (xp.asarray(fz)[:, None, None], xp.asarray(fy)[None, :, None], xp.asarray(fx)[None, None, :])
+        fz_, fy_, fx_ = self._f
+        self.r = xp.sqrt(fz_ * fz_ + fy_ * fy_ + fx_ * fx_)
+        self.inv_r = xp.where(self.r > 0, 1.0 / xp.maximum(self.r, xp.float32(1e-12)), xp.float32(0.0))
+        self.inv_r = self.inv_r.astype(xp.float32, copy=False)
+        axes = []
         for axis, f in enumerate((fz, fy, fx)):
             f = f.copy()
             n = self.shape[axis]
             if n % 2 == 0:
-                f.reshape(-1)[n // 2] = 0.0
-            units.append((f * inv).astype(xp.float32))
-        self.u = tuple(units)                     # (uz, uy, ux), broadcastable
-        self.r_half = self.r[:, :, : self.shape[2] // 2 + 1]
-        self._f = (fz, fy, fx[:, :, : self.shape[2] // 2 + 1])
-        self._lp = None                           # (fd, box, L on the box): the last low-pass filter
+                f[n // 2] = 0.0        # the Nyquist plane (on the x axis: the half grid's last plane)
+            axes.append(xp.asarray(f).reshape([-1 if a == axis else 1 for a in range(3)]))
+        self._axes = tuple(axes)       # (fz, fy, fx) with their Nyquist entries zeroed, broadcastable
+        self._lp = None                # (fd, box, L on the box): the last low-pass filter
+
+    @property
+    def half_shape(self) -> tuple:
+        """Shape of the half spectra, ``(nz, ny, nx//2 + 1)``."""
+        return tuple(int(n) for n in self.r.shape)
+
+    def unit(self, axis: int):
+        """Return ``u_j = f_j/|f|`` (float32) on the half grid, 0 on its Nyquist plane (``axis`` 0: z, 1: y, 2: x)."""
+        return (self._axes[axis] * self.inv_r).astype(self.be.xp.float32, copy=False)
 
     def amplitude(self, F, H):
-        """Return the monogenic amplitude ``√(v0² + |Riesz|²)`` of the map with spectrum ``F`` filtered by ``H``.
+        """Return the monogenic amplitude ``√(v0² + vx² + vy² + vz²)`` of half spectrum ``F`` filtered by ``H``.
 
-        ``F`` is the full spectrum; ``H`` a real filter on the full grid, radial or not.
+        ``F`` is a half spectrum; ``H`` a real filter on the half grid.  ``v0 = irfftn(H·F)`` and, per axis,
+        ``v_j = irfftn(−i·u_j·H·F)``: four complex-to-real transforms (the arithmetic of two complex transforms
+        of the full grid, each packing two real outputs), each in place on its own input.
         """
         xp, be = self.be.xp, self.be
-        uz, uy, ux = self.u
         G = F * H
-        if be.is_gpu:   # two spectra alive at most: products formed in place, inverses in place (cuFFT)
-            z2 = xp.empty_like(G)           # u_z − i·u_y, then G·(u_z − i·u_y)
-            z2.real[...] = uz
-            xp.negative(uy, out=z2.imag)
-            z2 *= G
-            G *= 1.0 + ux
-            z1 = be.ifftn(G, overwrite_x=True)
-            del G
-            z2 = be.ifftn(z2, overwrite_x=True)
-        else:           # as it was: NumPy's complex products can round differently with the operands' alignment
-            z1 = be.ifftn(G * (1.0 + ux))
-            z2 = be.ifftn(G * (uz - 1j * uy).astype(xp.complex64))
-            del G
-        A = z1.real * z1.real               # |z1|² + |z2|², summed as (a + b) + (c + d), in place
-        A += z1.imag * z1.imag
-        del z1
-        B = z2.real * z2.real
-        B += z2.imag * z2.imag
-        del z2
-        A += B
-        del B
+        A = None
+        for axis in (2, 1, 0):
+            T = G * self.unit(axis)
+            T *= xp.complex64(-1j)       # −i·u_j·H·F is Hermitian (u_j odd, 0 on its Nyquist plane)
+            v = be.irfftn(T, s=self.shape, overwrite_x=True)
+            del T
+            v *= v
+            if A is None:
+                A = v
+            else:
+                A += v
+            del v
+        v = be.irfftn(G, s=self.shape, overwrite_x=True)       # v0, from G itself
+        del G
+        v *= v
+        A += v
+        del v
         return xp.sqrt(A, out=A)
 
     def lowpass(self, A, fd: float):
@@ -168,7 +178,7 @@ class HalfMonogenic:
             k = int(np.floor(b * n)) + 1            # |i/n| < b  ⇒  |i| ≤ floor(b·n) (one more for rounding)
             box.append((n, None if 2 * k + 1 >= n else k))
         if any(k is None or 2 * k + 1 > n // 2 for n, k in box):
-            L = _one_minus(raised_cosine_up(self.r_half, fd, b, xp), xp)
+            L = _one_minus(raised_cosine_up(self.r, fd, b, xp), xp)
             self._lp = (fd, None, L)
             return None, L
         (nz, kz), (ny, ky), (nx, kx) = box
