@@ -6,9 +6,11 @@
 Half maps of a real model (``shared/data/models/1oel.pdb``, Gaussian atoms, B = 60 Å², noise σ = the
 signal's σ, independent per half), R = 3 Å; the primary map is their mean and the contour keeps 6 % of the
 box.  Each section runs through its ``run(ctx1)`` (figures off); 1.e and 1.f share the half-map spectra,
-charged to 1.e.  Reference column for 1.c: the direct local FSC, one box at a time in NumPy (``numpy.fft``
-on the full 40³ grid, complex128), timed on ``--direct-boxes`` boxes and scaled to every selected voxel
-(marked "scaled"; 0 boxes: not timed).  ``--append`` adds the table to ``bench/RESULTS.md``.
+charged to 1.e.  On a device each cell also gives the section's peak device memory per voxel of one half
+map (:class:`gpuvalid.memory.PeakMeter`: the CuPy pool's high-water mark, what the context holds included;
+no cuFFT work areas).  Reference column for 1.c: the direct local FSC, one box at a time in NumPy
+(``numpy.fft`` on the full 40³ grid, complex128), timed on ``--direct-boxes`` boxes and scaled to every
+selected voxel (marked "scaled"; 0 boxes: not timed).  ``--append`` adds the table to ``bench/RESULTS.md``.
 
 ``--jobs`` lists ``device:box`` runs in order (the device check: the GPU at 128³ first, which also warms
 CuPy's kernels and cuFFT plans, then 256³, the CPU at 128³ for a same-machine ratio, then 384³); the
@@ -34,6 +36,7 @@ from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext, RunOptions
 from gpuvalid.level1.context import HalfMaps, Level1Context
 from gpuvalid.level1.simhalves import simulate_halves
+from gpuvalid.memory import PeakMeter
 
 REPO = Path(__file__).resolve().parents[1]
 _DATA = Path(os.environ.get("GPUVALID_DATA", REPO.parent / "shared" / "data"))
@@ -125,10 +128,12 @@ def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_sectio
     for sid in RUN_ORDER:
         mod = mods[sid]
         t0, c0 = time.perf_counter(), time.process_time()
-        res = importlib.import_module(f"gpuvalid.level1.{mod}").run(ctx1)
-        be.synchronize()
+        with PeakMeter(be) as meter:       # the device's high-water mark (None on the CPU)
+            res = importlib.import_module(f"gpuvalid.level1.{mod}").run(ctx1)
+            be.synchronize()
         row[sid] = (time.perf_counter() - t0, time.process_time() - c0, res.values.get("percentiles_A"),
-                    res.values.get("step"), res.values.get("boxes"))
+                    res.values.get("step"), res.values.get("boxes"),
+                    None if meter.peak is None else meter.peak / box ** 3)
         if on_section:
             on_section(row)
     if engines and be.is_gpu:
@@ -152,9 +157,11 @@ def table(rows: list[dict], be=None) -> str:
         info = get_backend(d).info()
         names.append(f"{d} ({info.get('device_name', d)})")
     mach = f"{platform.platform()}, {os.cpu_count()} CPU cores; " + ", ".join(names)
-    out = [f"## Level 1 local resolution 1.c–1.f (issue 12) — `python bench/bench_level1_local.py`", "",
+    out = ["## Level 1 local resolution 1.c–1.f (issue 12) — `python bench/bench_level1_local.py`", "",
            f"Simulated half maps of 1oel (B = 60 Å², noise σ = signal σ), R = 3 Å, contour keeping 6 % of the box, "
-           f"figures off; wall seconds (CPU seconds of this process in brackets). Machine: {mach}. The direct "
+           "figures off; wall seconds (CPU seconds of this process in brackets; on a device also the peak device "
+           "memory per voxel of one half map: the CuPy pool's high-water mark while the section ran, what the "
+           f"context holds included). Machine: {mach}. The direct "
            "local FSC (one 40³ complex128 box at a time, NumPy) is timed on a sample of boxes and scaled to every "
            "selected voxel. GPU/CPU: the CPU row of the same box on this machine over the device row.", "",
            "| box (Ts) | device | 1.c local FSC | 1.c direct per-voxel (scaled) | 1.d ResMap-like | 1.e MonoRes | "
@@ -169,9 +176,10 @@ def table(rows: list[dict], be=None) -> str:
             if sid not in r:
                 cells.append("not run (time limit)")
                 continue
-            w, c, p, step, boxes = r[sid]
+            w, c, p, step, boxes, peak = (tuple(r[sid]) + (None,))[:6]     # rows written before peaks: None
             tot += w
             extra = f", step {step}, {boxes} boxes" if sid == "1.c" else ""
+            extra += "" if peak is None else f", peak {peak:.0f} B/voxel"
             ratio = f"; {ref[sid][0] / w:.0f}× the CPU" if (ref and sid in ref and w > 0) else ""
             cells.append(f"{w:.2f} ({c:.1f}{extra}{ratio})")
         if "direct_1c" in r:
