@@ -113,3 +113,32 @@ def test_whole_run_with_halves_on_a_tiny_device(tmp_path):
         assert js["sections"][sid]["values"]["device"].startswith("cpu (fallback: needs"), sid
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.count("Computed on the CPU") >= 4
+
+
+def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatch):
+    """`run_level1` runs the global sections (1.a, 1.b, 1.g, 1.h) first, then drops the halves' cached spectra
+    before 1.c–1.f, which do not use them; the report keeps the order of SECTIONS1 and the estimates their
+    section order."""
+    import gpuvalid.runner as runner
+    from gpuvalid.io.mrc import write_mrc
+    from gpuvalid.level1 import SECTIONS1, run_level1
+
+    V, h1, h2 = halves(36)
+    paths = [write_mrc(tmp_path / f"h{i}.mrc", h, 1.5) for i, h in enumerate((h1, h2))]
+    seen = {}
+    real = runner.run_section
+
+    def spy(module, sid, title, ctx, error_log=None):
+        seen[sid] = set(ctx._lazy)            # the cached values when the section starts
+        return real(module, sid, title, ctx, error_log)
+
+    monkeypatch.setattr(runner, "run_section", spy)
+    out, _ = run_level1(MapContext(CPU, V, 1.5, 0.3, 6.0), paths)
+    assert [sid for sid in seen if sid != "1"] == ["1.a", "1.b", "1.g", "1.h", "1.c", "1.d", "1.e", "1.f"]
+    assert list(out) == ["1"] + [s[0] for s in SECTIONS1]
+    assert {"M1", "M2", "geo"} <= seen["1.g"]                  # shared by the global sections
+    for sid, _ in LOCAL:
+        assert out[sid].evaluable, (sid, out[sid].reason)
+        assert not seen[sid] & set(Level1Context.SPECTRA), (sid, seen[sid])
+    keys = [k.split()[0] for k in out["1"].values["resolution_estimates_A"]]
+    assert keys == sorted(keys) and "1.c" in keys and "1.g" in keys

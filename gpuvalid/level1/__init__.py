@@ -82,14 +82,39 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
 
     ctx1 = Level1Context(ctx0, hm, seed=seed)
     out[HSID] = run_section("gpuvalid.level1.halves", HSID, HTITLE, ctx1, error_log)
-    for sid, title, module in SECTIONS1:
+    for sid, title, module in run_order():
+        if sid == LOCAL_SECTIONS[0]:
+            ctx1.drop_spectra()          # the global sections are done: the local ones do not use their spectra
         if progress:
             progress(f"{sid} {title}")
         out[sid] = run_section(module, sid, title, ctx1, error_log)
-    out[HSID].summary = estimates_sentence(ctx0.resolution, level0 or {}, ctx1.estimates)
-    out[HSID].values["resolution_estimates_A"] = dict(ctx1.estimates)
+    out = {HSID: out[HSID], **{sid: out[sid] for sid, _title, _mod in SECTIONS1}}      # report order
+    estimates = by_section(ctx1.estimates)
+    out[HSID].summary = estimates_sentence(ctx0.resolution, level0 or {}, estimates)
+    out[HSID].values["resolution_estimates_A"] = estimates
     ctx1.release()
     return out, hm.info()
+
+
+#: the local-resolution sections; they neither use the halves' cached spectra nor feed the global sections
+LOCAL_SECTIONS = ("1.c", "1.d", "1.e", "1.f")
+
+
+def run_order() -> list[tuple]:
+    """Return :data:`SECTIONS1` in the order they run: first the global sections, then the local ones.
+
+    The global Fourier sections (1.a, 1.b, 1.g, 1.h) share the halves' cached spectra; the local-resolution
+    sections need 1.a's estimate only.  Between the two the spectra are dropped
+    (:meth:`Level1Context.drop_spectra`), so that they do not sit in device memory beside 1.c–1.f's work
+    arrays.  The report keeps the order of :data:`SECTIONS1`.
+    """
+    return ([s for s in SECTIONS1 if s[0] not in LOCAL_SECTIONS]
+            + [s for s in SECTIONS1 if s[0] in LOCAL_SECTIONS])
+
+
+def by_section(estimates: dict) -> dict:
+    """Return the resolution estimates (``"1.x label" → Å``) in section order, each section's in its own order."""
+    return dict(sorted(estimates.items(), key=lambda kv: kv[0].split(" ", 1)[0]))
 
 
 def estimates_sentence(R: float | None, level0: dict, estimates: dict) -> str:
