@@ -163,7 +163,8 @@ class Level1Context:
             m = self.ctx0.soft_mask
             if float(self.be.to_host(m.sum())) <= 0:
                 raise NotMeasurable("the soft mask is empty")
-            return m.astype(self.be.xp.float32), "the Level 0 soft mask of the primary map", True
+            # the Level 0 mask itself when it is float32 already (no section writes into it): no copy
+            return m.astype(self.be.xp.float32, copy=False), "the Level 0 soft mask of the primary map", True
         except NotMeasurable as exc:
             return (self.sphere_mask(), f"a spherical mask of radius N/2 − 4 voxels with a Gaussian edge (σ = 2 "
                     f"voxels), because the soft mask is not available ({exc})", False)

@@ -296,18 +296,23 @@ class DirectionBins:
         self.geo = geo
         self.nc = int(nc)
         self.nbins = 3 * self.nc * self.nc
-        ux, uy, uz = geo.unit_vectors()
+        ux, uy, uz = geo.unit_vectors()       # half-grid temporaries, each freed once used (device memory)
         ax, ay, az = xp.abs(ux), xp.abs(uy), xp.abs(uz)
         face = xp.where((ax >= ay) & (ax >= az), 0, xp.where(ay >= az, 1, 2)).astype(xp.int32)
+        del ax, ay, az
         dom = xp.where(face == 0, ux, xp.where(face == 1, uy, uz))
         dom = xp.where(dom == 0, xp.float32(1.0), dom)
         o1 = xp.where(face == 0, uy, ux) / dom   # the first other axis (y for +x, x for +y and +z)
         o2 = xp.where(face == 2, uy, uz) / dom   # the second other axis (z for +x and +y, y for +z)
+        del ux, uy, uz, dom
         scale = xp.float32(self.nc / (math.pi / 2))
         off = xp.float32(math.pi / 4)
         i = xp.clip(xp.floor((xp.arctan(o1) + off) * scale), 0, self.nc - 1).astype(xp.int32)
+        del o1
         j = xp.clip(xp.floor((xp.arctan(o2) + off) * scale), 0, self.nc - 1).astype(xp.int32)
+        del o2
         b = face * (self.nc * self.nc) + i * self.nc + j
+        del face, i, j
         self.index = xp.where(geo.shell < geo.nshell, geo.shell * self.nbins + b,
                               xp.int32(geo.nshell * self.nbins)).astype(xp.int32).ravel()
         self.centres = _cube_bin_centres(self.nc)
