@@ -246,13 +246,14 @@ class Level1Context:
         return self.cpu_twin if self.be.is_gpu else self
 
     #: the cached values only the global Fourier sections (1.a, 1.b, 1.g, 1.h) use: the halves' spectra, masked
-    #: and unmasked (4 B per voxel each), the frequency geometry, the direction bins and the mask's copy
+    #: and unmasked (4 B per voxel each), the frequency geometry, the direction bins and the mask of the masked
+    #: analyses (the Level 0 soft mask itself, or a sphere made for them)
     SPECTRA = ("F1", "F2", "M1", "M2", "geo", "direction_bins", "binned_masked", "mask_info")
 
     def drop_spectra(self) -> None:
         """Drop :data:`SPECTRA`, here and in the CPU twin if it was made.
 
-        About 24 bytes per voxel of device (or host) memory that the local-resolution sections do not use; a
+        About 20-24 bytes per voxel of device (or host) memory that the local-resolution sections do not use; a
         later use computes them again.
         """
         for ctx in (self, self._lazy.get("cpu_twin")):
