@@ -148,6 +148,21 @@ class Backend:
         xp, step = self.xp, MASK_SLAB_ELEMENTS
         return xp.concatenate([xp.flatnonzero(flat[i:i + step]) + i for i in range(0, flat.size, step)])
 
+    def hypot_in_place(self, a, b):
+        """Return ``√(a² + b²)`` written into ``a`` (float arrays of one shape; ``b`` may be destroyed).
+
+        One fused kernel on a GPU (``hypot``: one read of each array, one write); on the CPU the squares and
+        the root in place, because NumPy's float32 ``hypot`` calls the C library per element (about 10 times
+        slower on a 128³ map).  The two agree to a few float32 ulps.
+        """
+        xp = self.xp
+        if self.is_gpu:
+            return xp.hypot(a, b, out=a)
+        a *= a
+        b *= b
+        a += b
+        return xp.sqrt(a, out=a)
+
     def synchronize(self) -> None:
         """Wait until this backend's device has finished its queued work (nothing to do on CPU)."""
         if self.is_gpu:

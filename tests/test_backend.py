@@ -199,3 +199,18 @@ def test_release_fft_plans_drops_each_plan_without_clear():
     cache.plans = {}
     Backend("cupy", "cuda:0", xp, None, None, device_id=0).release_fft_plans()   # an empty cache: nothing to do
     assert cache.cleared == 0
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hypot_in_place_is_the_direct_formula(device, dtype, request):
+    """``Backend.hypot_in_place(a, b)`` writes √(a² + b²) into ``a`` on either device (float64 reference,
+    4 ulps of the dtype: CuPy's hypot and the CPU's squares and root agree to that)."""
+    be = get_backend("cpu") if device == "cpu" else request.getfixturevalue("gpu")
+    rng = np.random.default_rng(4)
+    a, b = (rng.normal(size=(9, 10, 11)).astype(dtype) for _ in range(2))
+    ref = np.sqrt(a.astype(np.float64) ** 2 + b.astype(np.float64) ** 2)
+    da = be.asarray(a)
+    out = be.hypot_in_place(da, be.asarray(b))
+    assert out is da
+    np.testing.assert_allclose(be.to_host(da), ref, rtol=4 * np.finfo(dtype).eps)

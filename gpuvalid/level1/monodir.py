@@ -212,11 +212,7 @@ def _cone_amplitude(be: Backend, eng: HalfMonogenic, G, F, ci, Hc, ud):
     del X
     vd = be.irfftn(G, s=eng.shape, overwrite_x=True)
     G.fill(0)
-    v0 *= v0                          # √(v0² + v_d²), in place (NumPy's hypot is several times slower)
-    vd *= vd
-    v0 += vd
-    del vd
-    return xp.sqrt(v0, out=v0)
+    return be.hypot_in_place(v0, vd)   # √(v0² + v_d²) into v0
 
 
 def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
