@@ -139,6 +139,6 @@ def guinier(be: Backend, V, voxel_size: float, resolution: float):
     fit = fit_line(prof, resolution)
     Fs = sharpen(be, Fh, shape, voxel_size, fit.bfactor, resolution)
     sharp_prof = radial_profile(be, Fs, shape, voxel_size)
-    # Fs is not needed after: on the CPU the inverse's complex passes then run in place (one spectrum less)
-    sharp = be.irfftn(Fs, s=shape, overwrite_x=not be.is_gpu).astype(be.xp.float32)
+    # Fs is not needed after: the inverse runs in place on it (one spectrum less)
+    sharp = be.irfftn(Fs, s=shape, overwrite_x=True).astype(be.xp.float32)
     return prof, fit, sharp, sharp_prof

@@ -21,9 +21,9 @@ CPU: ``scipy.fft`` with all cores, float32/complex64 when the map is float32, fl
 float64; the half spectrum is kept, and each z-slab's full rows, radii and Riesz factors are made per shell
 (in cache), so a shell holds the half spectrum, one packed spectrum (inverted in place, then refilled for the
 second pair of components) and the amplitude: about 13 B per voxel in float32, where two packed spectra and
-whole-grid factors took 40 (``bench/RESULTS.md``).  Measured float32 error against float64 (emd_5168, shells from 1/15 Å⁻¹ to Nyquist): per voxel
-2e-7 relative (median), 5e-6 (99.9 %), 1e-4 at worst where A is close to 0; at most 1e-6 of the largest
-amplitude (``bench/RESULTS.md``).
+whole-grid factors took 40 (``bench/RESULTS.md``).  Measured float32 error against float64 (emd_5168, shells
+from 1/15 Å⁻¹ to Nyquist): per voxel 2e-7 relative (median), 5e-6 (99.9 %), 1e-4 at worst where A is close to
+0; at most 1e-6 of the largest amplitude (``bench/RESULTS.md``).
 GPU: CuPy/cuFFT (plans cached across shells) and the raw kernels of ``kernels/spiral.cu`` — one kernel
 builds the packed spectra of several shells per launch and their normalisations, one turns the inverse
 transforms into amplitudes, and two accumulate the LocBfactor least-squares sums and LocOccupancy counts.

@@ -148,12 +148,9 @@ class HalfMonogenic:
         box, L = self._lowpass_filter(fd)
         if box is None:
             S = be.rfftn(A)
-            if be.is_gpu:
-                S *= L
-            else:
-                S = S * L
-            # S is not needed after: on the CPU the inverse's complex passes then run in place
-            return be.irfftn(S, s=self.shape, overwrite_x=not be.is_gpu).astype(xp.float32, copy=False)
+            S *= L
+            # S is not needed after: the inverse runs in place on it
+            return be.irfftn(S, s=self.shape, overwrite_x=True).astype(xp.float32, copy=False)
         (nz, kz), (ny, ky), (nx, kx) = box
         S = be.rfftn(A, axes=(2,))[:, :, : kx + 1]
         S = _take(xp, be.fftn(S, axes=(1,)), 1, ny, ky)
