@@ -73,7 +73,9 @@ NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activ
 #: work area up to its transform's size in the pool); below it the plans stay, so the next section of a
 #: small map does not plan its transforms again
 RELEASE_PLANS_ABOVE = 2 * GIB
-L1_PERM_CHUNK = 40_000_000     # 1.b: permuted coefficients per device launch (gpuvalid.level1.fdr uses it)
+L1_PERM_CHUNK = 40_000_000     # 1.b: at most this many permuted coefficients per device launch (gpuvalid.level1.fdr)
+L1_PERM_MIN = 2 ** 20          # 1.b: ... and at least this many (or one permutation), else one per
+L1_PERM_VOXELS = 8             # 1.b: ... L1_PERM_VOXELS voxels of the map: the chunk costs 6 B per voxel
 L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (float32 key and its copy, int64
                                # index and segment key, the sort's buffers; then the gather and product)
 L1_BOX_BYTES = 3_000_000       # 1.c: upper bound per box of a chunk: gathered box, its padded copy, two half
@@ -87,7 +89,9 @@ L1_FSC_GROUP_ROWS = 32_768     # 1.c: boxes whose shell sums are kept on the dev
                                # FSC and its crossings
 L1_FSC_ROW_BYTES = 3_000       # 1.c: per box of such a group: its shell sums (840 B), the FSC and the
                                # crossings' temporaries (35-shell float64 and bool rows)
-L1_DIR_SUMMARY_CHUNK = 2 ** 17  # 1.f: voxels per pass of the per-voxel summaries over the directions
+L1_DIR_SUMMARY_CHUNK = 2 ** 17  # 1.f: at most this many voxels per pass of the per-voxel summaries over the
+L1_DIR_SUMMARY_MIN = 2 ** 13    # directions, at least this many, else as many as cost L1_DIR_SUMMARY_GRID bytes
+L1_DIR_SUMMARY_GRID = 8         # per voxel of the map (l1_dir_summary_chunk)
 L1_DIR_SUMMARY_BYTES = 48       # 1.f: device bytes per (direction, voxel) of such a pass: the resolutions, the
                                 # percentiles' sorted copy, the tie keys (uint32 hash steps, int64) and masks
 #: device bytes per voxel a section allocates at its peak, per grid: "input" (the map), "work" (0.e/0.h's 1 Å
@@ -116,19 +120,22 @@ BYTES_PER_VOXEL = {
     # context, so that it builds the cached spectra it needs) plus what the stand-in cannot see: cuFFT's work
     # area (about the largest complex transform alive: 4 B per map voxel for an rfftn grid, 8 B for a full
     # complex grid), CuPy's copy of a C2R input and the int64 scan of a nonzero() over the whole grid.
-    # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "mask_chunk": (bytes per
-    # mask voxel, voxels at a time) for what is done in chunks of mask voxels; "fixed": bytes whatever the
-    # size.  Stand-in peaks at 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation
-    # chunk, 1.c 10 + 32 per selected voxel + the box chunk, 1.d 25, 1.e 38, 1.f 79 + the per-voxel summaries'
-    # pass (331 in all: below 2¹⁷ mask voxels the pass holds every one), 1.g 42, 1.h 49 (1.e and 1.f on the
-    # half spectra since 2026-11-27: 67 and 109 before).
+    # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "fixed": bytes whatever the
+    # size (a chunk's floor: 1.b's permutations and 1.f's summaries go in chunks that grow with the map up to a
+    # cap, l1_perm_chunk and l1_dir_summary_chunk, counted in "input" above their floors).  Stand-in peaks at
+    # 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation chunk, 1.c 10 + 32 per
+    # selected voxel + the box chunk, 1.d 25, 1.e 36, 1.f 63 with its per-voxel summaries' pass (8,192 voxels),
+    # 1.g 42, 1.h 49.  Before the half spectra (2026-11-27): 1.e 67, 1.f 109 + the pass; before 1.f's sweep
+    # state in 1 B per direction and its pass grown with the map: 1.f 331 in all (the pass held every mask
+    # voxel below 2¹⁷).
     # 1.a: the cached spectra of the halves and of the masked halves (rfftn, 4 B each), the mask copy, the shell
     # geometry (int32 shell, float32 weight) and the FSC/DPR/SSNR sums' half-grid temporaries
     "1.a": {"input": 56},
     # 1.b: the masked spectra and geometry if not cached, the shell order (int64) and the spectra gathered in
-    # it, the sphere-masked spectra of the second test; the permutation chunk: up to L1_PERM_CHUNK coefficients
-    # of random keys, their argsort (index, segment keys and sort buffers) and the gathered products
-    "1.b": {"input": 64, "fixed": L1_PERM_CHUNK * L1_PERM_BYTES},
+    # it, the sphere-masked spectra of the second test; the permutation chunk (l1_perm_chunk: one coefficient
+    # per L1_PERM_VOXELS voxels, at least L1_PERM_MIN, at most L1_PERM_CHUNK) of random keys, their argsort
+    # (index, segment keys and sort buffers) and the gathered products
+    "1.b": {"input": 64 + L1_PERM_BYTES // L1_PERM_VOXELS, "fixed": L1_PERM_MIN * L1_PERM_BYTES},
     # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), per selected
     # voxel (soft mask ≥ 0.5 ≈ the hard mask) the centre (int64), its (z, y, x) for the cuFFT engine (24 B) and
     # the crossings (two float64, two int8); the boxes go in chunks: the raw-kernel engine (the default on a
@@ -147,15 +154,16 @@ BYTES_PER_VOXEL = {
     # grid 4 B), per step the high-pass (2 B), the filtered half spectrum (4 B), one Riesz factor (2 B) and
     # its product (4 B) turned into a real component by an in-place inverse (4 B) with cuFFT's work area
     # (4 B), the amplitude (4 B), the amplitude low-pass (rfftn grid); per mask voxel the index, the sweep
-    # (3 B), its update, the gathered amplitudes and the quantile's sort
-    "1.e": {"input": 44, "mask": 40},
+    # (1 B), its update, the gathered amplitudes and the quantile's sort
+    "1.e": {"input": 44, "mask": 38},
     # 1.f: the engine (12 B), the 47 cones as their half-grid coefficients (int32 index + float32 u·d, 2-4 %
     # of the half grid each: ≈ 6 B), the half-grid work array (4 B), the two real components (8 B) with
-    # cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel the 47 sweeps (3 B each),
+    # cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel the 47 sweeps (1 B each),
     # what 1.e needs and a direction's median (its values and their sort, 16 B); one pass of the per-voxel
-    # summaries over the directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, L1_DIR_SUMMARY_CHUNK voxels at
-    # a time)
-    "1.f": {"input": 48, "mask": 47 * 3 + 56, "mask_chunk": (47 * L1_DIR_SUMMARY_BYTES, L1_DIR_SUMMARY_CHUNK)},
+    # summaries over the directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, l1_dir_summary_chunk voxels at
+    # a time: at most L1_DIR_SUMMARY_GRID B per voxel of the map, or its floor of L1_DIR_SUMMARY_MIN voxels)
+    "1.f": {"input": 48 + L1_DIR_SUMMARY_GRID, "mask": 47 * 1 + 56,
+            "fixed": L1_DIR_SUMMARY_MIN * 47 * L1_DIR_SUMMARY_BYTES},
     # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (unit vectors, cube-map face
     # and cell, int32 index: half-grid temporaries), the cross and power terms; fixed: the direction-binned
     # float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at N = 1024)
@@ -206,6 +214,26 @@ CUFFT_AREA_PER_WORK_VOXEL = 8
 SLAB_FFT_BYTES = 3 * 8 * FFT_SLAB_ELEMENTS
 RESERVE_BYTES = 512 * 2 ** 20  # left free on the device (CUDA context growth, torch workspace)
 ENV_BUDGET = "GPUVALID_DEVICE_BUDGET"
+
+
+def l1_perm_chunk(grid_voxels: int) -> int:
+    """Return how many permuted coefficients 1.b draws per device launch for a map of ``grid_voxels`` voxels.
+
+    One per :data:`L1_PERM_VOXELS` voxels (:data:`L1_PERM_BYTES` each: 6 B per voxel of the map), at least
+    :data:`L1_PERM_MIN` and at most :data:`L1_PERM_CHUNK`: the chunk grows with the map instead of holding
+    1.9 GB whatever its size.
+    """
+    return int(min(L1_PERM_CHUNK, max(L1_PERM_MIN, int(grid_voxels) // L1_PERM_VOXELS)))
+
+
+def l1_dir_summary_chunk(grid_voxels: int, ndir: int = 47) -> int:
+    """Return how many voxels 1.f summarises over its ``ndir`` directions per pass, for a map of ``grid_voxels``.
+
+    As many as cost :data:`L1_DIR_SUMMARY_GRID` bytes per voxel of the map (:data:`L1_DIR_SUMMARY_BYTES` per
+    direction and voxel), at least :data:`L1_DIR_SUMMARY_MIN` and at most :data:`L1_DIR_SUMMARY_CHUNK`.
+    """
+    fit = int(grid_voxels) * L1_DIR_SUMMARY_GRID // (max(int(ndir), 1) * L1_DIR_SUMMARY_BYTES)
+    return int(min(L1_DIR_SUMMARY_CHUNK, max(L1_DIR_SUMMARY_MIN, fit)))
 
 
 def gib(n: float | None) -> str:
@@ -272,9 +300,6 @@ def _phase_bytes(per: dict, shape: tuple, voxel_size: float, resolution: float |
     n_mask = math.prod(int(n) for n in shape) if mask_voxels is None else int(mask_voxels)
     if per.get("mask"):
         total += per["mask"] * n_mask
-    if per.get("mask_chunk"):            # (bytes per mask voxel, at most this many voxels at a time)
-        b, cap = per["mask_chunk"]
-        total += b * min(n_mask, cap)
     if per.get("input"):
         total += per["input"] * math.prod(int(n) for n in shape)
     if per.get("work"):

@@ -56,27 +56,57 @@ class TwoFailureSweep:
     It holds the resolution of each voxel's last pass; a voxel leaves after two consecutive failures.
     ``value`` starts at ``cap`` (never passed).
 
-    Kept in 3 bytes per voxel (1.f holds one sweep per direction): the number of the last step passed
-    (int16, −1: none; its resolution from a host list) and the consecutive misses (int8; the voxel is alive
-    while fewer than 2).  ``value``, ``alive`` and ``passed`` are computed from them on demand.
+    Kept in one byte per voxel while the sweep holds at most :data:`NARROW_STEPS` steps (1.f holds one sweep
+    per direction, 47 of them; its steps are at most about 30): the low six bits hold the number of the last
+    step passed plus one (0: none; its resolution from a host list), the top two bits the consecutive misses
+    (0, 1 or 2; the voxel is alive while fewer than 2).  A longer sweep widens to two bytes (fourteen bits and
+    two, up to :data:`MAX_STEPS` steps).  ``value``, ``alive``, ``passed`` and ``step`` are computed from the
+    state on demand.
     """
+
+    NARROW_STEPS = 63          # steps a one-byte state can number (six bits, 0 for "none")
+    MAX_STEPS = 2 ** 14 - 1    # steps a two-byte state can number
 
     def __init__(self, xp, n: int, cap: float):
         self.xp = xp
         self.cap = float(cap)
-        self.step = xp.full(n, -1, dtype=xp.int16)
-        self.miss = xp.zeros(n, dtype=xp.int8)
+        self.state = xp.zeros(n, dtype=xp.uint8)
         self._d: list[float] = []        # resolution (Å) of each update
+
+    def _layout(self) -> tuple[int, int]:
+        """``(bits of the step field, one miss)`` of the current state's dtype."""
+        return (6, 64) if self.state.dtype == np.uint8 else (14, 2 ** 14)
+
+    @property
+    def size(self) -> int:
+        """Number of voxels."""
+        return int(self.state.size)
 
     @property
     def alive(self):
         """Boolean per voxel: still in the sweep (fewer than two consecutive failures)."""
-        return self.miss < 2
+        _bits, miss = self._layout()
+        return self.state < 2 * miss
 
     @property
     def passed(self):
         """Boolean per voxel: passed at least one step."""
-        return self.step >= 0
+        bits, _miss = self._layout()
+        return (self.state & ((1 << bits) - 1)) != 0
+
+    @property
+    def step(self):
+        """Number of each voxel's last passed step (int16, −1: none)."""
+        bits, _miss = self._layout()
+        return (self.state & ((1 << bits) - 1)).astype(self.xp.int16) - self.xp.int16(1)
+
+    @step.setter
+    def step(self, step) -> None:
+        """Set the last passed steps (−1: none), every voxel alive with no miss."""
+        xp = self.xp
+        step = xp.asarray(step)
+        wide = bool(step.size) and int(step.max()) + 1 > self.NARROW_STEPS
+        self.state = (step + 1).astype(xp.uint16 if wide else xp.uint8)
 
     @property
     def value(self):
@@ -86,11 +116,15 @@ class TwoFailureSweep:
     def value_at(self, sl: slice):
         """:attr:`value` of the voxels ``sl`` only."""
         xp = self.xp
-        step = self.step[sl]
-        if not self._d:
-            return xp.full(step.shape, self.cap, dtype=xp.float32)
-        table = xp.asarray(np.asarray(self._d, dtype=np.float32))
-        return xp.where(step >= 0, table[xp.maximum(step, 0)], xp.float32(self.cap))
+        bits, _miss = self._layout()
+        table = xp.asarray(np.asarray([self.cap] + self._d, dtype=np.float32))    # index 0: never passed
+        return table[self.state[sl] & ((1 << bits) - 1)]
+
+    def _widen(self) -> None:
+        """Move the state to two bytes per voxel (the step field's six bits are full)."""
+        xp = self.xp
+        s = self.state.astype(xp.uint16)
+        self.state = (s & xp.uint16(63)) | ((s >> xp.uint16(6)) << xp.uint16(14))
 
     def update(self, passes, d: float) -> None:
         """Record one step at resolution ``d`` (Å): ``passes`` (boolean per voxel) says which voxels passed it.
@@ -101,17 +135,23 @@ class TwoFailureSweep:
         Raises
         ------
         ValueError
-            When the sweep already holds 32767 steps (the int16 step index would overflow).
+            When the sweep already holds :data:`MAX_STEPS` steps (the step field would overflow).
         """
         xp = self.xp
-        if len(self._d) >= np.iinfo(np.int16).max:
-            raise ValueError("a sweep of more than 32767 steps")
-        alive = self.miss < 2
+        k = len(self._d) + 1               # the field's value for this step
+        if k > self.MAX_STEPS:
+            raise ValueError(f"a sweep of more than {self.MAX_STEPS} steps")
+        if k > self.NARROW_STEPS and self.state.dtype == np.uint8:
+            self._widen()
+        _bits, miss = self._layout()
+        dt = self.state.dtype.type
+        alive = self.state < dt(2 * miss)
         hit = alive & passes
-        self.step = xp.where(hit, xp.int16(len(self._d)), self.step)
-        self._d.append(float(np.float32(d)))
         alive &= ~passes                   # the misses: alive and not passing
-        self.miss = xp.where(hit, 0, self.miss + alive.astype(xp.int8)).astype(xp.int8)
+        counted = self.state + alive.astype(self.state.dtype) * dt(miss)
+        del alive
+        self.state = xp.where(hit, dt(k), counted)
+        self._d.append(float(np.float32(d)))
 
 
 def shell_frequencies(voxel_size: float, shape: tuple, low_A: float = LOW_A, n: int = N_SHELLS):

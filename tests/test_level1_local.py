@@ -335,7 +335,7 @@ def test_pruned_lowpass_equals_full(be, shape):
         ref = _lowpass_direct(A, fd)
         assert got.shape == shape and got.dtype == np.float32
         assert np.max(np.abs(got - ref)) <= 2e-6 * np.max(np.abs(ref))
-    assert eng._lowpass_filter(0.05)[0] is not None      # the coarse step used the box
+    assert eng._lowpass_box(0.05) is not None and eng._lowpass_box(0.5) is None     # coarse: the box; fine: all
 
 
 @pytest.mark.parametrize("shape", [(40, 40, 40), (37, 42, 35), (36, 33, 40)])
@@ -407,3 +407,20 @@ def test_monodir_equals_direction_by_direction(be):
             if alive.mean() < 0.025:
                 break
         assert np.mean(np.abs(out["res"][k] - value) < 1e-4) >= 0.999
+
+
+def test_raised_cosine_by_slabs_is_the_one_array_filter(monkeypatch):
+    """The filter made slab by slab (a few planes at a time) equals, bit for bit, the same arithmetic on the
+    whole grid, and the direct formula within float32 rounding, for a float64 and a Python-float edge."""
+    from gpuvalid.level1 import monores_half as M
+
+    r = (np.random.default_rng(2).random((33, 20, 11)) * 0.6).astype(np.float32)
+    for lo, hi in ((np.float64(1.0 / 4.5) - 0.02, np.float64(1.0 / 4.5)), (0.1, 0.12)):
+        whole = M.raised_cosine_up(r, lo, hi, np)
+        monkeypatch.setattr(M, "SLAB_ELEMENTS", 3 * 20 * 11 + 5)          # 3 planes a slab, the last partial
+        slabs = M.raised_cosine_up(r, lo, hi, np)
+        monkeypatch.undo()
+        assert slabs.dtype == np.float32
+        np.testing.assert_array_equal(slabs, whole)
+        t = np.clip((r.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
+        np.testing.assert_allclose(slabs, 0.5 * (1.0 - np.cos(np.pi * t)), atol=1e-6)

@@ -134,7 +134,7 @@ def test_monodir_waits_once_per_step_not_per_direction(sim, gpu):
     """1.f's sweep reads the device once per step (the directions' noise thresholds and alive fractions
     together), not once or more per direction and step: counted on the stand-in, which sees every point where
     CuPy makes the host wait (before: a quantile, its value and an alive count per direction and step, 592
-    waits for 12 directions × 15 steps; now 73).  CuPy's sort of each direction's noise amplitudes (Thrust,
+    waits for 12 directions × 15 steps; now 72).  CuPy's sort of each direction's noise amplitudes (Thrust,
     which waits for the device) adds one wait per direction and step, counted apart."""
     from tests import conftest
     from gpuvalid.level1.monodir import monodir
@@ -234,3 +234,18 @@ def test_lowpass_and_cones_gpu_equal_cpu(cpu, gpu):
         ic, wc = cone_support(ec, d)
         ig, wg = cone_support(eg, d)
         assert np.array_equal(ic, gpu.to_host(ig)) and np.allclose(wc, gpu.to_host(wg), atol=1e-6)
+
+
+def test_two_failure_sweep_gpu_equals_cpu(cpu, gpu):
+    """The packed sweep state evolves bit for bit alike on both devices, through the widening at step 64."""
+    from gpuvalid.monores import TwoFailureSweep
+
+    rng = np.random.default_rng(4)
+    n, n_steps = 5000, 70
+    passes = rng.random((n_steps, n)) < 0.9
+    sweeps = [TwoFailureSweep(b.xp, n, 40.0) for b in (cpu, gpu)]
+    for k in range(n_steps):
+        for sw, b in zip(sweeps, (cpu, gpu), strict=True):
+            sw.update(b.asarray(passes[k]), 35.0 - 0.25 * k)
+    np.testing.assert_array_equal(sweeps[0].state, gpu.to_host(sweeps[1].state))
+    np.testing.assert_array_equal(sweeps[0].value, gpu.to_host(sweeps[1].value))

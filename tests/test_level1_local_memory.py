@@ -37,32 +37,38 @@ def level1_context(be, V, h1, h2):
 
 
 def test_local_estimates_scale_with_voxels_and_mask():
-    """Each of 1.c–1.f has its own estimate: a·N + m·(mask voxels) + c·min(mask voxels, chunk) + fixed, the
-    whole box standing for an unknown mask; 1.c's fixed part is the largest chunk of boxes (and group of
-    FSCs) local_fsc uses on a device, with either engine; 1.f's chunked part is one pass of its per-voxel
-    summaries over the directions."""
-    from gpuvalid.level1 import local_fsc, monodir
+    """Each of 1.c–1.f has its own estimate: a·N + m·(mask voxels) + fixed, the whole box standing for an
+    unknown mask; 1.c's fixed part is the largest chunk of boxes (and group of FSCs) local_fsc uses on a
+    device, with either engine; 1.f's per-voxel summaries go in passes that cost at most
+    ``L1_DIR_SUMMARY_GRID`` B per voxel of the map above a floor of ``L1_DIR_SUMMARY_MIN`` voxels (its fixed
+    part)."""
+    from gpuvalid.level1 import local_fsc
 
     n3 = 64 ** 3
     for sid, _ in LOCAL:
         per = memory.BYTES_PER_VOXEL[sid]
         a, m, f = per.get("input", 0), per.get("mask", 0), per.get("fixed", 0)
-        c, cap = per.get("mask_chunk", (0, 0))
         assert a > 0 and m > 0
         for mask in (1000, 10 ** 6):
             assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0, mask_voxels=mask) == (
-                memory.FIXED_BYTES + f + a * n3 + m * mask + c * min(mask, cap))
+                memory.FIXED_BYTES + f + a * n3 + m * mask)
         assert memory.estimate_bytes(sid, (64, 64, 64), 1.0, 3.0) == (
-            memory.FIXED_BYTES + f + (a + m) * n3 + c * min(n3, cap))
-    assert memory.BYTES_PER_VOXEL["1.f"]["mask_chunk"] == (
-        47 * memory.L1_DIR_SUMMARY_BYTES, monodir.SUMMARY_CHUNK)
+            memory.FIXED_BYTES + f + (a + m) * n3)
+    pass_bytes = 47 * memory.L1_DIR_SUMMARY_BYTES
+    assert memory.BYTES_PER_VOXEL["1.f"]["fixed"] == memory.L1_DIR_SUMMARY_MIN * pass_bytes
+    for n in (32, 64, 128, 256, 384, 768):
+        chunk = memory.l1_dir_summary_chunk(n ** 3)
+        assert memory.L1_DIR_SUMMARY_MIN <= chunk <= memory.L1_DIR_SUMMARY_CHUNK
+        assert chunk == memory.L1_DIR_SUMMARY_MIN or chunk * pass_bytes <= memory.L1_DIR_SUMMARY_GRID * n ** 3
+    assert memory.l1_dir_summary_chunk(128 ** 3) == memory.L1_DIR_SUMMARY_MIN          # 7,436 would fit
+    assert memory.l1_dir_summary_chunk(384 ** 3) == memory.L1_DIR_SUMMARY_CHUNK        # 200,791 would fit
     assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] >= max(
         local_fsc.KERNEL_MAX_CHUNK * local_fsc.KERNEL_BOX_BYTES + local_fsc.GROUP_ROWS * memory.L1_FSC_ROW_BYTES,
         local_fsc.MAX_CHUNK_BOXES * local_fsc.BYTES_PER_BOX)
-    # 1.f at 256³ with a 10 % mask: 48 B per voxel + 197 B per mask voxel + one pass of its per-voxel summaries
-    # + 256 MiB, about 1.6 GiB (fits any current GPU)
+    # 1.f at 256³ with a 10 % mask: 56 B per voxel + 103 B per mask voxel + the summaries' floor (18.5 MB)
+    # + 256 MiB, about 1.3 GiB (fits any current GPU)
     est = memory.estimate_bytes("1.f", (256,) * 3, 1.0, 3.0, mask_voxels=256 ** 3 // 10)
-    assert 1.5 * 2 ** 30 < est < 2.5 * 2 ** 30
+    assert 1.2 * 2 ** 30 < est < 1.4 * 2 ** 30
 
 
 def test_local_sections_that_do_not_fit_run_on_the_cpu(monkeypatch):
@@ -117,8 +123,8 @@ def test_whole_run_with_halves_on_a_tiny_device(tmp_path):
 
 def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatch):
     """`run_level1` runs the global sections (1.a, 1.b, 1.g, 1.h) first, then drops the halves' cached spectra
-    before 1.c–1.f, which do not use them; the report keeps the order of SECTIONS1 and the estimates their
-    section order."""
+    before 1.c–1.f, which do not use them; 1.e's engine drops the halves themselves, which 1.f does not read; the
+    report keeps the order of SECTIONS1 and the estimates their section order."""
     import gpuvalid.runner as runner
     from gpuvalid.io.mrc import write_mrc
     from gpuvalid.level1 import SECTIONS1, run_level1
@@ -137,6 +143,7 @@ def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatc
     assert [sid for sid in seen if sid != "1"] == ["1.a", "1.b", "1.g", "1.h", "1.c", "1.d", "1.e", "1.f"]
     assert list(out) == ["1"] + [s[0] for s in SECTIONS1]
     assert {"M1", "M2", "geo"} <= seen["1.g"]                  # shared by the global sections
+    assert {"h1", "h2"} <= seen["1.d"] and not {"h1", "h2"} & seen["1.f"]     # 1.f has the engine's spectra
     for sid, _ in LOCAL:
         assert out[sid].evaluable, (sid, out[sid].reason)
         assert not seen[sid] & set(Level1Context.SPECTRA), (sid, seen[sid])

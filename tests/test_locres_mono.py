@@ -91,3 +91,51 @@ def test_cap_dominated_result_is_not_measured(m4):
     ctx = _ctx(V, m4)
     with pytest.raises(NotMeasurable, match=f"{LOW_A:g} Å cap"):
         monogenic_local_resolution(ctx.be, ctx.V, ctx.voxel_size, m4.mask)
+
+
+def _direct_two_failure(passes: np.ndarray, ds: list, cap: float) -> np.ndarray:
+    """The two-failure rule voxel by voxel: the resolution of the last pass before two consecutive misses."""
+    out = np.full(passes.shape[1], cap, dtype=np.float32)
+    for v in range(passes.shape[1]):
+        misses = 0
+        for k, d in enumerate(ds):
+            if misses == 2:
+                break
+            if passes[k, v]:
+                out[v], misses = np.float32(d), 0
+            else:
+                misses += 1
+    return out
+
+
+@pytest.mark.parametrize("n_steps", [20, 63, 64, 90])
+def test_two_failure_sweep_follows_the_rule_voxel_by_voxel(n_steps):
+    """The packed sweep state (one byte per voxel up to 63 steps, two beyond) gives the values, alive and passed
+    flags of a direct per-voxel loop over the rule, on random pass patterns (mostly passing, so that many voxels
+    live through every step and the widening at step 64 carries live voxels and their misses)."""
+    from gpuvalid.monores import TwoFailureSweep
+
+    rng = np.random.default_rng(n_steps)
+    n = 400
+    passes = rng.random((n_steps, n)) < 0.85
+    passes[:, :40] = True                                   # 40 voxels pass every step
+    passes[:, 40:60] = False                                # 20 never pass: the cap
+    ds = [30.0 - 0.25 * k for k in range(n_steps)]
+    sw = TwoFailureSweep(np, n, 31.0)
+    for k, d in enumerate(ds):
+        sw.update(passes[k], d)
+    want = _direct_two_failure(passes, ds, 31.0)
+    np.testing.assert_array_equal(sw.value, want)
+    np.testing.assert_array_equal(sw.passed, want < 31.0)
+    assert sw.state.dtype == (np.uint8 if n_steps <= 63 else np.uint16)
+    alive = np.ones(n, bool)                               # alive: no two consecutive misses so far
+    for v in range(n):
+        run = 0
+        for k in range(n_steps):
+            run = 0 if passes[k, v] else run + 1
+            if run == 2:
+                alive[v] = False
+                break
+    np.testing.assert_array_equal(sw.alive, alive)
+    last = [ds.index(float(x)) if x < 31.0 else -1 for x in want]   # the steps' resolutions are exact in float32
+    np.testing.assert_array_equal(sw.step, last)

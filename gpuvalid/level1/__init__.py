@@ -85,6 +85,8 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
     for sid, title, module in run_order():
         if sid == LOCAL_SECTIONS[0]:
             ctx1.drop_spectra()          # the global sections are done: the local ones do not use their spectra
+        if sid == ENGINE_SECTIONS[0]:
+            ctx1.keep_halves = False     # 1.e and 1.f read the halves through their engine: it drops them
         if progress:
             progress(f"{sid} {title}")
         out[sid] = run_section(module, sid, title, ctx1, error_log)
@@ -98,6 +100,9 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
 
 #: the local-resolution sections; they neither use the halves' cached spectra nor feed the global sections
 LOCAL_SECTIONS = ("1.c", "1.d", "1.e", "1.f")
+#: the last local sections, which read the halves only through the spectra of their mean and difference
+#: (:func:`gpuvalid.level1.monores_half.half_engine`): from the first of them on, the device halves are dropped
+ENGINE_SECTIONS = ("1.e", "1.f")
 
 
 def run_order() -> list[tuple]:

@@ -119,6 +119,9 @@ class Level1Context:
         self._lazy: dict = {}       # values of the @cached properties
         self.cache: dict = {}       # what one section keeps for another (1.e's engine, the histograms)
         self.estimates: dict = {}   # section id -> (label, Å) for the resolution-estimates sentence
+        #: False once the sections still to run read the halves only through the half-map engine (1.e, 1.f):
+        #: then the engine drops the device halves when it has been built (:func:`monores_half.half_engine`)
+        self.keep_halves = True
 
     @property
     def shape(self) -> tuple:
@@ -260,6 +263,11 @@ class Level1Context:
             if ctx is not None:
                 for name in self.SPECTRA:
                     ctx._lazy.pop(name, None)
+
+    def drop_halves(self) -> None:
+        """Drop the cached device halves (8 bytes per voxel; a later use copies them from the host again)."""
+        for name in ("h1", "h2"):
+            self._lazy.pop(name, None)
 
     def release(self) -> None:
         """Drop every cached value (the halves and their transforms on the device) and the sections' cache."""

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import memory  # GPU: permuted coefficients per launch (rows × samples): memory.l1_perm_chunk
 from ..analyses.base import SectionResult, md_table
 from ..errors import NotMeasurable
-from ..memory import L1_PERM_CHUNK as PERM_CHUNK  # GPU: permuted coefficients per launch (rows × samples)
 from .common import CRITERION, add_figure, check_estimate, fmt_A, grade_without_R
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def permutation_pvalues(be: Backend, geo, G1, G2, fsc: np.ndarray, seed: int = 3
     draw; CuPy: a ``[batch, m]`` matrix of random keys sorted per row).
     """
     xp = be.xp
+    per_launch = memory.l1_perm_chunk(math.prod(geo.shape))
     order, starts = geo.shell_order()
     a = G1.ravel()[order]
     b = G2.ravel()[order]
@@ -104,14 +105,15 @@ def permutation_pvalues(be: Backend, geo, G1, G2, fsc: np.ndarray, seed: int = 3
         while done < max_perm:
             nb = min(batch, max_perm - done)
             if be.is_gpu:
-                cnt = 0
-                chunk = max(1, min(nb, PERM_CHUNK // max(m, 1)))
+                cnt = 0          # on the device: one read per batch
+                chunk = max(1, min(nb, per_launch // max(m, 1)))
                 for c0 in range(0, nb, chunk):
                     c = min(chunk, nb - c0)
                     perm = xp.argsort(rs.random_sample((c, m), dtype=xp.float32), axis=1)
                     corr = (xp.conj(s1)[None, :] * s2[perm]).real.sum(axis=1, dtype=xp.float64)
-                    cnt += int((corr > thr).sum())
-                above += cnt
+                    del perm
+                    cnt = cnt + xp.count_nonzero(corr > thr)
+                above += int(cnt)
             else:
                 s1c = np.conj(s1)
                 work = s2.copy()

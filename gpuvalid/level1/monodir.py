@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import L1_DIR_SUMMARY_CHUNK as SUMMARY_CHUNK  # voxels per pass of directional_summaries
+from ..memory import l1_dir_summary_chunk  # voxels per pass of directional_summaries
 from ..monores import TwoFailureSweep
 from ..spiral import quantile_at
 from .monores_half import NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps, step_readback
@@ -65,7 +65,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
             engine: HalfMonogenic | None = None, seed: int = 3, keep_res: bool = False) -> dict:
     """Compute the directional local resolution over the ``mask`` voxels (bool).
 
-    Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask
+    ``h1``, ``h2``: the half maps (None when ``engine`` is given: it holds their spectra).  Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask
     voxels); the per-voxel and per-direction results of :func:`directional_summaries` (``min``, ``max``,
     ``mean``, ``lo5``, ``hi95``, ``best``, ``median``, ``vrs_tie_counts``); with ``keep_res`` also ``res``
     ``[ndir, nmask]`` host float32 (Å), every direction's resolution at every voxel; ``steps`` (resolutions
@@ -120,7 +120,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
         if not going:
             break
     del G, cones
-    out = directional_summaries(be, sweeps, seed)
+    out = directional_summaries(be, sweeps, seed, chunk=l1_dir_summary_chunk(math.prod(eng.shape), len(dirs)))
     if keep_res:
         out["res"] = np.stack([be.to_host(sw.value) for sw in sweeps]).astype(np.float32)
     out.update({"directions": dirs, "index": be.to_host(idx), "steps": steps, "steps_per_direction": used,
@@ -132,7 +132,7 @@ TIE_A = 1e-4                   # directions within this of a voxel's minimum tie
 VRS_TIE_A = 0.1                # the reference's tie margin (vrs_ks_p)
 
 
-def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = SUMMARY_CHUNK) -> dict:
+def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = 2 ** 17) -> dict:
     """Summarise the directions' resolutions (Å) per voxel and per direction.
 
     Per voxel: ``min``, ``max``, ``mean``, the 5th and 95th percentiles ``lo5``, ``hi95`` and the ``best``
@@ -141,10 +141,10 @@ def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = SUMMARY_C
     their minimum, for :func:`vrs_ks_p`).
 
     Computed where the sweeps are, ``chunk`` voxels at a time (a [directions × chunk] block); the host gets
-    the per-voxel results only.
+    the per-voxel results only, in one read per pass.
     """
     xp = be.xp
-    nd, n = len(sweeps), int(sweeps[0].step.size)
+    nd, n = len(sweeps), int(sweeps[0].size)
     per_voxel = {k: [] for k in ("min", "max", "mean", "lo5", "hi95", "best")}
     ties_vrs = xp.zeros(nd, dtype=xp.int64)
     for s in range(0, n, chunk):
@@ -158,8 +158,10 @@ def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = SUMMARY_C
         del keys
         ties_vrs += vrs_tie_counts(R, rmin)
         del R
-        for k, v in got.items():
-            per_voxel[k].append(be.to_host(v))
+        # one read per pass: the six results as float64 rows (exact for float32 values and indices)
+        block = be.to_host(xp.stack([v.astype(xp.float64) for v in got.values()]))
+        for row, (k, v) in zip(block, got.items(), strict=True):
+            per_voxel[k].append(row.astype(np.dtype(v.dtype.name)))
     out = {k: np.concatenate(v) for k, v in per_voxel.items()}      # dtypes as NumPy gives them on the whole
     out["best"] = out["best"].astype(np.int64)
     out["median"] = np.array([float(be.to_host(xp.median(sw.value))) for sw in sweeps])
@@ -330,7 +332,7 @@ def run(ctx1):
     Ts = ctx1.voxel_size
     top, top_text = start_resolution(ctx1)
     start = min(START_MAX_A, top)
-    out = monodir(ctx1.be, ctx1.h1, ctx1.h2, ctx0.hard_mask, Ts, start, engine=half_engine(ctx1),
+    out = monodir(ctx1.be, None, None, ctx0.hard_mask, Ts, start, engine=half_engine(ctx1),
                   seed=ctx1.seed)
     ctx1.cache.pop("half_monogenic", None)
     shape = ctx1.shape

@@ -42,11 +42,27 @@ SMOOTH_SIGMA = 3.0         # voxels
 START_MIN_A = 10.0
 
 
-def raised_cosine_up(r, lo: float, hi: float, xp):
-    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32 ``r``: float32).
+SLAB_ELEMENTS = 2 ** 22    # elements per slab of :func:`raised_cosine_up` on a grid
 
-    Computed in one array (each step in place: no temporaries of ``r``'s size).
+
+def raised_cosine_up(r, lo: float, hi: float, xp):
+    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32).
+
+    ``r`` is float32; the arithmetic is in the type that ``r − lo`` takes (float64 when ``lo`` is a NumPy
+    float64, as the sweeps' resolutions are).  A grid (``r.ndim > 1``) is done in slabs of its first axis
+    (:data:`SLAB_ELEMENTS`): the float32 result and one slab's temporary, not a temporary of the grid's size.
     """
+    if r.ndim < 2 or r.size <= SLAB_ELEMENTS:
+        return _raised_cosine(r, lo, hi, xp)
+    out = xp.empty(r.shape, dtype=xp.float32)
+    step = max(1, SLAB_ELEMENTS // (r.size // r.shape[0]))
+    for i in range(0, r.shape[0], step):
+        out[i:i + step] = _raised_cosine(r[i:i + step], lo, hi, xp)
+    return out
+
+
+def _raised_cosine(r, lo: float, hi: float, xp):
+    """:func:`raised_cosine_up` in one array (each step in place)."""
     t = r - lo
     t /= max(hi - lo, 1e-9)
     xp.clip(t, 0.0, 1.0, out=t)
@@ -96,7 +112,7 @@ class HalfMonogenic:
                 f[n // 2] = 0.0        # the Nyquist plane (on the x axis: the half grid's last plane)
             axes.append(xp.asarray(f).reshape([-1 if a == axis else 1 for a in range(3)]))
         self._axes = tuple(axes)       # (fz, fy, fx) with their Nyquist entries zeroed, broadcastable
-        self._lp = None                # (fd, box, L on the box): the last low-pass filter
+        self._lp = None                # (fd, L on its box): the last low-pass filter
 
     @property
     def half_shape(self) -> tuple:
@@ -143,51 +159,63 @@ class HalfMonogenic:
         FFT along z, and the inverse goes back in the opposite order (zeros outside the box).  The same
         numbers as ``irfftn(rfftn(A)·L)`` up to float32 rounding, for about half the work at coarse steps; when
         the box is more than half of an axis the full transforms are used (the axis-by-axis form gains nothing).
+        ``A`` is not kept: passed as a temporary (``lowpass(amplitude(…), fd)``), it is freed once transformed.
         """
         xp, be = self.be.xp, self.be
-        box, L = self._lowpass_filter(fd)
+        box = self._lowpass_box(fd)
         if box is None:
             S = be.rfftn(A)
-            S *= L
+            del A            # a temporary of the caller's (1.e, 1.f) is freed here, before the filter is made
+            S *= self._lowpass_filter(fd, box)
             # S is not needed after: the inverse runs in place on it
             return be.irfftn(S, s=self.shape, overwrite_x=True).astype(xp.float32, copy=False)
         (nz, kz), (ny, ky), (nx, kx) = box
         S = be.rfftn(A, axes=(2,))[:, :, : kx + 1]
+        del A
         S = _take(xp, be.fftn(S, axes=(1,)), 1, ny, ky)
         S = _take(xp, be.fftn(S, axes=(0,)), 0, nz, kz)
-        S *= L
+        S *= self._lowpass_filter(fd, box)
         S = be.ifftn(_put(xp, S, 0, nz, kz), axes=(0,))
         S = be.ifftn(_put(xp, S, 1, ny, ky), axes=(1,))
         return be.irfftn(S, s=(nx,), axes=(2,)).astype(xp.float32, copy=False)
 
-    def _lowpass_filter(self, fd: float):
-        """Return ``(box, L)``, the box of the spectrum the low-pass keeps and the filter on it.
+    def _lowpass_box(self, fd: float) -> tuple | None:
+        """Return the box of the spectrum the low-pass at ``fd`` keeps, or None for the full half spectrum.
 
-        ``box`` holds per axis ``(n, k)`` (frequency indices ``|i| ≤ k`` kept; ``k = None``: all); ``box`` None:
-        the full half spectrum (cached for the last ``fd``).
+        Per axis ``(n, k)``: frequency indices ``|i| ≤ k`` kept (on x, the half axis, ``0 … k``).
         """
-        if self._lp is not None and self._lp[0] == fd:
-            return self._lp[1], self._lp[2]
-        xp = self.be.xp
         b = fd + TRANSITION
         box = []
         for n in self.shape:
             k = int(np.floor(b * n)) + 1            # |i/n| < b  ⇒  |i| ≤ floor(b·n) (one more for rounding)
             box.append((n, None if 2 * k + 1 >= n else k))
         if any(k is None or 2 * k + 1 > n // 2 for n, k in box):
-            L = _one_minus(raised_cosine_up(self.r, fd, b, xp), xp)
-            self._lp = (fd, None, L)
-            return None, L
-        (nz, kz), (ny, ky), (nx, kx) = box
-        kx = nx // 2 if kx is None else kx
-        box[2] = (nx, kx)
-        fz, fy, fx = self._f
-        fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
-        fx = fx[:, :, : kx + 1]
-        r = xp.sqrt(fz * fz + fy * fy + fx * fx)
+            return None
+        nx, kx = box[2]
+        box[2] = (nx, nx // 2 if kx is None else kx)
+        return tuple(box)
+
+    def _lowpass_filter(self, fd: float, box: tuple | None):
+        """Return the low-pass filter at ``fd`` on ``box`` (:meth:`_lowpass_box`), cached for the last ``fd``.
+
+        The filter of the former ``fd`` is let go before the new one is made.
+        """
+        if self._lp is not None and self._lp[0] == fd:
+            return self._lp[1]
+        self._lp = None
+        xp = self.be.xp
+        b = fd + TRANSITION
+        if box is None:
+            r = self.r
+        else:
+            (nz, kz), (ny, ky), (_nx, kx) = box
+            fz, fy, fx = self._f
+            fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
+            fx = fx[:, :, : kx + 1]
+            r = xp.sqrt(fz * fz + fy * fy + fx * fx)
         L = _one_minus(raised_cosine_up(r, fd, b, xp), xp)
-        self._lp = (fd, tuple(box), L)
-        return tuple(box), L
+        self._lp = (fd, L)
+        return L
 
 
 def _take(xp, a, axis: int, n: int, k: int | None):
@@ -244,7 +272,7 @@ def step_readback(be: Backend, thresholds, sweeps) -> tuple[np.ndarray, np.ndarr
     xp = be.xp
     counts = [xp.count_nonzero(sw.alive) for sw in sweeps]
     both = be.to_host(xp.stack([xp.stack(thresholds).astype(xp.float64), xp.stack(counts).astype(xp.float64)]))
-    return both[0], both[1] / max(int(sweeps[0].step.size), 1)
+    return both[0], both[1] / max(int(sweeps[0].size), 1)
 
 
 def masked_smooth(be: Backend, values_in_mask, idx, shape, sigma: float = SMOOTH_SIGMA):
@@ -267,7 +295,7 @@ def monores_half(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, s
                  engine: HalfMonogenic | None = None) -> dict:
     """Compute the MonoRes half-map local resolution (Å).
 
-    ``h1``, ``h2``: half maps; ``mask``: the (hard) mask, bool; ``start_A``: the coarsest resolution of the
+    ``h1``, ``h2``: half maps (None when ``engine`` is given: it holds their spectra); ``mask``: the (hard) mask, bool; ``start_A``: the coarsest resolution of the
     sweep.  Returns a dict: ``map`` (host float32, NaN outside the mask), ``raw_map`` (before smoothing),
     ``steps`` [(d Å, noise level)], ``never_passed_fraction``, ``nyquist_fraction`` (voxels still passing
     at 2·Ts), ``start_A``, ``seconds``.
@@ -350,11 +378,17 @@ EXPLANATION = (
 
 
 def half_engine(ctx1) -> HalfMonogenic:
-    """Return the spectra of the half-map mean and difference (shared by 1.e and 1.f, cached on the context)."""
+    """Return the spectra of the half-map mean and difference (shared by 1.e and 1.f, cached on the context).
+
+    When the context no longer keeps the halves (``keep_halves`` False: the sections still to run read them only
+    through this engine), their device copies are dropped once the engine holds their spectra.
+    """
     eng = ctx1.cache.get("half_monogenic")
     if eng is None:
         eng = HalfMonogenic(ctx1.be, ctx1.h1, ctx1.h2)
         ctx1.cache["half_monogenic"] = eng
+    if not ctx1.keep_halves:
+        ctx1.drop_halves()
     return eng
 
 
@@ -372,7 +406,7 @@ def run(ctx1):
     ctx0.require_mask()
     Ts = ctx1.voxel_size
     start, start_text = start_resolution(ctx1)
-    out = monores_half(ctx1.be, ctx1.h1, ctx1.h2, ctx0.hard_mask, Ts, start, engine=half_engine(ctx1))
+    out = monores_half(ctx1.be, None, None, ctx0.hard_mask, Ts, start, engine=half_engine(ctx1))
     res = SectionResult(SID, TITLE, explanation=EXPLANATION, criteria=CRITERIA)
     res.blocks.append(
         f"Mask: the hard mask. Sweep from {start_text} down to 2·Ts = {2 * Ts:.2f} Å in {STEP_A:g} Å steps "
