@@ -73,9 +73,9 @@ NETWORK_BATCH_MIN_BYTES = 256 * 2 ** 20   # 0.e's smallest batch of tiles' activ
 #: work area up to its transform's size in the pool); below it the plans stay, so the next section of a
 #: small map does not plan its transforms again
 RELEASE_PLANS_ABOVE = 2 * GIB
-L1_PERM_CHUNK = 40_000_000     # 1.b: at most this many permuted coefficients per device launch (gpuvalid.level1.fdr)
-L1_PERM_MIN = 2 ** 20          # 1.b: ... and at least this many (or one permutation), else one per
-L1_PERM_VOXELS = 8             # 1.b: ... L1_PERM_VOXELS voxels of the map: the chunk costs 6 B per voxel
+L1_PERM_CHUNK = 40_000_000     # 1.b: at most this many permuted coefficients per device launch, at least
+L1_PERM_MIN = 2 ** 20          # this many (or one permutation), else one per L1_PERM_VOXELS voxels of the map
+L1_PERM_VOXELS = 8             # (l1_perm_chunk, used by gpuvalid.level1.fdr): 6 B per voxel
 L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (float32 key and its copy, int64
                                # index and segment key, the sort's buffers; then the gather and product)
 L1_BOX_BYTES = 3_000_000       # 1.c: upper bound per box of a chunk: gathered box, its padded copy, two half

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NotMeasurable
-from ..memory import l1_dir_summary_chunk  # voxels per pass of directional_summaries
+from ..memory import L1_DIR_SUMMARY_CHUNK, l1_dir_summary_chunk  # voxels per pass of directional_summaries
 from ..monores import TwoFailureSweep
 from ..spiral import quantile_at
 from .monores_half import NOISE_QUANTILE, TRANSITION, HalfMonogenic, raised_cosine_up, resolution_steps, step_readback
@@ -65,11 +65,12 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
             engine: HalfMonogenic | None = None, seed: int = 3, keep_res: bool = False) -> dict:
     """Compute the directional local resolution over the ``mask`` voxels (bool).
 
-    ``h1``, ``h2``: the half maps (None when ``engine`` is given: it holds their spectra).  Returns a dict: ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask
-    voxels); the per-voxel and per-direction results of :func:`directional_summaries` (``min``, ``max``,
-    ``mean``, ``lo5``, ``hi95``, ``best``, ``median``, ``vrs_tie_counts``); with ``keep_res`` also ``res``
-    ``[ndir, nmask]`` host float32 (Å), every direction's resolution at every voxel; ``steps`` (resolutions
-    of the sweep); ``steps_per_direction`` (steps computed before each direction's sweep ended); ``seconds``.
+    ``h1``, ``h2``: the half maps (None when ``engine`` is given: it holds their spectra).  Returns a dict:
+    ``directions`` ``[ndir, 3]`` (x, y, z); ``index`` (host flat indices of the mask voxels); the per-voxel
+    and per-direction results of :func:`directional_summaries` (``min``, ``max``, ``mean``, ``lo5``,
+    ``hi95``, ``best``, ``median``, ``vrs_tie_counts``); with ``keep_res`` also ``res`` ``[ndir, nmask]``
+    host float32 (Å), every direction's resolution at every voxel; ``steps`` (resolutions of the sweep);
+    ``steps_per_direction`` (steps computed before each direction's sweep ended); ``seconds``.
 
     The loop runs over the steps, and inside each over the directions whose sweep goes on (every direction
     sees the same steps in the same order as a loop over directions would).  Each cone is kept as its
@@ -132,7 +133,7 @@ TIE_A = 1e-4                   # directions within this of a voxel's minimum tie
 VRS_TIE_A = 0.1                # the reference's tie margin (vrs_ks_p)
 
 
-def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = 2 ** 17) -> dict:
+def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = L1_DIR_SUMMARY_CHUNK) -> dict:
     """Summarise the directions' resolutions (Å) per voxel and per direction.
 
     Per voxel: ``min``, ``max``, ``mean``, the 5th and 95th percentiles ``lo5``, ``hi95`` and the ``best``
@@ -161,7 +162,7 @@ def directional_summaries(be: Backend, sweeps, seed: int, chunk: int = 2 ** 17) 
         # one read per pass: the six results as float64 rows (exact for float32 values and indices)
         block = be.to_host(xp.stack([v.astype(xp.float64) for v in got.values()]))
         for row, (k, v) in zip(block, got.items(), strict=True):
-            per_voxel[k].append(row.astype(np.dtype(v.dtype.name)))
+            per_voxel[k].append(row.astype(v.dtype))
     out = {k: np.concatenate(v) for k, v in per_voxel.items()}      # dtypes as NumPy gives them on the whole
     out["best"] = out["best"].astype(np.int64)
     out["median"] = np.array([float(be.to_host(xp.median(sw.value))) for sw in sweeps])

@@ -295,10 +295,10 @@ def monores_half(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, s
                  engine: HalfMonogenic | None = None) -> dict:
     """Compute the MonoRes half-map local resolution (Å).
 
-    ``h1``, ``h2``: half maps (None when ``engine`` is given: it holds their spectra); ``mask``: the (hard) mask, bool; ``start_A``: the coarsest resolution of the
-    sweep.  Returns a dict: ``map`` (host float32, NaN outside the mask), ``raw_map`` (before smoothing),
-    ``steps`` [(d Å, noise level)], ``never_passed_fraction``, ``nyquist_fraction`` (voxels still passing
-    at 2·Ts), ``start_A``, ``seconds``.
+    ``h1``, ``h2``: half maps (None when ``engine`` is given: it holds their spectra); ``mask``: the (hard)
+    mask, bool; ``start_A``: the coarsest resolution of the sweep.  Returns a dict: ``map`` (host float32,
+    NaN outside the mask), ``raw_map`` (before smoothing), ``steps`` [(d Å, noise level)],
+    ``never_passed_fraction``, ``nyquist_fraction`` (voxels still passing at 2·Ts), ``start_A``, ``seconds``.
 
     Raises
     ------
