@@ -123,8 +123,9 @@ def test_whole_run_with_halves_on_a_tiny_device(tmp_path):
 
 def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatch):
     """`run_level1` runs the global sections (1.a, 1.b, 1.g, 1.h) first, then drops the halves' cached spectra
-    before 1.c–1.f, which do not use them; 1.e's engine drops the halves themselves, which 1.f does not read; the
-    report keeps the order of SECTIONS1 and the estimates their section order."""
+    before 1.c–1.f, which do not use them (1.a drops the unmasked ones, which only it reads); 1.e's engine drops
+    the halves themselves, which 1.f does not read; the report keeps the order of SECTIONS1 and the estimates
+    their section order."""
     import gpuvalid.runner as runner
     from gpuvalid.io.mrc import write_mrc
     from gpuvalid.level1 import SECTIONS1, run_level1
@@ -143,6 +144,7 @@ def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatc
     assert [sid for sid in seen if sid != "1"] == ["1.a", "1.b", "1.g", "1.h", "1.c", "1.d", "1.e", "1.f"]
     assert list(out) == ["1"] + [s[0] for s in SECTIONS1]
     assert {"M1", "M2", "geo"} <= seen["1.g"]                  # shared by the global sections
+    assert not {"F1", "F2"} & seen["1.b"]                        # the unmasked spectra: 1.a's alone
     assert {"h1", "h2"} <= seen["1.d"] and not {"h1", "h2"} & seen["1.f"]     # 1.f has the engine's spectra
     for sid, _ in LOCAL:
         assert out[sid].evaluable, (sid, out[sid].reason)

@@ -264,6 +264,14 @@ class Level1Context:
                 for name in self.SPECTRA:
                     ctx._lazy.pop(name, None)
 
+    def drop_unmasked_spectra(self) -> None:
+        """Drop the cached spectra of the unmasked halves (8 bytes per voxel; only 1.a reads them).
+
+        Their per-shell FSC sums (:attr:`fsc_unmasked`) stay; a later use of ``F1``/``F2`` transforms again.
+        """
+        for name in ("F1", "F2"):
+            self._lazy.pop(name, None)
+
     def drop_halves(self) -> None:
         """Drop the cached device halves (8 bytes per voxel; a later use copies them from the host again)."""
         for name in ("h1", "h2"):

@@ -47,6 +47,13 @@ def run(ctx1) -> SectionResult:
     res = SectionResult(SID, TITLE, explanation=EXPLANATION)
     fsc_u = ctx1.fsc_unmasked.fsc
     mask, mask_text, soft = ctx1.mask_info
+    # every reading of the unmasked spectra first (the reference's DPR and SSNR): no other section reads them,
+    # so with a soft mask they are dropped before the masked spectra are made (8 B per voxel less at this
+    # section's peak and in 1.b, 1.g, 1.h)
+    dpr_u = shells.dpr(geo, ctx1.F1, ctx1.F2)
+    radial, idx = shells.ssnr_vrs(ctx1.be, ctx1.F1, ctx1.F2, ctx1.shape)
+    if soft:
+        ctx1.drop_unmasked_spectra()
     fsc_m = ctx1.fsc_masked.fsc if soft else None
 
     def cross(y, level, mode="below"):
@@ -63,19 +70,19 @@ def run(ctx1) -> SectionResult:
         m143 = m05 = None
         m143_why = m05_why = f"no soft mask ({mask_text})"
         G1, G2 = ctx1.F1, ctx1.F2
-    dpr_g = shells.dpr(geo, G1, G2)
+    dpr_g = shells.dpr(geo, G1, G2) if soft else dpr_u
     ssnr_g = shells.ssnr(geo, G1, G2)
+    del G1, G2
+    ctx1.drop_unmasked_spectra()          # without a soft mask they were the graded halves: done with them too
     d45, d45_why = cross(dpr_g, DPR_DEG, "above")
     s1, s1_why = cross(ssnr_g, 1.0)
     graded_fsc, graded_why = (m143, m143_why) if soft else (u143, u143_why)
     label_g = "soft-masked" if soft else "unmasked"
 
     # ---- reference-compatible values -------------------------------------------------------------------
-    dpr_u = shells.dpr(geo, ctx1.F1, ctx1.F2) if soft else dpr_g
     rows = slice(1, None)  # the reference drops shell 0
     v_fsc = shells.vrs_first_cross(f[rows], fsc_u[rows], 0.143, "lesser")
     v_dpr = shells.vrs_first_cross(f[rows], dpr_u[rows], DPR_VRS_DEG, "greater")
-    radial, idx = shells.ssnr_vrs(ctx1.be, ctx1.F1, ctx1.F2, ctx1.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_ssnr = np.log10(radial - 1.0)
     f_vrs = idx * 2.0 * ctx1.voxel_size / ctx1.shape[0]
