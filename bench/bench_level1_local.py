@@ -18,6 +18,9 @@ table and JSON are rewritten after every section, so a run stopped by a time lim
 ``--local-fsc-step K`` fixes 1.c's step (default: automatic, every voxel on a GPU).  ``--compare-engines
 128,256`` times 1.c's two device engines (raw kernels, the default, and batched cuFFT) once more on their own
 at those boxes on a GPU, with the fraction of voxels where they agree within 0.02 Å (a line under the table).
+``--global`` first runs Level 1's global sections (1.a, 1.b, 1.g, 1.h) on the same context, as ``run_level1``
+does, and drops their cached spectra before 1.c–1.f: a second table gives their seconds and device peaks, so
+that one device run shows every Level 1 section's memory.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext, RunOptions
+from gpuvalid.level1 import LOCAL_SECTIONS, SECTIONS1
 from gpuvalid.level1.context import HalfMaps, Level1Context
 from gpuvalid.level1.simhalves import simulate_halves
 from gpuvalid.memory import PeakMeter
@@ -44,6 +48,7 @@ MODEL = next((m for m in (_DATA / "models" / "1oel.pdb", REPO / ".devdata" / "mo
                           REPO.parent / "shared" / "data" / "models" / "1oel.pdb") if m.is_file()),
              REPO.parent / "shared" / "data" / "models" / "1oel.pdb")
 SECTIONS = [("1.c", "local_fsc"), ("1.d", "resmap"), ("1.e", "monores_half"), ("1.f", "monodir")]
+GLOBAL_SECTIONS = [sid for sid, _t, m in SECTIONS1 if m is not None and sid not in LOCAL_SECTIONS]
 RUN_ORDER = ["1.e", "1.f", "1.d", "1.c"]   # the least certain on a GPU (1.c, every voxel) last: a time limit
                                            # cuts it, not the others (1.f reuses 1.e's spectra either way)
 
@@ -111,7 +116,7 @@ def compare_engines(be, ctx1, ts: float) -> dict:
 
 
 def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_section=None,
-             engines: bool = False) -> dict:
+             engines: bool = False, with_global: bool = False) -> dict:
     ts, h1, h2, P, sim_s = simulated(box)
     thr = float(np.quantile(P, 0.94))
     opts = RunOptions()
@@ -124,6 +129,23 @@ def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_sectio
     be.synchronize()
     row = {"box": box, "ts": ts, "device": be.device, "simulate_s": sim_s,
            "mask_voxels": int(be.to_host(be.xp.count_nonzero(ctx0.hard_mask)))}
+    if with_global:            # as run_level1: the global sections first, then their cached spectra dropped
+        row["global"] = {}
+        for sid, _title, module in SECTIONS1:
+            if module is None or sid in LOCAL_SECTIONS:
+                continue
+            t0, c0, meter = time.perf_counter(), time.process_time(), None
+            try:                   # a failure here must not cost the local sections' rows
+                with PeakMeter(be) as meter:
+                    key = importlib.import_module(module).run(ctx1).key
+                    be.synchronize()
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                key = f"failed: {type(exc).__name__}: {exc}"
+            row["global"][sid] = (time.perf_counter() - t0, time.process_time() - c0, key,
+                                  None if meter is None or meter.peak is None else meter.peak / box ** 3)
+            if on_section:
+                on_section(row)
+        ctx1.drop_spectra()
     mods = dict(SECTIONS)
     for sid in RUN_ORDER:
         mod = mods[sid]
@@ -191,6 +213,21 @@ def table(rows: list[dict], be=None) -> str:
         out.append(f"| {r['box']}³ ({r['ts']:.2f} Å, {r.get('mask_voxels', 0)} mask voxels) | "
                    f"{r.get('device', 'cpu')} | {cells[0]} | {direct} | "
                    f"{cells[1]} | {cells[2]} | {cells[3]} | {tot:.1f} | {meds} |")
+    glob = [r for r in rows if r.get("global")]
+    if glob:
+        out += ["", "Level 1's global sections on the same halves, run first as `run_level1` runs them (their cached "
+                "spectra dropped before 1.c–1.f): wall seconds (CPU seconds), the section's key result and, on a "
+                "device, its peak device memory per voxel of one half map.", "",
+                "| box | device | " + " | ".join(GLOBAL_SECTIONS) + " |", "|---|---|" + "---|" * len(GLOBAL_SECTIONS)]
+        for r in glob:
+            cells = []
+            for sid in GLOBAL_SECTIONS:
+                if sid not in r["global"]:
+                    cells.append("not run")
+                    continue
+                w, c, key, peak = r["global"][sid]
+                cells.append(f"{w:.2f} ({c:.1f}{'' if peak is None else f', peak {peak:.0f} B/voxel'}): {key}")
+            out.append(f"| {r['box']}³ | {r.get('device', 'cpu')} | " + " | ".join(cells) + " |")
     eng = [r for r in rows if "1.c_engines" in r]
     if eng:
         out.append("")
@@ -217,6 +254,8 @@ def main() -> None:
     ap.add_argument("--direct-boxes", type=int, default=200)
     ap.add_argument("--local-fsc-step", type=int, default=None)
     ap.add_argument("--compare-engines", default="", help="boxes at which a GPU job also times both 1.c engines")
+    ap.add_argument("--global", dest="with_global", action="store_true",
+                    help="also run the global sections (1.a, 1.b, 1.g, 1.h) first, as run_level1 does")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--append", action="store_true")
@@ -234,7 +273,8 @@ def main() -> None:
             write_outputs(done + [row], a.md, a.json)
 
         cmp = {int(x) for x in a.compare_engines.split(",") if x}
-        rows.append(run_size(be, n, a.direct_boxes, a.local_fsc_step, partial, engines=n in cmp))
+        rows.append(run_size(be, n, a.direct_boxes, a.local_fsc_step, partial, engines=n in cmp,
+                             with_global=a.with_global))
         write_outputs(rows, a.md, a.json)
         print(table(rows), flush=True)
     text = table(rows)

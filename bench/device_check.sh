@@ -35,7 +35,8 @@
 #     CUDA_LAUNCH_BLOCKING=1 (kernel time charged to the function that launched it) and once unblocked;
 #     profile_384.txt under $OUT: where the time goes inside each section, without another device run
 #   6 bench/bench_spiral.py --device cuda:0 (no reference algorithm)
-#   8 bench/bench_level1_local.py: Level 1 local resolution 1.c–1.f on simulated half maps (1oel), the GPU at
+#   8 bench/bench_level1_local.py --global: Level 1 on simulated half maps (1oel; the global sections first,
+#     as run_level1 runs them, then the local resolution 1.c–1.f; seconds and device peaks), the GPU at
 #     128³ (warm-up), 256³, the CPU at 128³ (same-machine ratio), then the GPU at 384³; at 128³ and 256³ 1.c
 #     is also timed with each device engine (raw kernels, batched cuFFT); last, with its own limit (it only
 #     gets what the steps before it left); l1local.{md,json} beside the log
@@ -182,7 +183,8 @@ env_info() {
 
 level1_local() {  # step 8 (also the whole of --level1-local)
     step "8 Level 1 local 1.c-1.f ($L1_JOBS)" $L1_LIMIT $PY bench/bench_level1_local.py --jobs "$L1_JOBS" \
-        --direct-boxes 0 --compare-engines "$L1_COMPARE" --md "$OUTDIR/l1local.md" --json "$OUTDIR/l1local.json"
+        --direct-boxes 0 --compare-engines "$L1_COMPARE" --global --md "$OUTDIR/l1local.md" \
+        --json "$OUTDIR/l1local.json"
 }
 
 if [ -n "$FN" ]; then  # bash device_check.sh --fn MODE FUNCTION: one step's function under `timeout`
