@@ -118,7 +118,7 @@ class TwoFailureSweep:
         xp = self.xp
         bits, _miss = self._layout()
         table = xp.asarray(np.asarray([self.cap] + self._d, dtype=np.float32))    # index 0: never passed
-        return table[self.state[sl] & ((1 << bits) - 1)]
+        return table[(self.state[sl] & ((1 << bits) - 1)).astype(xp.int32)]        # a signed index, as NumPy's
 
     def _widen(self) -> None:
         """Move the state to two bytes per voxel (the step field's six bits are full)."""
