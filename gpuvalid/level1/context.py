@@ -259,22 +259,25 @@ class Level1Context:
         About 20-24 bytes per voxel of device (or host) memory that the local-resolution sections do not use; a
         later use computes them again.
         """
-        for ctx in (self, self._lazy.get("cpu_twin")):
-            if ctx is not None:
-                for name in self.SPECTRA:
-                    ctx._lazy.pop(name, None)
+        self._forget(self.SPECTRA)
+        twin = self._lazy.get("cpu_twin")
+        if twin is not None:
+            twin._forget(self.SPECTRA)
 
     def drop_unmasked_spectra(self) -> None:
         """Drop the cached spectra of the unmasked halves (8 bytes per voxel; only 1.a reads them).
 
         Their per-shell FSC sums (:attr:`fsc_unmasked`) stay; a later use of ``F1``/``F2`` transforms again.
         """
-        for name in ("F1", "F2"):
-            self._lazy.pop(name, None)
+        self._forget(("F1", "F2"))
 
     def drop_halves(self) -> None:
         """Drop the cached device halves (8 bytes per voxel; a later use copies them from the host again)."""
-        for name in ("h1", "h2"):
+        self._forget(("h1", "h2"))
+
+    def _forget(self, names) -> None:
+        """Drop these cached values (:func:`cached` properties), if made; a later use computes them again."""
+        for name in names:
             self._lazy.pop(name, None)
 
     def release(self) -> None:

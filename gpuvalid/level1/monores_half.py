@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import NotMeasurable
 from ..monores import TwoFailureSweep
-from ..spiral import frequency_axes, quantile_at
+from ..spiral import _slabs, frequency_axes, quantile_at
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -55,9 +55,8 @@ def raised_cosine_up(r, lo: float, hi: float, xp):
     if r.ndim < 2 or r.size <= SLAB_ELEMENTS:
         return _raised_cosine(r, lo, hi, xp)
     out = xp.empty(r.shape, dtype=xp.float32)
-    step = max(1, SLAB_ELEMENTS // (r.size // r.shape[0]))
-    for i in range(0, r.shape[0], step):
-        out[i:i + step] = _raised_cosine(r[i:i + step], lo, hi, xp)
+    for sl in _slabs(r.shape, SLAB_ELEMENTS):
+        out[sl] = _raised_cosine(r[sl], lo, hi, xp)
     return out
 
 
