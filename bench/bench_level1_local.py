@@ -115,6 +115,20 @@ def compare_engines(be, ctx1, ts: float) -> dict:
     return out
 
 
+def timed_section(be, module: str, ctx1, box: int) -> tuple:
+    """Run a section's ``run(ctx1)`` and measure it.
+
+    Returns (wall s, CPU s of this process, its result, its peak device memory in bytes per voxel of one half
+    map: the device's high-water mark, None on the CPU).
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    with PeakMeter(be) as meter:
+        res = importlib.import_module(module).run(ctx1)
+        be.synchronize()
+    return (time.perf_counter() - t0, time.process_time() - c0, res,
+            None if meter.peak is None else meter.peak / box ** 3)
+
+
 def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_section=None,
              engines: bool = False, with_global: bool = False) -> dict:
     ts, h1, h2, P, sim_s = simulated(box)
@@ -134,28 +148,21 @@ def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_sectio
         for sid, _title, module in SECTIONS1:
             if module is None or sid in LOCAL_SECTIONS:
                 continue
-            t0, c0, meter = time.perf_counter(), time.process_time(), None
+            t0, c0 = time.perf_counter(), time.process_time()
             try:                   # a failure here must not cost the local sections' rows
-                with PeakMeter(be) as meter:
-                    key = importlib.import_module(module).run(ctx1).key
-                    be.synchronize()
+                w, c, res, peak = timed_section(be, module, ctx1, box)
+                key = res.key
             except Exception as exc:  # noqa: BLE001 - reported in the table
+                w, c, peak = time.perf_counter() - t0, time.process_time() - c0, None
                 key = f"failed: {type(exc).__name__}: {exc}"
-            row["global"][sid] = (time.perf_counter() - t0, time.process_time() - c0, key,
-                                  None if meter is None or meter.peak is None else meter.peak / box ** 3)
+            row["global"][sid] = (w, c, key, peak)
             if on_section:
                 on_section(row)
         ctx1.drop_spectra()
     mods = dict(SECTIONS)
     for sid in RUN_ORDER:
-        mod = mods[sid]
-        t0, c0 = time.perf_counter(), time.process_time()
-        with PeakMeter(be) as meter:       # the device's high-water mark (None on the CPU)
-            res = importlib.import_module(f"gpuvalid.level1.{mod}").run(ctx1)
-            be.synchronize()
-        row[sid] = (time.perf_counter() - t0, time.process_time() - c0, res.values.get("percentiles_A"),
-                    res.values.get("step"), res.values.get("boxes"),
-                    None if meter.peak is None else meter.peak / box ** 3)
+        w, c, res, peak = timed_section(be, f"gpuvalid.level1.{mods[sid]}", ctx1, box)
+        row[sid] = (w, c, res.values.get("percentiles_A"), res.values.get("step"), res.values.get("boxes"), peak)
         if on_section:
             on_section(row)
     if engines and be.is_gpu:
