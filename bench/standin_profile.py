@@ -1,7 +1,7 @@
 """Device memory, host/device copies and host work of each Level 0 section's GPU code path, measured on the
 CuPy stand-in (tests/standin; no GPU needed): what a GPU run would hold and move, before a GPU session.
 
-    python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5] [--level1]
+    python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5] [--level1] [--level1-run]
     python bench/standin_profile.py --launches --sizes 384 [--level1]
 
 ``--launches`` counts instead what a GPU run's time is made of besides arithmetic: per section, the device
@@ -11,6 +11,9 @@ cupyx.ndimage calls), the points where the host waits for the device (a device v
 seconds from a stated model (:func:`floor_seconds`), with the gpuvalid lines that launch the most.
 ``--level1`` does the same for the Level 1 sections on two simulated half maps of the same box (without
 ``--launches``: their device high-water marks, per voxel of one half map, with the buffers alive at each).
+``--level1-run`` measures the same maps through one ``run_level1`` instead (its run order, and what it frees
+between sections): each section's high-water mark with what the context holds; 1.c only when ``--sections``
+names it (its raw kernels run as NumPy transcriptions on the stand-in: slow).
 
 For each section (on a fresh context, as ``bench_e2e.run_sections``): the device high-water mark in bytes
 per voxel of the input map and of the larger of the input and 0.e's 1 Å working grid (the issue-14
@@ -185,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--launches", action="store_true", help="count device operations and host waits instead")
     ap.add_argument("--level1", action="store_true",
                     help="also the Level 1 sections (two simulated half maps of the same box)")
+    ap.add_argument("--level1-run", action="store_true",
+                    help="also the Level 1 sections through one run_level1 (its order and what it frees)")
     args = ap.parse_args(argv)
     be = standin.install()
     if args.launches:
@@ -222,6 +227,8 @@ def main(argv=None) -> int:
         print("\n".join(f"    {line}" for line in notes))
         if args.level1:
             level1_peaks(n, be, args)
+        if args.level1_run:
+            level1_run_peaks(n, be, args)
     return 0
 
 
@@ -253,6 +260,41 @@ def level1_peaks(n: int, be, args) -> None:
     print("\nBuffers alive at each section's peak (bytes per voxel of one half, allocating line):\n")
     print("\n".join(f"    {line}" for line in notes))
     ctx1.release()
+    ctx0.release()
+
+
+def level1_run_peaks(n: int, be, args) -> None:
+    """Print the device high-water mark of each Level 1 section in one ``run_level1``.
+
+    On the simulated half maps of ``bench_level1_local``, in bytes per voxel of one half map, what the context
+    holds included.
+    """
+    import tempfile
+
+    import bench_level1_local as L
+
+    import gpuvalid.level1 as L1
+    from gpuvalid.context import MapContext, RunOptions
+    from gpuvalid.io.mrc import write_mrc
+
+    ts, h1, h2, P, _ = L.simulated(n)
+    ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
+    _ = ctx0.soft_mask, ctx0.hard_mask
+    wanted = set(args.sections) if args.sections else {sid for sid, _t, _m in L1.SECTIONS1 if sid != "1.c"}
+    saved = L1.SECTIONS1
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [write_mrc(Path(tmp) / f"h{i}.mrc", h, ts) for i, h in enumerate((h1, h2), 1)]
+        L1.SECTIONS1 = [(sid, t, m if sid in wanted else None) for sid, t, m in saved]   # the others: not run
+        try:
+            out, _info = L1.run_level1(ctx0, paths)
+        finally:
+            L1.SECTIONS1 = saved
+    print(f"\n## Level 1 through run_level1, two simulated {n}³ half maps (1oel, {ts:g} Å)\n")
+    print("| section | status | peak B/voxel (one half) | s | key |\n|---|---|---|---|---|")
+    for sid, res in out.items():
+        peak = "—" if res.peak_device_bytes is None else f"{res.peak_device_bytes / P.size:.1f}"
+        print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} | {res.key} |")
+    print("estimates:", out["1"].values.get("resolution_estimates_A"))
     ctx0.release()
 
 
