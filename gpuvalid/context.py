@@ -213,6 +213,22 @@ class MapContext:
         """Return this context when it is on the CPU already, else :attr:`cpu_twin`."""
         return self.cpu_twin if self.be.is_gpu else self
 
+    #: the cached values only the Level 0 sections read (Level 1 reads the hard and the soft mask): the map on the
+    #: device, the contour mask, the reference's largest-component mask and the resized map's context
+    LEVEL0_ONLY = ("V", "raw_mask", "hard_mask_largest_only", "resized")
+
+    def forget(self, names) -> None:
+        """Drop these cached values, if made; a later use computes them again (``V`` is copied from the host)."""
+        for name in names:
+            self._lazy.pop(name, None)
+
+    def local_maps_to_host(self) -> None:
+        """Replace the device arrays among the local maps' values by host copies (they free device memory)."""
+        for lm in self.local_maps.values():
+            v = lm.get("values")
+            if v is not None and not isinstance(v, np.ndarray):
+                lm["values"] = self.be.to_host(v)
+
     def release(self) -> None:
         """Drop every cached value and what the sections left for the report.
 

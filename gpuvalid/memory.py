@@ -123,16 +123,19 @@ BYTES_PER_VOXEL = {
     # "mask": bytes per hard-mask voxel (the whole box when the mask is unknown); "fixed": bytes whatever the
     # size (a chunk's floor: 1.b's permutations and 1.f's summaries go in chunks that grow with the map up to a
     # cap, l1_perm_chunk and l1_dir_summary_chunk, counted in "input" above their floors).  Stand-in peaks at
-    # 64³ (B per map voxel; mask 27 % of the box): 1.a 42, 1.b 43 + the permutation chunk, 1.c 10 + 32 per
-    # selected voxel + the box chunk, 1.d 25, 1.e 36, 1.f 63 with its per-voxel summaries' pass (8,192 voxels),
-    # 1.g 42, 1.h 49.  Before the half spectra (2026-11-27): 1.e 67, 1.f 109 + the pass; before 1.f's sweep
-    # state in 1 B per direction and its pass grown with the map: 1.f 331 in all (the pass held every mask
-    # voxel below 2¹⁷).
+    # 64³ (B per map voxel; mask 27 % of the box): 1.a 26, 1.b 100 with the permutation chunk's floor, 1.c 10 +
+    # 32 per selected voxel + the box chunk, 1.d 21, 1.e 32, 1.f 59 with its per-voxel summaries' pass (8,192
+    # voxels), 1.g 25, 1.h 34 (2026-11-28).  Before the one-at-a-time shell sums, the slabbed direction bins,
+    # |f| made on use and int32 voxel indices: 1.a 42, 1.d 25, 1.e 36, 1.f 63, 1.g 42, 1.h 49; before the half
+    # spectra (2026-11-27): 1.e 67, 1.f 109 + the pass; before 1.f's sweep state in 1 B per direction and its
+    # pass grown with the map: 1.f 331 in all (the pass held every mask voxel below 2¹⁷).
     # 1.a: the cached spectra of the halves and of the masked halves (rfftn, 4 B each), the mask copy, the shell
-    # geometry (int32 shell, float32 weight) and the FSC/DPR/SSNR sums' half-grid temporaries
-    "1.a": {"input": 56},
-    # 1.b: the masked spectra and geometry if not cached, the shell order (int64) and the spectra gathered in
-    # it, the sphere-masked spectra of the second test; the permutation chunk (l1_perm_chunk: one coefficient
+    # geometry (int32 shell; the weight is a broadcast row) and the FSC/DPR/SSNR sums' half-grid temporaries (one
+    # per-coefficient term at a time)
+    "1.a": {"input": 44},
+    # 1.b: the masked spectra and geometry if not cached, the shell order (int32, after int64 argsort's
+    # output) and the spectra gathered in it, the sphere-masked spectra of the second test (freed once gathered);
+    # the permutation chunk (l1_perm_chunk: one coefficient
     # per L1_PERM_VOXELS voxels, at least L1_PERM_MIN, at most L1_PERM_CHUNK) of random keys, their argsort
     # (index, segment keys and sort buffers) and the gathered products
     "1.b": {"input": 64 + L1_PERM_BYTES // L1_PERM_VOXELS, "fixed": L1_PERM_MIN * L1_PERM_BYTES},
@@ -147,16 +150,16 @@ BYTES_PER_VOXEL = {
                          L1_MAX_CHUNK_BOXES * L1_BOX_BYTES)},
     # 1.d: the whitened half spectra (rfftn, filtered in place: 8 B), the shell index and filter, then per
     # kernel the high-passed spectrum, the padded kernel, its spectrum (conjugated and multiplied in place)
-    # and the inverse (+ C2R input copy and work area); per mask voxel the index, the gathered correlations
-    # and the statistic
-    "1.d": {"input": 36, "mask": 24},
-    # 1.e: the engine (the rfftn half spectra of the half sum and difference 8 B, |f| and 1/|f| on the half
-    # grid 4 B), per step the high-pass (2 B), the filtered half spectrum (4 B), one Riesz factor (2 B) and
+    # and the inverse (+ C2R input copy and work area); per mask voxel the index (int32), the gathered
+    # correlations and the statistic (the former scale's freed)
+    "1.d": {"input": 32, "mask": 20},
+    # 1.e: the engine (the rfftn half spectra of the half sum and difference 8 B, 1/|f| on the half grid 2 B;
+    # |f| made on use), per step the high-pass (2 B), the filtered half spectrum (4 B), one Riesz factor (2 B) and
     # its product (4 B) turned into a real component by an in-place inverse (4 B) with cuFFT's work area
     # (4 B), the amplitude (4 B), the amplitude low-pass (rfftn grid); per mask voxel the index, the sweep
     # (1 B), its update, the gathered amplitudes and the quantile's sort
-    "1.e": {"input": 44, "mask": 38},
-    # 1.f: the engine (12 B), the 47 cones as their half-grid coefficients (int32 index + float32 u·d, 2-4 %
+    "1.e": {"input": 40, "mask": 36},
+    # 1.f: the engine (10 B) and |f| (2 B), the 47 cones as their half-grid coefficients (int32 index + float32 u·d, 2-4 %
     # of the half grid each: ≈ 6 B), the half-grid work array (4 B), the two real components (8 B) with
     # cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel the 47 sweeps (1 B each),
     # what 1.e needs and a direction's median (its values and their sort, 16 B); one pass of the per-voxel
@@ -164,11 +167,12 @@ BYTES_PER_VOXEL = {
     # a time: at most L1_DIR_SUMMARY_GRID B per voxel of the map, or its floor of L1_DIR_SUMMARY_MIN voxels)
     "1.f": {"input": 48 + L1_DIR_SUMMARY_GRID, "mask": 47 * 1 + 56,
             "fixed": L1_DIR_SUMMARY_MIN * 47 * L1_DIR_SUMMARY_BYTES},
-    # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (unit vectors, cube-map face
-    # and cell, int32 index: half-grid temporaries), the cross and power terms; fixed: the direction-binned
-    # float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at N = 1024)
-    "1.g": {"input": 56, "fixed": 2 ** 26},
-    "1.h": {"input": 56, "fixed": 2 ** 26},
+    # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (int32 index; the unit
+    # vectors, cube-map face and cell in z slabs of an eighth of the half grid), the cross and power terms one
+    # at a time; fixed: the direction-binned float64 sums, two of (N/2 + 1) shells × 6,912 cells (57 MB at
+    # N = 1024)
+    "1.g": {"input": 44, "fixed": 2 ** 26},
+    "1.h": {"input": 44, "fixed": 2 ** 26},
 }
 FIXED_BYTES = 256 * 2 ** 20    # cuFFT plans, compiled kernels, small arrays
 #: 0.e on the CPU: one tile's activations per torch thread (edge models.infer.TILE plus the receptive

@@ -195,3 +195,25 @@ def test_kernels_gpu_equal_cpu(cpu, gpu):
     for a, b in zip(c[:5], g[:5]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.nanmax(np.abs(a))))
     assert np.mean(c[5] != g[5]) < 1e-4      # bin index: float32 ties at cell edges only
+
+
+def test_direction_bins_by_slabs_are_the_one_piece_bins(cpu, monkeypatch):
+    """The bin index made in z slabs (one plane at a time; three planes and a partial last slab) is, number for
+    number, the index made in one piece, on an odd, non-cubic box."""
+    geo = shells.HalfSpectrum(cpu, (21, 18, 15), 1.0)
+    monkeypatch.setattr(shells, "SLAB_MIN", 1 << 40)
+    whole = shells.DirectionBins(geo).index
+    monkeypatch.setattr(shells, "SLABS", 1 << 40)                 # the slab size is then SLAB_MIN
+    for elements in (1, 3 * 18 * 8 + 1):
+        monkeypatch.setattr(shells, "SLAB_MIN", elements)
+        np.testing.assert_array_equal(shells.DirectionBins(geo).index, whole)
+
+
+def test_shell_order_sorts_by_shell_in_int32(cpu):
+    """shell_order: int32 indices that sort the shell map stably, and each shell's start in that order."""
+    geo = shells.HalfSpectrum(cpu, (12, 14, 10), 1.0)
+    order, starts = geo.shell_order()
+    flat = np.asarray(geo.shell).ravel()
+    assert order.dtype == np.int32
+    np.testing.assert_array_equal(order, np.argsort(flat, kind="stable"))
+    np.testing.assert_array_equal(starts, np.searchsorted(flat[order], np.arange(geo.nshell + 1)))

@@ -424,3 +424,21 @@ def test_raised_cosine_by_slabs_is_the_one_array_filter(monkeypatch):
         np.testing.assert_array_equal(slabs, whole)
         t = np.clip((r.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
         np.testing.assert_allclose(slabs, 0.5 * (1.0 - np.cos(np.pi * t)), atol=1e-6)
+
+
+def test_engine_filter_by_slabs_is_the_filter_of_r(cpu, monkeypatch):
+    """HalfMonogenic.raised_cosine, |f| made slab by slab, equals raised_cosine_up of the whole |f| grid bit for
+    bit (a float64 and a Python-float edge, on an odd box)."""
+    from gpuvalid.level1 import monores_half as M
+
+    rng = np.random.default_rng(4)
+    h1, h2 = rng.normal(size=(2, 21, 18, 15)).astype(np.float32)
+    eng = M.HalfMonogenic(cpu, h1, h2)
+    for lo, hi in ((np.float64(1.0 / 4.5) - 0.02, np.float64(1.0 / 4.5)), (0.1, 0.12)):
+        whole = M.raised_cosine_up(eng.r, lo, hi, np)
+        monkeypatch.setattr(M, "SLAB_ELEMENTS", 3 * 18 * 8 + 5)           # 3 planes a slab, the last partial
+        slabs = eng.raised_cosine(lo, hi)
+        monkeypatch.undo()
+        assert slabs.dtype == np.float32 and slabs.shape == eng.half_shape
+        np.testing.assert_array_equal(slabs, whole)
+        np.testing.assert_array_equal(eng.raised_cosine(lo, hi), whole)   # one slab

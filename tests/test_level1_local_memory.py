@@ -124,23 +124,31 @@ def test_whole_run_with_halves_on_a_tiny_device(tmp_path):
 def test_local_sections_run_last_without_the_global_spectra(tmp_path, monkeypatch):
     """`run_level1` runs the global sections (1.a, 1.b, 1.g, 1.h) first, then drops the halves' cached spectra
     before 1.c–1.f, which do not use them (1.a drops the unmasked ones, which only it reads); 1.e's engine drops
-    the halves themselves, which 1.f does not read; the report keeps the order of SECTIONS1 and the estimates
-    their section order."""
+    the halves themselves, which 1.f does not read; the primary map's context holds neither what only Level 0
+    reads nor, from 1.d on, the soft mask; the report keeps the order of SECTIONS1 and the estimates their
+    section order."""
     import gpuvalid.runner as runner
     from gpuvalid.io.mrc import write_mrc
     from gpuvalid.level1 import SECTIONS1, run_level1
 
     V, h1, h2 = halves(36)
     paths = [write_mrc(tmp_path / f"h{i}.mrc", h, 1.5) for i, h in enumerate((h1, h2))]
-    seen = {}
+    seen, seen0 = {}, {}
     real = runner.run_section
 
     def spy(module, sid, title, ctx, error_log=None):
         seen[sid] = set(ctx._lazy)            # the cached values when the section starts
+        seen0[sid] = set(ctx.ctx0._lazy)      # and the primary map's
         return real(module, sid, title, ctx, error_log)
 
     monkeypatch.setattr(runner, "run_section", spy)
-    out, _ = run_level1(MapContext(CPU, V, 1.5, 0.3, 6.0), paths)
+    ctx0 = MapContext(CPU, V, 1.5, 0.3, 6.0)
+    _ = ctx0.V, ctx0.raw_mask, ctx0.soft_mask, ctx0.resized        # as the Level 0 sections leave it
+    out, _ = run_level1(ctx0, paths)
+    for sid in seen0:                      # what only Level 0 reads is gone from the start
+        assert not seen0[sid] & set(MapContext.LEVEL0_ONLY), (sid, seen0[sid])
+        assert "hard_mask" in seen0[sid]
+    assert "soft_mask" in seen0["1.c"] and not {"soft_mask"} & (seen0["1.d"] | seen0["1.e"] | seen0["1.f"])
     assert [sid for sid in seen if sid != "1"] == ["1.a", "1.b", "1.g", "1.h", "1.c", "1.d", "1.e", "1.f"]
     assert list(out) == ["1"] + [s[0] for s in SECTIONS1]
     assert {"M1", "M2", "geo"} <= seen["1.g"]                  # shared by the global sections

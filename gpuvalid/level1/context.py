@@ -146,12 +146,12 @@ class Level1Context:
     @cached
     def F1(self):
         """Half spectrum (``rfftn``, complex64) of half map 1."""
-        return self.be.rfftn(self.h1).astype(self.be.xp.complex64)
+        return self.be.rfftn(self.h1).astype(self.be.xp.complex64, copy=False)
 
     @cached
     def F2(self):
         """Half spectrum (``rfftn``, complex64) of half map 2."""
-        return self.be.rfftn(self.h2).astype(self.be.xp.complex64)
+        return self.be.rfftn(self.h2).astype(self.be.xp.complex64, copy=False)
 
     # ---- the mask used by the masked analyses ------------------------------------------------------------
     @cached
@@ -191,12 +191,12 @@ class Level1Context:
     @cached
     def M1(self):
         """Half spectrum of the masked half map 1, ``rfftn(h1 · mask)``."""
-        return self.be.rfftn(self.h1 * self.mask).astype(self.be.xp.complex64)
+        return self.be.rfftn(self.h1 * self.mask).astype(self.be.xp.complex64, copy=False)
 
     @cached
     def M2(self):
         """Half spectrum of the masked half map 2, ``rfftn(h2 · mask)``."""
-        return self.be.rfftn(self.h2 * self.mask).astype(self.be.xp.complex64)
+        return self.be.rfftn(self.h2 * self.mask).astype(self.be.xp.complex64, copy=False)
 
     @cached
     def fsc_unmasked(self) -> shells.FscTerms:
@@ -213,10 +213,9 @@ class Level1Context:
         """``(cross, p1, p2)`` sums of the masked halves per (shell, direction bin): ``[3, nshell, nbins]``."""
         bins = self.direction_bins
         F1, F2 = self.M1, self.M2
-        cross = F1.real * F2.real + F1.imag * F2.imag
-        p1 = F1.real * F1.real + F1.imag * F1.imag
-        p2 = F2.real * F2.real + F2.imag * F2.imag
-        return bins.sums(cross, p1, p2)
+        # one per-coefficient array at a time (2 bytes per voxel each)
+        return np.concatenate([bins.sums(shells.cross_power(F1, F2)), bins.sums(shells.power(F1)),
+                               bins.sums(shells.power(F2))])
 
     @cached
     def direction_bins(self) -> shells.DirectionBins:
@@ -263,6 +262,19 @@ class Level1Context:
         twin = self._lazy.get("cpu_twin")
         if twin is not None:
             twin._forget(self.SPECTRA)
+
+    def shed_level0(self) -> None:
+        """Let go what the primary map's context holds for its Level 0 sections only.
+
+        :data:`~gpuvalid.context.MapContext.LEVEL0_ONLY` (the map, its contour mask, the largest-component mask
+        and the resized map: about 6 bytes per voxel on the device) is dropped, and the local maps the Level 0
+        sections left on the device (0.e's, 4 bytes per voxel when no figures are written) go to the host.
+        """
+        c = self.ctx0
+        if c.threshold is not None and not c.threshold_too_high:
+            _ = c.raw_mask_voxels     # the count require_mask reads, kept (a number): the raw mask is not made again
+        c.forget(c.LEVEL0_ONLY)
+        c.local_maps_to_host()
 
     def drop_unmasked_spectra(self) -> None:
         """Drop the cached spectra of the unmasked halves (8 bytes per voxel; only 1.a reads them).

@@ -63,17 +63,30 @@ def by_adjust(p: np.ndarray) -> np.ndarray:
 
 def permutation_pvalues(be: Backend, geo, G1, G2, fsc: np.ndarray, seed: int = 3, max_perm: int = MAX_PERMUTATIONS,
                         batch: int = BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Permutation p-value of every shell 1 … N/2 (shell 0: p = 0).
+    """Permutation p-value of every shell 1 … N/2 (shell 0: p = 0) of the half spectra ``G1``, ``G2``.
 
+    Returns ``(p, permutations, samples)`` per shell: :func:`shell_pvalues` on the spectra sorted by shell.
+    """
+    order, starts = geo.shell_order()
+    return shell_pvalues(be, geo, *by_shell(order, G1, G2), starts, fsc, seed, max_perm, batch)
+
+
+def by_shell(order, *spectra) -> list:
+    """Return each half spectrum's coefficients sorted by shell (``order`` of :meth:`HalfSpectrum.shell_order`)."""
+    return [G.ravel()[order] for G in spectra]
+
+
+def shell_pvalues(be: Backend, geo, a, b, starts: np.ndarray, fsc: np.ndarray, seed: int = 3,
+                  max_perm: int = MAX_PERMUTATIONS, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Permutation p-value of every shell 1 … N/2 (shell 0: p = 0) of two spectra sorted by shell.
+
+    ``a``, ``b``: the coefficients in shell order (:func:`by_shell`); ``starts``: where each shell starts.
     Returns ``(p, permutations, samples)`` per shell.  The sample of each shell comes from a NumPy generator
     seeded with ``(seed, shell)``; permutations use the backend's generator (NumPy: one in-place ``shuffle`` per
     draw; CuPy: a ``[batch, m]`` matrix of random keys sorted per row).
     """
     xp = be.xp
     per_launch = memory.l1_perm_chunk(math.prod(geo.shape))
-    order, starts = geo.shell_order()
-    a = G1.ravel()[order]
-    b = G2.ravel()[order]
     nsh = geo.nshell
     p = np.zeros(nsh)
     nperm = np.zeros(nsh, dtype=int)
@@ -154,7 +167,10 @@ def run(ctx1) -> SectionResult:
     mask, mask_text, soft = ctx1.mask_info
     terms = ctx1.fsc_masked
     fsc = terms.fsc
-    p, nperm, samples = permutation_pvalues(be, geo, ctx1.M1, ctx1.M2, fsc, seed=ctx1.seed)
+    order, starts = geo.shell_order()      # both tests' (int32: 2 bytes per voxel)
+    a, b = by_shell(order, ctx1.M1, ctx1.M2)
+    p, nperm, samples = shell_pvalues(be, geo, a, b, starts, fsc, seed=ctx1.seed)
+    del a, b
     q = np.zeros_like(p)
     q[1:] = by_adjust(p[1:])
     sig = q <= FDR
@@ -181,12 +197,15 @@ def run(ctx1) -> SectionResult:
     res.vrs_compat = {"mask": "sphere of radius N/2 − 4 voxels, Gaussian edge σ = 2 voxels (soft mask ignored)"}
     if soft and be.is_gpu:   # a second full test: cheap on the GPU only
         sph = ctx1.sphere_mask()
-        S1 = be.rfftn(ctx1.h1 * sph).astype(be.xp.complex64)
-        S2 = be.rfftn(ctx1.h2 * sph).astype(be.xp.complex64)
+        S1 = be.rfftn(ctx1.h1 * sph).astype(be.xp.complex64, copy=False)
+        S2 = be.rfftn(ctx1.h2 * sph).astype(be.xp.complex64, copy=False)
+        del sph
         from . import shells
         fsc_s = shells.fsc_terms(geo, S1, S2).fsc
-        ps, _, _ = permutation_pvalues(be, geo, S1, S2, fsc_s, seed=ctx1.seed)
-        del S1, S2
+        a, b = by_shell(order, S1, S2)
+        del S1, S2            # the test reads the sorted copies only
+        ps, _, _ = shell_pvalues(be, geo, a, b, starts, fsc_s, seed=ctx1.seed)
+        del a, b
         qs = by_adjust(ps[1:])
         ns = np.flatnonzero(qs > FDR)
         ls = geo.nshell - 1 if ns.size == 0 else int(ns[0])
@@ -196,6 +215,7 @@ def run(ctx1) -> SectionResult:
     else:
         res.vrs_compat["fdr_fsc_A"] = None
         res.vrs_compat["reason"] = "not recomputed on the CPU (a second permutation test doubles the cost)"
+    del order
 
     used = nperm[nperm > 0]
     res.blocks.append(

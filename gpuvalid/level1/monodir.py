@@ -85,8 +85,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
     """
     t0 = time.perf_counter()
     xp = be.xp
-    mask = be.asarray(mask).astype(bool)
-    idx = xp.flatnonzero(mask.ravel())
+    idx = be.mask_indices(be.asarray(mask).astype(bool, copy=False))   # int32 below 2³¹ voxels; no mask copy kept
     n = int(idx.size)
     if n == 0:
         raise NotMeasurable("the mask is empty")
@@ -113,6 +112,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
             AV = eng.lowpass(_cone_amplitude(be, eng, G, FV, ci, Hc, ud), fd)
             sweeps[k].update(AV.reshape(-1)[idx] > thr, float(d))
             del AV, Hc
+        eng.forget_lowpass()          # the next step has its own
         thr_h, alive_h = step_readback(be, thresholds, [sweeps[k] for k in going])
         for thr in thr_h:
             if not np.isfinite(thr) or thr <= 0:

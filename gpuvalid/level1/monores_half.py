@@ -80,11 +80,11 @@ def _one_minus(a, xp):
 class HalfMonogenic:
     """Half spectra (the ``rfftn`` grid) of ``V = (h1+h2)/2`` and ``N = (h1−h2)/2``, and the frequency geometry.
 
-    ``r`` is ``|f|`` in cycles/voxel on the half grid and ``inv_r`` its inverse (0 at the origin);
+    ``r`` is ``|f|`` in cycles/voxel on the half grid (made on use) and ``inv_r`` its inverse (0 at the origin);
     :meth:`unit` gives the unit frequency vector's component ``u_j = f_j/|f|`` along an axis, 0 on that axis's
     Nyquist plane (as in :mod:`gpuvalid.spiral`): then ``−i·u_j·F`` is the half spectrum of a real map, and
-    each monogenic component is one complex-to-real transform.  About 12 bytes per voxel (two half spectra,
-    ``r`` and ``inv_r``) instead of the full grid's two complex spectra and four real grids.
+    each monogenic component is one complex-to-real transform.  About 10 bytes per voxel (two half spectra
+    and ``inv_r``) instead of the full grid's two complex spectra and four real grids.
     """
 
     def __init__(self, be: Backend, h1, h2):
@@ -99,10 +99,10 @@ class HalfMonogenic:
         fz, fy, fx = (a.astype(np.float32) for a in frequency_axes(self.shape, 1.0))
         fx = fx[: nx // 2 + 1]
         self._f = (xp.asarray(fz)[:, None, None], xp.asarray(fy)[None, :, None], xp.asarray(fx)[None, None, :])
-        fz_, fy_, fx_ = self._f
-        self.r = xp.sqrt(fz_ * fz_ + fy_ * fy_ + fx_ * fx_)
-        self.inv_r = xp.where(self.r > 0, 1.0 / xp.maximum(self.r, xp.float32(1e-12)), xp.float32(0.0))
+        r = self.r
+        self.inv_r = xp.where(r > 0, 1.0 / xp.maximum(r, xp.float32(1e-12)), xp.float32(0.0))
         self.inv_r = self.inv_r.astype(xp.float32, copy=False)
+        del r
         axes = []
         for axis, f in enumerate((fz, fy, fx)):
             f = f.copy()
@@ -114,9 +114,35 @@ class HalfMonogenic:
         self._lp = None                # (fd, L on its box): the last low-pass filter
 
     @property
+    def r(self):
+        """``|f|`` in cycles/voxel on the half grid (float32), made on each use (not held: 2 bytes per voxel)."""
+        fz, fy, fx = self._f
+        return self.be.xp.sqrt(fz * fz + fy * fy + fx * fx)
+
+    @property
     def half_shape(self) -> tuple:
         """Shape of the half spectra, ``(nz, ny, nx//2 + 1)``."""
-        return tuple(int(n) for n in self.r.shape)
+        return tuple(int(n) for n in self.FV.shape)
+
+    def raised_cosine(self, lo: float, hi: float):
+        """Return :func:`raised_cosine_up` of ``|f|`` (:attr:`r`) on the half grid, ``|f|`` made slab by slab.
+
+        The same numbers as ``raised_cosine_up(self.r, lo, hi)`` without a grid of ``|f|`` beside the result.
+        """
+        xp = self.be.xp
+        slabs = _slabs(self.half_shape, SLAB_ELEMENTS)
+        if len(slabs) == 1:
+            return _raised_cosine(self.r, lo, hi, xp)
+        fz, fy, fx = self._f
+        out = xp.empty(self.half_shape, dtype=xp.float32)
+        for sl in slabs:
+            fzs = fz[sl]
+            out[sl] = _raised_cosine(xp.sqrt(fzs * fzs + fy * fy + fx * fx), lo, hi, xp)
+        return out
+
+    def forget_lowpass(self) -> None:
+        """Let the cached low-pass filter (:meth:`lowpass`) go: a step's sweeps are done with it."""
+        self._lp = None
 
     def unit(self, axis: int):
         """Return ``u_j = f_j/|f|`` (float32) on the half grid, 0 on its Nyquist plane (``axis`` 0: z, 1: y, 2: x)."""
@@ -205,14 +231,14 @@ class HalfMonogenic:
         xp = self.be.xp
         b = fd + TRANSITION
         if box is None:
-            r = self.r
+            L = _one_minus(self.raised_cosine(fd, b), xp)
         else:
             (nz, kz), (ny, ky), (_nx, kx) = box
             fz, fy, fx = self._f
             fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
             fx = fx[:, :, : kx + 1]
             r = xp.sqrt(fz * fz + fy * fy + fx * fx)
-        L = _one_minus(raised_cosine_up(r, fd, b, xp), xp)
+            L = _one_minus(raised_cosine_up(r, fd, b, xp), xp)
         self._lp = (fd, L)
         return L
 
@@ -306,8 +332,7 @@ def monores_half(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, s
     """
     t0 = time.perf_counter()
     xp = be.xp
-    mask = be.asarray(mask).astype(bool)
-    idx = xp.flatnonzero(mask.ravel())
+    idx = be.mask_indices(be.asarray(mask).astype(bool, copy=False))   # int32 below 2³¹ voxels; no mask copy kept
     n = int(idx.size)
     if n == 0:
         raise NotMeasurable("the mask is empty")
@@ -317,11 +342,12 @@ def monores_half(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, s
     noise_levels = []
     for d in steps:
         fd = voxel_size / d
-        H = raised_cosine_up(eng.r, fd - TRANSITION, fd, xp)
+        H = eng.raised_cosine(fd - TRANSITION, fd)
         AN = eng.lowpass(eng.amplitude(eng.FN, H), fd)
         thr = quantile_at(be, AN, idx, quantile, on_device=True)
         del AN
         AV = eng.lowpass(eng.amplitude(eng.FV, H), fd)
+        eng.forget_lowpass()          # the next step has its own
         sweep.update(AV.reshape(-1)[idx] > thr, float(d))
         del AV, H
         thr_h, alive_h = step_readback(be, [thr], [sweep])

@@ -236,8 +236,7 @@ def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: f
     h1 = be.asarray(h1, dtype=xp.float32)
     h2 = be.asarray(h2, dtype=xp.float32)
     shape = tuple(int(s) for s in h1.shape)
-    mask = be.asarray(mask).astype(bool)
-    idx = xp.flatnonzero(mask.ravel())
+    idx = be.mask_indices(be.asarray(mask).astype(bool, copy=False))   # int32 below 2³¹ voxels; no mask copy kept
     n = int(idx.size)
     if n == 0:
         raise NotMeasurable("the mask is empty")
@@ -250,7 +249,6 @@ def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: f
     fz = xp.asarray(np.fft.fftfreq(shape[0]).astype(np.float32))[:, None, None]
     fy = xp.asarray(np.fft.fftfreq(shape[1]).astype(np.float32))[None, :, None]
     fx = xp.asarray(np.fft.rfftfreq(shape[2]).astype(np.float32))[None, None, :]
-    r_half = xp.sqrt(fz * fz + fy * fy + fx * fx)          # |f| in cycles/voxel on the rfftn grid
     # the per-voxel test runs where T is (the host sees one threshold and a few numbers per scale)
     value = xp.full(n, max_A, dtype=xp.float32)
     todo = xp.ones(n, dtype=bool)
@@ -261,7 +259,10 @@ def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: f
         if 2 * r + 1 > min(shape):
             break
         lam = null_weights(K, alpha, voxel_size)
+        # |f| in cycles/voxel on the rfftn grid, made per scale: not held beside the kernels' transforms
+        r_half = xp.sqrt(fz * fz + fy * fy + fx * fx)
         Hf = highpass(r_half, alpha, voxel_size, xp).astype(xp.float32)
+        del r_half
         FVh = FV * Hf
         del Hf
         T = xp.zeros(n, dtype=xp.float32)
@@ -297,6 +298,7 @@ def resmap(be: Backend, h1, h2, mask, voxel_size: float, max_A: float, step_A: f
         value[hit] = alpha
         todo[hit] = False
         scales.append((alpha, int(hit.size), sigma2))
+        del live, p, hit      # this scale's per-voxel arrays: not held through the next scale's transforms
         alpha = round(alpha + step_A, 2)
     out = np.full(shape, np.nan, dtype=np.float32)
     out.reshape(-1)[be.to_host(idx)] = be.to_host(value)
