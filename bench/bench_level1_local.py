@@ -37,7 +37,7 @@ import numpy as np
 
 from gpuvalid.backend import get_backend
 from gpuvalid.context import MapContext, RunOptions
-from gpuvalid.level1 import LOCAL_SECTIONS, SECTIONS1
+from gpuvalid.level1 import LOCAL_SECTIONS, SECTIONS1, prepare
 from gpuvalid.level1.context import HalfMaps, Level1Context
 from gpuvalid.level1.simhalves import simulate_halves
 from gpuvalid.memory import PeakMeter
@@ -136,10 +136,11 @@ def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_sectio
     opts = RunOptions()
     opts.local_fsc_step = step
     ctx0 = MapContext(be, P, ts, thr, 3.0, opts)
-    _ = ctx0.soft_mask, ctx0.hard_mask
+    _ = ctx0.soft_mask.shape        # as Level 0 leaves it (no reference kept here: run_level1 may let it go)
     hm = HalfMaps((Path("h1.mrc"), Path("h2.mrc")), (h1, h2), ("-", "-"), ((ts,) * 3, (ts,) * 3))
     ctx1 = Level1Context(ctx0, hm)
-    _ = ctx1.h1, ctx1.h2
+    ctx1.shed_level0()              # as run_level1
+    _ = ctx1.h1.shape, ctx1.h2.shape   # the halves section holds them
     be.synchronize()
     row = {"box": box, "ts": ts, "device": be.device, "simulate_s": sim_s,
            "mask_voxels": int(be.to_host(be.xp.count_nonzero(ctx0.hard_mask)))}
@@ -161,6 +162,7 @@ def run_size(be, box: int, direct_boxes: int, step: int | None = None, on_sectio
         ctx1.drop_spectra()
     mods = dict(SECTIONS)
     for sid in RUN_ORDER:
+        prepare(ctx1, sid)          # what run_level1 lets go before the section (this bench's order differs)
         w, c, res, peak = timed_section(be, f"gpuvalid.level1.{mods[sid]}", ctx1, box)
         row[sid] = (w, c, res.values.get("percentiles_A"), res.values.get("step"), res.values.get("boxes"), peak)
         if on_section:

@@ -2,6 +2,7 @@
 CuPy stand-in (tests/standin; no GPU needed): what a GPU run would hold and move, before a GPU session.
 
     python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5] [--level1] [--level1-run]
+    python bench/standin_profile.py --sizes 128 --whole-run
     python bench/standin_profile.py --launches --sizes 384 [--level1]
 
 ``--launches`` counts instead what a GPU run's time is made of besides arithmetic: per section, the device
@@ -13,7 +14,10 @@ seconds from a stated model (:func:`floor_seconds`), with the gpuvalid lines tha
 ``--launches``: their device high-water marks, per voxel of one half map, with the buffers alive at each).
 ``--level1-run`` measures the same maps through one ``run_level1`` instead (its run order, and what it frees
 between sections): each section's high-water mark with what the context holds; 1.c only when ``--sections``
-names it (its raw kernels run as NumPy transcriptions on the stand-in: slow).
+names it (its raw kernels run as NumPy transcriptions on the stand-in: slow).  ``--whole-run`` runs the
+whole validation of those maps with their halves (``pipeline.validate``: the Level 0 sections, then Level 1 on
+what they leave in the primary map's context) and prints every section's high-water mark, per voxel of one
+half map; 1.c likewise only when ``--sections`` names it.
 
 For each section (on a fresh context, as ``bench_e2e.run_sections``): the device high-water mark in bytes
 per voxel of the input map and of the larger of the input and 0.e's 1 Å working grid (the issue-14
@@ -190,10 +194,16 @@ def main(argv=None) -> int:
                     help="also the Level 1 sections (two simulated half maps of the same box)")
     ap.add_argument("--level1-run", action="store_true",
                     help="also the Level 1 sections through one run_level1 (its order and what it frees)")
+    ap.add_argument("--whole-run", action="store_true",
+                    help="only the whole validation with half maps (Level 0, then Level 1), every section's peak")
     args = ap.parse_args(argv)
     be = standin.install()
     if args.launches:
         return launches(args, be)
+    if args.whole_run:
+        for n in args.sizes:
+            whole_run_peaks(n, be, args)
+        return 0
     import bench_e2e as B
     from gpuvalid import memory
     from gpuvalid.analyses import SECTIONS
@@ -279,7 +289,7 @@ def level1_run_peaks(n: int, be, args) -> None:
 
     ts, h1, h2, P, _ = L.simulated(n)
     ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
-    _ = ctx0.soft_mask, ctx0.hard_mask
+    _ = ctx0.soft_mask.shape        # as Level 0 leaves it (no reference kept here: run_level1 may let it go)
     wanted = set(args.sections) if args.sections else {sid for sid, _t, _m in L1.SECTIONS1 if sid != "1.c"}
     saved = L1.SECTIONS1
     with tempfile.TemporaryDirectory() as tmp:
@@ -296,6 +306,40 @@ def level1_run_peaks(n: int, be, args) -> None:
         print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} | {res.key} |")
     print("estimates:", out["1"].values.get("resolution_estimates_A"))
     ctx0.release()
+
+
+def whole_run_peaks(n: int, be, args) -> None:
+    """Print the device high-water mark of every section in one whole validation with half maps.
+
+    ``pipeline.validate`` on the simulated primary map and half maps of ``bench_level1_local`` (contour at the
+    94th percentile, R = 3 Å, no figures), in bytes per voxel of one half map, what the contexts hold included;
+    1.c only when ``--sections`` names it.
+    """
+    import tempfile
+
+    import bench_level1_local as L
+
+    import gpuvalid.level1 as L1
+    from gpuvalid.context import MapInput
+    from gpuvalid.io.mrc import write_mrc
+    from gpuvalid.pipeline import validate
+
+    ts, h1, h2, P, _ = L.simulated(n)
+    wanted = set(args.sections or []) | {"1.a", "1.b", "1.d", "1.e", "1.f", "1.g", "1.h"}
+    saved = L1.SECTIONS1
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [write_mrc(Path(tmp) / f"h{i}.mrc", h, ts) for i, h in enumerate((h1, h2), 1)]
+        inp = MapInput(Path(tmp) / "primary.mrc", P, ts, float(np.quantile(P, 0.94)), 3.0, "-")
+        L1.SECTIONS1 = [(sid, t, m if sid in wanted else None) for sid, t, m in saved]   # the others: not run
+        try:
+            rep = validate(inp, be, None, figures=False, halves=paths)
+        finally:
+            L1.SECTIONS1 = saved
+    print(f"\n## Whole validation with half maps, simulated {n}³ maps (1oel, {ts:g} Å)\n")
+    print("| section | status | peak B/voxel (one half) | s |\n|---|---|---|---|")
+    for sid, res in rep.sections.items():
+        peak = "—" if res.peak_device_bytes is None else f"{res.peak_device_bytes / P.size:.1f}"
+        print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} |")
 
 
 if __name__ == "__main__":

@@ -442,3 +442,27 @@ def test_engine_filter_by_slabs_is_the_filter_of_r(cpu, monkeypatch):
         assert slabs.dtype == np.float32 and slabs.shape == eng.half_shape
         np.testing.assert_array_equal(slabs, whole)
         np.testing.assert_array_equal(eng.raised_cosine(lo, hi), whole)   # one slab
+
+
+def test_engine_values_at_indices_are_the_grid_values(cpu):
+    """HalfMonogenic.at: |f| and the unit vector's components at flat half-grid indices, computed from the
+    indices, are the grid values of ``r`` and ``unit`` there bit for bit (odd and even axes, the Nyquist planes
+    included), and 1.f's cone is the set where |u·d| of the grid reaches cos(cone angle)."""
+    from gpuvalid.level1.monodir import CONE_DEG, along, cone_support, directions
+    from gpuvalid.level1.monores_half import HalfMonogenic
+
+    rng = np.random.default_rng(5)
+    for shape in ((20, 18, 16), (15, 17, 14)):
+        h1, h2 = rng.normal(size=(2, *shape)).astype(np.float32)
+        eng = HalfMonogenic(cpu, h1, h2)
+        ci = np.sort(rng.choice(np.prod(eng.half_shape), 500, replace=False)).astype(np.int32)
+        r, u = eng.at(ci)
+        np.testing.assert_array_equal(r, eng.r.reshape(-1)[ci])
+        for axis in range(3):
+            np.testing.assert_array_equal(u[axis], eng.unit(axis).reshape(-1)[ci])
+        for d in directions(4):
+            grid = along((eng.unit(0), eng.unit(1), eng.unit(2)), d).reshape(-1)
+            cone = cone_support(eng, d)
+            assert cone.dtype == np.int32
+            np.testing.assert_array_equal(cone, np.flatnonzero(np.abs(grid) >= np.cos(np.radians(CONE_DEG))))
+            np.testing.assert_array_equal(along(eng.at(cone)[1], d), grid[cone])

@@ -219,7 +219,7 @@ def test_directional_summaries_gpu_equal_cpu(cpu, gpu):
 def test_lowpass_and_cones_gpu_equal_cpu(cpu, gpu):
     """1.f's building blocks on CuPy: the amplitude low-pass (box-pruned at coarse steps, full at fine ones)
     to float32 precision, and the cones' Fourier coefficients exactly."""
-    from gpuvalid.level1.monodir import cone_support, directions
+    from gpuvalid.level1.monodir import along, cone_support, directions
     from gpuvalid.level1.monores_half import HalfMonogenic
 
     rng = np.random.default_rng(0)
@@ -231,9 +231,11 @@ def test_lowpass_and_cones_gpu_equal_cpu(cpu, gpu):
         b = gpu.to_host(eg.lowpass(gpu.asarray(A), fd))
         assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(a))
     for d in directions(5):
-        ic, wc = cone_support(ec, d)
-        ig, wg = cone_support(eg, d)
-        assert np.array_equal(ic, gpu.to_host(ig)) and np.allclose(wc, gpu.to_host(wg), atol=1e-6)
+        ic, ig = cone_support(ec, d), cone_support(eg, d)
+        assert np.array_equal(ic, gpu.to_host(ig))
+        (rc, uc), (rg, ug) = ec.at(ic), eg.at(ig)
+        np.testing.assert_allclose(gpu.to_host(rg), rc, rtol=1e-6)
+        np.testing.assert_allclose(gpu.to_host(along(ug, d)), along(uc, d), atol=1e-6)
 
 
 def test_two_failure_sweep_gpu_equals_cpu(cpu, gpu):

@@ -84,12 +84,7 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
     ctx1.shed_level0()                   # the Level 0 sections are done: what only they read goes
     out[HSID] = run_section("gpuvalid.level1.halves", HSID, HTITLE, ctx1, error_log)
     for sid, title, module in run_order():
-        if sid == LOCAL_SECTIONS[0]:
-            ctx1.drop_spectra()          # the global sections are done: the local ones do not use their spectra
-        if sid == HARD_MASK_SECTIONS[0]:
-            ctx0.forget(("soft_mask",))  # 1.d-1.f read the hard mask only (4 B per voxel)
-        if sid == ENGINE_SECTIONS[0]:
-            ctx1.keep_halves = False     # 1.e and 1.f read the halves through their engine: it drops them
+        prepare(ctx1, sid)
         if progress:
             progress(f"{sid} {title}")
         out[sid] = run_section(module, sid, title, ctx1, error_log)
@@ -103,12 +98,26 @@ def run_level1(ctx0, half_paths, progress: Callable[[str], None] | None = None,
 
 #: the local-resolution sections; they neither use the halves' cached spectra nor feed the global sections
 LOCAL_SECTIONS = ("1.c", "1.d", "1.e", "1.f")
-#: the last local sections, which read the primary map's hard mask and not its soft mask: from the first of them
-#: on, the soft mask is dropped
+#: the last local sections, which read the primary map's hard mask and not its soft mask: the soft mask is dropped
+#: before them
 HARD_MASK_SECTIONS = ("1.d", "1.e", "1.f")
 #: the last local sections, which read the halves only through the spectra of their mean and difference
 #: (:func:`gpuvalid.level1.monores_half.half_engine`): from the first of them on, the device halves are dropped
 ENGINE_SECTIONS = ("1.e", "1.f")
+
+
+def prepare(ctx1, sid: str) -> None:
+    """Let go, before section ``sid`` runs, what it and the sections after it in :func:`run_order` do not read.
+
+    A local section: the halves' cached spectra (the global sections are done); 1.d–1.f: the primary map's soft
+    mask (they read its hard mask); 1.e and 1.f: the device halves, once 1.e's engine holds their spectra.
+    """
+    if sid in LOCAL_SECTIONS:
+        ctx1.drop_spectra()
+    if sid in HARD_MASK_SECTIONS:
+        ctx1.ctx0.forget(("soft_mask",))
+    if sid in ENGINE_SECTIONS:
+        ctx1.keep_halves = False
 
 
 def run_order() -> list[tuple]:

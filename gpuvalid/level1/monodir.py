@@ -92,9 +92,8 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
     eng = engine or HalfMonogenic(be, h1, h2)
     steps = resolution_steps(voxel_size, start_A, FINE_STEP_A, COARSE_STEP_A, COARSE_ABOVE_A)
     dirs = directions(ndir)
-    cones = [cone_support(eng, d, cone_deg) for d in dirs]
-    FV, FN, r = eng.FV.reshape(-1), eng.FN.reshape(-1), eng.r.reshape(-1)
-    G = xp.zeros(eng.half_shape, dtype=xp.complex64)       # zero outside the cone being transformed
+    cones = [cone_support(eng, d, cone_deg) for d in dirs]           # flat indices only (int32: ≈ 3 B per voxel)
+    FV, FN = eng.FV.reshape(-1), eng.FN.reshape(-1)
     sweeps = [TwoFailureSweep(xp, n, float(steps[0])) for _ in dirs]
     used = [0] * len(dirs)
     going = list(range(len(dirs)))
@@ -102,16 +101,19 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
         fd = voxel_size / d
         thresholds = []
         for k in going:
-            ci, ud = cones[k]
+            ci = cones[k]
             used[k] += 1
-            Hc = raised_cosine_up(r[ci], fd - TRANSITION, fd, xp)     # the high-pass on the cone
-            AN = eng.lowpass(_cone_amplitude(be, eng, G, FN, ci, Hc, ud), fd)
+            rc, u = eng.at(ci)                                     # |f| and u on the cone, from its indices
+            Hc = raised_cosine_up(rc, fd - TRANSITION, fd, xp)     # the high-pass on the cone
+            ud = along(u, dirs[k])
+            del rc, u
+            AN = eng.lowpass(_cone_amplitude(be, eng, FN, ci, Hc, ud), fd)
             thr = quantile_at(be, AN, idx, quantile, on_device=True)
             thresholds.append(thr)
             del AN
-            AV = eng.lowpass(_cone_amplitude(be, eng, G, FV, ci, Hc, ud), fd)
+            AV = eng.lowpass(_cone_amplitude(be, eng, FV, ci, Hc, ud), fd)
             sweeps[k].update(AV.reshape(-1)[idx] > thr, float(d))
-            del AV, Hc
+            del AV, Hc, ud
         eng.forget_lowpass()          # the next step has its own
         thr_h, alive_h = step_readback(be, thresholds, [sweeps[k] for k in going])
         for thr in thr_h:
@@ -120,7 +122,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
         going = [k for k, a in zip(going, alive_h, strict=True) if a >= STOP_FRACTION]
         if not going:
             break
-    del G, cones
+    del cones
     out = directional_summaries(be, sweeps, seed, chunk=l1_dir_summary_chunk(math.prod(eng.shape), len(dirs)))
     if keep_res:
         out["res"] = np.stack([be.to_host(sw.value) for sw in sweeps]).astype(np.float32)
@@ -195,15 +197,16 @@ def tie_keys(xp, start: int, count: int, ndir: int, seed: int):
     return h.astype(xp.int64)
 
 
-def _cone_amplitude(be: Backend, eng: HalfMonogenic, G, F, ci, Hc, ud):
+def _cone_amplitude(be: Backend, eng: HalfMonogenic, F, ci, Hc, ud):
     """Return the amplitude ``√(v0² + v_d²)`` (float32) of the analytic signal along a cone's axis ``d``.
 
     ``v0 = IFFT(H·C·F)`` and ``v_d = IFFT(−i·(u·d)·H·C·F)`` (its Riesz component along ``d``), each a
     complex-to-real transform of the half spectrum: ``F`` (flat half spectrum) and the high-pass ``Hc`` and
-    ``ud = u·d`` taken at the cone's flat indices ``ci``.  ``G`` (the half grid, zero on entry) is the
-    transforms' work array, zero again on return.
+    ``ud = u·d`` taken at the cone's flat indices ``ci``.  The transforms' work array (the half grid, zero
+    outside the cone) is made here and freed on return: it is not held beside the amplitude's low-pass.
     """
     xp = be.xp
+    G = xp.zeros(eng.half_shape, dtype=xp.complex64)
     Gf = G.reshape(-1)
     X = F[ci] * Hc
     Gf[ci] = X
@@ -214,26 +217,30 @@ def _cone_amplitude(be: Backend, eng: HalfMonogenic, G, F, ci, Hc, ud):
     Gf[ci] = X
     del X
     vd = be.irfftn(G, s=eng.shape, overwrite_x=True)
-    G.fill(0)
+    del G, Gf
     return be.hypot_in_place(v0, vd)   # √(v0² + v_d²) into v0
 
 
-def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG) -> tuple:
-    """Return the double cone ``|u·d| ≥ cos(cone_deg)`` on the half grid of ``eng``.
+def cone_support(eng: HalfMonogenic, d, cone_deg: float = CONE_DEG):
+    """Return the double cone ``|u·d| ≥ cos(cone_deg)`` on the half grid of ``eng`` as its flat indices.
 
-    As ``(flat indices, u·d there)`` (int32 indices when the grid allows, float32 ``u·d``).  The double cone
-    is symmetric under ``f → −f``, so its half-grid coefficients describe it whole.
+    int32 indices when the grid allows.  The double cone is symmetric under ``f → −f``, so its half-grid
+    coefficients describe it whole; ``u·d`` there is :func:`along` of :meth:`HalfMonogenic.at`.
     """
     xp = eng.be.xp
-    dx, dy, dz = (float(v) for v in d)
-    ud = eng.unit(2) * np.float32(dx)
-    ud += eng.unit(1) * np.float32(dy)
-    ud += eng.unit(0) * np.float32(dz)
+    ud = along((eng.unit(0), eng.unit(1), eng.unit(2)), d)
     cone = xp.abs(ud) >= math.cos(math.radians(cone_deg))
-    ci = xp.flatnonzero(cone.reshape(-1))
-    if ud.size < 2 ** 31:
-        ci = ci.astype(xp.int32)
-    return ci, ud.reshape(-1)[ci].astype(xp.float32)
+    del ud
+    return eng.be.mask_indices(cone)
+
+
+def along(u, d):
+    """Return ``u·d`` (float32) from the unit-vector components ``u = (u_z, u_y, u_x)`` and ``d = (x, y, z)``."""
+    dx, dy, dz = (float(v) for v in d)
+    ud = u[2] * np.float32(dx)
+    ud += u[1] * np.float32(dy)
+    ud += u[0] * np.float32(dz)
+    return ud
 
 
 def lattice_subset(index: np.ndarray, shape: tuple, spacing: int) -> np.ndarray:

@@ -144,6 +144,28 @@ class HalfMonogenic:
         """Let the cached low-pass filter (:meth:`lowpass`) go: a step's sweeps are done with it."""
         self._lp = None
 
+    def at(self, ci) -> tuple:
+        """Return ``(|f|, (u_z, u_y, u_x))`` at the half grid's flat indices ``ci`` (float32).
+
+        The numbers of :attr:`r` and :meth:`unit` at those coefficients, the same arithmetic on the gathered
+        frequencies, without a grid of either.
+        """
+        xp = self.be.xp
+        _nz, ny, nxh = self.half_shape
+        x = ci % nxh
+        t = ci // nxh
+        y = t % ny
+        z = t // ny
+        del t
+        fz, fy, fx = (xp.ravel(a) for a in self._f)
+        gz, gy, gx = fz[z], fy[y], fx[x]
+        r = xp.sqrt(gz * gz + gy * gy + gx * gx)
+        del gz, gy, gx
+        inv = self.inv_r.reshape(-1)[ci]
+        u = tuple((xp.ravel(self._axes[axis])[c] * inv).astype(xp.float32, copy=False)
+                  for axis, c in ((0, z), (1, y), (2, x)))
+        return r, u
+
     def unit(self, axis: int):
         """Return ``u_j = f_j/|f|`` (float32) on the half grid, 0 on its Nyquist plane (``axis`` 0: z, 1: y, 2: x)."""
         return (self._axes[axis] * self.inv_r).astype(self.be.xp.float32, copy=False)
