@@ -38,7 +38,7 @@ class MapContext:
     computed lazily and cached (:class:`gpuvalid.lazy.cached`), so every section shares them.
 
     What the sections leave for the report: ``local_maps`` (section id → the local map for the colour views:
-    ``values``, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
+    ``values`` on the host, None when no figures or maps are written, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
     drawn, ``"<section id>:\n<traceback>"``; the pipeline writes them to ``errors.log``).  ``cache`` is for
     what one section keeps for another (e.g. a host copy of a mask).
 
@@ -221,13 +221,6 @@ class MapContext:
         """Drop these cached values, if made; a later use computes them again (``V`` is copied from the host)."""
         for name in names:
             self._lazy.pop(name, None)
-
-    def local_maps_to_host(self) -> None:
-        """Replace the device arrays among the local maps' values by host copies (they free device memory)."""
-        for lm in self.local_maps.values():
-            v = lm.get("values")
-            if v is not None and not isinstance(v, np.ndarray):
-                lm["values"] = self.be.to_host(v)
 
     def release(self) -> None:
         """Drop every cached value and what the sections left for the report.

@@ -159,13 +159,14 @@ BYTES_PER_VOXEL = {
     # (4 B), the amplitude (4 B), the amplitude low-pass (rfftn grid); per mask voxel the index, the sweep
     # (1 B), its update, the gathered amplitudes and the quantile's sort
     "1.e": {"input": 40, "mask": 36},
-    # 1.f: the engine (10 B) and |f| (2 B), the 47 cones as their half-grid coefficients (int32 index + float32 u·d, 2-4 %
-    # of the half grid each: ≈ 6 B), the half-grid work array (4 B), the two real components (8 B) with
-    # cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel the 47 sweeps (1 B each),
-    # what 1.e needs and a direction's median (its values and their sort, 16 B); one pass of the per-voxel
-    # summaries over the directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel, l1_dir_summary_chunk voxels at
-    # a time: at most L1_DIR_SUMMARY_GRID B per voxel of the map, or its floor of L1_DIR_SUMMARY_MIN voxels)
-    "1.f": {"input": 48 + L1_DIR_SUMMARY_GRID, "mask": 47 * 1 + 56,
+    # 1.f: the engine (10 B), the 47 cones as their half-grid coefficients (int32 index, 2-4 % of the half grid
+    # each: ≈ 3 B; |f| and u·d made from it at each use), the half-grid work array (4 B, made per amplitude), the
+    # two real components (8 B) with cuFFT's work area (4 B), the amplitude's low-pass (≈ 10 B); per mask voxel
+    # the 47 sweeps (1 B each), what 1.e needs and a direction's median (its values and their sort, 16 B); one
+    # pass of the per-voxel summaries over the directions (47 × L1_DIR_SUMMARY_BYTES per mask voxel,
+    # l1_dir_summary_chunk voxels at a time: at most L1_DIR_SUMMARY_GRID B per voxel of the map, or its floor of
+    # L1_DIR_SUMMARY_MIN voxels)
+    "1.f": {"input": 44 + L1_DIR_SUMMARY_GRID, "mask": 47 * 1 + 56,
             "fixed": L1_DIR_SUMMARY_MIN * 47 * L1_DIR_SUMMARY_BYTES},
     # 1.g, 1.h: the masked spectra and geometry if not cached, the direction bins (int32 index; the unit
     # vectors, cube-map face and cell in z slabs of an eighth of the half grid), the cross and power terms one

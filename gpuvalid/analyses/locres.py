@@ -258,12 +258,12 @@ def _publish(ctx, res: SectionResult, values, p: list[float]) -> None:
     """Keep the local map for the report; MRC on request, histogram and colour views (never raises).
 
     ``values`` is the map on the input grid (NaN outside the hard mask), on the map's device: it is copied
-    to the host only when figures or maps are written (``local_maps`` then holds the host copy, else the
-    device array).
+    to the host only when figures or maps are written (``local_maps`` then holds the host copy; else it holds
+    no values: nothing reads them, and the device array would stay through every later section, Level 1's
+    included).
     """
     wanted = ctx.options.map_dir is not None or ctx.options.figure_dir is not None
-    if wanted:
-        values = ctx.be.to_host(values)
+    values = ctx.be.to_host(values) if wanted else None
     ctx.local_maps[SID] = {"values": values, "lo": p[0], "hi": p[4], "label": "local resolution (Å)"}
     if not wanted:
         return

@@ -266,15 +266,13 @@ class Level1Context:
     def shed_level0(self) -> None:
         """Let go what the primary map's context holds for its Level 0 sections only.
 
-        :data:`~gpuvalid.context.MapContext.LEVEL0_ONLY` (the map, its contour mask, the largest-component mask
-        and the resized map: about 6 bytes per voxel on the device) is dropped, and the local maps the Level 0
-        sections left on the device (0.e's, 4 bytes per voxel when no figures are written) go to the host.
+        :data:`~gpuvalid.context.MapContext.LEVEL0_ONLY`: the map, its contour mask, the largest-component mask
+        and the resized map (about 6 bytes per voxel on the device).
         """
         c = self.ctx0
         if c.threshold is not None and not c.threshold_too_high:
             _ = c.raw_mask_voxels     # the count require_mask reads, kept (a number): the raw mask is not made again
         c.forget(c.LEVEL0_ONLY)
-        c.local_maps_to_host()
 
     def drop_unmasked_spectra(self) -> None:
         """Drop the cached spectra of the unmasked halves (8 bytes per voxel; only 1.a reads them).

@@ -104,7 +104,7 @@ def overlay_figure(ctx1, res: SectionResult) -> None:
         from ..figures.level1_local import overlay_histograms_png
         series = [(f"{sid} {lab}", v) for sid, (lab, v) in sorted(ctx1.cache.get(HIST_KEY, {}).items())]
         loc = ctx0.local_maps.get("0.e")
-        if loc is not None:
+        if loc is not None and loc["values"] is not None:
             v = np.asarray(loc["values"])          # 0.e: its grid, NaN outside its mask
             if v.shape == tuple(ctx0.shape):
                 v = v[ctx0.be.to_host(ctx0.hard_mask).astype(bool)]

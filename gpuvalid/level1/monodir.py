@@ -93,6 +93,7 @@ def monodir(be: Backend, h1, h2, mask, voxel_size: float, start_A: float, ndir: 
     steps = resolution_steps(voxel_size, start_A, FINE_STEP_A, COARSE_STEP_A, COARSE_ABOVE_A)
     dirs = directions(ndir)
     cones = [cone_support(eng, d, cone_deg) for d in dirs]           # flat indices only (int32: ≈ 3 B per voxel)
+    eng.drop_inv_r()           # the sweep reads |f| and u only at the cones' indices (HalfMonogenic.at)
     FV, FN = eng.FV.reshape(-1), eng.FN.reshape(-1)
     sweeps = [TwoFailureSweep(xp, n, float(steps[0])) for _ in dirs]
     used = [0] * len(dirs)

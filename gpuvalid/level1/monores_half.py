@@ -72,6 +72,11 @@ def _raised_cosine(r, lo: float, hi: float, xp):
     return t.astype(xp.float32, copy=False)
 
 
+def _inverse(r, xp):
+    """``1/r`` (float32), 0 where ``r`` is 0: the Riesz factors' ``1/|f|``."""
+    return xp.where(r > 0, 1.0 / xp.maximum(r, xp.float32(1e-12)), xp.float32(0.0)).astype(xp.float32, copy=False)
+
+
 def _one_minus(a, xp):
     """``1 − a`` in place."""
     return xp.subtract(1.0, a, out=a)
@@ -99,10 +104,7 @@ class HalfMonogenic:
         fz, fy, fx = (a.astype(np.float32) for a in frequency_axes(self.shape, 1.0))
         fx = fx[: nx // 2 + 1]
         self._f = (xp.asarray(fz)[:, None, None], xp.asarray(fy)[None, :, None], xp.asarray(fx)[None, None, :])
-        r = self.r
-        self.inv_r = xp.where(r > 0, 1.0 / xp.maximum(r, xp.float32(1e-12)), xp.float32(0.0))
-        self.inv_r = self.inv_r.astype(xp.float32, copy=False)
-        del r
+        self._inv_r = _inverse(self.r, xp)
         axes = []
         for axis, f in enumerate((fz, fy, fx)):
             f = f.copy()
@@ -112,6 +114,17 @@ class HalfMonogenic:
             axes.append(xp.asarray(f).reshape([-1 if a == axis else 1 for a in range(3)]))
         self._axes = tuple(axes)       # (fz, fy, fx) with their Nyquist entries zeroed, broadcastable
         self._lp = None                # (fd, L on its box): the last low-pass filter
+
+    @property
+    def inv_r(self):
+        """``1/|f|`` on the half grid (float32, 0 at the origin): held from the start until :meth:`drop_inv_r`."""
+        if self._inv_r is None:
+            self._inv_r = _inverse(self.r, self.be.xp)
+        return self._inv_r
+
+    def drop_inv_r(self) -> None:
+        """Let :attr:`inv_r` go (2 bytes per voxel; made again if used): 1.f reads |f| only at its cones' indices."""
+        self._inv_r = None
 
     @property
     def r(self):
@@ -161,7 +174,7 @@ class HalfMonogenic:
         gz, gy, gx = fz[z], fy[y], fx[x]
         r = xp.sqrt(gz * gz + gy * gy + gx * gx)
         del gz, gy, gx
-        inv = self.inv_r.reshape(-1)[ci]
+        inv = _inverse(r, xp)
         u = tuple((xp.ravel(self._axes[axis])[c] * inv).astype(xp.float32, copy=False)
                   for axis, c in ((0, z), (1, y), (2, x)))
         return r, u
