@@ -38,9 +38,10 @@ class MapContext:
     computed lazily and cached (:class:`gpuvalid.lazy.cached`), so every section shares them.
 
     What the sections leave for the report: ``local_maps`` (section id → the local map for the colour views:
-    ``values`` on the host, None when no figures or maps are written, ``lo``, ``hi``, ``label``) and ``figure_errors`` (tracebacks of figures that could not be
-    drawn, ``"<section id>:\n<traceback>"``; the pipeline writes them to ``errors.log``).  ``cache`` is for
-    what one section keeps for another (e.g. a host copy of a mask).
+    ``values`` on the host, None when no figures or maps are written, ``lo``, ``hi``, ``label``) and
+    ``figure_errors`` (tracebacks of figures that could not be drawn, ``"<section id>:\n<traceback>"``; the
+    pipeline writes them to ``errors.log``).  ``cache`` is for what one section keeps for another (e.g. a host
+    copy of a mask).
 
     Raises
     ------

@@ -160,7 +160,7 @@ def fsc_ratio(cross, p1, p2, xp=np):
 
 
 def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
-    """Σ Re(F1 F2*), Σ|F1|², Σ|F2|² per shell (``FSC = cross/√(p1·p2)``); one per-coefficient array at a time."""
+    """Σ Re(F1 F2*), Σ|F1|², Σ|F2|² per shell (``FSC = cross/√(p1·p2)``), one per-coefficient term at a time."""
     cross = shell_sums(geo, cross_power(F1, F2))[0]
     p1 = shell_sums(geo, power(F1))[0]
     p2 = shell_sums(geo, power(F2))[0]
