@@ -245,7 +245,7 @@ def monogenic_local_resolution(be: Backend, V, voxel_size: float, mask, low_A: f
     """
     xp = be.xp
     V = be.asarray(V, dtype=xp.float32)
-    mask = be.asarray(mask).astype(bool)
+    mask = be.asarray(mask).astype(bool, copy=False)      # the caller's mask itself when it is boolean already
     if int(be.scalar(xp.count_nonzero(mask))) == 0:
         raise NotMeasurable("the mask is empty: there is no voxel to estimate a local resolution at")
     freqs, width = shell_frequencies(voxel_size, V.shape, low_A, n_shells)
@@ -255,7 +255,7 @@ def monogenic_local_resolution(be: Backend, V, voxel_size: float, mask, low_A: f
     eng = SpiralEngine(be, V, voxel_size)
     # the sweep's state is kept at the mask voxels only (flat indices ``at``): the amplitude maps are needed
     # over the whole box for the noise level, the comparisons only where a resolution is reported
-    at = be.flatnonzero(mask)
+    at = be.mask_indices(mask)                          # int32 below 2³¹ voxels
     sweep = TwoFailureSweep(xp, int(at.size), float(1.0 / freqs[0]))
     shells = []
     for f0, A in eng.amplitudes(freqs, width):
@@ -265,6 +265,7 @@ def monogenic_local_resolution(be: Backend, V, voxel_size: float, mask, low_A: f
             raise NotMeasurable(f"its noise level is {noise:g} at {1 / f0:.2f} Å (a degenerate noise reference)")
         shells.append((float(f0), noise))
         sweep.update(A[at] > noise, 1.0 / f0)
+        del A           # not held while the engine computes the next batch of shells (4 B per voxel)
         if not bool(be.to_host(sweep.alive.any())):
             break
     out = np.full(int(np.prod(V.shape)), np.nan, dtype=np.float32)
