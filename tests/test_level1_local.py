@@ -410,15 +410,19 @@ def test_monodir_equals_direction_by_direction(be):
 
 
 def test_raised_cosine_by_slabs_is_the_one_array_filter(monkeypatch):
-    """The filter made slab by slab (a few planes at a time) equals, bit for bit, the same arithmetic on the
-    whole grid, and the direct formula within float32 rounding, for a float64 and a Python-float edge."""
+    """The filter of |f| made slab by slab (a few planes at a time, |f| per slab) equals, bit for bit, the same
+    arithmetic on the whole grid, and the direct formula within float32 rounding, for a float64 and a
+    Python-float edge."""
     from gpuvalid.level1 import monores_half as M
 
-    r = (np.random.default_rng(2).random((33, 20, 11)) * 0.6).astype(np.float32)
+    rng = np.random.default_rng(2)
+    f = tuple((rng.random(n) * 0.35).astype(np.float32).reshape(shape)
+              for n, shape in ((33, (33, 1, 1)), (20, (1, 20, 1)), (11, (1, 1, 11))))
+    r = np.sqrt(f[0] * f[0] + f[1] * f[1] + f[2] * f[2])
     for lo, hi in ((np.float64(1.0 / 4.5) - 0.02, np.float64(1.0 / 4.5)), (0.1, 0.12)):
         whole = M.raised_cosine_up(r, lo, hi, np)
         monkeypatch.setattr(M, "SLAB_ELEMENTS", 3 * 20 * 11 + 5)          # 3 planes a slab, the last partial
-        slabs = M.raised_cosine_up(r, lo, hi, np)
+        slabs = M.radial_raised_cosine(f, lo, hi, np)
         monkeypatch.undo()
         assert slabs.dtype == np.float32
         np.testing.assert_array_equal(slabs, whole)

@@ -42,26 +42,15 @@ SMOOTH_SIGMA = 3.0         # voxels
 START_MIN_A = 10.0
 
 
-SLAB_ELEMENTS = 2 ** 22    # elements per slab of :func:`raised_cosine_up` on a grid
+SLAB_ELEMENTS = 2 ** 22    # elements per z slab of :func:`radial_raised_cosine`
 
 
 def raised_cosine_up(r, lo: float, hi: float, xp):
-    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32).
+    """0 below ``lo``, ``½(1 − cos(π(r − lo)/(hi − lo)))`` between, 1 above ``hi`` (float32), in one array.
 
     ``r`` is float32; the arithmetic is in the type that ``r − lo`` takes (float64 when ``lo`` is a NumPy
-    float64, as the sweeps' resolutions are).  A grid (``r.ndim > 1``) is done in slabs of its first axis
-    (:data:`SLAB_ELEMENTS`): the float32 result and one slab's temporary, not a temporary of the grid's size.
+    float64, as the sweeps' resolutions are), each step in place.
     """
-    if r.ndim < 2 or r.size <= SLAB_ELEMENTS:
-        return _raised_cosine(r, lo, hi, xp)
-    out = xp.empty(r.shape, dtype=xp.float32)
-    for sl in _slabs(r.shape, SLAB_ELEMENTS):
-        out[sl] = _raised_cosine(r[sl], lo, hi, xp)
-    return out
-
-
-def _raised_cosine(r, lo: float, hi: float, xp):
-    """:func:`raised_cosine_up` in one array (each step in place)."""
     t = r - lo
     t /= max(hi - lo, 1e-9)
     xp.clip(t, 0.0, 1.0, out=t)
@@ -70,6 +59,28 @@ def _raised_cosine(r, lo: float, hi: float, xp):
     t *= 0.5
     xp.subtract(0.5, t, out=t)
     return t.astype(xp.float32, copy=False)
+
+
+def radial_raised_cosine(f, lo: float, hi: float, xp):
+    """Return :func:`raised_cosine_up` of ``|f|`` on the grid the broadcastable axes ``f = (fz, fy, fx)`` span.
+
+    In z slabs of :data:`SLAB_ELEMENTS`, ``|f|`` made per slab: the float32 result and one slab's temporaries,
+    no grid of ``|f|`` or of the (float64) arithmetic; the same numbers as in one piece.
+    """
+    fz, fy, fx = f
+    shape = (fz.shape[0], fy.shape[1], fx.shape[2])
+    slabs = _slabs(shape, SLAB_ELEMENTS)
+    if len(slabs) == 1:
+        return raised_cosine_up(_radius(fz, fy, fx, xp), lo, hi, xp)
+    out = xp.empty(shape, dtype=xp.float32)
+    for sl in slabs:
+        out[sl] = raised_cosine_up(_radius(fz[sl], fy, fx, xp), lo, hi, xp)
+    return out
+
+
+def _radius(fz, fy, fx, xp):
+    """``|f| = √(f_z² + f_y² + f_x²)`` (float32 for float32 components; broadcast or gathered alike)."""
+    return xp.sqrt(fz * fz + fy * fy + fx * fx)
 
 
 def _inverse(r, xp):
@@ -129,8 +140,7 @@ class HalfMonogenic:
     @property
     def r(self):
         """``|f|`` in cycles/voxel on the half grid (float32), made on each use (not held: 2 bytes per voxel)."""
-        fz, fy, fx = self._f
-        return self.be.xp.sqrt(fz * fz + fy * fy + fx * fx)
+        return _radius(*self._f, self.be.xp)
 
     @property
     def half_shape(self) -> tuple:
@@ -138,20 +148,8 @@ class HalfMonogenic:
         return tuple(int(n) for n in self.FV.shape)
 
     def raised_cosine(self, lo: float, hi: float):
-        """Return :func:`raised_cosine_up` of ``|f|`` (:attr:`r`) on the half grid, ``|f|`` made slab by slab.
-
-        The same numbers as ``raised_cosine_up(self.r, lo, hi)`` without a grid of ``|f|`` beside the result.
-        """
-        xp = self.be.xp
-        slabs = _slabs(self.half_shape, SLAB_ELEMENTS)
-        if len(slabs) == 1:
-            return _raised_cosine(self.r, lo, hi, xp)
-        fz, fy, fx = self._f
-        out = xp.empty(self.half_shape, dtype=xp.float32)
-        for sl in slabs:
-            fzs = fz[sl]
-            out[sl] = _raised_cosine(xp.sqrt(fzs * fzs + fy * fy + fx * fx), lo, hi, xp)
-        return out
+        """Return :func:`raised_cosine_up` of ``|f|`` (:attr:`r`) on the half grid (:func:`radial_raised_cosine`)."""
+        return radial_raised_cosine(self._f, lo, hi, self.be.xp)
 
     def forget_lowpass(self) -> None:
         """Let the cached low-pass filter (:meth:`lowpass`) go: a step's sweeps are done with it."""
@@ -171,9 +169,7 @@ class HalfMonogenic:
         z = t // ny
         del t
         fz, fy, fx = (xp.ravel(a) for a in self._f)
-        gz, gy, gx = fz[z], fy[y], fx[x]
-        r = xp.sqrt(gz * gz + gy * gy + gx * gx)
-        del gz, gy, gx
+        r = _radius(fz[z], fy[y], fx[x], xp)
         inv = _inverse(r, xp)
         u = tuple((xp.ravel(self._axes[axis])[c] * inv).astype(xp.float32, copy=False)
                   for axis, c in ((0, z), (1, y), (2, x)))
@@ -265,15 +261,11 @@ class HalfMonogenic:
         self._lp = None
         xp = self.be.xp
         b = fd + TRANSITION
-        if box is None:
-            L = _one_minus(self.raised_cosine(fd, b), xp)
-        else:
+        fz, fy, fx = self._f
+        if box is not None:
             (nz, kz), (ny, ky), (_nx, kx) = box
-            fz, fy, fx = self._f
-            fz, fy = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky)
-            fx = fx[:, :, : kx + 1]
-            r = xp.sqrt(fz * fz + fy * fy + fx * fx)
-            L = _one_minus(raised_cosine_up(r, fd, b, xp), xp)
+            fz, fy, fx = _take(xp, fz, 0, nz, kz), _take(xp, fy, 1, ny, ky), fx[:, :, : kx + 1]
+        L = _one_minus(radial_raised_cosine((fz, fy, fx), fd, b, xp), xp)
         self._lp = (fd, L)
         return L
 
