@@ -148,14 +148,19 @@ class Backend:
         xp, step = self.xp, MASK_SLAB_ELEMENTS
         return xp.concatenate([xp.flatnonzero(flat[i:i + step]) + i for i in range(0, flat.size, step)])
 
+    def index_dtype(self, size: int):
+        """Return the dtype of flat indices into an array of ``size`` elements: int32 below 2³¹, else int64.
+
+        Half the memory of int64 for the per-voxel (or per-coefficient) indices the sections hold.
+        """
+        return self.xp.int32 if int(size) < 2 ** 31 else self.xp.int64
+
     def mask_indices(self, mask):
         """Return the flat indices (ascending) of the true voxels of ``mask``, as :meth:`flatnonzero` finds them.
 
-        int32 when ``mask`` has fewer than 2³¹ elements (half the memory of int64 for the per-voxel index
-        the local-resolution sections hold), int64 otherwise.
+        In :meth:`index_dtype` (int32 below 2³¹ elements).
         """
-        idx = self.flatnonzero(mask)
-        return idx.astype(self.xp.int32) if mask.size < 2 ** 31 else idx
+        return self.flatnonzero(mask).astype(self.index_dtype(mask.size), copy=False)
 
     def hypot_in_place(self, a, b):
         """Return ``√(a² + b²)`` written into ``a`` (float arrays of one shape; ``b`` may be destroyed).

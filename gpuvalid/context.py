@@ -215,13 +215,9 @@ class MapContext:
         return self.cpu_twin if self.be.is_gpu else self
 
     #: the cached values only the Level 0 sections read (Level 1 reads the hard and the soft mask): the map on the
-    #: device, the contour mask, the reference's largest-component mask and the resized map's context
+    #: device, the contour mask, the reference's largest-component mask and the resized map's context (dropped
+    #: with :func:`gpuvalid.lazy.forget`; a later use computes them again, ``V`` copied from the host)
     LEVEL0_ONLY = ("V", "raw_mask", "hard_mask_largest_only", "resized")
-
-    def forget(self, names) -> None:
-        """Drop these cached values, if made; a later use computes them again (``V`` is copied from the host)."""
-        for name in names:
-            self._lazy.pop(name, None)
 
     def release(self) -> None:
         """Drop every cached value and what the sections left for the report.

@@ -31,3 +31,9 @@ class cached(property):  # noqa: N801 (used as a decorator, like functools.cache
 
         super().__init__(get, put)
         self.__doc__ = fn.__doc__      # the method's docstring, not this class's
+
+
+def forget(owner, names) -> None:
+    """Drop these :class:`cached` values of ``owner``, if made; a later use computes them again."""
+    for name in names:
+        owner._lazy.pop(name, None)

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..analyses.base import NOT_MEASURED, SectionResult
 from ..errors import InputError
+from ..lazy import forget
 
 SECTIONS1 = [
     ("1.a", "Global resolution", "gpuvalid.level1.global_res"),
@@ -115,7 +116,7 @@ def prepare(ctx1, sid: str) -> None:
     if sid in LOCAL_SECTIONS:
         ctx1.drop_spectra()
     if sid in HARD_MASK_SECTIONS:
-        ctx1.ctx0.forget(("soft_mask",))
+        forget(ctx1.ctx0, ("soft_mask",))
     if sid in ENGINE_SECTIONS:
         ctx1.keep_halves = False
 

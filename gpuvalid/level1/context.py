@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, NotMeasurable
-from ..lazy import cached
+from ..lazy import cached, forget
 from . import shells
 
 VOXEL_TOL = 0.01  # relative voxel-size difference accepted between the halves and the primary map
@@ -258,10 +258,10 @@ class Level1Context:
         About 20-24 bytes per voxel of device (or host) memory that the local-resolution sections do not use; a
         later use computes them again.
         """
-        self._forget(self.SPECTRA)
+        forget(self, self.SPECTRA)
         twin = self._lazy.get("cpu_twin")
         if twin is not None:
-            twin._forget(self.SPECTRA)
+            forget(twin, self.SPECTRA)
 
     def shed_level0(self) -> None:
         """Let go what the primary map's context holds for its Level 0 sections only.
@@ -272,23 +272,18 @@ class Level1Context:
         c = self.ctx0
         if c.threshold is not None and not c.threshold_too_high:
             _ = c.raw_mask_voxels     # the count require_mask reads, kept (a number): the raw mask is not made again
-        c.forget(c.LEVEL0_ONLY)
+        forget(c, c.LEVEL0_ONLY)
 
     def drop_unmasked_spectra(self) -> None:
         """Drop the cached spectra of the unmasked halves (8 bytes per voxel; only 1.a reads them).
 
         Their per-shell FSC sums (:attr:`fsc_unmasked`) stay; a later use of ``F1``/``F2`` transforms again.
         """
-        self._forget(("F1", "F2"))
+        forget(self, ("F1", "F2"))
 
     def drop_halves(self) -> None:
         """Drop the cached device halves (8 bytes per voxel; a later use copies them from the host again)."""
-        self._forget(("h1", "h2"))
-
-    def _forget(self, names) -> None:
-        """Drop these cached values (:func:`cached` properties), if made; a later use computes them again."""
-        for name in names:
-            self._lazy.pop(name, None)
+        forget(self, ("h1", "h2"))
 
     def release(self) -> None:
         """Drop every cached value (the halves and their transforms on the device) and the sections' cache."""

@@ -112,8 +112,7 @@ class HalfSpectrum:
         xp = self.be.xp
         flat = self.shell.ravel()
         order = xp.argsort(flat, kind="stable") if not self.be.is_gpu else xp.argsort(flat)
-        if order.size < 2 ** 31:
-            order = order.astype(xp.int32)
+        order = order.astype(self.be.index_dtype(order.size), copy=False)
         cnt = self.be.to_host(xp.bincount(flat, minlength=self.nshell + 1))
         starts = np.concatenate([[0], np.cumsum(cnt)])[: self.nshell + 1]
         return order, starts.astype(np.int64)
