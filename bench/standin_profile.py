@@ -30,6 +30,7 @@ speed (the stand-in computes on the CPU).  Maps: EMD-5168 centred in N³ boxes o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import sys
@@ -273,37 +274,52 @@ def level1_peaks(n: int, be, args) -> None:
     ctx0.release()
 
 
+@contextlib.contextmanager
+def simulated_halves(n: int, wanted: set):
+    """Yield ``(ts, P, paths)``: the simulated primary map and half maps of ``bench_level1_local`` at ``n``³, the
+    halves written to a temporary folder, with only the Level 1 sections in ``wanted`` run meanwhile."""
+    import tempfile
+
+    import bench_level1_local as L
+
+    import gpuvalid.level1 as L1
+    from gpuvalid.io.mrc import write_mrc
+
+    ts, h1, h2, P, _ = L.simulated(n)
+    saved = L1.SECTIONS1
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [write_mrc(Path(tmp) / f"h{i}.mrc", h, ts) for i, h in enumerate((h1, h2), 1)]
+        L1.SECTIONS1 = [(sid, t, m if sid in wanted else None) for sid, t, m in saved]   # the others: not run
+        try:
+            yield ts, P, paths
+        finally:
+            L1.SECTIONS1 = saved
+
+
+def peak_rows(sections: dict, voxels: int, key: bool = False) -> None:
+    """Print each section's status, peak (bytes per voxel of one half map), seconds (and key) as table rows."""
+    for sid, res in sections.items():
+        peak = "—" if res.peak_device_bytes is None else f"{res.peak_device_bytes / voxels:.1f}"
+        print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} |" + (f" {res.key} |" if key else ""))
+
+
 def level1_run_peaks(n: int, be, args) -> None:
     """Print the device high-water mark of each Level 1 section in one ``run_level1``.
 
     On the simulated half maps of ``bench_level1_local``, in bytes per voxel of one half map, what the context
     holds included.
     """
-    import tempfile
-
-    import bench_level1_local as L
-
     import gpuvalid.level1 as L1
     from gpuvalid.context import MapContext, RunOptions
-    from gpuvalid.io.mrc import write_mrc
 
-    ts, h1, h2, P, _ = L.simulated(n)
-    ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
-    _ = ctx0.soft_mask.shape        # as Level 0 leaves it (no reference kept here: run_level1 may let it go)
     wanted = set(args.sections) if args.sections else {sid for sid, _t, _m in L1.SECTIONS1 if sid != "1.c"}
-    saved = L1.SECTIONS1
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = [write_mrc(Path(tmp) / f"h{i}.mrc", h, ts) for i, h in enumerate((h1, h2), 1)]
-        L1.SECTIONS1 = [(sid, t, m if sid in wanted else None) for sid, t, m in saved]   # the others: not run
-        try:
-            out, _info = L1.run_level1(ctx0, paths)
-        finally:
-            L1.SECTIONS1 = saved
+    with simulated_halves(n, wanted) as (ts, P, paths):
+        ctx0 = MapContext(be, P, ts, float(np.quantile(P, 0.94)), 3.0, RunOptions())
+        _ = ctx0.soft_mask.shape    # as Level 0 leaves it (no reference kept here: run_level1 may let it go)
+        out, _info = L1.run_level1(ctx0, paths)
     print(f"\n## Level 1 through run_level1, two simulated {n}³ half maps (1oel, {ts:g} Å)\n")
     print("| section | status | peak B/voxel (one half) | s | key |\n|---|---|---|---|---|")
-    for sid, res in out.items():
-        peak = "—" if res.peak_device_bytes is None else f"{res.peak_device_bytes / P.size:.1f}"
-        print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} | {res.key} |")
+    peak_rows(out, P.size, key=True)
     print("estimates:", out["1"].values.get("resolution_estimates_A"))
     ctx0.release()
 
@@ -315,31 +331,16 @@ def whole_run_peaks(n: int, be, args) -> None:
     94th percentile, R = 3 Å, no figures), in bytes per voxel of one half map, what the contexts hold included;
     1.c only when ``--sections`` names it.
     """
-    import tempfile
-
-    import bench_level1_local as L
-
-    import gpuvalid.level1 as L1
     from gpuvalid.context import MapInput
-    from gpuvalid.io.mrc import write_mrc
     from gpuvalid.pipeline import validate
 
-    ts, h1, h2, P, _ = L.simulated(n)
     wanted = set(args.sections or []) | {"1.a", "1.b", "1.d", "1.e", "1.f", "1.g", "1.h"}
-    saved = L1.SECTIONS1
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = [write_mrc(Path(tmp) / f"h{i}.mrc", h, ts) for i, h in enumerate((h1, h2), 1)]
-        inp = MapInput(Path(tmp) / "primary.mrc", P, ts, float(np.quantile(P, 0.94)), 3.0, "-")
-        L1.SECTIONS1 = [(sid, t, m if sid in wanted else None) for sid, t, m in saved]   # the others: not run
-        try:
-            rep = validate(inp, be, None, figures=False, halves=paths)
-        finally:
-            L1.SECTIONS1 = saved
+    with simulated_halves(n, wanted) as (ts, P, paths):
+        inp = MapInput(paths[0].parent / "primary.mrc", P, ts, float(np.quantile(P, 0.94)), 3.0, "-")
+        rep = validate(inp, be, None, figures=False, halves=paths)
     print(f"\n## Whole validation with half maps, simulated {n}³ maps (1oel, {ts:g} Å)\n")
     print("| section | status | peak B/voxel (one half) | s |\n|---|---|---|---|")
-    for sid, res in rep.sections.items():
-        peak = "—" if res.peak_device_bytes is None else f"{res.peak_device_bytes / P.size:.1f}"
-        print(f"| {sid} | {res.status} | {peak} | {res.seconds:.2f} |")
+    peak_rows(rep.sections, P.size)
 
 
 if __name__ == "__main__":
