@@ -80,11 +80,16 @@ L1_PERM_BYTES = 48             # 1.b: device bytes per permuted coefficient (flo
                                # index and segment key, the sort's buffers; then the gather and product)
 L1_BOX_BYTES = 3_000_000       # 1.c: upper bound per box of a chunk: gathered box, its padded copy, two half
                                # spectra (269 kB each), one product and its temporary, cuFFT work area
-L1_MAX_CHUNK_BOXES = 256       # 1.c: the largest chunk on a device (16.4 M voxels per batched FFT)
+L1_MAX_CHUNK_BOXES = 256       # 1.c, cuFFT engine: the largest chunk (16.4 M voxels per batched FFT)
 L1_KERNEL_BOX_BYTES = 269_640  # 1.c, raw-kernel engine: per box of a chunk, the two halves' plane transforms
                                # (2 × 20 × 40 × 21 complex64) and its three float64 shell sums (35 shells)
-L1_KERNEL_MAX_CHUNK = 4096     # 1.c, raw-kernel engine: the largest chunk (about four waves of resident blocks
+L1_KERNEL_MAX_CHUNK = 4096     # 1.c, raw-kernel engine: the largest chunk (about six waves of resident blocks
                                # on an H100; 1.1 GB of plane transforms)
+L1_KERNEL_MIN_CHUNK = 1024     # 1.c, raw-kernel engine: the smallest chunk the map's size sets (about 1.5 waves
+                               # of 660 resident blocks on an H100 or H200: 132 SMs × 5; 276 MB)
+L1_MIN_CHUNK_BOXES = 64        # 1.c: the smallest chunk of either engine, when the device has little room left
+L1_BOX_GRID = 8                # 1.c: a chunk's boxes cost at most this many bytes per voxel of the map above the
+                               # engine's floor (l1_box_chunk)
 L1_FSC_GROUP_ROWS = 32_768     # 1.c: boxes whose shell sums are kept on the device before one pass of the
                                # FSC and its crossings
 L1_FSC_ROW_BYTES = 3_000       # 1.c: per box of such a group: its shell sums (840 B), the FSC and the
@@ -141,13 +146,14 @@ BYTES_PER_VOXEL = {
     "1.b": {"input": 64 + L1_PERM_BYTES // L1_PERM_VOXELS, "fixed": L1_PERM_MIN * L1_PERM_BYTES},
     # 1.c: selection masks and nonzero's scan (step > 1: the lattice and its maximum filter), per selected
     # voxel (soft mask ≥ 0.5 ≈ the hard mask) the centre (int64), its (z, y, x) for the cuFFT engine (24 B) and
-    # the crossings (two float64, two int8); the boxes go in chunks: the raw-kernel engine (the default on a
-    # device) at most L1_KERNEL_MAX_CHUNK × L1_KERNEL_BOX_BYTES (1.1 GB) plus a group of L1_FSC_GROUP_ROWS
-    # FSCs and their crossings (98 MB), more than the cuFFT engine's L1_MAX_CHUNK_BOXES × L1_BOX_BYTES
-    # (stand-in: 0.83 MB per box, + its padded copy and cuFFT's work area on a device: ≈ 1.4 MB)
-    "1.c": {"input": 20, "mask": 52,
-            "fixed": max(L1_KERNEL_MAX_CHUNK * L1_KERNEL_BOX_BYTES + L1_FSC_GROUP_ROWS * L1_FSC_ROW_BYTES,
-                         L1_MAX_CHUNK_BOXES * L1_BOX_BYTES)},
+    # the crossings (two float64, two int8); the boxes go in chunks of L1_BOX_GRID bytes per voxel of the map
+    # (l1_box_chunk) above the engine's floor: the raw-kernel engine's (the default on a device)
+    # L1_KERNEL_MIN_CHUNK × L1_KERNEL_BOX_BYTES (276 MB) plus a group of L1_FSC_GROUP_ROWS FSCs and their
+    # crossings (98 MB), more than the cuFFT engine's L1_MIN_CHUNK_BOXES × L1_BOX_BYTES (stand-in: 0.83 MB per
+    # box, + its padded copy and cuFFT's work area on a device: ≈ 1.4 MB)
+    "1.c": {"input": 20 + L1_BOX_GRID, "mask": 52,
+            "fixed": max(L1_KERNEL_MIN_CHUNK * L1_KERNEL_BOX_BYTES + L1_FSC_GROUP_ROWS * L1_FSC_ROW_BYTES,
+                         L1_MIN_CHUNK_BOXES * L1_BOX_BYTES)},
     # 1.d: the whitened half spectra (rfftn, filtered in place: 8 B), the shell index and filter, then per
     # kernel the high-passed spectrum, the padded kernel, its spectrum (conjugated and multiplied in place)
     # and the inverse (+ C2R input copy and work area); per mask voxel the index (int32), the gathered
@@ -229,6 +235,17 @@ def l1_perm_chunk(grid_voxels: int) -> int:
     1.9 GB whatever its size.
     """
     return int(min(L1_PERM_CHUNK, max(L1_PERM_MIN, int(grid_voxels) // L1_PERM_VOXELS)))
+
+
+def l1_box_chunk(grid_voxels: int, box_bytes: int, least: int, most: int) -> int:
+    """Return how many 1.c boxes of ``box_bytes`` device bytes each go in one chunk, for a map of ``grid_voxels``.
+
+    As many as cost :data:`L1_BOX_GRID` bytes per voxel of the map, at least ``least`` (the engine's floor,
+    below which a launch no longer fills the device) and at most ``most``: a 384³ map's raw-kernel chunk is
+    453 MB (1,679 boxes) instead of 1.1 GB whatever the map's size.
+    """
+    fit = int(grid_voxels) * L1_BOX_GRID // max(int(box_bytes), 1)
+    return int(min(most, max(least, fit)))
 
 
 def l1_dir_summary_chunk(grid_voxels: int, ndir: int = 47) -> int:

@@ -55,6 +55,37 @@ def test_local_fsc_gpu_equals_cpu(sim, cpu_local_fsc, gpu, engine, monkeypatch):
 
 
 @pytest.mark.parametrize("engine", ["kernel", "cufft"])
+def test_local_fsc_chunk_follows_the_map(sim, gpu, engine, monkeypatch):
+    """Without a budget, a chunk holds L1_BOX_GRID = 8 B per voxel of the map's boxes above the engine's floor:
+    at 64³ (2.1 MB) that is the floor, 1,024 raw-kernel boxes (276 MB; 4,096 before) or 64 cuFFT boxes, not a
+    quarter of the device; ``$GPUVALID_DEVICE_BUDGET`` only ever lowers it (to 64 boxes at least)."""
+    from gpuvalid import memory
+    from gpuvalid.level1 import local_fsc as lf
+
+    h1, h2, hard, soft, truth = sim
+    name = "_kernel_rows" if engine == "kernel" else "_fft_rows"
+    seen, rows = [], getattr(lf, name)
+
+    def spy(be, a, b, centres, shape, chunk):
+        seen.append(chunk)
+        return rows(be, a, b, centres, shape, chunk)
+
+    monkeypatch.setattr(lf, name, spy)
+    box = lf.KERNEL_BOX_BYTES if engine == "kernel" else lf.BYTES_PER_BOX
+    floor = 1024 if engine == "kernel" else 64
+    monkeypatch.setenv(memory.ENV_BUDGET, "64GiB")
+    out = lf.local_fsc(gpu, h1, h2, soft, 1.0, step=2, engine=engine)
+    assert out["boxes"] > floor and seen[-1] == floor
+    if engine == "kernel":   # a quarter of what the budget leaves (the section's own arrays taken off): < 300
+        monkeypatch.setenv(memory.ENV_BUDGET, f"{4 * 300 * box + memory.used_bytes(gpu)}")
+        lf.local_fsc(gpu, h1, h2, soft, 1.0, step=2, engine=engine)
+        assert 64 < seen[-1] < 300
+    monkeypatch.setenv(memory.ENV_BUDGET, f"{box + memory.used_bytes(gpu)}")
+    lf.local_fsc(gpu, h1, h2, soft, 1.0, step=2, engine=engine)
+    assert seen[-1] == 64
+
+
+@pytest.mark.parametrize("engine", ["kernel", "cufft"])
 def test_local_fsc_gpu_step_equals_cpu_step(sim, cpu, gpu, engine):
     from gpuvalid.level1.local_fsc import local_fsc
 

@@ -62,9 +62,20 @@ def test_local_estimates_scale_with_voxels_and_mask():
         assert chunk == memory.L1_DIR_SUMMARY_MIN or chunk * pass_bytes <= memory.L1_DIR_SUMMARY_GRID * n ** 3
     assert memory.l1_dir_summary_chunk(128 ** 3) == memory.L1_DIR_SUMMARY_MIN          # 7,436 would fit
     assert memory.l1_dir_summary_chunk(384 ** 3) == memory.L1_DIR_SUMMARY_CHUNK        # 200,791 would fit
-    assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] >= max(
-        local_fsc.KERNEL_MAX_CHUNK * local_fsc.KERNEL_BOX_BYTES + local_fsc.GROUP_ROWS * memory.L1_FSC_ROW_BYTES,
-        local_fsc.MAX_CHUNK_BOXES * local_fsc.BYTES_PER_BOX)
+    # 1.c's chunk: within its engine's floor and cap, and within what the estimate allows at every size
+    group = local_fsc.GROUP_ROWS * memory.L1_FSC_ROW_BYTES
+    per = memory.BYTES_PER_VOXEL["1.c"]
+    for n in (32, 64, 128, 256, 384, 512, 768, 1024):
+        for least, most, box in ((local_fsc.KERNEL_MIN_CHUNK, local_fsc.KERNEL_MAX_CHUNK, local_fsc.KERNEL_BOX_BYTES),
+                                 (local_fsc.MIN_CHUNK_BOXES, local_fsc.MAX_CHUNK_BOXES, local_fsc.BYTES_PER_BOX)):
+            chunk = memory.l1_box_chunk(n ** 3, box, least, most)
+            assert least <= chunk <= most
+            assert chunk == least or chunk == most or chunk * box <= memory.L1_BOX_GRID * n ** 3
+            assert chunk * box + group <= per["fixed"] + memory.L1_BOX_GRID * n ** 3
+    kernel = (local_fsc.KERNEL_BOX_BYTES, local_fsc.KERNEL_MIN_CHUNK, local_fsc.KERNEL_MAX_CHUNK)
+    assert memory.l1_box_chunk(256 ** 3, *kernel) == 1024          # 8 B × 256³ / 269,640 B = 497.7: the floor
+    assert memory.l1_box_chunk(384 ** 3, *kernel) == 1679          # 1,679.9 boxes: 453 MB, not 1.1 GB
+    assert memory.l1_box_chunk(768 ** 3, *kernel) == 4096          # 13,439.6: the cap
     # 1.f at 256³ with a 10 % mask: 56 B per voxel + 103 B per mask voxel + the summaries' floor (18.5 MB)
     # + 256 MiB, about 1.3 GiB (fits any current GPU)
     est = memory.estimate_bytes("1.f", (256,) * 3, 1.0, 3.0, mask_voxels=256 ** 3 // 10)

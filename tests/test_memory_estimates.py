@@ -109,7 +109,7 @@ def test_level1_estimates_bound_the_device_peaks(gpu, data_dir, monkeypatch):
 
     The two chunks that trade memory for speed are held small, because at these sizes their full size
     would hide the per-voxel terms under a constant, and a chunk that is full at one size only would count as
-    growth: 1.c's boxes (the raw-kernel engine's chunk, ``local_fsc.KERNEL_MAX_CHUNK`` boxes of
+    growth: 1.c's boxes (the raw-kernel engine's chunk, ``local_fsc.KERNEL_MIN_CHUNK`` boxes of
     ``KERNEL_BOX_BYTES``, and its group of ``GROUP_ROWS`` FSCs) to 4 (the 10-voxel margin leaves 5 boxes at
     48³) and 1.b's permuted coefficients (``memory.l1_perm_chunk``, at least ``L1_PERM_MIN``) to 2¹⁸.  The
     estimates' fixed parts are scaled to the held chunks, and the full chunks are checked to be what the
@@ -121,7 +121,7 @@ def test_level1_estimates_bound_the_device_peaks(gpu, data_dir, monkeypatch):
     from gpuvalid.level1 import SECTIONS1, local_fsc
     from gpuvalid.level1.context import HalfMaps, Level1Context
 
-    assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] == (local_fsc.KERNEL_MAX_CHUNK * local_fsc.KERNEL_BOX_BYTES
+    assert memory.BYTES_PER_VOXEL["1.c"]["fixed"] == (local_fsc.KERNEL_MIN_CHUNK * local_fsc.KERNEL_BOX_BYTES
                                                       + local_fsc.GROUP_ROWS * memory.L1_FSC_ROW_BYTES)
     assert memory.BYTES_PER_VOXEL["1.b"]["fixed"] == memory.L1_PERM_MIN * memory.L1_PERM_BYTES
     for n in (64, 128, 384, 768, 1024):       # the chunk above its floor: within the per-voxel part
@@ -131,6 +131,7 @@ def test_level1_estimates_bound_the_device_peaks(gpu, data_dir, monkeypatch):
             memory.BYTES_PER_VOXEL["1.b"]["input"] - 64)
     boxes, perm = 4, 2 ** 18          # 1.c: 5 boxes at 48³ (the box's 10-voxel margin), 10,373 at 64³
     monkeypatch.setattr(local_fsc, "MIN_CHUNK_BOXES", boxes)
+    monkeypatch.setattr(local_fsc, "KERNEL_MIN_CHUNK", boxes)
     monkeypatch.setattr(local_fsc, "KERNEL_MAX_CHUNK", boxes)
     monkeypatch.setattr(local_fsc, "GROUP_ROWS", boxes)
     monkeypatch.setattr(memory, "L1_PERM_MIN", perm)

@@ -21,8 +21,9 @@ on a device): the two raw kernels of ``kernels/local_fsc.cu`` never form a padde
 removes the mean, tapers, and transforms each z-plane (x, then y), the second transforms along z and
 reduces straight to the shell sums, so a box costs 269 kB of device traffic instead of several MB.  The
 FSC curves and their crossings are computed on the backend's device, a group of boxes at a time.  Chunks
-are sized to a memory budget: on a device a quarter of what is free, at most ``L1_KERNEL_MAX_CHUNK`` boxes
-(``MAX_CHUNK_BOXES`` for cuFFT: a few hundred 40³ boxes already fill its batched FFT).  On the CPU an
+are sized to the map and to a memory budget: on a device ``L1_BOX_GRID`` bytes per voxel of the map (at least
+``L1_KERNEL_MIN_CHUNK`` boxes, at most ``L1_KERNEL_MAX_CHUNK``; for cuFFT at most ``MAX_CHUNK_BOXES``: a few
+hundred 40³ boxes already fill its batched FFT) and at most a quarter of what is free.  On the CPU an
 optional ``step`` computes the FSC on a lattice of every ``step``-th voxel (those within ``step`` voxels of
 the selection) and fills the selected voxels by trilinear interpolation of that lattice (missing lattice
 points take the nearest computed value).
@@ -42,8 +43,11 @@ from ..memory import (
     L1_FSC_GROUP_ROWS as GROUP_ROWS,
     L1_KERNEL_BOX_BYTES as KERNEL_BOX_BYTES,
     L1_KERNEL_MAX_CHUNK as KERNEL_MAX_CHUNK,
+    L1_KERNEL_MIN_CHUNK as KERNEL_MIN_CHUNK,
     L1_MAX_CHUNK_BOXES as MAX_CHUNK_BOXES,
+    L1_MIN_CHUNK_BOXES as MIN_CHUNK_BOXES,
     available_bytes,
+    l1_box_chunk,
 )
 from .shells import fsc_ratio
 
@@ -57,8 +61,6 @@ LO_CAP_A = 200.0
 VRS_FLOOR_A = 2.0
 MASK_LEVEL = 0.5
 CPU_BUDGET = 256 * 2**20
-MIN_CHUNK_BOXES = 64               # the smallest chunk on a device (the largest, MAX_CHUNK_BOXES, and the bytes
-                                   # per box, BYTES_PER_BOX, are gpuvalid.memory's, which its 1.c estimate uses)
 CPU_MAX_BOXES = 12_000             # automatic CPU step: the smallest step that keeps the boxes under this
 KERNELS = "local_fsc.cu"           # the raw-kernel engine (kernels/local_fsc.cu)
 PLANES_THREADS = 256               # lfsc_planes' block (its LPLANES_THREADS: a power of two)
@@ -213,11 +215,13 @@ def local_fsc(be: Backend, h1, h2, soft_mask, voxel_size: float, step: int | Non
         raise ValueError(f"unknown local-FSC engine {engine!r} (one of {', '.join(ENGINES)})")
     engine = engine if be.is_gpu else "fft"
     box_bytes = KERNEL_BOX_BYTES if engine == "kernel" else BYTES_PER_BOX
-    max_chunk = KERNEL_MAX_CHUNK if engine == "kernel" else MAX_CHUNK_BOXES
-    if budget_bytes is None:   # a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves
+    if budget_bytes is None:   # the map's share, within a quarter of what the device (or $GPUVALID_DEVICE_BUDGET) leaves
         avail = available_bytes(be)
+        floor, most = ((KERNEL_MIN_CHUNK, KERNEL_MAX_CHUNK) if engine == "kernel" else
+                       (MIN_CHUNK_BOXES, MAX_CHUNK_BOXES))
+        want = l1_box_chunk(math.prod(shape), box_bytes, floor, most)
         budget_bytes = CPU_BUDGET if avail is None else max(MIN_CHUNK_BOXES * box_bytes,
-                                                            min(avail // 4, max_chunk * box_bytes))
+                                                            min(avail // 4, want * box_bytes))
     chunk = int(max(8, min(nb, budget_bytes // box_bytes)))
     rows = (_kernel_rows(be, h1, h2, centres, shape, chunk) if engine == "kernel" else
             _fft_rows(be, h1, h2, centres, shape, chunk))
