@@ -197,6 +197,48 @@ def test_kernels_gpu_equal_cpu(cpu, gpu):
     assert np.mean(c[5] != g[5]) < 1e-4      # bin index: float32 ties at cell edges only
 
 
+def test_terms_weighted_in_place_are_the_same_sums(cpu):
+    """cross_power/power (one in-place addition) and the in-place weighted sums (shell_sum_of,
+    DirectionBins.sum_of) give, bit for bit, the float32 formulas and the sums of a weighted copy; the caller's
+    spectra are untouched."""
+    rng = np.random.default_rng(5)
+    shape = (20, 17, 16)
+    geo = shells.HalfSpectrum(cpu, shape, 1.3)
+    F1 = cpu.rfftn(rng.normal(size=shape).astype(np.float32)).astype(np.complex64)
+    F2 = cpu.rfftn(rng.normal(size=shape).astype(np.float32)).astype(np.complex64)
+    keep = F1.copy(), F2.copy()
+    cross = np.add(np.multiply(F1.real, F2.real), np.multiply(F1.imag, F2.imag))
+    p1 = np.add(np.multiply(F1.real, F1.real), np.multiply(F1.imag, F1.imag))
+    np.testing.assert_array_equal(shells.cross_power(F1, F2), cross)
+    np.testing.assert_array_equal(shells.power(F1), p1)
+    np.testing.assert_array_equal(shells.shell_sum_of(geo, shells.cross_power(F1, F2)),
+                                  shells.shell_sums(geo, cross)[0])
+    bins = shells.DirectionBins(geo)
+    np.testing.assert_array_equal(bins.sum_of(shells.power(F1)), bins.sums(p1))
+    np.testing.assert_array_equal(F1, keep[0])
+    np.testing.assert_array_equal(F2, keep[1])
+
+
+@pytest.mark.parametrize("shape", [(12, 14, 10), (11, 13, 9)])
+def test_ssnr_vrs_is_the_mean_ratio_over_the_full_spectrum(cpu, shape):
+    """The reference's SSNR from the half spectra (Hermitian weights, exact integer counts) is the plain mean of
+    |F1 + F2| / |F1 − F2| over the full spectrum's coefficients in shells int(r), r < N/2 (even and odd x)."""
+    rng = np.random.default_rng(6)
+    h1 = rng.normal(size=shape).astype(np.float32)
+    h2 = (0.7 * h1 + rng.normal(size=shape)).astype(np.float32)
+    F1 = cpu.rfftn(h1).astype(np.complex64)
+    F2 = cpu.rfftn(h2).astype(np.complex64)
+    radial, f = shells.ssnr_vrs(cpu, F1, F2, shape)
+    G1, G2 = np.fft.fftn(h1.astype(np.float64)), np.fft.fftn(h2.astype(np.float64))
+    k = [np.rint(np.fft.fftfreq(n) * n) for n in shape]      # integers (fftfreq(10)·10 holds 3.0000000000000004)
+    r = np.sqrt(k[0][:, None, None] ** 2 + k[1][None, :, None] ** 2 + k[2][None, None, :] ** 2)
+    ratio = np.abs(G1 + G2) / np.abs(G1 - G2)
+    nsh = shape[0] // 2
+    want = [ratio[np.floor(r) == i].mean() for i in range(nsh)]
+    assert np.array_equal(f, np.arange(nsh))
+    np.testing.assert_allclose(radial, want, rtol=2e-5)
+
+
 def test_direction_bins_by_slabs_are_the_one_piece_bins(cpu, monkeypatch):
     """The bin index made in z slabs (one plane at a time; three planes and a partial last slab) is, number for
     number, the index made in one piece, on an odd, non-cubic box."""

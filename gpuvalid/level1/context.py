@@ -181,7 +181,8 @@ class Level1Context:
         y = xp.arange(ny, dtype=xp.float32)[None, :, None] - ny // 2
         x = xp.arange(nx, dtype=xp.float32)[None, None, :] - nx // 2
         r = xp.sqrt(z * z + y * y + x * x)
-        return xp.where(r <= rad, xp.float32(1.0), xp.exp(-((r - rad) ** 2) / (2 * 2.0 ** 2))).astype(xp.float32)
+        return xp.where(r <= rad, xp.float32(1.0), xp.exp(-((r - rad) ** 2) / (2 * 2.0 ** 2))).astype(xp.float32,
+                                                                                                  copy=False)
 
     @property
     def mask(self):
@@ -213,9 +214,9 @@ class Level1Context:
         """``(cross, p1, p2)`` sums of the masked halves per (shell, direction bin): ``[3, nshell, nbins]``."""
         bins = self.direction_bins
         F1, F2 = self.M1, self.M2
-        # one per-coefficient array at a time (2 bytes per voxel each)
-        return np.concatenate([bins.sums(shells.cross_power(F1, F2)), bins.sums(shells.power(F1)),
-                               bins.sums(shells.power(F2))])
+        # one per-coefficient array at a time (2 bytes per voxel each), weighted in place
+        return np.concatenate([bins.sum_of(shells.cross_power(F1, F2)), bins.sum_of(shells.power(F1)),
+                               bins.sum_of(shells.power(F2))])
 
     @cached
     def direction_bins(self) -> shells.DirectionBins:

@@ -123,14 +123,27 @@ def shell_sums(geo: HalfSpectrum, *arrays) -> np.ndarray:
     return np.stack([geo._sum(geo.weight * a) for a in arrays])
 
 
+def shell_sum_of(geo: HalfSpectrum, term) -> np.ndarray:
+    """Full-spectrum sum per shell (``[nshell]`` float64, host) of a per-coefficient ``term`` the caller gives up.
+
+    ``term`` is weighted in place (the same products as :func:`shell_sums`, without a second array).
+    """
+    term *= geo.weight
+    return geo._sum(term)
+
+
 def cross_power(F1, F2):
-    """Return ``Re(F1·F2*)`` per coefficient (float32 for complex64 spectra)."""
-    return F1.real * F2.real + F1.imag * F2.imag
+    """Return ``Re(F1·F2*)`` per coefficient (float32 for complex64 spectra): two arrays alive, not three."""
+    out = F1.real * F2.real
+    out += F1.imag * F2.imag
+    return out
 
 
 def power(F):
-    """Return ``|F|²`` per coefficient (float32 for a complex64 spectrum)."""
-    return F.real * F.real + F.imag * F.imag
+    """Return ``|F|²`` per coefficient (float32 for a complex64 spectrum): two arrays alive, not three."""
+    out = F.real * F.real
+    out += F.imag * F.imag
+    return out
 
 
 @dataclass
@@ -160,9 +173,9 @@ def fsc_ratio(cross, p1, p2, xp=np):
 
 def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
     """Σ Re(F1 F2*), Σ|F1|², Σ|F2|² per shell (``FSC = cross/√(p1·p2)``), one per-coefficient term at a time."""
-    cross = shell_sums(geo, cross_power(F1, F2))[0]
-    p1 = shell_sums(geo, power(F1))[0]
-    p2 = shell_sums(geo, power(F2))[0]
+    cross = shell_sum_of(geo, cross_power(F1, F2))
+    p1 = shell_sum_of(geo, power(F1))
+    p2 = shell_sum_of(geo, power(F2))
     return FscTerms(cross, p1, p2, geo.counts())
 
 
@@ -185,10 +198,10 @@ def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
     ``Σ|S|²/Σ|Nz|² − 1`` with ``S = (F1+F2)/2``, ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``).
     """
     S = F1 + F2                       # complex sums are per component: the same numbers as real and imaginary
-    ps = shell_sums(geo, power(S))[0]
+    ps = shell_sum_of(geo, power(S))
     del S
     D = F1 - F2
-    pd = shell_sums(geo, power(D))[0]
+    pd = shell_sum_of(geo, power(D))
     del D
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pd > 0, ps / np.where(pd > 0, pd, 1.0) - 1.0, np.nan)
@@ -209,19 +222,25 @@ def ssnr_vrs(be: Backend, F1, F2, shape: tuple) -> tuple[np.ndarray, np.ndarray]
     kx = xp.asarray((np.fft.rfftfreq(nx) * nx).astype(np.float32))[None, None, :]
     r = xp.sqrt(kz * kz + ky * ky + kx * kx)
     nsh = n0 // 2
-    idx = xp.floor(r).astype(xp.int32)
-    idx = xp.where(r < nsh, idx, xp.int32(nsh))
+    idx = xp.where(r < nsh, xp.floor(r).astype(xp.int32), xp.int32(nsh))
+    del r
     wx = np.full(nx // 2 + 1, 2.0, dtype=np.float32)
-    wx[0] = 1.0
-    if nx % 2 == 0:
-        wx[-1] = 1.0
-    w = xp.broadcast_to(xp.asarray(wx)[None, None, :], r.shape)
-    num = xp.abs(F1 + F2)
+    once = [0] + ([nx // 2] if nx % 2 == 0 else [])      # the columns counted once (x = 0 and x = N/2)
+    wx[once] = 1.0
+    ratio = xp.abs(F1 + F2)                               # |S|/|Nz| in place: 0 where |Nz| = 0
     den = xp.abs(F1 - F2)
-    ratio = xp.where(den > 0, num / xp.where(den > 0, den, 1.0), 0.0).astype(xp.float32)
-    s = xp.bincount(idx.ravel(), weights=(w * ratio).ravel(), minlength=nsh + 1)
-    c = xp.bincount(idx.ravel(), weights=w.ravel().astype(xp.float32), minlength=nsh + 1)
-    s, c = be.to_host(s)[:nsh], be.to_host(c)[:nsh]
+    safe = xp.where(den > 0, den, 1.0)
+    ratio /= safe
+    del safe
+    ratio *= den > 0
+    del den
+    ratio = ratio.astype(xp.float32, copy=False)
+    ratio *= xp.asarray(wx)[None, None, :]                # Hermitian weights, in place
+    s = xp.bincount(idx.ravel(), weights=ratio.ravel(), minlength=nsh + 1)
+    del ratio
+    # the weights' sum per shell, exactly (integers): twice every coefficient, less the columns counted once
+    c = 2 * xp.bincount(idx.ravel(), minlength=nsh + 1) - xp.bincount(idx[:, :, once].ravel(), minlength=nsh + 1)
+    s, c = be.to_host(s)[:nsh], be.to_host(c)[:nsh].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         radial = np.where(c > 0, s / np.where(c > 0, c, 1), np.nan)
     return radial, np.arange(nsh, dtype=float)
@@ -356,14 +375,22 @@ class DirectionBins:
 
         Pass one array per call where memory matters (each call returns ``[1, nshell, nbins]``).
         """
+        return np.stack([self._binned(self.geo.weight * a) for a in arrays])
+
+    def sum_of(self, term) -> np.ndarray:
+        """Return :meth:`sums` of one per-coefficient ``term`` the caller gives up: ``[1, nshell, nbins]``.
+
+        ``term`` is weighted in place (the same products, without a second array).
+        """
+        term *= self.geo.weight
+        return self._binned(term)[None]
+
+    def _binned(self, weighted) -> np.ndarray:
+        """``[nshell, nbins]`` float64 (host) sums of an already weighted per-coefficient array."""
         geo = self.geo
-        xp = geo.be.xp
         n = geo.nshell * self.nbins
-        out = []
-        for a in arrays:
-            s = xp.bincount(self.index, weights=(geo.weight * a).ravel(), minlength=n + 1)[:n]
-            out.append(geo.be.to_host(s).astype(np.float64).reshape(geo.nshell, self.nbins))
-        return np.stack(out)
+        s = geo.be.xp.bincount(self.index, weights=weighted.ravel(), minlength=n + 1)[:n]
+        return geo.be.to_host(s).astype(np.float64).reshape(geo.nshell, self.nbins)
 
 
 def cone_weights(centres: np.ndarray, directions: np.ndarray, half_angle_deg: float,
