@@ -184,11 +184,23 @@ def summarise(res: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    work = Path(sys.argv[1] if len(sys.argv) > 1 else "fuzz_work")
-    res = run_corpus(work, sys.argv[2] if len(sys.argv) > 2 else "default")
+def main(argv: list[str] | None = None) -> dict:  # pragma: no cover
+    """``python -m tests.fuzz.runner [WORKDIR] [fast|default|all]``: run a corpus, print and save the outcomes."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tests.fuzz.runner", description=__doc__.splitlines()[0])
+    ap.add_argument("work", nargs="?", default="fuzz_work", help="folder for the corpus and the runs (new)")
+    ap.add_argument("subset", nargs="?", default="default", choices=("fast", "default", "all"))
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    res = run_corpus(work, a.subset)
     (work / "fuzz_results.json").write_text(json.dumps(res, indent=1))
     print(summarise(res))
     for o in res["outcomes"]:
         print(f"{o['name']:34s} rc={o['rc']!s:4s} {o['rss_kb'] / 1024:6.0f} MB {o['seconds']:5.1f} s  "
               f"{(o['stderr'].splitlines() or [''])[-1][:110]}")
+    return res
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
