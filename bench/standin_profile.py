@@ -3,6 +3,7 @@ CuPy stand-in (tests/standin; no GPU needed): what a GPU run would hold and move
 
     python bench/standin_profile.py --sizes 256 384 [--sections 0.e 0.f] [--top 5] [--level1] [--level1-run]
     python bench/standin_profile.py --sizes 128 --whole-run
+    python bench/standin_profile.py --sizes 384 --level1-run --sections 1.c --stub-local-fsc
     python bench/standin_profile.py --launches --sizes 384 [--level1]
 
 ``--launches`` counts instead what a GPU run's time is made of besides arithmetic: per section, the device
@@ -17,7 +18,9 @@ between sections): each section's high-water mark with what the context holds; 1
 names it (its raw kernels run as NumPy transcriptions on the stand-in: slow).  ``--whole-run`` runs the
 whole validation of those maps with their halves (``pipeline.validate``: the Level 0 sections, then Level 1 on
 what they leave in the primary map's context) and prints every section's high-water mark, per voxel of one
-half map; 1.c likewise only when ``--sections`` names it.
+half map; 1.c likewise only when ``--sections`` names it.  ``--stub-local-fsc`` replaces 1.c's two raw kernels
+by no-ops (every shell sum 1): its buffers are allocated as in a real run, but no FSC is computed, so 1.c's
+peak can be counted at 256³–384³ in seconds (its numbers then mean nothing).
 
 For each section (on a fresh context, as ``bench_e2e.run_sections``): the device high-water mark in bytes
 per voxel of the input map and of the larger of the input and 0.e's 1 Å working grid (the issue-14
@@ -185,6 +188,26 @@ def level1_launches(n: int, be, args) -> None:
     ctx0.release()
 
 
+def stub_local_fsc(be) -> None:
+    """Make ``be.kernel`` return no-ops for ``kernels/local_fsc.cu``: ``lfsc_planes`` leaves its planes as they
+    are and ``lfsc_shells`` sets every shell sum to 1 (every FSC 1), so that 1.c allocates what it does in a
+    real run without the stand-in's NumPy transcription of the kernels (3,000 s at 256³)."""
+    from gpuvalid.level1.local_fsc import KERNELS
+
+    real = type(be).kernel
+
+    def kernel(self, filename, name, *a, **k):
+        if filename != KERNELS:
+            return real(self, filename, name, *a, **k)
+
+        def noop(grid, block, args):
+            if name == "lfsc_shells":
+                args[2].fill(1.0)
+        return noop
+
+    type(be).kernel = kernel
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256])
@@ -197,8 +220,12 @@ def main(argv=None) -> int:
                     help="also the Level 1 sections through one run_level1 (its order and what it frees)")
     ap.add_argument("--whole-run", action="store_true",
                     help="only the whole validation with half maps (Level 0, then Level 1), every section's peak")
+    ap.add_argument("--stub-local-fsc", action="store_true",
+                    help="1.c's raw kernels as no-ops: its device memory only, its numbers meaningless")
     args = ap.parse_args(argv)
     be = standin.install()
+    if args.stub_local_fsc:
+        stub_local_fsc(be)
     if args.launches:
         return launches(args, be)
     if args.whole_run:

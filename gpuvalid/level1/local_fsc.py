@@ -149,11 +149,22 @@ def _selected(be: Backend, soft_mask, shape, step: int):
     if step > 1:
         sel = be.ndimage.maximum_filter(sel.astype(xp.uint8), size=2 * step - 1) > 0
     half = BOX // 2
-    inner = xp.zeros(shape, dtype=bool)
-    inner[half:shape[0] - half + 1, half:shape[1] - half + 1, half:shape[2] - half + 1] = True
+    _clear_margin(sel, half)
     lat = xp.zeros(shape, dtype=bool)
     lat[half::step, half::step, half::step] = True
-    return xp.flatnonzero((sel & inner & lat).ravel())
+    sel &= lat
+    del lat
+    return xp.flatnonzero(sel.ravel())
+
+
+def _clear_margin(mask, half: int) -> None:
+    """Set ``mask`` False (in place) outside ``half ≤ i ≤ n − half`` along every axis: no box there fits the map."""
+    for axis, n in enumerate(mask.shape):
+        lo = [slice(None)] * mask.ndim
+        hi = [slice(None)] * mask.ndim
+        lo[axis], hi[axis] = slice(0, half), slice(n - half + 1, None)
+        mask[tuple(lo)] = False
+        mask[tuple(hi)] = False
 
 
 def auto_step(n_voxels: int, is_gpu: bool, max_boxes: int = CPU_MAX_BOXES) -> int:
@@ -194,9 +205,7 @@ def local_fsc(be: Backend, h1, h2, soft_mask, voxel_size: float, step: int | Non
     sm = be.asarray(soft_mask, dtype=xp.float32)
     target = (sm >= MASK_LEVEL)
     half = BOX // 2
-    inner = xp.zeros(shape, dtype=bool)
-    inner[half:shape[0] - half + 1, half:shape[1] - half + 1, half:shape[2] - half + 1] = True
-    target &= inner
+    _clear_margin(target, half)
     n_target = int(be.to_host(xp.count_nonzero(target)))
     if n_target == 0:
         raise NotMeasurable(f"no voxel of the soft mask ≥ {MASK_LEVEL:g} lies at least {half} voxels from the "
@@ -205,6 +214,8 @@ def local_fsc(be: Backend, h1, h2, soft_mask, voxel_size: float, step: int | Non
         step = auto_step(n_target, be.is_gpu)
     step = max(1, int(step))
     centres = _selected(be, sm, shape, step) if step > 1 else xp.flatnonzero(target.ravel())
+    tgt_host = be.to_host(target).astype(bool)     # the selection is read on the host only from here on
+    del target, sm
     nb = int(centres.size)
     nsh = shell_matrix_size()
     freq = np.arange(nsh) / (PAD * voxel_size)
@@ -248,7 +259,6 @@ def local_fsc(be: Backend, h1, h2, soft_mask, voxel_size: float, step: int | Non
             vres = np.where(np.isfinite(last), 1.0 / np.maximum(np.nan_to_num(last), 1e-12),
                             np.where(vcode == 2, vfloor, LO_CAP_A))
         vres = np.clip(vres, vfloor, LO_CAP_A)
-    tgt_host = be.to_host(target).astype(bool)
     cen_host = be.to_host(centres)
     out = {"step": step, "boxes": nb, "selected": tgt_host, "engine": engine,
            "below_first_fraction": float(np.mean(code == 1)) if nb else 0.0,
