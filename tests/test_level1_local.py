@@ -129,6 +129,33 @@ def test_local_fsc_two_regions(sim, be):
     assert v.min() >= 2.0 - 1e-6   # the reference's 2 Å floor
 
 
+@pytest.mark.parametrize("step", [1, 3])
+def test_local_fsc_centres_fit_their_boxes(cpu, step):
+    """The box centres are the soft-mask voxels ≥ 0.5 (step 1), or the lattice c ≡ 10 (mod step) within step − 1
+    voxels of one, whose 20³ box c − 10 … c + 9 lies inside the map: written out per voxel on a non-cubic box."""
+    from gpuvalid.level1 import local_fsc as lf
+
+    shape = (31, 26, 23)
+    rng = np.random.default_rng(7)
+    soft = rng.random(shape).astype(np.float32)
+    got = lf._selected(cpu, soft, shape, step) if step > 1 else None
+    sel = soft >= 0.5
+    if step > 1:   # within step − 1 voxels (chessboard) of a selected voxel
+        near = np.zeros(shape, dtype=bool)
+        for z, y, x in zip(*np.nonzero(sel)):
+            near[max(z - step + 1, 0):z + step, max(y - step + 1, 0):y + step, max(x - step + 1, 0):x + step] = True
+        sel = near
+    idx = np.indices(shape)
+    fits = np.all([(i - 10 >= 0) & (i + 9 <= n - 1) for i, n in zip(idx, shape)], axis=0)
+    on_lattice = np.all([(i - 10) % step == 0 for i in idx], axis=0)
+    want = np.flatnonzero(sel & fits & on_lattice)
+    if step == 1:
+        target = soft >= 0.5
+        lf._clear_margin(target, 10)
+        got = np.flatnonzero(target)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_crossings_first_and_last():
     """First vs last crossing of a curve that dips below 0.5 and comes back (hand-computed)."""
     from gpuvalid.level1.local_fsc import crossings
