@@ -198,9 +198,9 @@ def test_kernels_gpu_equal_cpu(cpu, gpu):
 
 
 def test_terms_weighted_in_place_are_the_same_sums(cpu):
-    """cross_power/power (one in-place addition) and the in-place weighted sums (shell_sum_of,
-    DirectionBins.sum_of) give, bit for bit, the float32 formulas and the sums of a weighted copy; the caller's
-    spectra are untouched."""
+    """cross_power/power (one in-place addition) and the sums that weight their terms in place (shell_sums,
+    DirectionBins.sums) give, bit for bit, the float32 formulas and the bincount of a weighted copy; the
+    caller's spectra are untouched."""
     rng = np.random.default_rng(5)
     shape = (20, 17, 16)
     geo = shells.HalfSpectrum(cpu, shape, 1.3)
@@ -211,10 +211,13 @@ def test_terms_weighted_in_place_are_the_same_sums(cpu):
     p1 = np.add(np.multiply(F1.real, F1.real), np.multiply(F1.imag, F1.imag))
     np.testing.assert_array_equal(shells.cross_power(F1, F2), cross)
     np.testing.assert_array_equal(shells.power(F1), p1)
-    np.testing.assert_array_equal(shells.shell_sum_of(geo, shells.cross_power(F1, F2)),
-                                  shells.shell_sums(geo, cross)[0])
+    w = np.broadcast_to(geo.weight, geo.half_shape)
+    want = np.bincount(geo.shell.ravel(), weights=(w * cross).ravel(), minlength=geo.nshell + 1)[:geo.nshell]
+    np.testing.assert_array_equal(shells.shell_sums(geo, shells.cross_power(F1, F2))[0], want)
     bins = shells.DirectionBins(geo)
-    np.testing.assert_array_equal(bins.sum_of(shells.power(F1)), bins.sums(p1))
+    n = geo.nshell * bins.nbins
+    want = np.bincount(bins.index, weights=(w * p1).ravel(), minlength=n + 1)[:n].reshape(geo.nshell, bins.nbins)
+    np.testing.assert_array_equal(bins.sums(shells.power(F1))[0], want)
     np.testing.assert_array_equal(F1, keep[0])
     np.testing.assert_array_equal(F2, keep[1])
 

@@ -215,8 +215,8 @@ class Level1Context:
         bins = self.direction_bins
         F1, F2 = self.M1, self.M2
         # one per-coefficient array at a time (2 bytes per voxel each), weighted in place
-        return np.concatenate([bins.sum_of(shells.cross_power(F1, F2)), bins.sum_of(shells.power(F1)),
-                               bins.sum_of(shells.power(F2))])
+        return np.concatenate([bins.sums(shells.cross_power(F1, F2)), bins.sums(shells.power(F1)),
+                               bins.sums(shells.power(F2))])
 
     @cached
     def direction_bins(self) -> shells.DirectionBins:

@@ -8,7 +8,7 @@ CuPy):
   discarded bin, and the Hermitian weights (columns ``x = 0`` and ``x = N/2`` once, the others twice) so
   that half-spectrum sums equal full-spectrum sums;
 - :func:`shell_sums`: segmented reductions (``bincount`` with weights, float64 accumulation) of any
-  per-coefficient quantity;
+  per-coefficient quantity (weighted in place: the caller gives its terms up);
 - :class:`DirectionBins`: the unit direction of every coefficient, folded onto the hemisphere (a
   coefficient and its Friedel mate share an axis) and binned on an equiangular cube map; per
   ``(shell, bin)`` sums then give directional (cone-weighted) sums for any set of cones as one matrix
@@ -118,18 +118,17 @@ class HalfSpectrum:
         return order, starts.astype(np.int64)
 
 
-def shell_sums(geo: HalfSpectrum, *arrays) -> np.ndarray:
-    """Full-spectrum sums per shell of each half-spectrum array: ``[len(arrays), nshell]`` float64 (host)."""
-    return np.stack([geo._sum(geo.weight * a) for a in arrays])
+def shell_sums(geo: HalfSpectrum, *terms) -> np.ndarray:
+    """Full-spectrum sums per shell of each per-coefficient half-spectrum term: ``[len(terms), nshell]`` float64.
 
-
-def shell_sum_of(geo: HalfSpectrum, term) -> np.ndarray:
-    """Full-spectrum sum per shell (``[nshell]`` float64, host) of a per-coefficient ``term`` the caller gives up.
-
-    ``term`` is weighted in place (the same products as :func:`shell_sums`, without a second array).
+    The caller gives the terms up: each is multiplied in place by the Hermitian weights (no second array of
+    the half grid's size).  Returned on the host.
     """
-    term *= geo.weight
-    return geo._sum(term)
+    out = []
+    for t in terms:
+        t *= geo.weight
+        out.append(geo._sum(t))
+    return np.stack(out)
 
 
 def cross_power(F1, F2):
@@ -173,9 +172,9 @@ def fsc_ratio(cross, p1, p2, xp=np):
 
 def fsc_terms(geo: HalfSpectrum, F1, F2) -> FscTerms:
     """Σ Re(F1 F2*), Σ|F1|², Σ|F2|² per shell (``FSC = cross/√(p1·p2)``), one per-coefficient term at a time."""
-    cross = shell_sum_of(geo, cross_power(F1, F2))
-    p1 = shell_sum_of(geo, power(F1))
-    p2 = shell_sum_of(geo, power(F2))
+    cross = shell_sums(geo, cross_power(F1, F2))[0]
+    p1 = shell_sums(geo, power(F1))[0]
+    p2 = shell_sums(geo, power(F2))[0]
     return FscTerms(cross, p1, p2, geo.counts())
 
 
@@ -198,10 +197,10 @@ def ssnr(geo: HalfSpectrum, F1, F2) -> np.ndarray:
     ``Σ|S|²/Σ|Nz|² − 1`` with ``S = (F1+F2)/2``, ``Nz = (F1−F2)/2`` (``E|S|² = |s|² + σ²/2``, ``E|Nz|² = σ²/2``).
     """
     S = F1 + F2                       # complex sums are per component: the same numbers as real and imaginary
-    ps = shell_sum_of(geo, power(S))
+    ps = shell_sums(geo, power(S))[0]
     del S
     D = F1 - F2
-    pd = shell_sum_of(geo, power(D))
+    pd = shell_sums(geo, power(D))[0]
     del D
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pd > 0, ps / np.where(pd > 0, pd, 1.0) - 1.0, np.nan)
@@ -370,27 +369,20 @@ class DirectionBins:
         shell = geo.shell[zs]
         return xp.where(shell < geo.nshell, shell * self.nbins + b, xp.int32(geo.nshell * self.nbins)).astype(xp.int32)
 
-    def sums(self, *arrays) -> np.ndarray:
-        """``[len(arrays), nshell, nbins]`` float64 (host) sums of each weighted array per (shell, bin).
+    def sums(self, *terms) -> np.ndarray:
+        """``[len(terms), nshell, nbins]`` float64 (host) sums of each Hermitian-weighted term per (shell, bin).
 
-        Pass one array per call where memory matters (each call returns ``[1, nshell, nbins]``).
+        As :func:`shell_sums`, the caller gives the terms up (each is weighted in place).  Pass one term per call
+        where memory matters (each call returns ``[1, nshell, nbins]``).
         """
-        return np.stack([self._binned(self.geo.weight * a) for a in arrays])
-
-    def sum_of(self, term) -> np.ndarray:
-        """Return :meth:`sums` of one per-coefficient ``term`` the caller gives up: ``[1, nshell, nbins]``.
-
-        ``term`` is weighted in place (the same products, without a second array).
-        """
-        term *= self.geo.weight
-        return self._binned(term)[None]
-
-    def _binned(self, weighted) -> np.ndarray:
-        """``[nshell, nbins]`` float64 (host) sums of an already weighted per-coefficient array."""
         geo = self.geo
         n = geo.nshell * self.nbins
-        s = geo.be.xp.bincount(self.index, weights=weighted.ravel(), minlength=n + 1)[:n]
-        return geo.be.to_host(s).astype(np.float64).reshape(geo.nshell, self.nbins)
+        out = []
+        for t in terms:
+            t *= geo.weight
+            s = geo.be.xp.bincount(self.index, weights=t.ravel(), minlength=n + 1)[:n]
+            out.append(geo.be.to_host(s).astype(np.float64).reshape(geo.nshell, self.nbins))
+        return np.stack(out)
 
 
 def cone_weights(centres: np.ndarray, directions: np.ndarray, half_angle_deg: float,
